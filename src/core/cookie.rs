@@ -1,0 +1,47 @@
+//! Cookies the component asks the caller to set: always HttpOnly and
+//! SameSite=Lax (WeCom's redirect back is a top-level GET, which Lax allows),
+//! Secure on https origins, scoped to the login routes where possible.
+
+pub const PRE_AUTH_COOKIE: &str = "wecom_auth_login";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    pub name: String,
+    pub value: String,
+    pub max_age_seconds: u32,
+    pub set_cookie: String,
+}
+
+impl Cookie {
+    /// `value` must already consist of cookie octets.
+    pub fn new(name: &str, value: String, max_age_seconds: u32, path: &str, secure: bool) -> Self {
+        let secure = if secure { "; Secure" } else { "" };
+        let set_cookie = format!(
+            "{name}={value}; Max-Age={max_age_seconds}; Path={path}; HttpOnly; SameSite=Lax{secure}"
+        );
+        Cookie {
+            name: name.to_owned(),
+            value,
+            max_age_seconds,
+            set_cookie,
+        }
+    }
+
+    /// A cookie that removes `name` from the browser.
+    pub fn cleared(name: &str, path: &str, secure: bool) -> Self {
+        Cookie::new(name, String::new(), 0, path, secure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cookie_carries_every_protective_attribute() {
+        let c = Cookie::new("n", "v".into(), 600, "/auth/wecom", true);
+        assert_eq!(c.set_cookie, "n=v; Max-Age=600; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure");
+        let plain = Cookie::cleared("n", "/", false);
+        assert_eq!(plain.set_cookie, "n=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax");
+    }
+}

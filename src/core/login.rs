@@ -1,0 +1,322 @@
+//! The login steps on top of settings, browser detection, state and URLs:
+//! what the exported functions do, minus the WIT types and WASI calls.
+
+use std::fmt;
+
+use super::browser::{self, Language, MAX_USER_AGENT};
+use super::cookie::{Cookie, PRE_AUTH_COOKIE};
+use super::return_path::{self, MAX_RETURN_PATH};
+use super::settings::{Authenticator, SettingsError};
+use super::state::{self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState};
+use super::urls;
+
+/// WeCom codes are at most 512 bytes.
+pub const MAX_CODE: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginFlow {
+    InClient,
+    Web,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WecomError {
+    pub errcode: i32,
+    pub errmsg: String,
+    pub hint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    InvalidSettings(SettingsError),
+    BadRequest { field: &'static str, message: String },
+    StateRejected(StateRejection),
+    Wecom(WecomError),
+    WecomUnavailable(String),
+    Unsupported(String),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::InvalidSettings(e) => write!(f, "invalid settings: {e}"),
+            AuthError::BadRequest { field, message } => write!(f, "bad request: {field} {message}"),
+            AuthError::StateRejected(r) => write!(f, "login state rejected: {r:?}"),
+            AuthError::Wecom(e) => write!(f, "WeCom errcode {}: {} ({})", e.errcode, e.errmsg, e.hint),
+            AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
+            AuthError::Unsupported(what) => write!(f, "unsupported: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Checks one authenticator for a single call: the first problem is the error.
+pub fn checked(settings: &super::settings::Settings) -> Result<Authenticator, AuthError> {
+    settings
+        .check()
+        .map_err(|mut problems| AuthError::InvalidSettings(problems.swap_remove(0)))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizeRequest {
+    pub user_agent: String,
+    pub return_to: Option<String>,
+    pub force_flow: Option<LoginFlow>,
+    pub language: Option<Language>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub url: String,
+    pub flow: LoginFlow,
+    pub pre_auth_cookie: Cookie,
+    pub return_to: String,
+}
+
+/// Starts a login: in-client OAuth inside WeCom, web login elsewhere, unless forced.
+pub fn authorize(
+    authenticator: &Authenticator,
+    request: &AuthorizeRequest,
+    now: u64,
+    random: &[u8; RANDOM_BYTES],
+) -> Result<Authorization, AuthError> {
+    bounded("user-agent", &request.user_agent, MAX_USER_AGENT)?;
+    let browser = browser::detect(&request.user_agent);
+    let flow = request.force_flow.unwrap_or(if browser.client.is_wecom() {
+        LoginFlow::InClient
+    } else {
+        LoginFlow::Web
+    });
+    let return_to = request
+        .return_to
+        .as_deref()
+        .filter(|path| path.len() <= MAX_RETURN_PATH)
+        .and_then(return_path::sanitize)
+        .unwrap_or_else(|| authenticator.redirect_path.clone());
+    let issued = state::issue(authenticator, &return_to, now, random);
+    let url = match flow {
+        LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
+        LoginFlow::Web => {
+            urls::web_login_url(authenticator, &issued.state, request.language.or(browser.language))
+        }
+    };
+    let pre_auth_cookie = Cookie::new(
+        PRE_AUTH_COOKIE,
+        issued.pre_auth_cookie,
+        authenticator.state_lifetime,
+        &authenticator.route_prefix,
+        authenticator.is_https(),
+    );
+    Ok(Authorization {
+        url,
+        flow,
+        pre_auth_cookie,
+        return_to,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CallbackRequest {
+    pub code: String,
+    pub state: String,
+    pub pre_auth_cookie: Option<String>,
+    pub user_agent: String,
+}
+
+/// The first step of a callback: bounded inputs and a state that verifies
+/// against this browser's pre-auth cookie.
+pub fn verify_callback(
+    authenticator: &Authenticator,
+    request: &CallbackRequest,
+    now: u64,
+) -> Result<VerifiedState, AuthError> {
+    bounded("code", &request.code, MAX_CODE)?;
+    if request.code.is_empty() {
+        return Err(AuthError::BadRequest {
+            field: "code",
+            message: "is missing: WeCom did not return a code (the member may have cancelled)".into(),
+        });
+    }
+    if !request.code.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::BadRequest {
+            field: "code",
+            message: "holds characters no WeCom code has".into(),
+        });
+    }
+    bounded("state", &request.state, MAX_STATE)?;
+    bounded("user-agent", &request.user_agent, MAX_USER_AGENT)?;
+    if let Some(cookie) = &request.pre_auth_cookie {
+        bounded("pre-auth-cookie", cookie, MAX_PRE_AUTH_COOKIE)?;
+    }
+    state::verify(
+        authenticator,
+        &request.state,
+        request.pre_auth_cookie.as_deref(),
+        now,
+    )
+    .map_err(AuthError::StateRejected)
+}
+
+/// The cookie that removes the pre-auth cookie once a callback is done with it.
+pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
+    Cookie::cleared(PRE_AUTH_COOKIE, &authenticator.route_prefix, authenticator.is_https())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomepageLinks {
+    pub callback_url: String,
+    pub desktop_homepage: String,
+    pub mobile_homepage: String,
+    pub plain_homepage: Option<String>,
+}
+
+/// What the admin pastes into the WeCom console. Both homepages go through the
+/// login route, which picks in-client OAuth inside WeCom and web login in a
+/// system browser (the desktop client may open links in either).
+pub fn homepage_links(authenticator: &Authenticator) -> HomepageLinks {
+    let login = urls::login_route_url(authenticator);
+    HomepageLinks {
+        callback_url: urls::callback_url(authenticator),
+        desktop_homepage: login.clone(),
+        mobile_homepage: format!("{login}&flow=in-client"),
+        plain_homepage: authenticator
+            .auto_login
+            .then(|| format!("{}{}", authenticator.origin, authenticator.redirect_path)),
+    }
+}
+
+fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), AuthError> {
+    if value.len() > max {
+        return Err(AuthError::BadRequest {
+            field,
+            message: format!("is {} bytes, more than the {max} allowed", value.len()),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::settings::tests::sample;
+
+    const NOW: u64 = 1_790_000_000;
+    const RANDOM: [u8; RANDOM_BYTES] = [9; RANDOM_BYTES];
+    const WECOM_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/en";
+    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
+
+    fn corp() -> Authenticator {
+        sample("corp").check().unwrap()
+    }
+
+    fn request(user_agent: &str, return_to: Option<&str>) -> AuthorizeRequest {
+        AuthorizeRequest {
+            user_agent: user_agent.into(),
+            return_to: return_to.map(Into::into),
+            ..AuthorizeRequest::default()
+        }
+    }
+
+    #[test]
+    fn wecom_browsers_get_in_client_oauth_and_others_web_login() {
+        let a = corp();
+        let inside = authorize(&a, &request(WECOM_IPHONE, None), NOW, &RANDOM).unwrap();
+        assert_eq!(inside.flow, LoginFlow::InClient);
+        assert!(inside.url.starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?"));
+        let outside = authorize(&a, &request(CHROME, None), NOW, &RANDOM).unwrap();
+        assert_eq!(outside.flow, LoginFlow::Web);
+        assert!(outside.url.starts_with("https://login.work.weixin.qq.com/wwlogin/sso/login?"));
+        assert!(!outside.url.contains("lang="));
+    }
+
+    #[test]
+    fn a_forced_flow_wins_and_the_ua_language_reaches_web_login() {
+        let forced = AuthorizeRequest {
+            force_flow: Some(LoginFlow::Web),
+            ..request(WECOM_IPHONE, None)
+        };
+        let auth = authorize(&corp(), &forced, NOW, &RANDOM).unwrap();
+        assert_eq!(auth.flow, LoginFlow::Web);
+        assert!(auth.url.ends_with("&lang=en"));
+    }
+
+    #[test]
+    fn the_pre_auth_cookie_is_scoped_protected_and_lives_as_long_as_the_state() {
+        let auth = authorize(&corp(), &request(CHROME, Some("/x")), NOW, &RANDOM).unwrap();
+        let cookie = &auth.pre_auth_cookie;
+        assert_eq!(cookie.name, PRE_AUTH_COOKIE);
+        assert_eq!(cookie.max_age_seconds, 600);
+        assert!(cookie.set_cookie.ends_with("; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure"));
+        assert_eq!(auth.return_to, "/x");
+        assert!(!auth.url.contains("%2Fx") && !auth.url.contains("secret"));
+    }
+
+    #[test]
+    fn an_unsafe_return_path_becomes_the_redirect_path() {
+        let mut s = sample("corp");
+        s.redirect_path = Some("/home".into());
+        let a = s.check().unwrap();
+        let auth = authorize(&a, &request(CHROME, Some("//evil.com")), NOW, &RANDOM).unwrap();
+        assert_eq!(auth.return_to, "/home");
+    }
+
+    #[test]
+    fn a_callback_round_trip_verifies_and_returns_the_path() {
+        let a = corp();
+        let auth = authorize(&a, &request(CHROME, Some("/reports?q=1")), NOW, &RANDOM).unwrap();
+        let state = auth.url.split("state=").nth(1).unwrap().to_owned();
+        let callback = CallbackRequest {
+            code: "CODE".into(),
+            state,
+            pre_auth_cookie: Some(auth.pre_auth_cookie.value.clone()),
+            user_agent: CHROME.into(),
+        };
+        assert_eq!(verify_callback(&a, &callback, NOW + 1).unwrap().return_to, "/reports?q=1");
+    }
+
+    #[test]
+    fn oversized_or_missing_inputs_name_their_field() {
+        let a = corp();
+        let long_ua = "x".repeat(MAX_USER_AGENT + 1);
+        let Err(AuthError::BadRequest { field, .. }) =
+            authorize(&a, &request(&long_ua, None), NOW, &RANDOM)
+        else {
+            panic!("a huge UA must be refused");
+        };
+        assert_eq!(field, "user-agent");
+        let base = CallbackRequest {
+            code: "C".into(),
+            state: "s".into(),
+            ..CallbackRequest::default()
+        };
+        for (request, expected) in [
+            (CallbackRequest { code: "c".repeat(513), ..base.clone() }, "code"),
+            (CallbackRequest { code: String::new(), ..base.clone() }, "code"),
+            (CallbackRequest { code: "a b".into(), ..base.clone() }, "code"),
+            (CallbackRequest { state: "s".repeat(129), ..base.clone() }, "state"),
+            (CallbackRequest { pre_auth_cookie: Some("c".repeat(4097)), ..base.clone() }, "pre-auth-cookie"),
+        ] {
+            match verify_callback(&a, &request, NOW) {
+                Err(AuthError::BadRequest { field, .. }) => assert_eq!(field, expected),
+                other => panic!("{expected}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn homepage_links_point_at_the_login_route() {
+        let mut s = sample("corp");
+        s.auto_login = true;
+        s.redirect_path = Some("/app".into());
+        let links = homepage_links(&s.check().unwrap());
+        assert_eq!(links.callback_url, "https://apps.example.com/auth/wecom/callback");
+        assert_eq!(links.desktop_homepage, "https://apps.example.com/auth/wecom/login?authenticator=corp");
+        assert_eq!(
+            links.mobile_homepage,
+            "https://apps.example.com/auth/wecom/login?authenticator=corp&flow=in-client"
+        );
+        assert_eq!(links.plain_homepage.as_deref(), Some("https://apps.example.com/app"));
+        assert_eq!(homepage_links(&corp()).plain_homepage, None);
+    }
+}

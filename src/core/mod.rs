@@ -1,0 +1,10 @@
+//! The pure core: plain Rust, no WIT and no WASI. Time and randomness come in
+//! as arguments, so every rule here is unit-tested natively.
+
+pub mod browser;
+pub mod cookie;
+pub mod login;
+pub mod return_path;
+pub mod settings;
+pub mod state;
+pub mod urls;

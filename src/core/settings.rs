@@ -1,0 +1,546 @@
+//! Authenticator settings: what the caller passes, checked into what the rest of
+//! the core uses. Every error names the authenticator and the field.
+
+use std::fmt;
+
+use url::Url;
+
+use super::return_path;
+
+pub const DEFAULT_API_BASE: &str = "https://qyapi.weixin.qq.com";
+pub const DEFAULT_OAUTH_BASE: &str = "https://open.weixin.qq.com";
+pub const DEFAULT_SSO_BASE: &str = "https://login.work.weixin.qq.com";
+pub const DEFAULT_ROUTE_PREFIX: &str = "/auth/wecom";
+pub const DEFAULT_REDIRECT_PATH: &str = "/";
+pub const DEFAULT_SESSION_LIFETIME: u32 = 8 * 3600;
+pub const DEFAULT_STATE_LIFETIME: u32 = 10 * 60;
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+pub const MAX_SIGNING_KEYS: usize = 8;
+const SESSION_LIFETIME_RANGE: (u32, u32) = (60, 30 * 24 * 3600);
+const STATE_LIFETIME_RANGE: (u32, u32) = (60, 3600);
+
+/// A secret string: usable, never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub id: String,
+    pub secret: Secret,
+}
+
+/// The settings as the caller gives them (mirrors the WIT `settings` record).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub name: String,
+    pub corp_id: String,
+    pub agent_id: String,
+    pub secret: Secret,
+    pub origin: String,
+    pub redirect_path: Option<String>,
+    pub auto_login: bool,
+    pub auto_signup: bool,
+    pub api_base: Option<String>,
+    pub oauth_base: Option<String>,
+    pub sso_base: Option<String>,
+    pub signing_keys: Vec<SigningKey>,
+    pub session_lifetime_seconds: Option<u32>,
+    pub state_lifetime_seconds: Option<u32>,
+    pub route_prefix: Option<String>,
+}
+
+/// Checked settings with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticator {
+    pub name: String,
+    pub corp_id: String,
+    pub agent_id: String,
+    pub secret: Secret,
+    /// `scheme://host[:port]`, no trailing slash.
+    pub origin: String,
+    pub redirect_path: String,
+    pub auto_login: bool,
+    pub auto_signup: bool,
+    /// Bases without a trailing slash.
+    pub api_base: String,
+    pub oauth_base: String,
+    pub sso_base: String,
+    /// Never empty; the first one signs.
+    pub signing_keys: Vec<SigningKey>,
+    pub session_lifetime: u32,
+    pub state_lifetime: u32,
+    pub route_prefix: String,
+}
+
+impl Authenticator {
+    /// Whether cookies get the `Secure` attribute.
+    pub fn is_https(&self) -> bool {
+        self.origin.starts_with("https://")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub authenticator: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "authenticator {:?}, field {}: {}",
+            self.authenticator, self.field, self.message
+        )
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// Collects the problems of one authenticator.
+struct Problems<'a> {
+    authenticator: &'a str,
+    found: Vec<SettingsError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.found.push(SettingsError {
+            authenticator: self.authenticator.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Settings {
+    /// Checks one authenticator; returns every problem found.
+    pub fn check(&self) -> Result<Authenticator, Vec<SettingsError>> {
+        let mut problems = Problems {
+            authenticator: &self.name,
+            found: Vec::new(),
+        };
+        check_identifier(&mut problems, "name", &self.name, 64);
+        check_corp_id(&mut problems, &self.corp_id);
+        if self.agent_id.is_empty() {
+            problems.add("agent-id", "is empty: copy the AgentId from 应用管理 → your app");
+        } else if self.agent_id.len() > 20 || !self.agent_id.bytes().all(|b| b.is_ascii_digit()) {
+            problems.add("agent-id", "must be the app's numeric AgentId, e.g. 1000002");
+        }
+        if self.secret.expose().is_empty() {
+            problems.add("secret", "is empty: copy the app's Secret from 应用管理 → your app");
+        } else if self.secret.expose().len() > 256
+            || self.secret.expose().chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            problems.add("secret", "is not a WeCom app Secret (too long, or holds blanks or controls)");
+        }
+        let origin = check_origin(&mut problems, &self.origin);
+        let redirect_path = match &self.redirect_path {
+            None => DEFAULT_REDIRECT_PATH.to_owned(),
+            Some(path) => match return_path::sanitize(path) {
+                Some(safe) if safe == *path => safe,
+                Some(safe) => {
+                    problems.add("redirect-path", format!("write it in its plain form: {safe}"));
+                    safe
+                }
+                None => {
+                    problems.add(
+                        "redirect-path",
+                        "must be a path on the app's origin starting with a single /, e.g. /workspace",
+                    );
+                    String::new()
+                }
+            },
+        };
+        let api_base = check_base(&mut problems, "api-base", &self.api_base, DEFAULT_API_BASE);
+        let oauth_base = check_base(&mut problems, "oauth-base", &self.oauth_base, DEFAULT_OAUTH_BASE);
+        let sso_base = check_base(&mut problems, "sso-base", &self.sso_base, DEFAULT_SSO_BASE);
+        check_signing_keys(&mut problems, &self.signing_keys);
+        let session_lifetime = check_lifetime(
+            &mut problems,
+            "session-lifetime-seconds",
+            self.session_lifetime_seconds,
+            DEFAULT_SESSION_LIFETIME,
+            SESSION_LIFETIME_RANGE,
+        );
+        let state_lifetime = check_lifetime(
+            &mut problems,
+            "state-lifetime-seconds",
+            self.state_lifetime_seconds,
+            DEFAULT_STATE_LIFETIME,
+            STATE_LIFETIME_RANGE,
+        );
+        let route_prefix = match &self.route_prefix {
+            None => DEFAULT_ROUTE_PREFIX.to_owned(),
+            Some(prefix) => {
+                let well_formed = prefix.len() > 1
+                    && prefix.len() <= 128
+                    && prefix.starts_with('/')
+                    && !prefix.ends_with('/')
+                    && !prefix.contains("//")
+                    && prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+                if !well_formed {
+                    problems.add(
+                        "route-prefix",
+                        "must be a path like /auth/wecom: starts with /, no trailing /, only letters, digits, - _ .",
+                    );
+                }
+                prefix.clone()
+            }
+        };
+        if !problems.found.is_empty() {
+            return Err(problems.found);
+        }
+        Ok(Authenticator {
+            name: self.name.clone(),
+            corp_id: self.corp_id.clone(),
+            agent_id: self.agent_id.clone(),
+            secret: self.secret.clone(),
+            origin,
+            redirect_path,
+            auto_login: self.auto_login,
+            auto_signup: self.auto_signup,
+            api_base,
+            oauth_base,
+            sso_base,
+            signing_keys: self.signing_keys.clone(),
+            session_lifetime,
+            state_lifetime,
+            route_prefix,
+        })
+    }
+}
+
+/// Checks several authenticators together: each one, unique names, at most one
+/// with auto-login.
+pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsError>> {
+    let mut found = Vec::new();
+    let mut checked = Vec::with_capacity(all.len());
+    if all.is_empty() {
+        found.push(SettingsError {
+            authenticator: String::new(),
+            field: "authenticators".into(),
+            message: "no authenticator is configured".into(),
+        });
+    }
+    for (index, settings) in all.iter().enumerate() {
+        let earlier = &all[..index];
+        if earlier.iter().any(|e| e.name.eq_ignore_ascii_case(&settings.name)) {
+            found.push(SettingsError {
+                authenticator: settings.name.clone(),
+                field: "name".into(),
+                message: "is used by another authenticator: names must be unique".into(),
+            });
+        }
+        if settings.auto_login && earlier.iter().any(|e| e.auto_login) {
+            let first = earlier.iter().find(|e| e.auto_login).map(|e| e.name.as_str());
+            found.push(SettingsError {
+                authenticator: settings.name.clone(),
+                field: "auto-login".into(),
+                message: format!(
+                    "is already on for authenticator {:?}: at most one authenticator may log in silently",
+                    first.unwrap_or_default()
+                ),
+            });
+        }
+        match settings.check() {
+            Ok(authenticator) => checked.push(authenticator),
+            Err(problems) => found.extend(problems),
+        }
+    }
+    if found.is_empty() { Ok(checked) } else { Err(found) }
+}
+
+fn check_identifier(problems: &mut Problems<'_>, field: &str, value: &str, max: usize) {
+    if value.is_empty() {
+        problems.add(field, "is empty");
+    } else if value.len() > max
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        problems.add(
+            field,
+            format!("must be 1 to {max} letters, digits, - or _"),
+        );
+    }
+}
+
+fn check_corp_id(problems: &mut Problems<'_>, corp_id: &str) {
+    if corp_id.is_empty() {
+        problems.add("corp-id", "is empty: copy the Company ID from 我的企业 → 企业信息");
+    } else if corp_id.len() > 64 || !corp_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        problems.add(
+            "corp-id",
+            "must be the Company ID (letters and digits, e.g. ww0123456789abcdef) from 我的企业",
+        );
+    }
+}
+
+/// `scheme://host[:port]` with nothing else; returns it as given.
+fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
+    const EXAMPLE: &str = "e.g. https://apps.example.com or http://127.0.0.1:8080";
+    let Ok(url) = Url::parse(origin) else {
+        problems.add("origin", format!("is not a URL: write scheme://host[:port], {EXAMPLE}"));
+        return String::new();
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        problems.add("origin", format!("must use http or https, {EXAMPLE}"));
+        return String::new();
+    }
+    let serialized = url.origin().ascii_serialization();
+    if serialized != origin {
+        problems.add(
+            "origin",
+            format!(
+                "must be scheme://host[:port] and nothing else (no path, trailing slash, user, query, default port or upper case); did you mean {serialized}?"
+            ),
+        );
+    }
+    serialized
+}
+
+/// An http(s) base URL, optionally with a path (egress proxies); no query,
+/// fragment or user info. Returned without a trailing slash.
+fn check_base(
+    problems: &mut Problems<'_>,
+    field: &str,
+    value: &Option<String>,
+    default: &str,
+) -> String {
+    let Some(value) = value else {
+        return default.to_owned();
+    };
+    let well_formed = Url::parse(value).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+    });
+    if !well_formed {
+        problems.add(
+            field,
+            format!("must be an http(s) URL without query or user info, e.g. {default}"),
+        );
+    }
+    value.trim_end_matches('/').to_owned()
+}
+
+fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
+    if keys.is_empty() {
+        problems.add(
+            "signing-keys",
+            format!("is empty: give at least one key of {MIN_SIGNING_KEY_BYTES} or more random bytes"),
+        );
+    }
+    if keys.len() > MAX_SIGNING_KEYS {
+        problems.add("signing-keys", format!("holds more than {MAX_SIGNING_KEYS} keys"));
+    }
+    for (index, key) in keys.iter().enumerate() {
+        check_identifier(problems, &format!("signing-keys[{index}].id"), &key.id, 32);
+        if keys[..index].iter().any(|k| k.id == key.id) {
+            problems.add(format!("signing-keys[{index}].id"), "is used by another key");
+        }
+        let length = key.secret.expose().len();
+        if length < MIN_SIGNING_KEY_BYTES {
+            problems.add(
+                format!("signing-keys[{index}].secret"),
+                format!("is {length} bytes: use at least {MIN_SIGNING_KEY_BYTES} random bytes"),
+            );
+        }
+    }
+}
+
+fn check_lifetime(
+    problems: &mut Problems<'_>,
+    field: &str,
+    value: Option<u32>,
+    default: u32,
+    (min, max): (u32, u32),
+) -> u32 {
+    let value = value.unwrap_or(default);
+    if !(min..=max).contains(&value) {
+        problems.add(field, format!("must be between {min} and {max} seconds"));
+    }
+    value
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample(name: &str) -> Settings {
+        Settings {
+            name: name.into(),
+            corp_id: "ww0123456789abcdef".into(),
+            agent_id: "1000002".into(),
+            secret: Secret::new("app-secret-DO-NOT-LEAK-0123456789"),
+            origin: "https://apps.example.com".into(),
+            signing_keys: vec![SigningKey {
+                id: "k1".into(),
+                secret: Secret::new("signing-key-DO-NOT-LEAK-0123456789abcdef"),
+            }],
+            ..Settings::default()
+        }
+    }
+
+    fn fields(errors: &[SettingsError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let a = sample("corp").check().unwrap();
+        assert_eq!(a.redirect_path, "/");
+        assert_eq!(a.api_base, DEFAULT_API_BASE);
+        assert_eq!(a.oauth_base, DEFAULT_OAUTH_BASE);
+        assert_eq!(a.sso_base, DEFAULT_SSO_BASE);
+        assert_eq!(a.route_prefix, "/auth/wecom");
+        assert_eq!(a.session_lifetime, 8 * 3600);
+        assert_eq!(a.state_lifetime, 600);
+        assert!(a.is_https());
+    }
+
+    #[test]
+    fn origins_must_be_scheme_host_port_only() {
+        for good in ["https://apps.example.com", "http://127.0.0.1:8080", "https://[::1]:8443"] {
+            let s = Settings { origin: good.into(), ..sample("a") };
+            assert!(s.check().is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "apps.example.com",
+            "https://apps.example.com/",
+            "https://apps.example.com/app",
+            "https://apps.example.com?x=1",
+            "https://user@apps.example.com",
+            "https://apps.example.com:443",
+            "HTTPS://Apps.Example.com",
+            "ftp://apps.example.com",
+            "javascript:alert(1)",
+            "https://",
+        ] {
+            let s = Settings { origin: bad.into(), ..sample("a") };
+            let errors = s.check().unwrap_err();
+            assert_eq!(fields(&errors), ["origin"], "{bad}");
+            assert_eq!(errors[0].authenticator, "a");
+        }
+    }
+
+    #[test]
+    fn each_field_is_named_in_its_error() {
+        let s = Settings {
+            name: "bad name".into(),
+            corp_id: "".into(),
+            agent_id: "10x".into(),
+            secret: Secret::new(""),
+            redirect_path: Some("//evil.com".into()),
+            api_base: Some("qyapi".into()),
+            oauth_base: Some("https://x?y=1".into()),
+            sso_base: Some("https://u:p@x".into()),
+            signing_keys: vec![
+                SigningKey { id: "k1".into(), secret: Secret::new("short") },
+                SigningKey { id: "k1".into(), secret: Secret::new("x".repeat(32)) },
+            ],
+            session_lifetime_seconds: Some(1),
+            state_lifetime_seconds: Some(100_000),
+            route_prefix: Some("auth/".into()),
+            ..sample("x")
+        };
+        let errors = s.check().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            [
+                "name",
+                "corp-id",
+                "agent-id",
+                "secret",
+                "redirect-path",
+                "api-base",
+                "oauth-base",
+                "sso-base",
+                "signing-keys[0].secret",
+                "signing-keys[1].id",
+                "session-lifetime-seconds",
+                "state-lifetime-seconds",
+                "route-prefix",
+            ]
+        );
+    }
+
+    #[test]
+    fn signing_keys_are_required_and_bounded() {
+        let none = Settings { signing_keys: vec![], ..sample("a") };
+        assert_eq!(fields(&none.check().unwrap_err()), ["signing-keys"]);
+        let keys = (0..9)
+            .map(|i| SigningKey { id: format!("k{i}"), secret: Secret::new("k".repeat(40)) })
+            .collect();
+        let many = Settings { signing_keys: keys, ..sample("a") };
+        assert_eq!(fields(&many.check().unwrap_err()), ["signing-keys"]);
+    }
+
+    #[test]
+    fn names_are_unique_and_only_one_authenticator_logs_in_silently() {
+        let a = Settings { auto_login: true, ..sample("main") };
+        let b = Settings { auto_login: true, ..sample("other") };
+        let c = sample("MAIN");
+        let errors = check_all(&[a.clone(), b, c]).unwrap_err();
+        assert_eq!(fields(&errors), ["auto-login", "name"]);
+        assert_eq!(errors[0].authenticator, "other");
+        assert!(errors[0].message.contains("\"main\""));
+        assert_eq!(errors[1].authenticator, "MAIN");
+        assert_eq!(check_all(&[a, sample("other")]).unwrap().len(), 2);
+        assert_eq!(fields(&check_all(&[]).unwrap_err()), ["authenticators"]);
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_or_errors() {
+        let mut s = sample("a");
+        s.origin = "bad".into();
+        let shown = format!("{s:?} {:?}", s.check().unwrap_err());
+        let checked = format!("{:?}", sample("a").check().unwrap());
+        for text in [shown, checked] {
+            assert!(!text.contains("DO-NOT-LEAK"), "{text}");
+            assert!(text.contains("[redacted]"));
+        }
+        assert_eq!(Secret::new("x").to_string(), "[redacted]");
+    }
+
+    #[test]
+    fn bases_lose_their_trailing_slash_and_may_carry_a_path() {
+        let s = Settings {
+            api_base: Some("http://127.0.0.1:9000/".into()),
+            sso_base: Some("https://egress.internal/wecom-sso/".into()),
+            ..sample("a")
+        };
+        let a = s.check().unwrap();
+        assert_eq!(a.api_base, "http://127.0.0.1:9000");
+        assert_eq!(a.sso_base, "https://egress.internal/wecom-sso");
+    }
+}

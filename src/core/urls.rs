@@ -1,0 +1,116 @@
+//! The URLs WeCom and the admin see: in-client OAuth, web login, callback and
+//! homepage links.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::browser::Language;
+use super::settings::Authenticator;
+
+/// What `encodeURIComponent` leaves alone, and nothing more.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+pub fn encode_component(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT).to_string()
+}
+
+/// Where WeCom sends the browser back with `code` and `state`.
+pub fn callback_url(authenticator: &Authenticator) -> String {
+    format!("{}{}/callback", authenticator.origin, authenticator.route_prefix)
+}
+
+/// In-client OAuth with `snsapi_privateinfo` (yields the member's mobile number).
+/// `agentid` is required for that scope and `#wechat_redirect` for the link.
+pub fn in_client_oauth_url(authenticator: &Authenticator, state: &str) -> String {
+    format!(
+        "{base}/connect/oauth2/authorize?appid={appid}&redirect_uri={redirect}&response_type=code&scope=snsapi_privateinfo&state={state}&agentid={agentid}#wechat_redirect",
+        base = authenticator.oauth_base,
+        appid = encode_component(&authenticator.corp_id),
+        redirect = encode_component(&callback_url(authenticator)),
+        state = encode_component(state),
+        agentid = encode_component(&authenticator.agent_id),
+    )
+}
+
+/// Web login (QR code, or one click with a signed-in desktop client).
+pub fn web_login_url(authenticator: &Authenticator, state: &str, language: Option<Language>) -> String {
+    let mut url = format!(
+        "{base}/wwlogin/sso/login?login_type=CorpApp&appid={appid}&agentid={agentid}&redirect_uri={redirect}&state={state}",
+        base = authenticator.sso_base,
+        appid = encode_component(&authenticator.corp_id),
+        agentid = encode_component(&authenticator.agent_id),
+        redirect = encode_component(&callback_url(authenticator)),
+        state = encode_component(state),
+    );
+    if let Some(language) = language {
+        url.push_str("&lang=");
+        url.push_str(language.code());
+    }
+    url
+}
+
+/// The login route of the HTTP front for this authenticator.
+pub fn login_route_url(authenticator: &Authenticator) -> String {
+    format!(
+        "{}{}/login?authenticator={}",
+        authenticator.origin,
+        authenticator.route_prefix,
+        encode_component(&authenticator.name)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::settings::tests::sample;
+
+    fn corp() -> Authenticator {
+        sample("corp").check().unwrap()
+    }
+
+    #[test]
+    fn in_client_oauth_url_is_exactly_as_wecom_documents_it() {
+        assert_eq!(
+            in_client_oauth_url(&corp(), "STATE123"),
+            "https://open.weixin.qq.com/connect/oauth2/authorize?appid=ww0123456789abcdef\
+             &redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback\
+             &response_type=code&scope=snsapi_privateinfo&state=STATE123&agentid=1000002#wechat_redirect"
+        );
+    }
+
+    #[test]
+    fn web_login_url_is_exactly_as_wecom_documents_it() {
+        let a = corp();
+        assert_eq!(
+            web_login_url(&a, "STATE123", None),
+            "https://login.work.weixin.qq.com/wwlogin/sso/login?login_type=CorpApp&appid=ww0123456789abcdef\
+             &agentid=1000002&redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback&state=STATE123"
+        );
+        assert!(web_login_url(&a, "S", Some(Language::En)).ends_with("&state=S&lang=en"));
+    }
+
+    #[test]
+    fn bases_and_route_prefix_are_honoured() {
+        let mut s = sample("corp");
+        s.origin = "http://127.0.0.1:8080".into();
+        s.route_prefix = Some("/sso".into());
+        s.oauth_base = Some("http://127.0.0.1:9000/".into());
+        s.sso_base = Some("http://127.0.0.1:9000".into());
+        let a = s.check().unwrap();
+        assert_eq!(callback_url(&a), "http://127.0.0.1:8080/sso/callback");
+        assert!(in_client_oauth_url(&a, "S").starts_with(
+            "http://127.0.0.1:9000/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fsso%2Fcallback&"
+        ));
+        assert!(web_login_url(&a, "S", None).starts_with("http://127.0.0.1:9000/wwlogin/sso/login?"));
+        assert_eq!(login_route_url(&a), "http://127.0.0.1:8080/sso/login?authenticator=corp");
+    }
+
+    #[test]
+    fn components_are_encoded_like_encode_uri_component() {
+        assert_eq!(encode_component("a b&c=d/é?#"), "a%20b%26c%3Dd%2F%C3%A9%3F%23");
+        assert_eq!(encode_component("A-z_0.9~"), "A-z_0.9~");
+    }
+}
