@@ -1,1 +1,14 @@
+//! host-test: a wasmtime 48 host for the wecom-auth component. It loads the
+//! built `.wasm` exactly as a gateway would and links what the component
+//! imports: wasmtime-wasi, wasmtime-wasi-http (outgoing requests recorded and
+//! routed), and in-memory implementations of the two Spin drafts,
+//! `wasi:keyvalue@0.2.0-draft2` and `wasi:config/store@0.2.0-draft-2024-09-27`.
 
+pub mod bindings;
+pub mod config;
+pub mod host;
+pub mod keyvalue;
+pub mod outgoing;
+
+/// The component built from this tree's source by `build.rs` (release profile).
+pub const COMPONENT_PATH: &str = env!("WECOM_AUTH_COMPONENT");

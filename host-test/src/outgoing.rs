@@ -1,0 +1,122 @@
+//! Outgoing HTTP of the component, as `wasi:http/outgoing-handler` sends it:
+//! every request is recorded (tests assert what the component sent) and, when
+//! its host is routed, forwarded over loopback (e.g. WeCom's hosts to the
+//! simulator). Unrouted hosts are refused: tests never reach the internet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme, Uri};
+use http_body_util::{BodyExt, Full};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One request as the component sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// The URI the component asked for (before any rerouting).
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Every request sent through hooks made from it, in order.
+#[derive(Debug, Clone, Default)]
+pub struct OutgoingLog(Arc<Mutex<Vec<RecordedRequest>>>);
+
+impl OutgoingLog {
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn push(&self, request: RecordedRequest) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(request);
+    }
+}
+
+/// Where requests to a host go instead: `qyapi.weixin.qq.com` → `127.0.0.1:PORT`
+/// (plain HTTP on loopback).
+#[derive(Debug, Clone, Default)]
+pub struct Routes(Arc<HashMap<String, Authority>>);
+
+impl Routes {
+    pub fn new(routes: impl IntoIterator<Item = (String, Authority)>) -> Self {
+        Routes(Arc::new(routes.into_iter().collect()))
+    }
+
+    fn target(&self, uri: &Uri) -> Option<&Authority> {
+        self.0.get(uri.host()?)
+    }
+}
+
+/// The `WasiHttpHooks` a store gets: records, then forwards or refuses.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingHooks {
+    pub log: OutgoingLog,
+    pub routes: Routes,
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for RecordingHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _request_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> ResponseFuture {
+        let log = self.log.clone();
+        let routes = self.routes.clone();
+        Box::new(async move {
+            let (mut parts, body) = request.into_parts();
+            // Always drain the body: a guest that is still writing it would
+            // otherwise see its connection reset.
+            let body = body.collect().await?.to_bytes();
+            log.push(RecordedRequest {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+                    })
+                    .collect(),
+                body: body.to_vec(),
+            });
+            let target = routes.target(&parts.uri).cloned().ok_or(Error::HttpRequestDenied)?;
+            let mut uri = parts.uri.into_parts();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(target);
+            parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
+            let forwarded = http::Request::from_parts(parts, Full::new(body).map_err(|never: std::convert::Infallible| match never {}));
+            let (response, io) = wasmtime_wasi_http::default_send_request(forwarded, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
+        })
+    }
+}
+
+/// Bytes as a `WasiBody`, for hosts that build requests themselves.
+pub fn body(bytes: impl Into<Bytes>) -> WasiBody {
+    Full::new(bytes.into())
+        .map_err(|never: std::convert::Infallible| match never {})
+        .boxed_unsync()
+}
