@@ -1,0 +1,52 @@
+//! The built component's contract, read from the `.wasm` itself: what it
+//! exports and that it imports nothing but standard WASI.
+
+mod common;
+
+use wasmtime::component::types::ComponentItem;
+
+#[test]
+fn exports_the_login_interface_with_every_function() {
+    let (engine, component) = common::engine_and_component();
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    assert_eq!(exports, ["wecom:auth/login@0.1.0"]);
+    let ComponentItem::ComponentInstance(login) = ty.get_export(engine, "wecom:auth/login@0.1.0").unwrap().ty else {
+        panic!("wecom:auth/login is not an instance");
+    };
+    let functions: Vec<&str> = login
+        .exports(engine)
+        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+        .map(|(name, _)| name)
+        .collect();
+    for expected in [
+        "detect-wecom-browser",
+        "authorize-url",
+        "handle-callback",
+        "homepage-links",
+        "validate-settings",
+    ] {
+        assert!(functions.contains(&expected), "{expected} missing from {functions:?}");
+    }
+}
+
+#[test]
+fn imports_only_standard_wasi() {
+    let (engine, component) = common::engine_and_component();
+    let imports: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    assert!(!imports.is_empty());
+    for import in &imports {
+        assert!(import.starts_with("wasi:"), "non-WASI import {import} in {imports:?}");
+    }
+    // The exact drafts Spin implements, never wasmtime's other drafts.
+    for import in imports.iter().filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config")) {
+        assert!(
+            import.ends_with("@0.2.0-draft2") || import.ends_with("@0.2.0-draft-2024-09-27"),
+            "{import}"
+        );
+    }
+}
