@@ -293,3 +293,133 @@ impl batch::Host for KeyValueView<'_> {
 
 /// Shared handle type for hosts.
 pub type SharedStore = Arc<MemoryStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atomics::{Host as _, HostCas as _};
+    use batch::Host as _;
+    use store::{Host as _, HostBucket as _};
+
+    struct Fixture {
+        table: ResourceTable,
+        store: MemoryStore,
+    }
+
+    impl Fixture {
+        fn new(mode: CasMode) -> Self {
+            Fixture { table: ResourceTable::new(), store: MemoryStore::new(mode, &["default"]) }
+        }
+
+        fn view(&mut self) -> KeyValueView<'_> {
+            KeyValueView { table: &mut self.table, store: &self.store }
+        }
+    }
+
+    async fn open(view: &mut KeyValueView<'_>) -> Resource<Bucket> {
+        view.open("default".into()).await.unwrap().unwrap()
+    }
+
+    fn borrow(bucket: &Resource<Bucket>) -> Resource<Bucket> {
+        Resource::new_borrow(bucket.rep())
+    }
+
+    #[tokio::test]
+    async fn only_configured_stores_open() {
+        let mut f = Fixture::new(CasMode::Strict);
+        let mut view = f.view();
+        assert!(matches!(view.open("other".into()).await.unwrap(), Err(store::Error::NoSuchStore)));
+        assert!(view.open("default".into()).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn set_get_exists_delete_and_list_in_pages() {
+        let mut f = Fixture::new(CasMode::Strict);
+        let mut view = f.view();
+        let bucket = open(&mut view).await;
+        for i in 0..(LIST_PAGE + 5) {
+            view.set(borrow(&bucket), format!("k{i:05}"), vec![1]).await.unwrap().unwrap();
+        }
+        assert_eq!(view.get(borrow(&bucket), "k00003".into()).await.unwrap().unwrap(), Some(vec![1]));
+        assert!(view.exists(borrow(&bucket), "k00003".into()).await.unwrap().unwrap());
+        view.delete(borrow(&bucket), "k00003".into()).await.unwrap().unwrap();
+        assert!(!view.exists(borrow(&bucket), "k00003".into()).await.unwrap().unwrap());
+        let first = view.list_keys(borrow(&bucket), None).await.unwrap().unwrap();
+        assert_eq!(first.keys.len(), LIST_PAGE);
+        let second = view.list_keys(borrow(&bucket), first.cursor).await.unwrap().unwrap();
+        assert_eq!((second.keys.len(), second.cursor), (4, None));
+    }
+
+    #[tokio::test]
+    async fn increment_counts_in_decimal_and_refuses_non_numbers() {
+        let mut f = Fixture::new(CasMode::Strict);
+        let mut view = f.view();
+        let bucket = open(&mut view).await;
+        assert_eq!(view.increment(borrow(&bucket), "n".into(), 5).await.unwrap().unwrap(), 5);
+        assert_eq!(view.increment(borrow(&bucket), "n".into(), -2).await.unwrap().unwrap(), 3);
+        view.set(borrow(&bucket), "s".into(), b"abc".to_vec()).await.unwrap().unwrap();
+        assert!(view.increment(borrow(&bucket), "s".into(), 1).await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn batch_reads_writes_and_deletes() {
+        let mut f = Fixture::new(CasMode::Strict);
+        let mut view = f.view();
+        let bucket = open(&mut view).await;
+        view.set_many(borrow(&bucket), vec![("a".into(), vec![1]), ("b".into(), vec![2])]).await.unwrap().unwrap();
+        let got = view.get_many(borrow(&bucket), vec!["a".into(), "z".into()]).await.unwrap().unwrap();
+        assert_eq!(got, [("a".to_owned(), Some(vec![1])), ("z".to_owned(), None)]);
+        view.delete_many(borrow(&bucket), vec!["a".into(), "b".into()]).await.unwrap().unwrap();
+        assert_eq!(f.store.get("default", "b"), None);
+    }
+
+    /// Two writers take a CAS on the same key, then both swap: the second must
+    /// lose and get a fresh CAS that sees the first writer's value.
+    async fn race(mode: CasMode, existing: Option<&[u8]>) -> (bool, bool, Vec<u8>) {
+        let mut f = Fixture::new(mode);
+        if let Some(value) = existing {
+            f.store.set("default", "user", value);
+        }
+        let mut view = f.view();
+        let bucket = open(&mut view).await;
+        let first = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into()).await.unwrap().unwrap();
+        let second = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into()).await.unwrap().unwrap();
+        assert_eq!(view.current(Resource::new_borrow(second.rep())).await.unwrap().unwrap().as_deref(), existing);
+        let first_won = view.swap(first, b"first".to_vec()).await.unwrap().is_ok();
+        let second_won = match view.swap(second, b"second".to_vec()).await.unwrap() {
+            Ok(()) => true,
+            Err(atomics::CasError::CasFailed(fresh)) => {
+                let seen = view.current(Resource::new_borrow(fresh.rep())).await.unwrap().unwrap();
+                assert_eq!(seen.as_deref(), Some(&b"first"[..]), "a failed CAS returns the latest value");
+                false
+            }
+            Err(atomics::CasError::StoreError(e)) => panic!("{e:?}"),
+        };
+        (first_won, second_won, f.store.get("default", "user").unwrap())
+    }
+
+    #[tokio::test]
+    async fn cas_on_an_existing_key_lets_exactly_one_writer_win_in_both_modes() {
+        for mode in [CasMode::Strict, CasMode::UpsertWhenAbsent] {
+            assert_eq!(race(mode, Some(b"old")).await, (true, false, b"first".to_vec()), "{mode:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cas_on_an_absent_key_is_strict_or_an_upsert_as_in_spins_sqlite_store() {
+        assert_eq!(race(CasMode::Strict, None).await, (true, false, b"first".to_vec()));
+        // Spin's SQLite store: both "create if absent" swaps succeed; the last write stays.
+        assert_eq!(race(CasMode::UpsertWhenAbsent, None).await, (true, true, b"second".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_delete_between_cas_and_swap_is_a_conflict() {
+        let mut f = Fixture::new(CasMode::Strict);
+        f.store.set("default", "k", b"v");
+        let mut view = f.view();
+        let bucket = open(&mut view).await;
+        let cas = atomics::HostCas::new(&mut view, borrow(&bucket), "k".into()).await.unwrap().unwrap();
+        view.delete(borrow(&bucket), "k".into()).await.unwrap().unwrap();
+        assert!(matches!(view.swap(cas, b"w".to_vec()).await.unwrap(), Err(atomics::CasError::CasFailed(_))));
+    }
+}
