@@ -1,1 +1,174 @@
-fn main(){}
+//! Per-call cost of the component as a gateway pays it: a fresh store and
+//! instance from the `InstancePre` (pooling allocator, and on-demand for
+//! comparison), then one export call; the same core functions natively for the
+//! ratio; the size of the release component. Run: `cargo bench -p host-test`.
+//! Prints a Markdown table (median, p99, mean) to paste into docs/PERFORMANCE.md.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use host_test::COMPONENT_PATH;
+use host_test::bindings::login::{AuthorizeRequest, Settings, SigningKey};
+use host_test::host::{ComponentHost, EngineOptions, engine};
+use wecom_auth::core::{browser, login, settings};
+
+const WARMUP: usize = 2_000;
+const SAMPLES: usize = 20_000;
+const UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)  Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/zh ColorScheme/Light wwmver/3.26.13.714";
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort_unstable();
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    Stats {
+        median: samples[samples.len() / 2],
+        p99: samples[samples.len() * 99 / 100],
+        mean,
+    }
+}
+
+/// `cargo bench -p host-test -- pooling`: only the rows whose label contains "pooling".
+fn selected(label: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    filters.is_empty() || filters.iter().any(|f| label.contains(f.as_str()))
+}
+
+fn row(name: &str, s: &Stats) {
+    println!(
+        "| {name} | {:.2} µs | {:.2} µs | {:.2} µs |",
+        s.median.as_secs_f64() * 1e6,
+        s.p99.as_secs_f64() * 1e6,
+        s.mean.as_secs_f64() * 1e6
+    );
+}
+
+async fn measure_async<F, Fut>(mut call: F) -> Stats
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..WARMUP {
+        call().await;
+    }
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let start = Instant::now();
+        call().await;
+        samples.push(start.elapsed());
+    }
+    stats(samples)
+}
+
+fn measure(mut call: impl FnMut()) -> Stats {
+    for _ in 0..WARMUP {
+        call();
+    }
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let start = Instant::now();
+        call();
+        samples.push(start.elapsed());
+    }
+    stats(samples)
+}
+
+fn wit_settings() -> Settings {
+    Settings {
+        name: "corp".into(),
+        corp_id: "ww0123456789abcdef".into(),
+        agent_id: "1000002".into(),
+        secret: "app-secret-0123456789abcdef0123456789".into(),
+        origin: "https://apps.example.com".into(),
+        redirect_path: None,
+        auto_login: false,
+        auto_signup: false,
+        api_base: None,
+        oauth_base: None,
+        sso_base: None,
+        signing_keys: vec![SigningKey { id: "k1".into(), secret: "0123456789abcdef0123456789abcdef".into() }],
+        session_lifetime_seconds: None,
+        state_lifetime_seconds: None,
+        route_prefix: None,
+    }
+}
+
+fn core_settings() -> settings::Settings {
+    settings::Settings {
+        name: "corp".into(),
+        corp_id: "ww0123456789abcdef".into(),
+        agent_id: "1000002".into(),
+        secret: settings::Secret::new("app-secret-0123456789abcdef0123456789"),
+        origin: "https://apps.example.com".into(),
+        signing_keys: vec![settings::SigningKey {
+            id: "k1".into(),
+            secret: settings::Secret::new("0123456789abcdef0123456789abcdef"),
+        }],
+        ..settings::Settings::default()
+    }
+}
+
+fn main() -> wasmtime::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let size = std::fs::metadata(COMPONENT_PATH)?.len();
+    println!("component: {COMPONENT_PATH}");
+    println!("component size: {size} bytes ({:.1} KiB)\n", size as f64 / 1024.0);
+    println!("| per call ({SAMPLES} samples) | median | p99 | mean |");
+    println!("|---|---|---|---|");
+
+    let request = AuthorizeRequest {
+        user_agent: UA.into(),
+        return_to: Some("/reports?q=1".into()),
+        force_flow: None,
+        language: None,
+    };
+    let settings = wit_settings();
+    for (label, pooling) in [("pooling", true), ("on-demand", false)] {
+        if !selected(label) {
+            continue;
+        }
+        let engine = engine(EngineOptions { pooling })?;
+        let host = ComponentHost::load(&engine, COMPONENT_PATH)?;
+        runtime.block_on(async {
+            let s = measure_async(|| async {
+                black_box(host.instantiate().await.unwrap());
+            })
+            .await;
+            row(&format!("instantiate ({label})"), &s);
+            let s = measure_async(|| async {
+                black_box(host.detect_wecom_browser(UA).await.unwrap());
+            })
+            .await;
+            row(&format!("instantiate + detect-wecom-browser ({label})"), &s);
+            let s = measure_async(|| async {
+                black_box(host.authorize_url(&settings, &request).await.unwrap().unwrap());
+            })
+            .await;
+            row(&format!("instantiate + authorize-url ({label})"), &s);
+        });
+    }
+
+    if !selected("native") {
+        return Ok(());
+    }
+    let s = measure(|| {
+        black_box(browser::detect(black_box(UA)));
+    });
+    row("native core: detect", &s);
+    let native_settings = core_settings();
+    let native_request = login::AuthorizeRequest {
+        user_agent: UA.into(),
+        return_to: Some("/reports?q=1".into()),
+        ..login::AuthorizeRequest::default()
+    };
+    let s = measure(|| {
+        let authenticator = login::checked(black_box(&native_settings)).unwrap();
+        black_box(login::authorize(&authenticator, &native_request, 1_790_000_000, &[7; 28]).unwrap());
+    });
+    row("native core: check settings + authorize", &s);
+    Ok(())
+}
