@@ -8,12 +8,15 @@ use std::process::Command;
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().expect("host-test lives in the workspace");
+    let root = manifest_dir
+        .parent()
+        .expect("host-test lives in the workspace");
     for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     let target_dir = host_target_dir(&out_dir).join("wasm-component");
+    ensure_wasm_target();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -46,6 +49,24 @@ fn main() {
     let wasm = target_dir.join("wasm32-wasip2/release/wecom_auth.wasm");
     assert!(wasm.exists(), "no component at {}", wasm.display());
     println!("cargo:rustc-env=WECOM_AUTH_COMPONENT={}", wasm.display());
+}
+
+/// A fresh machine has no `wasm32-wasip2` standard library: add it with rustup
+/// (what `.ci/run` does too), so the README's commands work as they stand.
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip2").is_dir());
+    if !installed {
+        println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
+        let _ = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status();
+    }
 }
 
 /// `<target>/<profile>/build/host-test-<hash>/out` → `<target>`.

@@ -4,7 +4,7 @@
 use crate::core::browser::{self, BrowserInfo, ClientKind, Language, Platform};
 use crate::core::cookie::Cookie;
 use crate::core::login::{
-    self, AuthError, AuthorizeRequest, Authorization, CallbackRequest, HomepageLinks, LoginFlow,
+    self, AuthError, Authorization, AuthorizeRequest, CallbackRequest, HomepageLinks, LoginFlow,
 };
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
 use crate::core::state::{RANDOM_BYTES, StateRejection};
@@ -63,7 +63,9 @@ impl wit::Guest for Component {
         Ok(login::homepage_links(&authenticator).into())
     }
 
-    fn validate_settings(authenticators: Vec<wit::Settings>) -> Result<(), Vec<wit::SettingsError>> {
+    fn validate_settings(
+        authenticators: Vec<wit::Settings>,
+    ) -> Result<(), Vec<wit::SettingsError>> {
         let all: Vec<settings::Settings> = authenticators.into_iter().map(Into::into).collect();
         settings::check_all(&all)
             .map(drop)
@@ -235,10 +237,12 @@ impl From<AuthError> for wit::AuthError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::InvalidSettings(e) => wit::AuthError::InvalidSettings(e.into()),
-            AuthError::BadRequest { field, message } => wit::AuthError::BadRequest(wit::RequestError {
-                field: field.into(),
-                message,
-            }),
+            AuthError::BadRequest { field, message } => {
+                wit::AuthError::BadRequest(wit::RequestError {
+                    field: field.into(),
+                    message,
+                })
+            }
             AuthError::StateRejected(r) => wit::AuthError::StateRejected(r.into()),
             AuthError::Wecom(e) => wit::AuthError::Wecom(wit::WecomError {
                 errcode: e.errcode,

@@ -34,7 +34,10 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 
 /// `cargo bench -p host-test -- pooling`: only the rows whose label contains "pooling".
 fn selected(label: &str) -> bool {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     filters.is_empty() || filters.iter().any(|f| label.contains(f.as_str()))
 }
 
@@ -90,7 +93,10 @@ fn wit_settings() -> Settings {
         api_base: None,
         oauth_base: None,
         sso_base: None,
-        signing_keys: vec![SigningKey { id: "k1".into(), secret: "0123456789abcdef0123456789abcdef".into() }],
+        signing_keys: vec![SigningKey {
+            id: "k1".into(),
+            secret: "0123456789abcdef0123456789abcdef".into(),
+        }],
         session_lifetime_seconds: None,
         state_lifetime_seconds: None,
         route_prefix: None,
@@ -113,10 +119,15 @@ fn core_settings() -> settings::Settings {
 }
 
 fn main() -> wasmtime::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let size = std::fs::metadata(COMPONENT_PATH)?.len();
     println!("component: {COMPONENT_PATH}");
-    println!("component size: {size} bytes ({:.1} KiB)\n", size as f64 / 1024.0);
+    println!(
+        "component size: {size} bytes ({:.1} KiB)\n",
+        size as f64 / 1024.0
+    );
     println!("| per call ({SAMPLES} samples) | median | p99 | mean |");
     println!("|---|---|---|---|");
 
@@ -145,7 +156,12 @@ fn main() -> wasmtime::Result<()> {
             .await;
             row(&format!("instantiate + detect-wecom-browser ({label})"), &s);
             let s = measure_async(|| async {
-                black_box(host.authorize_url(&settings, &request).await.unwrap().unwrap());
+                black_box(
+                    host.authorize_url(&settings, &request)
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
             })
             .await;
             row(&format!("instantiate + authorize-url ({label})"), &s);
@@ -167,7 +183,9 @@ fn main() -> wasmtime::Result<()> {
     };
     let s = measure(|| {
         let authenticator = login::checked(black_box(&native_settings)).unwrap();
-        black_box(login::authorize(&authenticator, &native_request, 1_790_000_000, &[7; 28]).unwrap());
+        black_box(
+            login::authorize(&authenticator, &native_request, 1_790_000_000, &[7; 28]).unwrap(),
+        );
     });
     row("native core: check settings + authorize", &s);
     Ok(())

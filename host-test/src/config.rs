@@ -49,7 +49,10 @@ mod tests {
     async fn reads_one_value_or_all() {
         let values = BTreeMap::from([("origin".to_owned(), "https://a.example".to_owned())]);
         let mut view = ConfigView { values: &values };
-        assert_eq!(view.get("origin".into()).await.unwrap().unwrap().as_deref(), Some("https://a.example"));
+        assert_eq!(
+            view.get("origin".into()).await.unwrap().unwrap().as_deref(),
+            Some("https://a.example")
+        );
         assert_eq!(view.get("missing".into()).await.unwrap().unwrap(), None);
         assert_eq!(view.get_all().await.unwrap().unwrap().len(), 1);
     }

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use wasmtime::error::Context as _;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::error::Context as _;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    StoreLimits, StoreLimitsBuilder,
+};
 use wasmtime_wasi::{HostWallClock, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -22,7 +25,7 @@ use crate::outgoing::{OutgoingLog, RecordingHooks, Routes};
 /// Per-instance memory cap: the component needs about 1 MiB.
 const MEMORY_LIMIT: usize = 64 << 20;
 /// Bytes of each pooled memory and table reset in place rather than released.
-const KEEP_RESIDENT: usize = 2 << 20;
+const KEEP_RESIDENT: usize = 1 << 20;
 /// Pooling allocator slots: concurrent instances one engine can hold.
 const POOL_SLOTS: u32 = 128;
 
@@ -199,9 +202,15 @@ impl ComponentHost {
         Ok((instance, store))
     }
 
-    pub async fn detect_wecom_browser(&self, user_agent: &str) -> wasmtime::Result<login::BrowserInfo> {
+    pub async fn detect_wecom_browser(
+        &self,
+        user_agent: &str,
+    ) -> wasmtime::Result<login::BrowserInfo> {
         let (instance, mut store) = self.instantiate().await?;
-        instance.wecom_auth_login().call_detect_wecom_browser(&mut store, user_agent).await
+        instance
+            .wecom_auth_login()
+            .call_detect_wecom_browser(&mut store, user_agent)
+            .await
     }
 
     pub async fn authorize_url(
@@ -210,7 +219,10 @@ impl ComponentHost {
         request: &login::AuthorizeRequest,
     ) -> wasmtime::Result<Result<login::Authorization, login::AuthError>> {
         let (instance, mut store) = self.instantiate().await?;
-        instance.wecom_auth_login().call_authorize_url(&mut store, settings, request).await
+        instance
+            .wecom_auth_login()
+            .call_authorize_url(&mut store, settings, request)
+            .await
     }
 
     pub async fn handle_callback(
@@ -219,7 +231,10 @@ impl ComponentHost {
         request: &login::CallbackRequest,
     ) -> wasmtime::Result<Result<login::LoginSuccess, login::AuthError>> {
         let (instance, mut store) = self.instantiate().await?;
-        instance.wecom_auth_login().call_handle_callback(&mut store, settings, request).await
+        instance
+            .wecom_auth_login()
+            .call_handle_callback(&mut store, settings, request)
+            .await
     }
 
     pub async fn homepage_links(
@@ -227,7 +242,10 @@ impl ComponentHost {
         settings: &login::Settings,
     ) -> wasmtime::Result<Result<login::ConsoleLinks, login::AuthError>> {
         let (instance, mut store) = self.instantiate().await?;
-        instance.wecom_auth_login().call_homepage_links(&mut store, settings).await
+        instance
+            .wecom_auth_login()
+            .call_homepage_links(&mut store, settings)
+            .await
     }
 
     pub async fn validate_settings(
@@ -235,6 +253,9 @@ impl ComponentHost {
         authenticators: &[login::Settings],
     ) -> wasmtime::Result<Result<(), Vec<login::SettingsError>>> {
         let (instance, mut store) = self.instantiate().await?;
-        instance.wecom_auth_login().call_validate_settings(&mut store, authenticators).await
+        instance
+            .wecom_auth_login()
+            .call_validate_settings(&mut store, authenticators)
+            .await
     }
 }

@@ -55,7 +55,9 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Buckets> {
         // A panic elsewhere must not wedge every later call.
-        self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Reads a key directly (for tests and operators).
@@ -175,7 +177,10 @@ impl store::HostBucket for KeyValueView<'_> {
         let name = self.bucket_name(&bucket)?;
         let buckets = self.store.lock();
         let Some(keys) = buckets.data.get(&name) else {
-            return Ok(Ok(store::KeyResponse { keys: Vec::new(), cursor: None }));
+            return Ok(Ok(store::KeyResponse {
+                keys: Vec::new(),
+                cursor: None,
+            }));
         };
         let after = cursor.as_deref().unwrap_or("");
         let page: Vec<String> = keys
@@ -200,24 +205,42 @@ impl store::HostBucket for KeyValueView<'_> {
 }
 
 impl atomics::Host for KeyValueView<'_> {
-    async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: i64) -> KvResult<i64> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> KvResult<i64> {
         let name = self.bucket_name(&bucket)?;
         let mut buckets = self.store.lock();
         let current = match buckets.read(&name, &key) {
             None => 0,
-            Some(entry) => match std::str::from_utf8(&entry.value).ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(entry) => match std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            {
                 Some(number) => number,
-                None => return Ok(Err(store::Error::Other(format!("key {key:?} does not hold an integer")))),
+                None => {
+                    return Ok(Err(store::Error::Other(format!(
+                        "key {key:?} does not hold an integer"
+                    ))));
+                }
             },
         };
         let Some(next) = current.checked_add(delta) else {
-            return Ok(Err(store::Error::Other(format!("incrementing {key:?} overflows"))));
+            return Ok(Err(store::Error::Other(format!(
+                "incrementing {key:?} overflows"
+            ))));
         };
         buckets.write(&name, &key, next.to_string().into_bytes());
         Ok(Ok(next))
     }
 
-    async fn swap(&mut self, cas: Resource<Cas>, value: Vec<u8>) -> wasmtime::Result<Result<(), atomics::CasError>> {
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(cas)?;
         let mut buckets = self.store.lock();
         let now = buckets.read(&cas.bucket, &cas.key).cloned();
@@ -241,11 +264,20 @@ impl atomics::HostCas for KeyValueView<'_> {
     async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Resource<Cas>> {
         let name = self.bucket_name(&bucket)?;
         let seen = self.store.lock().read(&name, &key).cloned();
-        Ok(Ok(self.table.push(Cas { bucket: name, key, seen })?))
+        Ok(Ok(self.table.push(Cas {
+            bucket: name,
+            key,
+            seen,
+        })?))
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> KvResult<Option<Vec<u8>>> {
-        Ok(Ok(self.table.get(&cas)?.seen.as_ref().map(|e| e.value.clone())))
+        Ok(Ok(self
+            .table
+            .get(&cas)?
+            .seen
+            .as_ref()
+            .map(|e| e.value.clone())))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -271,7 +303,11 @@ impl batch::Host for KeyValueView<'_> {
             .collect()))
     }
 
-    async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> KvResult<()> {
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
         let mut buckets = self.store.lock();
         for (key, value) in key_values {
@@ -308,11 +344,17 @@ mod tests {
 
     impl Fixture {
         fn new(mode: CasMode) -> Self {
-            Fixture { table: ResourceTable::new(), store: MemoryStore::new(mode, &["default"]) }
+            Fixture {
+                table: ResourceTable::new(),
+                store: MemoryStore::new(mode, &["default"]),
+            }
         }
 
         fn view(&mut self) -> KeyValueView<'_> {
-            KeyValueView { table: &mut self.table, store: &self.store }
+            KeyValueView {
+                table: &mut self.table,
+                store: &self.store,
+            }
         }
     }
 
@@ -328,7 +370,10 @@ mod tests {
     async fn only_configured_stores_open() {
         let mut f = Fixture::new(CasMode::Strict);
         let mut view = f.view();
-        assert!(matches!(view.open("other".into()).await.unwrap(), Err(store::Error::NoSuchStore)));
+        assert!(matches!(
+            view.open("other".into()).await.unwrap(),
+            Err(store::Error::NoSuchStore)
+        ));
         assert!(view.open("default".into()).await.unwrap().is_ok());
     }
 
@@ -338,15 +383,46 @@ mod tests {
         let mut view = f.view();
         let bucket = open(&mut view).await;
         for i in 0..(LIST_PAGE + 5) {
-            view.set(borrow(&bucket), format!("k{i:05}"), vec![1]).await.unwrap().unwrap();
+            view.set(borrow(&bucket), format!("k{i:05}"), vec![1])
+                .await
+                .unwrap()
+                .unwrap();
         }
-        assert_eq!(view.get(borrow(&bucket), "k00003".into()).await.unwrap().unwrap(), Some(vec![1]));
-        assert!(view.exists(borrow(&bucket), "k00003".into()).await.unwrap().unwrap());
-        view.delete(borrow(&bucket), "k00003".into()).await.unwrap().unwrap();
-        assert!(!view.exists(borrow(&bucket), "k00003".into()).await.unwrap().unwrap());
-        let first = view.list_keys(borrow(&bucket), None).await.unwrap().unwrap();
+        assert_eq!(
+            view.get(borrow(&bucket), "k00003".into())
+                .await
+                .unwrap()
+                .unwrap(),
+            Some(vec![1])
+        );
+        assert!(
+            view.exists(borrow(&bucket), "k00003".into())
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        view.delete(borrow(&bucket), "k00003".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !view
+                .exists(borrow(&bucket), "k00003".into())
+                .await
+                .unwrap()
+                .unwrap()
+        );
+        let first = view
+            .list_keys(borrow(&bucket), None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.keys.len(), LIST_PAGE);
-        let second = view.list_keys(borrow(&bucket), first.cursor).await.unwrap().unwrap();
+        let second = view
+            .list_keys(borrow(&bucket), first.cursor)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((second.keys.len(), second.cursor), (4, None));
     }
 
@@ -355,10 +431,30 @@ mod tests {
         let mut f = Fixture::new(CasMode::Strict);
         let mut view = f.view();
         let bucket = open(&mut view).await;
-        assert_eq!(view.increment(borrow(&bucket), "n".into(), 5).await.unwrap().unwrap(), 5);
-        assert_eq!(view.increment(borrow(&bucket), "n".into(), -2).await.unwrap().unwrap(), 3);
-        view.set(borrow(&bucket), "s".into(), b"abc".to_vec()).await.unwrap().unwrap();
-        assert!(view.increment(borrow(&bucket), "s".into(), 1).await.unwrap().is_err());
+        assert_eq!(
+            view.increment(borrow(&bucket), "n".into(), 5)
+                .await
+                .unwrap()
+                .unwrap(),
+            5
+        );
+        assert_eq!(
+            view.increment(borrow(&bucket), "n".into(), -2)
+                .await
+                .unwrap()
+                .unwrap(),
+            3
+        );
+        view.set(borrow(&bucket), "s".into(), b"abc".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            view.increment(borrow(&bucket), "s".into(), 1)
+                .await
+                .unwrap()
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -366,10 +462,26 @@ mod tests {
         let mut f = Fixture::new(CasMode::Strict);
         let mut view = f.view();
         let bucket = open(&mut view).await;
-        view.set_many(borrow(&bucket), vec![("a".into(), vec![1]), ("b".into(), vec![2])]).await.unwrap().unwrap();
-        let got = view.get_many(borrow(&bucket), vec!["a".into(), "z".into()]).await.unwrap().unwrap();
-        assert_eq!(got, [("a".to_owned(), Some(vec![1])), ("z".to_owned(), None)]);
-        view.delete_many(borrow(&bucket), vec!["a".into(), "b".into()]).await.unwrap().unwrap();
+        view.set_many(
+            borrow(&bucket),
+            vec![("a".into(), vec![1]), ("b".into(), vec![2])],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let got = view
+            .get_many(borrow(&bucket), vec!["a".into(), "z".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got,
+            [("a".to_owned(), Some(vec![1])), ("z".to_owned(), None)]
+        );
+        view.delete_many(borrow(&bucket), vec!["a".into(), "b".into()])
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(f.store.get("default", "b"), None);
     }
 
@@ -382,34 +494,69 @@ mod tests {
         }
         let mut view = f.view();
         let bucket = open(&mut view).await;
-        let first = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into()).await.unwrap().unwrap();
-        let second = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into()).await.unwrap().unwrap();
-        assert_eq!(view.current(Resource::new_borrow(second.rep())).await.unwrap().unwrap().as_deref(), existing);
+        let first = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let second = atomics::HostCas::new(&mut view, borrow(&bucket), "user".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            view.current(Resource::new_borrow(second.rep()))
+                .await
+                .unwrap()
+                .unwrap()
+                .as_deref(),
+            existing
+        );
         let first_won = view.swap(first, b"first".to_vec()).await.unwrap().is_ok();
         let second_won = match view.swap(second, b"second".to_vec()).await.unwrap() {
             Ok(()) => true,
             Err(atomics::CasError::CasFailed(fresh)) => {
-                let seen = view.current(Resource::new_borrow(fresh.rep())).await.unwrap().unwrap();
-                assert_eq!(seen.as_deref(), Some(&b"first"[..]), "a failed CAS returns the latest value");
+                let seen = view
+                    .current(Resource::new_borrow(fresh.rep()))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    seen.as_deref(),
+                    Some(&b"first"[..]),
+                    "a failed CAS returns the latest value"
+                );
                 false
             }
             Err(atomics::CasError::StoreError(e)) => panic!("{e:?}"),
         };
-        (first_won, second_won, f.store.get("default", "user").unwrap())
+        (
+            first_won,
+            second_won,
+            f.store.get("default", "user").unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn cas_on_an_existing_key_lets_exactly_one_writer_win_in_both_modes() {
         for mode in [CasMode::Strict, CasMode::UpsertWhenAbsent] {
-            assert_eq!(race(mode, Some(b"old")).await, (true, false, b"first".to_vec()), "{mode:?}");
+            assert_eq!(
+                race(mode, Some(b"old")).await,
+                (true, false, b"first".to_vec()),
+                "{mode:?}"
+            );
         }
     }
 
     #[tokio::test]
     async fn cas_on_an_absent_key_is_strict_or_an_upsert_as_in_spins_sqlite_store() {
-        assert_eq!(race(CasMode::Strict, None).await, (true, false, b"first".to_vec()));
+        assert_eq!(
+            race(CasMode::Strict, None).await,
+            (true, false, b"first".to_vec())
+        );
         // Spin's SQLite store: both "create if absent" swaps succeed; the last write stays.
-        assert_eq!(race(CasMode::UpsertWhenAbsent, None).await, (true, true, b"second".to_vec()));
+        assert_eq!(
+            race(CasMode::UpsertWhenAbsent, None).await,
+            (true, true, b"second".to_vec())
+        );
     }
 
     #[tokio::test]
@@ -418,8 +565,17 @@ mod tests {
         f.store.set("default", "k", b"v");
         let mut view = f.view();
         let bucket = open(&mut view).await;
-        let cas = atomics::HostCas::new(&mut view, borrow(&bucket), "k".into()).await.unwrap().unwrap();
-        view.delete(borrow(&bucket), "k".into()).await.unwrap().unwrap();
-        assert!(matches!(view.swap(cas, b"w".to_vec()).await.unwrap(), Err(atomics::CasError::CasFailed(_))));
+        let cas = atomics::HostCas::new(&mut view, borrow(&bucket), "k".into())
+            .await
+            .unwrap()
+            .unwrap();
+        view.delete(borrow(&bucket), "k".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            view.swap(cas, b"w".to_vec()).await.unwrap(),
+            Err(atomics::CasError::CasFailed(_))
+        ));
     }
 }

@@ -35,7 +35,10 @@ impl OutgoingLog {
     }
 
     fn push(&self, request: RecordedRequest) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(request);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request);
     }
 }
 
@@ -94,18 +97,28 @@ impl WasiHttpHooks for RecordingHooks {
                     .headers
                     .iter()
                     .map(|(name, value)| {
-                        (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+                        (
+                            name.to_string(),
+                            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                        )
                     })
                     .collect(),
                 body: body.to_vec(),
             });
-            let target = routes.target(&parts.uri).cloned().ok_or(Error::HttpRequestDenied)?;
+            let target = routes
+                .target(&parts.uri)
+                .cloned()
+                .ok_or(Error::HttpRequestDenied)?;
             let mut uri = parts.uri.into_parts();
             uri.scheme = Some(Scheme::HTTP);
             uri.authority = Some(target);
             parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
-            let forwarded = http::Request::from_parts(parts, Full::new(body).map_err(|never: std::convert::Infallible| match never {}));
-            let (response, io) = wasmtime_wasi_http::default_send_request(forwarded, options).await?;
+            let forwarded = http::Request::from_parts(
+                parts,
+                Full::new(body).map_err(|never: std::convert::Infallible| match never {}),
+            );
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(forwarded, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,

@@ -11,7 +11,9 @@ fn exports_the_login_interface_with_every_function() {
     let ty = component.component_type();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
     assert_eq!(exports, ["wecom:auth/login@0.1.0"]);
-    let ComponentItem::ComponentInstance(login) = ty.get_export(engine, "wecom:auth/login@0.1.0").unwrap().ty else {
+    let ComponentItem::ComponentInstance(login) =
+        ty.get_export(engine, "wecom:auth/login@0.1.0").unwrap().ty
+    else {
         panic!("wecom:auth/login is not an instance");
     };
     let functions: Vec<&str> = login
@@ -26,7 +28,10 @@ fn exports_the_login_interface_with_every_function() {
         "homepage-links",
         "validate-settings",
     ] {
-        assert!(functions.contains(&expected), "{expected} missing from {functions:?}");
+        assert!(
+            functions.contains(&expected),
+            "{expected} missing from {functions:?}"
+        );
     }
 }
 
@@ -40,10 +45,16 @@ fn imports_only_standard_wasi() {
         .collect();
     assert!(!imports.is_empty());
     for import in &imports {
-        assert!(import.starts_with("wasi:"), "non-WASI import {import} in {imports:?}");
+        assert!(
+            import.starts_with("wasi:"),
+            "non-WASI import {import} in {imports:?}"
+        );
     }
     // The exact drafts Spin implements, never wasmtime's other drafts.
-    for import in imports.iter().filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config")) {
+    for import in imports
+        .iter()
+        .filter(|i| i.starts_with("wasi:keyvalue") || i.starts_with("wasi:config"))
+    {
         assert!(
             import.ends_with("@0.2.0-draft2") || import.ends_with("@0.2.0-draft-2024-09-27"),
             "{import}"

@@ -5,9 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{APP_SECRET, CHROME, SIGNING_KEY, WECOM_ANDROID, authorize_request, host, query_param, settings};
+use common::{
+    APP_SECRET, CHROME, SIGNING_KEY, WECOM_ANDROID, authorize_request, host, query_param, settings,
+};
 use host_test::bindings::login::{
-    AuthError, Authorization, CallbackRequest, ClientKind, Language, LoginFlow, Platform, StateRejection,
+    AuthError, Authorization, CallbackRequest, ClientKind, Language, LoginFlow, Platform,
+    StateRejection,
 };
 use host_test::host::ComponentHost;
 
@@ -27,7 +30,10 @@ fn client_name(kind: ClientKind) -> &'static str {
 async fn every_corpus_user_agent_is_classified_through_the_component() {
     let host = host();
     let mut cases = 0;
-    for line in USER_AGENTS.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in USER_AGENTS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let (expected, ua) = line.split_once('\t').unwrap();
         let info = host.detect_wecom_browser(ua).await.unwrap();
         assert_eq!(client_name(info.client), expected, "UA: {ua}");
@@ -49,7 +55,10 @@ async fn detection_reports_platform_version_language_and_private_deployment() {
         .detect_wecom_browser("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Language/en wxwork/4.1.15 (MicroMessenger/6.2) WeChat/2.0.4 Safari/605.1.15")
         .await
         .unwrap();
-    assert_eq!((mac.client, mac.platform), (ClientKind::WecomDesktop, Platform::Macos));
+    assert_eq!(
+        (mac.client, mac.platform),
+        (ClientKind::WecomDesktop, Platform::Macos)
+    );
     assert_eq!(mac.language, Some(Language::En));
     let private = host
         .detect_wecom_browser("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 wxworklocal/3.0.8 wwlocal/3.0.8 MicroMessenger/7.0.1")
@@ -77,7 +86,11 @@ async fn inside_wecom_the_url_is_in_client_oauth_with_privateinfo_scope() {
                   &redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback\
                   &response_type=code&scope=snsapi_privateinfo&state=";
     assert!(auth.url.starts_with(prefix), "{}", auth.url);
-    assert!(auth.url.ends_with("&agentid=1000002#wechat_redirect"), "{}", auth.url);
+    assert!(
+        auth.url.ends_with("&agentid=1000002#wechat_redirect"),
+        "{}",
+        auth.url
+    );
     assert_wecom_state(query_param(&auth.url, "state").unwrap());
 }
 
@@ -98,7 +111,11 @@ async fn elsewhere_the_url_is_web_login_with_the_language_hint() {
 
     let mut forced = authorize_request(WECOM_ANDROID, None);
     forced.force_flow = Some(LoginFlow::Web);
-    let forced = host.authorize_url(&settings("corp"), &forced).await.unwrap().unwrap();
+    let forced = host
+        .authorize_url(&settings("corp"), &forced)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(forced.flow, LoginFlow::Web);
     assert!(forced.url.ends_with("&lang=zh"), "{}", forced.url);
     assert_wecom_state(query_param(&forced.url, "state").unwrap());
@@ -111,14 +128,21 @@ async fn simulator_bases_and_route_prefix_shape_the_urls() {
     s.origin = "http://127.0.0.1:8080".into();
     s.oauth_base = Some("http://127.0.0.1:9100".into());
     s.route_prefix = Some("/sso".into());
-    let auth = host.authorize_url(&s, &authorize_request(WECOM_ANDROID, None)).await.unwrap().unwrap();
+    let auth = host
+        .authorize_url(&s, &authorize_request(WECOM_ANDROID, None))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(auth.url.starts_with(
         "http://127.0.0.1:9100/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fsso%2Fcallback&"
     ), "{}", auth.url);
     // Plain http origin: no Secure attribute, or the browser would drop the cookie.
     assert_eq!(
         auth.pre_auth_cookie.set_cookie,
-        format!("wecom_auth_login={}; Max-Age=600; Path=/sso; HttpOnly; SameSite=Lax", auth.pre_auth_cookie.value)
+        format!(
+            "wecom_auth_login={}; Max-Age=600; Path=/sso; HttpOnly; SameSite=Lax",
+            auth.pre_auth_cookie.value
+        )
     );
 }
 
@@ -131,10 +155,20 @@ async fn nothing_secret_leaves_and_nothing_is_sent_to_wecom() {
         .unwrap()
         .unwrap();
     let shown = format!("{auth:?}");
-    assert!(!shown.contains(APP_SECRET) && !shown.contains(SIGNING_KEY), "{shown}");
-    assert!(auth.pre_auth_cookie.set_cookie.contains("; HttpOnly; SameSite=Lax; Secure"));
+    assert!(
+        !shown.contains(APP_SECRET) && !shown.contains(SIGNING_KEY),
+        "{shown}"
+    );
+    assert!(
+        auth.pre_auth_cookie
+            .set_cookie
+            .contains("; HttpOnly; SameSite=Lax; Secure")
+    );
     assert_eq!(auth.pre_auth_cookie.max_age_seconds, 600);
-    assert!(host.outgoing.requests().is_empty(), "building a URL must not call WeCom");
+    assert!(
+        host.outgoing.requests().is_empty(),
+        "building a URL must not call WeCom"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +205,10 @@ fn callback(auth: &Authorization, cookie: Option<&str>) -> CallbackRequest {
 }
 
 async fn callback_error(host: &ComponentHost, name: &str, request: &CallbackRequest) -> AuthError {
-    host.handle_callback(&settings(name), request).await.unwrap().unwrap_err()
+    host.handle_callback(&settings(name), request)
+        .await
+        .unwrap()
+        .unwrap_err()
 }
 
 #[tokio::test]
@@ -212,25 +249,46 @@ async fn a_tampered_or_forged_state_is_refused() {
     for index in [state.len() - 1, 12, 30] {
         let mut tampered = state.clone().into_bytes();
         tampered[index] = if tampered[index] == b'a' { b'b' } else { b'a' };
-        let request = CallbackRequest { state: String::from_utf8(tampered).unwrap(), ..genuine.clone() };
-        assert!(matches!(
-            callback_error(&host, "corp", &request).await,
-            AuthError::StateRejected(StateRejection::BadSignature)
-        ), "flip at {index}");
+        let request = CallbackRequest {
+            state: String::from_utf8(tampered).unwrap(),
+            ..genuine.clone()
+        };
+        assert!(
+            matches!(
+                callback_error(&host, "corp", &request).await,
+                AuthError::StateRejected(StateRejection::BadSignature)
+            ),
+            "flip at {index}"
+        );
     }
     for junk in ["", "abc", "Z".repeat(82).as_str(), "0".repeat(128).as_str()] {
-        let request = CallbackRequest { state: junk.into(), ..genuine.clone() };
-        assert!(matches!(
-            callback_error(&host, "corp", &request).await,
-            AuthError::StateRejected(StateRejection::Malformed)
-        ), "{junk}");
+        let request = CallbackRequest {
+            state: junk.into(),
+            ..genuine.clone()
+        };
+        assert!(
+            matches!(
+                callback_error(&host, "corp", &request).await,
+                AuthError::StateRejected(StateRejection::Malformed)
+            ),
+            "{junk}"
+        );
     }
     // A state signed with another key (an attacker's own deployment) does not verify.
     let mut forger = settings("corp");
     forger.signing_keys[0].secret = "attacker-controlled-key-attacker-controlled".into();
-    let forged = host.authorize_url(&forger, &authorize_request(CHROME, None)).await.unwrap().unwrap();
+    let forged = host
+        .authorize_url(&forger, &authorize_request(CHROME, None))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
-        callback_error(&host, "corp", &callback(&forged, Some(&forged.pre_auth_cookie.value))).await,
+        callback_error(
+            &host,
+            "corp",
+            &callback(&forged, Some(&forged.pre_auth_cookie.value))
+        )
+        .await,
         AuthError::StateRejected(StateRejection::BadSignature)
     ));
 }
@@ -241,7 +299,10 @@ async fn a_state_expires_after_its_lifetime_on_the_host_clock() {
     let auth = start_login(&host, "corp", None).await;
     let request = callback(&auth, Some(&auth.pre_auth_cookie.value));
     host.clock.advance(Duration::from_secs(599));
-    assert!(matches!(callback_error(&host, "corp", &request).await, AuthError::Unsupported(_)));
+    assert!(matches!(
+        callback_error(&host, "corp", &request).await,
+        AuthError::Unsupported(_)
+    ));
     host.clock.advance(Duration::from_secs(1));
     assert!(matches!(
         callback_error(&host, "corp", &request).await,
@@ -257,10 +318,16 @@ async fn rotated_signing_keys_keep_logins_in_flight_valid() {
     let mut rotated = settings("corp");
     rotated.signing_keys.insert(
         0,
-        host_test::bindings::login::SigningKey { id: "k2".into(), secret: "a-brand-new-signing-key-a-brand-new-one".into() },
+        host_test::bindings::login::SigningKey {
+            id: "k2".into(),
+            secret: "a-brand-new-signing-key-a-brand-new-one".into(),
+        },
     );
     let outcome = host.handle_callback(&rotated, &request).await.unwrap();
-    assert!(matches!(outcome, Err(AuthError::Unsupported(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(AuthError::Unsupported(_))),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -269,11 +336,41 @@ async fn oversized_inputs_are_refused_naming_the_field() {
     let auth = start_login(&host, "corp", None).await;
     let genuine = callback(&auth, Some(&auth.pre_auth_cookie.value));
     for (request, field) in [
-        (CallbackRequest { code: "c".repeat(513), ..genuine.clone() }, "code"),
-        (CallbackRequest { code: String::new(), ..genuine.clone() }, "code"),
-        (CallbackRequest { state: "s".repeat(129), ..genuine.clone() }, "state"),
-        (CallbackRequest { user_agent: "u".repeat(5000), ..genuine.clone() }, "user-agent"),
-        (CallbackRequest { pre_auth_cookie: Some("p".repeat(5000)), ..genuine.clone() }, "pre-auth-cookie"),
+        (
+            CallbackRequest {
+                code: "c".repeat(513),
+                ..genuine.clone()
+            },
+            "code",
+        ),
+        (
+            CallbackRequest {
+                code: String::new(),
+                ..genuine.clone()
+            },
+            "code",
+        ),
+        (
+            CallbackRequest {
+                state: "s".repeat(129),
+                ..genuine.clone()
+            },
+            "state",
+        ),
+        (
+            CallbackRequest {
+                user_agent: "u".repeat(5000),
+                ..genuine.clone()
+            },
+            "user-agent",
+        ),
+        (
+            CallbackRequest {
+                pre_auth_cookie: Some("p".repeat(5000)),
+                ..genuine.clone()
+            },
+            "pre-auth-cookie",
+        ),
     ] {
         match callback_error(&host, "corp", &request).await {
             AuthError::BadRequest(e) => assert_eq!(e.field, field),
@@ -281,7 +378,11 @@ async fn oversized_inputs_are_refused_naming_the_field() {
         }
     }
     let huge_ua = authorize_request(&"u".repeat(5000), None);
-    match host.authorize_url(&settings("corp"), &huge_ua).await.unwrap() {
+    match host
+        .authorize_url(&settings("corp"), &huge_ua)
+        .await
+        .unwrap()
+    {
         Err(AuthError::BadRequest(e)) => assert_eq!(e.field, "user-agent"),
         other => panic!("{other:?}"),
     }
@@ -290,19 +391,33 @@ async fn oversized_inputs_are_refused_naming_the_field() {
 #[tokio::test]
 async fn hostile_text_in_every_field_never_traps() {
     let host = host();
-    let nasty = ["\u{0}", "\u{FFFF}\u{10FFFF}", "%", "%zz%", "é".repeat(3000).as_str(), "\r\n\t"].map(String::from);
+    let nasty = [
+        "\u{0}",
+        "\u{FFFF}\u{10FFFF}",
+        "%",
+        "%zz%",
+        "é".repeat(3000).as_str(),
+        "\r\n\t",
+    ]
+    .map(String::from);
     for text in &nasty {
         let _ = host.detect_wecom_browser(text).await.unwrap();
         let mut s = settings(text);
         s.origin = text.clone();
-        let _ = host.authorize_url(&s, &authorize_request(text, Some(text))).await.unwrap();
+        let _ = host
+            .authorize_url(&s, &authorize_request(text, Some(text)))
+            .await
+            .unwrap();
         let request = CallbackRequest {
             code: text.clone(),
             state: text.clone(),
             pre_auth_cookie: Some(text.clone()),
             user_agent: text.clone(),
         };
-        let _ = host.handle_callback(&settings("corp"), &request).await.unwrap();
+        let _ = host
+            .handle_callback(&settings("corp"), &request)
+            .await
+            .unwrap();
         let _ = host.validate_settings(&[s]).await.unwrap();
     }
 }
@@ -326,8 +441,15 @@ async fn open_redirect_payloads_never_become_the_return_path() {
             .await
             .unwrap()
             .unwrap();
-        assert!(stays_on_origin(&auth.return_to), "{payload:?} became {:?}", auth.return_to);
-        assert!(!auth.url.contains("evil"), "the return path must stay out of the WeCom URL");
+        assert!(
+            stays_on_origin(&auth.return_to),
+            "{payload:?} became {:?}",
+            auth.return_to
+        );
+        assert!(
+            !auth.url.contains("evil"),
+            "the return path must stay out of the WeCom URL"
+        );
     }
     let kept = host
         .authorize_url(&s, &authorize_request(CHROME, Some("/reports?q=1#top")))
@@ -342,10 +464,21 @@ async fn invalid_settings_name_the_authenticator_and_field_without_secrets() {
     let host = host();
     let mut bad_origin = settings("corp");
     bad_origin.origin = "https://apps.example.com/app/".into();
-    match host.authorize_url(&bad_origin, &authorize_request(CHROME, None)).await.unwrap() {
+    match host
+        .authorize_url(&bad_origin, &authorize_request(CHROME, None))
+        .await
+        .unwrap()
+    {
         Err(AuthError::InvalidSettings(e)) => {
-            assert_eq!((e.authenticator.as_str(), e.field.as_str()), ("corp", "origin"));
-            assert!(e.message.contains("https://apps.example.com"), "{}", e.message);
+            assert_eq!(
+                (e.authenticator.as_str(), e.field.as_str()),
+                ("corp", "origin")
+            );
+            assert!(
+                e.message.contains("https://apps.example.com"),
+                "{}",
+                e.message
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -361,12 +494,30 @@ async fn invalid_settings_name_the_authenticator_and_field_without_secrets() {
         .await
         .unwrap()
         .unwrap_err();
-    let named: Vec<(&str, &str)> = errors.iter().map(|e| (e.authenticator.as_str(), e.field.as_str())).collect();
-    assert_eq!(named, [("backup", "auto-login"), ("MAIN", "name"), ("MAIN", "signing-keys[0].secret")]);
+    let named: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.authenticator.as_str(), e.field.as_str()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("backup", "auto-login"),
+            ("MAIN", "name"),
+            ("MAIN", "signing-keys[0].secret")
+        ]
+    );
     let shown = format!("{errors:?}");
-    assert!(!shown.contains("too-short") && !shown.contains(APP_SECRET), "{shown}");
+    assert!(
+        !shown.contains("too-short") && !shown.contains(APP_SECRET),
+        "{shown}"
+    );
 
-    assert!(host.validate_settings(&[first, settings("backup")]).await.unwrap().is_ok());
+    assert!(
+        host.validate_settings(&[first, settings("backup")])
+            .await
+            .unwrap()
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -375,8 +526,20 @@ async fn homepage_links_give_the_admin_what_to_paste() {
     let mut s = settings("corp");
     s.auto_login = true;
     let links = host.homepage_links(&s).await.unwrap().unwrap();
-    assert_eq!(links.callback_url, "https://apps.example.com/auth/wecom/callback");
-    assert_eq!(links.desktop_homepage, "https://apps.example.com/auth/wecom/login?authenticator=corp");
-    assert_eq!(links.mobile_homepage, "https://apps.example.com/auth/wecom/login?authenticator=corp&flow=in-client");
-    assert_eq!(links.plain_homepage.as_deref(), Some("https://apps.example.com/"));
+    assert_eq!(
+        links.callback_url,
+        "https://apps.example.com/auth/wecom/callback"
+    );
+    assert_eq!(
+        links.desktop_homepage,
+        "https://apps.example.com/auth/wecom/login?authenticator=corp"
+    );
+    assert_eq!(
+        links.mobile_homepage,
+        "https://apps.example.com/auth/wecom/login?authenticator=corp&flow=in-client"
+    );
+    assert_eq!(
+        links.plain_homepage.as_deref(),
+        Some("https://apps.example.com/")
+    );
 }

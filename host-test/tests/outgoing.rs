@@ -20,18 +20,26 @@ async fn echo_server() -> std::net::SocketAddr {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
-                let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-                    let line = format!(
-                        "{} {} host={}",
-                        request.method(),
-                        request.uri(),
-                        request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("-")
-                    );
-                    let body = request.into_body().collect().await.unwrap().to_bytes();
-                    let answer = format!("{line} body={}", String::from_utf8_lossy(&body));
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(answer))))
-                });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service = service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let line = format!(
+                            "{} {} host={}",
+                            request.method(),
+                            request.uri(),
+                            request
+                                .headers()
+                                .get("host")
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or("-")
+                        );
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let answer = format!("{line} body={}", String::from_utf8_lossy(&body));
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(answer))))
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -51,11 +59,18 @@ fn request(uri: &str, payload: &'static str) -> http::Request<wasmtime_wasi_http
 async fn routed_requests_are_recorded_and_forwarded_to_loopback() {
     let addr = echo_server().await;
     let mut hooks = RecordingHooks {
-        routes: Routes::new([("qyapi.weixin.qq.com".to_owned(), addr.to_string().parse().unwrap())]),
+        routes: Routes::new([(
+            "qyapi.weixin.qq.com".to_owned(),
+            addr.to_string().parse().unwrap(),
+        )]),
         ..RecordingHooks::default()
     };
     let uri = "https://qyapi.weixin.qq.com/cgi-bin/auth/getuserdetail?access_token=T";
-    let sent = hooks.send_request(request(uri, r#"{"user_ticket":"X"}"#), None, Box::new(async { Ok(()) }));
+    let sent = hooks.send_request(
+        request(uri, r#"{"user_ticket":"X"}"#),
+        None,
+        Box::new(async { Ok(()) }),
+    );
     let (response, _io) = Box::into_pin(sent).await.unwrap();
     let answer = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
@@ -65,14 +80,21 @@ async fn routed_requests_are_recorded_and_forwarded_to_loopback() {
     let recorded = hooks.log.requests();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].method, "POST");
-    assert_eq!(recorded[0].uri, uri, "the log keeps the URI the component asked for");
+    assert_eq!(
+        recorded[0].uri, uri,
+        "the log keeps the URI the component asked for"
+    );
     assert_eq!(recorded[0].body, br#"{"user_ticket":"X"}"#);
 }
 
 #[tokio::test]
 async fn unrouted_hosts_are_refused_but_still_recorded() {
     let mut hooks = RecordingHooks::default();
-    let sent = hooks.send_request(request("https://example.com/", "x"), None, Box::new(async { Ok(()) }));
+    let sent = hooks.send_request(
+        request("https://example.com/", "x"),
+        None,
+        Box::new(async { Ok(()) }),
+    );
     let Err(error) = Box::into_pin(sent).await else {
         panic!("an unrouted host must be refused");
     };

@@ -110,10 +110,22 @@ fn is_desktop_client(ua: &str, platform: Platform) -> bool {
     if platform == Platform::Macos && ua.contains("WeChat/") {
         return true;
     }
-    let mobile = ["Mobile", "Android", "iPhone", "iPad", "iPod", "HarmonyOS", "OpenHarmony"]
-        .iter()
-        .any(|marker| ua.contains(marker));
-    !mobile && matches!(platform, Platform::Windows | Platform::Macos | Platform::Linux)
+    let mobile = [
+        "Mobile",
+        "Android",
+        "iPhone",
+        "iPad",
+        "iPod",
+        "HarmonyOS",
+        "OpenHarmony",
+    ]
+    .iter()
+    .any(|marker| ua.contains(marker));
+    !mobile
+        && matches!(
+            platform,
+            Platform::Windows | Platform::Macos | Platform::Linux
+        )
 }
 
 fn platform(ua: &str) -> Platform {
@@ -175,7 +187,10 @@ mod tests {
     #[test]
     fn every_corpus_user_agent_is_classified_as_expected() {
         let mut cases = 0;
-        for line in CORPUS.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in CORPUS
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let (expected, ua) = line.split_once('\t').expect("tab-separated line");
             assert_eq!(client_name(detect(ua).client), expected, "UA: {ua}");
             cases += 1;

@@ -40,8 +40,14 @@ mod tests {
     #[test]
     fn set_cookie_carries_every_protective_attribute() {
         let c = Cookie::new("n", "v".into(), 600, "/auth/wecom", true);
-        assert_eq!(c.set_cookie, "n=v; Max-Age=600; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure");
+        assert_eq!(
+            c.set_cookie,
+            "n=v; Max-Age=600; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure"
+        );
         let plain = Cookie::cleared("n", "/", false);
-        assert_eq!(plain.set_cookie, "n=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            plain.set_cookie,
+            "n=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+        );
     }
 }

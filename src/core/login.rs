@@ -7,7 +7,9 @@ use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, PRE_AUTH_COOKIE};
 use super::return_path::{self, MAX_RETURN_PATH};
 use super::settings::{Authenticator, SettingsError};
-use super::state::{self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState};
+use super::state::{
+    self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState,
+};
 use super::urls;
 
 /// WeCom codes are at most 512 bytes.
@@ -29,7 +31,10 @@ pub struct WecomError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     InvalidSettings(SettingsError),
-    BadRequest { field: &'static str, message: String },
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
     StateRejected(StateRejection),
     Wecom(WecomError),
     WecomUnavailable(String),
@@ -42,7 +47,9 @@ impl fmt::Display for AuthError {
             AuthError::InvalidSettings(e) => write!(f, "invalid settings: {e}"),
             AuthError::BadRequest { field, message } => write!(f, "bad request: {field} {message}"),
             AuthError::StateRejected(r) => write!(f, "login state rejected: {r:?}"),
-            AuthError::Wecom(e) => write!(f, "WeCom errcode {}: {} ({})", e.errcode, e.errmsg, e.hint),
+            AuthError::Wecom(e) => {
+                write!(f, "WeCom errcode {}: {} ({})", e.errcode, e.errmsg, e.hint)
+            }
             AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
             AuthError::Unsupported(what) => write!(f, "unsupported: {what}"),
         }
@@ -97,9 +104,11 @@ pub fn authorize(
     let issued = state::issue(authenticator, &return_to, now, random);
     let url = match flow {
         LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
-        LoginFlow::Web => {
-            urls::web_login_url(authenticator, &issued.state, request.language.or(browser.language))
-        }
+        LoginFlow::Web => urls::web_login_url(
+            authenticator,
+            &issued.state,
+            request.language.or(browser.language),
+        ),
     };
     let pre_auth_cookie = Cookie::new(
         PRE_AUTH_COOKIE,
@@ -135,7 +144,8 @@ pub fn verify_callback(
     if request.code.is_empty() {
         return Err(AuthError::BadRequest {
             field: "code",
-            message: "is missing: WeCom did not return a code (the member may have cancelled)".into(),
+            message: "is missing: WeCom did not return a code (the member may have cancelled)"
+                .into(),
         });
     }
     if !request.code.bytes().all(|b| b.is_ascii_graphic()) {
@@ -160,7 +170,11 @@ pub fn verify_callback(
 
 /// The cookie that removes the pre-auth cookie once a callback is done with it.
 pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
-    Cookie::cleared(PRE_AUTH_COOKIE, &authenticator.route_prefix, authenticator.is_https())
+    Cookie::cleared(
+        PRE_AUTH_COOKIE,
+        &authenticator.route_prefix,
+        authenticator.is_https(),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,7 +218,8 @@ mod tests {
     const NOW: u64 = 1_790_000_000;
     const RANDOM: [u8; RANDOM_BYTES] = [9; RANDOM_BYTES];
     const WECOM_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/en";
-    const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
+    const CHROME: &str =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
 
     fn corp() -> Authenticator {
         sample("corp").check().unwrap()
@@ -223,10 +238,18 @@ mod tests {
         let a = corp();
         let inside = authorize(&a, &request(WECOM_IPHONE, None), NOW, &RANDOM).unwrap();
         assert_eq!(inside.flow, LoginFlow::InClient);
-        assert!(inside.url.starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?"));
+        assert!(
+            inside
+                .url
+                .starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?")
+        );
         let outside = authorize(&a, &request(CHROME, None), NOW, &RANDOM).unwrap();
         assert_eq!(outside.flow, LoginFlow::Web);
-        assert!(outside.url.starts_with("https://login.work.weixin.qq.com/wwlogin/sso/login?"));
+        assert!(
+            outside
+                .url
+                .starts_with("https://login.work.weixin.qq.com/wwlogin/sso/login?")
+        );
         assert!(!outside.url.contains("lang="));
     }
 
@@ -247,7 +270,11 @@ mod tests {
         let cookie = &auth.pre_auth_cookie;
         assert_eq!(cookie.name, PRE_AUTH_COOKIE);
         assert_eq!(cookie.max_age_seconds, 600);
-        assert!(cookie.set_cookie.ends_with("; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure"));
+        assert!(
+            cookie
+                .set_cookie
+                .ends_with("; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure")
+        );
         assert_eq!(auth.return_to, "/x");
         assert!(!auth.url.contains("%2Fx") && !auth.url.contains("secret"));
     }
@@ -272,7 +299,10 @@ mod tests {
             pre_auth_cookie: Some(auth.pre_auth_cookie.value.clone()),
             user_agent: CHROME.into(),
         };
-        assert_eq!(verify_callback(&a, &callback, NOW + 1).unwrap().return_to, "/reports?q=1");
+        assert_eq!(
+            verify_callback(&a, &callback, NOW + 1).unwrap().return_to,
+            "/reports?q=1"
+        );
     }
 
     #[test]
@@ -291,11 +321,41 @@ mod tests {
             ..CallbackRequest::default()
         };
         for (request, expected) in [
-            (CallbackRequest { code: "c".repeat(513), ..base.clone() }, "code"),
-            (CallbackRequest { code: String::new(), ..base.clone() }, "code"),
-            (CallbackRequest { code: "a b".into(), ..base.clone() }, "code"),
-            (CallbackRequest { state: "s".repeat(129), ..base.clone() }, "state"),
-            (CallbackRequest { pre_auth_cookie: Some("c".repeat(4097)), ..base.clone() }, "pre-auth-cookie"),
+            (
+                CallbackRequest {
+                    code: "c".repeat(513),
+                    ..base.clone()
+                },
+                "code",
+            ),
+            (
+                CallbackRequest {
+                    code: String::new(),
+                    ..base.clone()
+                },
+                "code",
+            ),
+            (
+                CallbackRequest {
+                    code: "a b".into(),
+                    ..base.clone()
+                },
+                "code",
+            ),
+            (
+                CallbackRequest {
+                    state: "s".repeat(129),
+                    ..base.clone()
+                },
+                "state",
+            ),
+            (
+                CallbackRequest {
+                    pre_auth_cookie: Some("c".repeat(4097)),
+                    ..base.clone()
+                },
+                "pre-auth-cookie",
+            ),
         ] {
             match verify_callback(&a, &request, NOW) {
                 Err(AuthError::BadRequest { field, .. }) => assert_eq!(field, expected),
@@ -310,13 +370,22 @@ mod tests {
         s.auto_login = true;
         s.redirect_path = Some("/app".into());
         let links = homepage_links(&s.check().unwrap());
-        assert_eq!(links.callback_url, "https://apps.example.com/auth/wecom/callback");
-        assert_eq!(links.desktop_homepage, "https://apps.example.com/auth/wecom/login?authenticator=corp");
+        assert_eq!(
+            links.callback_url,
+            "https://apps.example.com/auth/wecom/callback"
+        );
+        assert_eq!(
+            links.desktop_homepage,
+            "https://apps.example.com/auth/wecom/login?authenticator=corp"
+        );
         assert_eq!(
             links.mobile_homepage,
             "https://apps.example.com/auth/wecom/login?authenticator=corp&flow=in-client"
         );
-        assert_eq!(links.plain_homepage.as_deref(), Some("https://apps.example.com/app"));
+        assert_eq!(
+            links.plain_homepage.as_deref(),
+            Some("https://apps.example.com/app")
+        );
         assert_eq!(homepage_links(&corp()).plain_homepage, None);
     }
 }

@@ -145,16 +145,32 @@ impl Settings {
         check_identifier(&mut problems, "name", &self.name, 64);
         check_corp_id(&mut problems, &self.corp_id);
         if self.agent_id.is_empty() {
-            problems.add("agent-id", "is empty: copy the AgentId from 应用管理 → your app");
+            problems.add(
+                "agent-id",
+                "is empty: copy the AgentId from 应用管理 → your app",
+            );
         } else if self.agent_id.len() > 20 || !self.agent_id.bytes().all(|b| b.is_ascii_digit()) {
-            problems.add("agent-id", "must be the app's numeric AgentId, e.g. 1000002");
+            problems.add(
+                "agent-id",
+                "must be the app's numeric AgentId, e.g. 1000002",
+            );
         }
         if self.secret.expose().is_empty() {
-            problems.add("secret", "is empty: copy the app's Secret from 应用管理 → your app");
+            problems.add(
+                "secret",
+                "is empty: copy the app's Secret from 应用管理 → your app",
+            );
         } else if self.secret.expose().len() > 256
-            || self.secret.expose().chars().any(|c| c.is_control() || c.is_whitespace())
+            || self
+                .secret
+                .expose()
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
         {
-            problems.add("secret", "is not a WeCom app Secret (too long, or holds blanks or controls)");
+            problems.add(
+                "secret",
+                "is not a WeCom app Secret (too long, or holds blanks or controls)",
+            );
         }
         let origin = check_origin(&mut problems, &self.origin);
         let redirect_path = match &self.redirect_path {
@@ -162,7 +178,10 @@ impl Settings {
             Some(path) => match return_path::sanitize(path) {
                 Some(safe) if safe == *path => safe,
                 Some(safe) => {
-                    problems.add("redirect-path", format!("write it in its plain form: {safe}"));
+                    problems.add(
+                        "redirect-path",
+                        format!("write it in its plain form: {safe}"),
+                    );
                     safe
                 }
                 None => {
@@ -175,7 +194,12 @@ impl Settings {
             },
         };
         let api_base = check_base(&mut problems, "api-base", &self.api_base, DEFAULT_API_BASE);
-        let oauth_base = check_base(&mut problems, "oauth-base", &self.oauth_base, DEFAULT_OAUTH_BASE);
+        let oauth_base = check_base(
+            &mut problems,
+            "oauth-base",
+            &self.oauth_base,
+            DEFAULT_OAUTH_BASE,
+        );
         let sso_base = check_base(&mut problems, "sso-base", &self.sso_base, DEFAULT_SSO_BASE);
         check_signing_keys(&mut problems, &self.signing_keys);
         let session_lifetime = check_lifetime(
@@ -249,7 +273,10 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
     }
     for (index, settings) in all.iter().enumerate() {
         let earlier = &all[..index];
-        if earlier.iter().any(|e| e.name.eq_ignore_ascii_case(&settings.name)) {
+        if earlier
+            .iter()
+            .any(|e| e.name.eq_ignore_ascii_case(&settings.name))
+        {
             found.push(SettingsError {
                 authenticator: settings.name.clone(),
                 field: "name".into(),
@@ -257,7 +284,10 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
             });
         }
         if settings.auto_login && earlier.iter().any(|e| e.auto_login) {
-            let first = earlier.iter().find(|e| e.auto_login).map(|e| e.name.as_str());
+            let first = earlier
+                .iter()
+                .find(|e| e.auto_login)
+                .map(|e| e.name.as_str());
             found.push(SettingsError {
                 authenticator: settings.name.clone(),
                 field: "auto-login".into(),
@@ -272,7 +302,11 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
             Err(problems) => found.extend(problems),
         }
     }
-    if found.is_empty() { Ok(checked) } else { Err(found) }
+    if found.is_empty() {
+        Ok(checked)
+    } else {
+        Err(found)
+    }
 }
 
 fn check_identifier(problems: &mut Problems<'_>, field: &str, value: &str, max: usize) {
@@ -283,16 +317,16 @@ fn check_identifier(problems: &mut Problems<'_>, field: &str, value: &str, max: 
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        problems.add(
-            field,
-            format!("must be 1 to {max} letters, digits, - or _"),
-        );
+        problems.add(field, format!("must be 1 to {max} letters, digits, - or _"));
     }
 }
 
 fn check_corp_id(problems: &mut Problems<'_>, corp_id: &str) {
     if corp_id.is_empty() {
-        problems.add("corp-id", "is empty: copy the Company ID from 我的企业 → 企业信息");
+        problems.add(
+            "corp-id",
+            "is empty: copy the Company ID from 我的企业 → 企业信息",
+        );
     } else if corp_id.len() > 64 || !corp_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         problems.add(
             "corp-id",
@@ -305,7 +339,10 @@ fn check_corp_id(problems: &mut Problems<'_>, corp_id: &str) {
 fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
     const EXAMPLE: &str = "e.g. https://apps.example.com or http://127.0.0.1:8080";
     let Ok(url) = Url::parse(origin) else {
-        problems.add("origin", format!("is not a URL: write scheme://host[:port], {EXAMPLE}"));
+        problems.add(
+            "origin",
+            format!("is not a URL: write scheme://host[:port], {EXAMPLE}"),
+        );
         return String::new();
     };
     if !matches!(url.scheme(), "http" | "https") {
@@ -356,16 +393,24 @@ fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
     if keys.is_empty() {
         problems.add(
             "signing-keys",
-            format!("is empty: give at least one key of {MIN_SIGNING_KEY_BYTES} or more random bytes"),
+            format!(
+                "is empty: give at least one key of {MIN_SIGNING_KEY_BYTES} or more random bytes"
+            ),
         );
     }
     if keys.len() > MAX_SIGNING_KEYS {
-        problems.add("signing-keys", format!("holds more than {MAX_SIGNING_KEYS} keys"));
+        problems.add(
+            "signing-keys",
+            format!("holds more than {MAX_SIGNING_KEYS} keys"),
+        );
     }
     for (index, key) in keys.iter().enumerate() {
         check_identifier(problems, &format!("signing-keys[{index}].id"), &key.id, 32);
         if keys[..index].iter().any(|k| k.id == key.id) {
-            problems.add(format!("signing-keys[{index}].id"), "is used by another key");
+            problems.add(
+                format!("signing-keys[{index}].id"),
+                "is used by another key",
+            );
         }
         let length = key.secret.expose().len();
         if length < MIN_SIGNING_KEY_BYTES {
@@ -429,8 +474,15 @@ pub(crate) mod tests {
 
     #[test]
     fn origins_must_be_scheme_host_port_only() {
-        for good in ["https://apps.example.com", "http://127.0.0.1:8080", "https://[::1]:8443"] {
-            let s = Settings { origin: good.into(), ..sample("a") };
+        for good in [
+            "https://apps.example.com",
+            "http://127.0.0.1:8080",
+            "https://[::1]:8443",
+        ] {
+            let s = Settings {
+                origin: good.into(),
+                ..sample("a")
+            };
             assert!(s.check().is_ok(), "{good}");
         }
         for bad in [
@@ -446,7 +498,10 @@ pub(crate) mod tests {
             "javascript:alert(1)",
             "https://",
         ] {
-            let s = Settings { origin: bad.into(), ..sample("a") };
+            let s = Settings {
+                origin: bad.into(),
+                ..sample("a")
+            };
             let errors = s.check().unwrap_err();
             assert_eq!(fields(&errors), ["origin"], "{bad}");
             assert_eq!(errors[0].authenticator, "a");
@@ -465,8 +520,14 @@ pub(crate) mod tests {
             oauth_base: Some("https://x?y=1".into()),
             sso_base: Some("https://u:p@x".into()),
             signing_keys: vec![
-                SigningKey { id: "k1".into(), secret: Secret::new("short") },
-                SigningKey { id: "k1".into(), secret: Secret::new("x".repeat(32)) },
+                SigningKey {
+                    id: "k1".into(),
+                    secret: Secret::new("short"),
+                },
+                SigningKey {
+                    id: "k1".into(),
+                    secret: Secret::new("x".repeat(32)),
+                },
             ],
             session_lifetime_seconds: Some(1),
             state_lifetime_seconds: Some(100_000),
@@ -496,19 +557,34 @@ pub(crate) mod tests {
 
     #[test]
     fn signing_keys_are_required_and_bounded() {
-        let none = Settings { signing_keys: vec![], ..sample("a") };
+        let none = Settings {
+            signing_keys: vec![],
+            ..sample("a")
+        };
         assert_eq!(fields(&none.check().unwrap_err()), ["signing-keys"]);
         let keys = (0..9)
-            .map(|i| SigningKey { id: format!("k{i}"), secret: Secret::new("k".repeat(40)) })
+            .map(|i| SigningKey {
+                id: format!("k{i}"),
+                secret: Secret::new("k".repeat(40)),
+            })
             .collect();
-        let many = Settings { signing_keys: keys, ..sample("a") };
+        let many = Settings {
+            signing_keys: keys,
+            ..sample("a")
+        };
         assert_eq!(fields(&many.check().unwrap_err()), ["signing-keys"]);
     }
 
     #[test]
     fn names_are_unique_and_only_one_authenticator_logs_in_silently() {
-        let a = Settings { auto_login: true, ..sample("main") };
-        let b = Settings { auto_login: true, ..sample("other") };
+        let a = Settings {
+            auto_login: true,
+            ..sample("main")
+        };
+        let b = Settings {
+            auto_login: true,
+            ..sample("other")
+        };
         let c = sample("MAIN");
         let errors = check_all(&[a.clone(), b, c]).unwrap_err();
         assert_eq!(fields(&errors), ["auto-login", "name"]);

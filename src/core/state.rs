@@ -195,7 +195,10 @@ mod tests {
         let issued = issue(&corp(), "/docs?x=1", NOW, &RANDOM);
         assert!(issued.state.len() <= MAX_STATE);
         assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert!(!issued.state.contains("docs"), "the return path stays out of state");
+        assert!(
+            !issued.state.contains("docs"),
+            "the return path stays out of state"
+        );
         assert_eq!(issued.expires_at, NOW + 600);
     }
 
@@ -259,13 +262,22 @@ mod tests {
         let mine = issue(&a, "/", NOW, &[1; RANDOM_BYTES]);
         let theirs = issue(&a, "/", NOW, &[2; RANDOM_BYTES]);
         let check = |cookie: Option<&str>| verify(&a, &mine.state, cookie, NOW);
-        assert_eq!(check(Some(&theirs.pre_auth_cookie)), Err(StateRejection::BadSignature));
+        assert_eq!(
+            check(Some(&theirs.pre_auth_cookie)),
+            Err(StateRejection::BadSignature)
+        );
         assert_eq!(check(None), Err(StateRejection::MissingCookie));
         assert_eq!(check(Some("")), Err(StateRejection::MissingCookie));
         // Swapping in another return path breaks the binding too.
         let (binding, _) = mine.pre_auth_cookie.split_once('.').unwrap();
-        assert_eq!(check(Some(&format!("{binding}.%2Fadmin"))), Err(StateRejection::BadSignature));
-        assert_eq!(check(Some(&"x".repeat(5000))), Err(StateRejection::BadSignature));
+        assert_eq!(
+            check(Some(&format!("{binding}.%2Fadmin"))),
+            Err(StateRejection::BadSignature)
+        );
+        assert_eq!(
+            check(Some(&"x".repeat(5000))),
+            Err(StateRejection::BadSignature)
+        );
     }
 
     #[test]
@@ -294,7 +306,10 @@ mod tests {
         let mut after = before.clone();
         after.signing_keys.insert(
             0,
-            SigningKey { id: "k2".into(), secret: Secret::new("the-new-key-the-new-key-the-new-key!") },
+            SigningKey {
+                id: "k2".into(),
+                secret: Secret::new("the-new-key-the-new-key-the-new-key!"),
+            },
         );
         assert!(verify(&after, &issued.state, Some(&issued.pre_auth_cookie), NOW).is_ok());
         after.signing_keys.truncate(1);
@@ -319,7 +334,11 @@ mod tests {
             &format!("{}00", issued.state),
             &wrong_version,
         ] {
-            assert_eq!(verify(&a, state, cookie, NOW), Err(StateRejection::Malformed), "{state}");
+            assert_eq!(
+                verify(&a, state, cookie, NOW),
+                Err(StateRejection::Malformed),
+                "{state}"
+            );
         }
     }
 

@@ -19,7 +19,10 @@ pub fn encode_component(value: &str) -> String {
 
 /// Where WeCom sends the browser back with `code` and `state`.
 pub fn callback_url(authenticator: &Authenticator) -> String {
-    format!("{}{}/callback", authenticator.origin, authenticator.route_prefix)
+    format!(
+        "{}{}/callback",
+        authenticator.origin, authenticator.route_prefix
+    )
 }
 
 /// In-client OAuth with `snsapi_privateinfo` (yields the member's mobile number).
@@ -36,7 +39,11 @@ pub fn in_client_oauth_url(authenticator: &Authenticator, state: &str) -> String
 }
 
 /// Web login (QR code, or one click with a signed-in desktop client).
-pub fn web_login_url(authenticator: &Authenticator, state: &str, language: Option<Language>) -> String {
+pub fn web_login_url(
+    authenticator: &Authenticator,
+    state: &str,
+    language: Option<Language>,
+) -> String {
     let mut url = format!(
         "{base}/wwlogin/sso/login?login_type=CorpApp&appid={appid}&agentid={agentid}&redirect_uri={redirect}&state={state}",
         base = authenticator.sso_base,
@@ -104,13 +111,21 @@ mod tests {
         assert!(in_client_oauth_url(&a, "S").starts_with(
             "http://127.0.0.1:9000/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fsso%2Fcallback&"
         ));
-        assert!(web_login_url(&a, "S", None).starts_with("http://127.0.0.1:9000/wwlogin/sso/login?"));
-        assert_eq!(login_route_url(&a), "http://127.0.0.1:8080/sso/login?authenticator=corp");
+        assert!(
+            web_login_url(&a, "S", None).starts_with("http://127.0.0.1:9000/wwlogin/sso/login?")
+        );
+        assert_eq!(
+            login_route_url(&a),
+            "http://127.0.0.1:8080/sso/login?authenticator=corp"
+        );
     }
 
     #[test]
     fn components_are_encoded_like_encode_uri_component() {
-        assert_eq!(encode_component("a b&c=d/é?#"), "a%20b%26c%3Dd%2F%C3%A9%3F%23");
+        assert_eq!(
+            encode_component("a b&c=d/é?#"),
+            "a%20b%26c%3Dd%2F%C3%A9%3F%23"
+        );
         assert_eq!(encode_component("A-z_0.9~"), "A-z_0.9~");
     }
 }

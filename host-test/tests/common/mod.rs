@@ -20,7 +20,8 @@ fn compiled() -> &'static (Engine, Component) {
     static COMPILED: OnceLock<(Engine, Component)> = OnceLock::new();
     COMPILED.get_or_init(|| {
         let engine = engine(EngineOptions::default()).expect("engine");
-        let component = Component::from_file(&engine, COMPONENT_PATH).expect("the built component loads");
+        let component =
+            Component::from_file(&engine, COMPONENT_PATH).expect("the built component loads");
         (engine, component)
     })
 }
@@ -48,7 +49,10 @@ pub fn settings(name: &str) -> Settings {
         api_base: None,
         oauth_base: None,
         sso_base: None,
-        signing_keys: vec![SigningKey { id: "k1".into(), secret: SIGNING_KEY.into() }],
+        signing_keys: vec![SigningKey {
+            id: "k1".into(),
+            secret: SIGNING_KEY.into(),
+        }],
         session_lifetime_seconds: None,
         state_lifetime_seconds: None,
         route_prefix: None,
