@@ -78,13 +78,11 @@ fn now_seconds() -> u64 {
 }
 
 fn random_bytes() -> [u8; RANDOM_BYTES] {
-    let bytes = wasi::random::random::get_random_bytes(RANDOM_BYTES as u64);
-    let mut out = [0u8; RANDOM_BYTES];
-    // The host owes exactly the length asked for; a short answer leaves zeros,
-    // which still fail safe (the MAC key keeps states unforgeable).
-    let len = bytes.len().min(RANDOM_BYTES);
-    out[..len].copy_from_slice(&bytes[..len]);
-    out
+    // WASI promises exactly the length asked for. A host that breaks that
+    // promise must not get predictable cookies: trap instead.
+    wasi::random::random::get_random_bytes(RANDOM_BYTES as u64)
+        .try_into()
+        .expect("wasi:random/get-random-bytes returned a different length than asked for")
 }
 
 impl From<wit::Settings> for settings::Settings {

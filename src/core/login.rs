@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, PRE_AUTH_COOKIE};
-use super::return_path::{self, MAX_RETURN_PATH};
+use super::return_path;
 use super::settings::{Authenticator, SettingsError};
 use super::state::{
     self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState,
@@ -98,7 +98,6 @@ pub fn authorize(
     let return_to = request
         .return_to
         .as_deref()
-        .filter(|path| path.len() <= MAX_RETURN_PATH)
         .and_then(return_path::sanitize)
         .unwrap_or_else(|| authenticator.redirect_path.clone());
     let issued = state::issue(authenticator, &return_to, now, random);
