@@ -4,7 +4,7 @@
 use crate::core::browser::{self, BrowserInfo, ClientKind, Language, Platform};
 use crate::core::cookie::Cookie;
 use crate::core::login::{
-    self, AuthError, Authorization, AuthorizeRequest, CallbackRequest, HomepageLinks, LoginFlow,
+    self, AuthError, Authorization, AuthorizeRequest, CallbackRequest, ConsoleLinks, LoginFlow,
 };
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
 use crate::core::state::{RANDOM_BYTES, StateRejection};
@@ -197,8 +197,8 @@ impl From<Authorization> for wit::Authorization {
     }
 }
 
-impl From<HomepageLinks> for wit::ConsoleLinks {
-    fn from(links: HomepageLinks) -> Self {
+impl From<ConsoleLinks> for wit::ConsoleLinks {
+    fn from(links: ConsoleLinks) -> Self {
         wit::ConsoleLinks {
             callback_url: links.callback_url,
             desktop_homepage: links.desktop_homepage,

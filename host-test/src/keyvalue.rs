@@ -327,9 +327,6 @@ impl batch::Host for KeyValueView<'_> {
     }
 }
 
-/// Shared handle type for hosts.
-pub type SharedStore = Arc<MemoryStore>;
-
 #[cfg(test)]
 mod tests {
     use super::*;

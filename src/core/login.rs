@@ -177,7 +177,7 @@ pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HomepageLinks {
+pub struct ConsoleLinks {
     pub callback_url: String,
     pub desktop_homepage: String,
     pub mobile_homepage: String,
@@ -187,9 +187,9 @@ pub struct HomepageLinks {
 /// What the admin pastes into the WeCom console. Both homepages go through the
 /// login route, which picks in-client OAuth inside WeCom and web login in a
 /// system browser (the desktop client may open links in either).
-pub fn homepage_links(authenticator: &Authenticator) -> HomepageLinks {
+pub fn homepage_links(authenticator: &Authenticator) -> ConsoleLinks {
     let login = urls::login_route_url(authenticator);
-    HomepageLinks {
+    ConsoleLinks {
         callback_url: urls::callback_url(authenticator),
         desktop_homepage: login.clone(),
         mobile_homepage: format!("{login}&flow=in-client"),
