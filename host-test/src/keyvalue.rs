@@ -5,7 +5,7 @@
 //! [`KeyValueView`] from the store data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
