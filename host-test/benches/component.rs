@@ -7,9 +7,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use host_test::COMPONENT_PATH;
-use host_test::bindings::login::{AuthorizeRequest, Settings, SigningKey};
+use host_test::bindings::login::AuthorizeRequest;
 use host_test::host::{ComponentHost, EngineOptions, engine};
+use host_test::{COMPONENT_PATH, example};
 use wecom_auth::core::{browser, login, settings};
 
 const WARMUP: usize = 2_000;
@@ -80,39 +80,16 @@ fn measure(mut call: impl FnMut()) -> Stats {
     stats(samples)
 }
 
-fn wit_settings() -> Settings {
-    Settings {
-        name: "corp".into(),
-        corp_id: "ww0123456789abcdef".into(),
-        agent_id: "1000002".into(),
-        secret: "app-secret-0123456789abcdef0123456789".into(),
-        origin: "https://apps.example.com".into(),
-        redirect_path: None,
-        auto_login: false,
-        auto_signup: false,
-        api_base: None,
-        oauth_base: None,
-        sso_base: None,
-        signing_keys: vec![SigningKey {
-            id: "k1".into(),
-            secret: "0123456789abcdef0123456789abcdef".into(),
-        }],
-        session_lifetime_seconds: None,
-        state_lifetime_seconds: None,
-        route_prefix: None,
-    }
-}
-
 fn core_settings() -> settings::Settings {
     settings::Settings {
         name: "corp".into(),
         corp_id: "ww0123456789abcdef".into(),
         agent_id: "1000002".into(),
-        secret: settings::Secret::new("app-secret-0123456789abcdef0123456789"),
+        secret: settings::Secret::new(example::APP_SECRET),
         origin: "https://apps.example.com".into(),
         signing_keys: vec![settings::SigningKey {
             id: "k1".into(),
-            secret: settings::Secret::new("0123456789abcdef0123456789abcdef"),
+            secret: settings::Secret::new(example::SIGNING_KEY),
         }],
         ..settings::Settings::default()
     }
@@ -137,7 +114,7 @@ fn main() -> wasmtime::Result<()> {
         force_flow: None,
         language: None,
     };
-    let settings = wit_settings();
+    let settings = example::settings("corp");
     for (label, pooling) in [("pooling", true), ("on-demand", false)] {
         if !selected(label) {
             continue;

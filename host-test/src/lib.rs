@@ -6,6 +6,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod example;
 pub mod host;
 pub mod keyvalue;
 pub mod outgoing;

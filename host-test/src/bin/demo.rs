@@ -4,11 +4,9 @@
 //!
 //! Run: `cargo run -p host-test --bin demo`
 
-use host_test::COMPONENT_PATH;
-use host_test::bindings::login::{
-    AuthError, AuthorizeRequest, CallbackRequest, Settings, SigningKey,
-};
+use host_test::bindings::login::{AuthError, AuthorizeRequest, CallbackRequest, Settings};
 use host_test::host::{ComponentHost, EngineOptions, engine};
+use host_test::{COMPONENT_PATH, example};
 
 const BROWSERS: [(&str, &str); 3] = [
     (
@@ -25,26 +23,12 @@ const BROWSERS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The example authenticator, with a workbench redirect link and silent login.
 fn demo_settings() -> Settings {
     Settings {
-        name: "corp".into(),
-        corp_id: "ww0123456789abcdef".into(),
-        agent_id: "1000002".into(),
-        secret: "demo-app-secret-never-shown".into(),
-        origin: "https://apps.example.com".into(),
         redirect_path: Some("/workspace".into()),
         auto_login: true,
-        auto_signup: false,
-        api_base: None,
-        oauth_base: None,
-        sso_base: None,
-        signing_keys: vec![SigningKey {
-            id: "k1".into(),
-            secret: "demo-signing-key-of-at-least-32-bytes".into(),
-        }],
-        session_lifetime_seconds: None,
-        state_lifetime_seconds: None,
-        route_prefix: None,
+        ..example::settings("corp")
     }
 }
 
