@@ -122,7 +122,7 @@ async fn main() -> wasmtime::Result<()> {
             let outcome = host.handle_callback(&settings, &request).await?;
             let shown = match outcome {
                 Ok(login) => format!("logged in as {}", login.member.user_id),
-                Err(AuthError::Unsupported(step)) => format!("state verified; {step}"),
+                Err(AuthError::Unsupported(step)) => step,
                 Err(e) => format!("refused: {e:?}"),
             };
             println!("  with {label}: {shown}");
