@@ -113,10 +113,7 @@ impl WasiHttpHooks for RecordingHooks {
             uri.scheme = Some(Scheme::HTTP);
             uri.authority = Some(target);
             parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
-            let forwarded = http::Request::from_parts(
-                parts,
-                Full::new(body).map_err(|never: std::convert::Infallible| match never {}),
-            );
+            let forwarded = http::Request::from_parts(parts, self::body(body));
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(forwarded, options).await?;
             Ok((
