@@ -21,7 +21,17 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    let target_dir = host_target_dir(&out_dir).join("wasm-component");
+    // One component target dir per checkout: worktrees sharing a target dir
+    // must not overwrite each other's `.wasm`; profiles of one checkout share it.
+    let checkout = root
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let target_dir = host_target_dir(&out_dir)
+        .join("wasm-component")
+        .join(format!("{checkout:016x}"));
     ensure_wasm_target();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
