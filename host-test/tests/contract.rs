@@ -10,7 +10,10 @@ fn exports_the_login_interface_with_every_function() {
     let (engine, component) = common::engine_and_component();
     let ty = component.component_type();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    assert_eq!(exports, ["wecom:auth/login@0.1.0"]);
+    assert_eq!(
+        exports,
+        ["wecom:auth/login@0.1.0", "wasi:http/incoming-handler@0.2.6"]
+    );
     let ComponentItem::ComponentInstance(login) =
         ty.get_export(engine, "wecom:auth/login@0.1.0").unwrap().ty
     else {
@@ -25,6 +28,12 @@ fn exports_the_login_interface_with_every_function() {
         "detect-wecom-browser",
         "authorize-url",
         "handle-callback",
+        "verify-session",
+        "upsert-user",
+        "find-user",
+        "list-users",
+        "delete-user",
+        "unbind",
         "homepage-links",
         "validate-settings",
     ] {

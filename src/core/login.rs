@@ -1,16 +1,20 @@
 //! The login steps on top of settings, browser detection, state and URLs:
 //! what the exported functions do, minus the WIT types and WASI calls.
 
-use std::fmt;
-
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, PRE_AUTH_COOKIE};
+use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
+pub use super::error::{AuthError, WecomError};
+use super::mobile;
+use super::ports::{KeyValue, Transport, get_json, set_json};
 use super::return_path;
-use super::settings::{Authenticator, SettingsError};
+use super::session;
+use super::settings::Authenticator;
 use super::state::{
     self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState,
 };
 use super::urls;
+use super::wecom::WecomApi;
 
 /// WeCom codes are at most 512 bytes.
 pub const MAX_CODE: usize = 512;
@@ -20,43 +24,6 @@ pub enum LoginFlow {
     InClient,
     Web,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WecomError {
-    pub errcode: i32,
-    pub errmsg: String,
-    pub hint: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
-    InvalidSettings(SettingsError),
-    BadRequest {
-        field: &'static str,
-        message: String,
-    },
-    StateRejected(StateRejection),
-    Wecom(WecomError),
-    WecomUnavailable(String),
-    Unsupported(String),
-}
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AuthError::InvalidSettings(e) => write!(f, "invalid settings: {e}"),
-            AuthError::BadRequest { field, message } => write!(f, "bad request: {field} {message}"),
-            AuthError::StateRejected(r) => write!(f, "login state rejected: {r:?}"),
-            AuthError::Wecom(e) => {
-                write!(f, "WeCom errcode {}: {} ({})", e.errcode, e.errmsg, e.hint)
-            }
-            AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
-            AuthError::Unsupported(what) => write!(f, "unsupported: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 /// Checks one authenticator for a single call: the first problem is the error.
 pub fn checked(settings: &super::settings::Settings) -> Result<Authenticator, AuthError> {
@@ -100,7 +67,7 @@ pub fn authorize(
         .as_deref()
         .and_then(return_path::sanitize)
         .unwrap_or_else(|| authenticator.redirect_path.clone());
-    let issued = state::issue(authenticator, &return_to, now, random);
+    let issued = state::issue(authenticator, &return_to, flow, now, random);
     let url = match flow {
         LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
         LoginFlow::Web => urls::web_login_url(
@@ -165,6 +132,174 @@ pub fn verify_callback(
         now,
     )
     .map_err(AuthError::StateRejected)
+}
+
+/// The member as WeCom described them at this login.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    pub wecom_userid: String,
+    pub name: String,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSuccess {
+    pub authenticator: String,
+    pub user: User,
+    pub member: Member,
+    pub outcome: Outcome,
+    pub session_cookie: Cookie,
+    pub cleared_pre_auth_cookie: Cookie,
+    pub redirect_to: String,
+}
+
+/// The key marking a login attempt (its state's nonce) as used.
+pub fn used_state_key(verified: &VerifiedState) -> String {
+    format!("used-state/{}", hex::encode(verified.nonce))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UsedState {
+    expires_at: u64,
+}
+
+/// A whole callback: state (signature, expiry, browser, single use), the code
+/// exchanged with WeCom, the member matched to a user, a session issued.
+///
+/// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
+/// in-client login 3 (`+ auth/getuserdetail` with the ticket, `+ user/get`
+/// for the name). Nothing is written before every WeCom answer is in.
+pub fn complete_callback(
+    authenticator: &Authenticator,
+    request: &CallbackRequest,
+    now: u64,
+    transport: &impl Transport,
+    kv: &impl KeyValue,
+) -> Result<LoginSuccess, AuthError> {
+    let verified = verify_callback(authenticator, request, now)?;
+    let used = used_state_key(&verified);
+    if get_json::<UsedState>(kv, &used)?.is_some() {
+        return Err(AuthError::StateRejected(StateRejection::AlreadyUsed));
+    }
+    set_json(
+        kv,
+        &used,
+        &UsedState {
+            expires_at: verified.expires_at,
+        },
+    )?;
+    let api = WecomApi {
+        authenticator,
+        transport,
+        kv,
+        now,
+    };
+    let identity = api.user_info(&request.code)?;
+    let mut member = Member {
+        wecom_userid: identity.userid.clone(),
+        ..Member::default()
+    };
+    if let Some(ticket) = &identity.user_ticket {
+        let detail = api.user_detail(ticket)?;
+        member.mobile = detail.mobile.as_deref().and_then(mobile::normalize);
+        member.email = non_empty(detail.biz_mail).or(non_empty(detail.email));
+        member.avatar = non_empty(detail.avatar);
+        member.gender = non_empty(detail.gender);
+    }
+    let mut name = None;
+    if verified.flow == LoginFlow::InClient {
+        let profile = api.user(&identity.userid)?;
+        name = non_empty(profile.name);
+        member.email = member
+            .email
+            .or(non_empty(profile.biz_mail))
+            .or(non_empty(profile.email));
+        member.avatar = member.avatar.or(non_empty(profile.avatar));
+    }
+    let binding = Binding {
+        authenticator: authenticator.name.clone(),
+        wecom_userid: identity.userid.clone(),
+    };
+    let profile = Profile {
+        name: name.clone(),
+        mobile: member.mobile.clone(),
+        email: member.email.clone(),
+        avatar: member.avatar.clone(),
+    };
+    let policy = MatchPolicy {
+        auto_signup: authenticator.auto_signup,
+        web_login: verified.flow == LoginFlow::Web,
+    };
+    let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
+    member.name = name.unwrap_or_else(|| user.name.clone());
+    let token = session::issue(authenticator, &user.id, &identity.userid, now);
+    Ok(LoginSuccess {
+        authenticator: authenticator.name.clone(),
+        session_cookie: session_cookie(authenticator, token),
+        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        redirect_to: verified.return_to,
+        user,
+        member,
+        outcome,
+    })
+}
+
+/// A verified session and its (current) user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub verified: session::VerifiedSession,
+    pub user: User,
+}
+
+/// Verifies a session token and loads its user: a deleted user, or one no
+/// longer bound to the member, has no session.
+pub fn verify_session(
+    authenticator: &Authenticator,
+    token: &str,
+    now: u64,
+    kv: &impl KeyValue,
+) -> Result<Session, AuthError> {
+    let verified =
+        session::verify(authenticator, token, now).map_err(AuthError::SessionRejected)?;
+    let user = directory::find_by_id(kv, &verified.claims.user_id)?
+        .filter(|user| {
+            user.bindings.iter().any(|b| {
+                b.authenticator == verified.claims.authenticator
+                    && b.wecom_userid == verified.claims.wecom_userid
+            })
+        })
+        .ok_or(AuthError::UserGone)?;
+    Ok(Session { verified, user })
+}
+
+/// The session cookie: on the whole site (`Path=/`), optionally shared with
+/// sibling hosts through `Domain`.
+pub fn session_cookie(authenticator: &Authenticator, token: String) -> Cookie {
+    Cookie::new(
+        &authenticator.session_cookie_name,
+        token,
+        authenticator.session_lifetime,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+/// Clears the session cookie (logout).
+pub fn cleared_session_cookie(authenticator: &Authenticator) -> Cookie {
+    Cookie::cleared(
+        &authenticator.session_cookie_name,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 /// The cookie that removes the pre-auth cookie once a callback is done with it.
