@@ -161,9 +161,19 @@ pub fn used_state_key(verified: &VerifiedState) -> String {
     format!("used-state/{}", hex::encode(verified.nonce))
 }
 
+/// What the key of a used state holds: its expiry and, once the login
+/// finished, whom it logged in.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct UsedState {
     expires_at: u64,
+    #[serde(default)]
+    finished: Option<FinishedLogin>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FinishedLogin {
+    user_id: String,
+    wecom_userid: String,
 }
 
 /// A whole callback: state (signature, expiry, browser, single use), the code
@@ -181,14 +191,22 @@ pub fn complete_callback(
 ) -> Result<LoginSuccess, AuthError> {
     let verified = verify_callback(authenticator, request, now)?;
     let used = used_state_key(&verified);
-    if get_json::<UsedState>(kv, &used)?.is_some() {
-        return Err(AuthError::StateRejected(StateRejection::AlreadyUsed));
+    match get_json::<UsedState>(kv, &used)? {
+        // WeCom clients are known to open the callback twice. The same browser
+        // (the state verified against its cookie) gets the finished login again.
+        Some(UsedState {
+            finished: Some(finished),
+            ..
+        }) => return repeat_finished_login(authenticator, &verified, &finished, now, kv),
+        Some(_) => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
+        None => {}
     }
     set_json(
         kv,
         &used,
         &UsedState {
             expires_at: verified.expires_at,
+            finished: None,
         },
     )?;
     let api = WecomApi {
@@ -235,6 +253,18 @@ pub fn complete_callback(
     };
     let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
     member.name = name.unwrap_or_else(|| user.name.clone());
+    // Losing this write only costs the duplicate-callback convenience.
+    let _ = set_json(
+        kv,
+        &used,
+        &UsedState {
+            expires_at: verified.expires_at,
+            finished: Some(FinishedLogin {
+                user_id: user.id.clone(),
+                wecom_userid: identity.userid.clone(),
+            }),
+        },
+    );
     let token = session::issue(authenticator, &user.id, &identity.userid, now);
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
@@ -244,6 +274,36 @@ pub fn complete_callback(
         user,
         member,
         outcome,
+    })
+}
+
+/// A second callback of a finished login: no WeCom call (the code is spent),
+/// a fresh session for the user the first one found.
+fn repeat_finished_login(
+    authenticator: &Authenticator,
+    verified: &VerifiedState,
+    finished: &FinishedLogin,
+    now: u64,
+    kv: &impl KeyValue,
+) -> Result<LoginSuccess, AuthError> {
+    let user = directory::find_by_id(kv, &finished.user_id)?
+        .ok_or(AuthError::StateRejected(StateRejection::AlreadyUsed))?;
+    let token = session::issue(authenticator, &user.id, &finished.wecom_userid, now);
+    Ok(LoginSuccess {
+        authenticator: authenticator.name.clone(),
+        member: Member {
+            wecom_userid: finished.wecom_userid.clone(),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            avatar: user.avatar.clone(),
+            gender: None,
+        },
+        user,
+        outcome: Outcome::Existing,
+        session_cookie: session_cookie(authenticator, token),
+        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        redirect_to: verified.return_to.clone(),
     })
 }
 
@@ -495,6 +555,139 @@ mod tests {
                 Err(AuthError::BadRequest { field, .. }) => assert_eq!(field, expected),
                 other => panic!("{expected}: {other:?}"),
             }
+        }
+    }
+
+    mod callback {
+        use super::*;
+        use crate::core::directory::Outcome;
+        use crate::core::ports::MemoryKv;
+        use crate::core::wecom::tests::{Scripted, TOKEN_OK};
+
+        /// A login started in its own browser: `seed` makes its randomness.
+        fn started(a: &Authenticator, flow: LoginFlow, seed: u8) -> CallbackRequest {
+            let request = AuthorizeRequest {
+                force_flow: Some(flow),
+                ..request(CHROME, Some("/after"))
+            };
+            let auth = authorize(a, &request, NOW, &[seed; RANDOM_BYTES]).unwrap();
+            CallbackRequest {
+                code: "CODE".into(),
+                state: auth.url.split("state=").nth(1).unwrap()[..82].to_owned(),
+                pre_auth_cookie: Some(auth.pre_auth_cookie.value),
+                user_agent: CHROME.into(),
+            }
+        }
+
+        fn in_client_script() -> Scripted {
+            Scripted::default()
+                .json(TOKEN_OK)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","user_ticket":"T"}"#)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","mobile":"+86 138 0000 0000","email":"z@x.cn","biz_mail":"z@corp.work","avatar":"http://a/0","gender":"1"}"#)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1]}"#)
+        }
+
+        #[test]
+        fn in_client_first_login_signs_up_then_web_login_takes_one_call() {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let t = in_client_script();
+            let first =
+                complete_callback(&a, &started(&a, LoginFlow::InClient, 1), NOW, &t, &kv).unwrap();
+            assert_eq!(first.outcome, Outcome::Created);
+            assert_eq!(first.member.mobile.as_deref(), Some("13800000000"));
+            assert_eq!(first.member.email.as_deref(), Some("z@corp.work"));
+            assert_eq!(first.user.name, "张三");
+            assert_eq!(first.redirect_to, "/after");
+            assert!(
+                first
+                    .session_cookie
+                    .set_cookie
+                    .contains("; HttpOnly; SameSite=Lax; Secure")
+            );
+            assert_eq!(
+                t.paths(),
+                [
+                    "gettoken",
+                    "auth/getuserinfo",
+                    "auth/getuserdetail",
+                    "user/get"
+                ]
+            );
+            let session = verify_session(&a, &first.session_cookie.value, NOW + 1, &kv).unwrap();
+            assert_eq!(session.user.id, first.user.id);
+
+            let web =
+                Scripted::default().json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#);
+            let second =
+                complete_callback(&a, &started(&a, LoginFlow::Web, 2), NOW, &web, &kv).unwrap();
+            assert_eq!(
+                (second.outcome, second.user.id),
+                (Outcome::Existing, first.user.id)
+            );
+            assert_eq!(
+                web.paths(),
+                ["auth/getuserinfo"],
+                "warm token: one WeCom call"
+            );
+        }
+
+        #[test]
+        fn a_duplicate_callback_repeats_the_finished_login_and_a_replay_of_a_failed_one_is_refused()
+        {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let request = started(&a, LoginFlow::InClient, 3);
+            let first = complete_callback(&a, &request, NOW, &in_client_script(), &kv).unwrap();
+            let none = Scripted::default();
+            let again = complete_callback(&a, &request, NOW + 1, &none, &kv).unwrap();
+            assert_eq!(again.user.id, first.user.id);
+            assert_eq!(again.redirect_to, "/after");
+            assert!(none.paths().is_empty(), "the spent code is not sent again");
+
+            let failing = started(&a, LoginFlow::InClient, 4);
+            // The token is warm from the first login.
+            let refused = Scripted::default().json(r#"{"errcode":40029,"errmsg":"invalid code"}"#);
+            let e = complete_callback(&a, &failing, NOW, &refused, &kv).unwrap_err();
+            assert_eq!(e.status(), 401);
+            assert_eq!(
+                complete_callback(&a, &failing, NOW, &Scripted::default(), &kv).unwrap_err(),
+                AuthError::StateRejected(StateRejection::AlreadyUsed)
+            );
+        }
+
+        #[test]
+        fn non_members_and_unmatched_members_are_refused_without_writing_users() {
+            let a = corp();
+            let kv = MemoryKv::default();
+            let outsider = Scripted::default()
+                .json(TOKEN_OK)
+                .json(r#"{"errcode":0,"errmsg":"ok","openid":"oAAA","external_userid":"wmAAA"}"#);
+            let e = complete_callback(
+                &a,
+                &started(&a, LoginFlow::InClient, 5),
+                NOW,
+                &outsider,
+                &kv,
+            )
+            .unwrap_err();
+            assert_eq!(e, AuthError::NotAMember);
+            let warm = in_client_script();
+            warm.answers.borrow_mut().pop_front();
+            let e = complete_callback(&a, &started(&a, LoginFlow::InClient, 6), NOW, &warm, &kv)
+                .unwrap_err();
+            assert_eq!(e, AuthError::UserNotFound, "auto-signup is off");
+            assert!(
+                kv.keys()
+                    .iter()
+                    .all(|k| !k.starts_with("user/") && !k.starts_with("binding/")),
+                "{:?}",
+                kv.keys()
+            );
         }
     }
 
