@@ -15,7 +15,7 @@ struct Args {
     /// Port on 127.0.0.1 (0: any free port).
     #[arg(long, default_value_t = 8089, env = "WECOM_SIMULATOR_PORT")]
     port: u16,
-    /// The app's trusted domain: the exact host[:port] redirect_uri must have.
+    /// The app's trusted domain: the exact host, with :port if any, that redirect_uri must have.
     #[arg(
         long,
         default_value = "127.0.0.1:8080",
