@@ -4,9 +4,11 @@
 //! routed), and implementations of the two Spin drafts,
 //! `wasi:keyvalue@0.2.0-draft2` (memory, SQLite or Redis) and
 //! `wasi:config/store@0.2.0-draft-2024-09-27`.
+
 pub mod bindings;
 pub mod config;
 pub mod example;
+pub mod gateway;
 pub mod host;
 pub mod keyvalue;
 pub mod outgoing;

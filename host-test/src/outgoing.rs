@@ -52,7 +52,8 @@ impl Routes {
         Routes(Arc::new(routes.into_iter().collect()))
     }
 
-    fn target(&self, uri: &Uri) -> Option<&Authority> {
+    /// Where requests to the host of `uri` go instead, if rerouted.
+    pub fn target(&self, uri: &Uri) -> Option<&Authority> {
         self.0.get(uri.host()?)
     }
 }

@@ -64,13 +64,21 @@ impl RedisStore {
         // Errors of `Client::open` quote the URL, password included: keep them out.
         let client = Client::open(url)
             .map_err(|_| anyhow::anyhow!("invalid Redis URL (expected redis://host:port)"))?;
+        // Reconnection backoff: backon's 1 s minimum times `factor` per
+        // attempt (the crate's default factor, 100, waits minutes), capped.
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(5))
             .set_response_timeout(Duration::from_secs(5))
-            .set_number_of_retries(3);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+            .set_factor(2)
+            .set_max_delay(2_000)
+            .set_number_of_retries(2);
+        let conn = tokio::time::timeout(
+            Duration::from_secs(15),
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to Redis: no answer within 15 s"))?
+        .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
         Ok(RedisStore {
             common: Common::new(mode, known),
             conn,
