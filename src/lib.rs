@@ -2,11 +2,11 @@
 //!
 //! - [`core`]: the pure login logic (settings, browser detection, state, URLs,
 //!   return paths), plain Rust, unit-tested natively.
-//! - `wit_edge`: the thin edge that exports the WIT interface `wecom:auth/login`
+//! - `edge`: the thin edge that exports the WIT interface `wecom:auth/login`
 //!   and takes time and randomness from WASI. Built for `wasm32` only: natively
 //!   the crate is the core alone (export names like `wecom:auth/login@0.1.0#...`
 //!   are not valid native symbols).
 
 pub mod core;
 #[cfg(target_arch = "wasm32")]
-mod wit_edge;
+mod edge;

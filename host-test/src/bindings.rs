@@ -18,3 +18,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::wecom::auth::login;
+
+/// Makes rustc track the WIT the bindings above are generated from, so an
+/// edit of the contract rebuilds them.
+const _: &str = include_str!("../../wit/wecom-auth.wit");

@@ -29,5 +29,8 @@ pub fn settings(name: &str) -> Settings {
         session_lifetime_seconds: None,
         state_lifetime_seconds: None,
         route_prefix: None,
+        api_timeout_ms: None,
+        session_cookie_name: None,
+        session_cookie_domain: None,
     }
 }

@@ -26,8 +26,10 @@ use crate::outgoing::{OutgoingLog, RecordingHooks, Routes};
 pub const MEMORY_LIMIT: usize = 64 << 20;
 /// Bytes of each pooled memory and table reset in place rather than released.
 const KEEP_RESIDENT: usize = 1 << 20;
-/// Pooling allocator slots: concurrent instances one engine can hold.
-const POOL_SLOTS: u32 = 128;
+/// Pooling allocator slots: concurrent component instances one engine can hold.
+/// Each needs a few core instances, tables and memories (Rust std's WASI adapter).
+const POOL_SLOTS: u32 = 1000;
+const CORE_PER_COMPONENT: u32 = 4;
 
 /// Everything one call's `Store` holds.
 pub struct HostState {
@@ -120,9 +122,9 @@ pub fn engine(options: EngineOptions) -> wasmtime::Result<Engine> {
     if options.pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
-            .total_core_instances(POOL_SLOTS)
-            .total_memories(POOL_SLOTS)
-            .total_tables(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * CORE_PER_COMPONENT)
+            .total_memories(POOL_SLOTS * CORE_PER_COMPONENT)
+            .total_tables(POOL_SLOTS * CORE_PER_COMPONENT)
             .total_stacks(POOL_SLOTS)
             .max_memory_size(MEMORY_LIMIT)
             // Reset only the pages a call dirtied, with memset, and keep them
@@ -251,6 +253,18 @@ impl ComponentHost {
         instance
             .wecom_auth_login()
             .call_handle_callback(&mut store, settings, request)
+            .await
+    }
+
+    pub async fn verify_session(
+        &self,
+        settings: &login::Settings,
+        token: &str,
+    ) -> wasmtime::Result<Result<login::Session, login::AuthError>> {
+        let (instance, mut store) = self.instantiate().await?;
+        instance
+            .wecom_auth_login()
+            .call_verify_session(&mut store, settings, token)
             .await
     }
 

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod host;
 pub mod keyvalue;
 pub mod outgoing;
+pub mod simulator;
 
 /// The component built from this tree's source by `build.rs` (release profile).
 pub const COMPONENT_PATH: &str = env!("WECOM_AUTH_COMPONENT");

@@ -9,7 +9,7 @@ use common::{
     APP_SECRET, CHROME, SIGNING_KEY, WECOM_ANDROID, authorize_request, host, query_param, settings,
 };
 use host_test::bindings::login::{
-    AuthError, Authorization, CallbackRequest, ClientKind, Language, LoginFlow, Platform,
+    Authorization, CallbackRequest, ClientKind, ErrorDetail, Language, LoginFlow, Platform,
     StateRejection,
 };
 use host_test::host::ComponentHost;
@@ -204,11 +204,16 @@ fn callback(auth: &Authorization, cookie: Option<&str>) -> CallbackRequest {
     }
 }
 
-async fn callback_error(host: &ComponentHost, name: &str, request: &CallbackRequest) -> AuthError {
+async fn callback_error(
+    host: &ComponentHost,
+    name: &str,
+    request: &CallbackRequest,
+) -> ErrorDetail {
     host.handle_callback(&settings(name), request)
         .await
         .unwrap()
         .unwrap_err()
+        .detail
 }
 
 #[tokio::test]
@@ -218,24 +223,25 @@ async fn a_state_verifies_only_with_its_own_browser_and_authenticator() {
     let theirs = start_login(&host, "corp", None).await;
     let own = callback(&mine, Some(&mine.pre_auth_cookie.value));
 
-    // Verified: the component goes on to the code exchange (not in this build).
-    let AuthError::Unsupported(step) = callback_error(&host, "corp", &own).await else {
+    // Verified: the component goes on to the code exchange, which this host
+    // (no simulator routed) refuses.
+    let ErrorDetail::WecomUnavailable(step) = callback_error(&host, "corp", &own).await else {
         panic!("a genuine state must verify");
     };
-    assert!(step.contains("exchange the code"), "{step}");
+    assert!(step.starts_with("gettoken"), "{step}");
 
     let foreign = callback(&mine, Some(&theirs.pre_auth_cookie.value));
     assert!(matches!(
         callback_error(&host, "corp", &foreign).await,
-        AuthError::StateRejected(StateRejection::BadSignature)
+        ErrorDetail::StateRejected(StateRejection::BadSignature)
     ));
     assert!(matches!(
         callback_error(&host, "corp", &callback(&mine, None)).await,
-        AuthError::StateRejected(StateRejection::MissingCookie)
+        ErrorDetail::StateRejected(StateRejection::MissingCookie)
     ));
     assert!(matches!(
         callback_error(&host, "other", &own).await,
-        AuthError::StateRejected(StateRejection::WrongAuthenticator)
+        ErrorDetail::StateRejected(StateRejection::WrongAuthenticator)
     ));
 }
 
@@ -256,7 +262,7 @@ async fn a_tampered_or_forged_state_is_refused() {
         assert!(
             matches!(
                 callback_error(&host, "corp", &request).await,
-                AuthError::StateRejected(StateRejection::BadSignature)
+                ErrorDetail::StateRejected(StateRejection::BadSignature)
             ),
             "flip at {index}"
         );
@@ -269,7 +275,7 @@ async fn a_tampered_or_forged_state_is_refused() {
         assert!(
             matches!(
                 callback_error(&host, "corp", &request).await,
-                AuthError::StateRejected(StateRejection::Malformed)
+                ErrorDetail::StateRejected(StateRejection::Malformed)
             ),
             "{junk}"
         );
@@ -289,7 +295,7 @@ async fn a_tampered_or_forged_state_is_refused() {
             &callback(&forged, Some(&forged.pre_auth_cookie.value))
         )
         .await,
-        AuthError::StateRejected(StateRejection::BadSignature)
+        ErrorDetail::StateRejected(StateRejection::BadSignature)
     ));
 }
 
@@ -301,12 +307,12 @@ async fn a_state_expires_after_its_lifetime_on_the_host_clock() {
     host.clock.advance(Duration::from_secs(599));
     assert!(matches!(
         callback_error(&host, "corp", &request).await,
-        AuthError::Unsupported(_)
+        ErrorDetail::WecomUnavailable(_)
     ));
     host.clock.advance(Duration::from_secs(1));
     assert!(matches!(
         callback_error(&host, "corp", &request).await,
-        AuthError::StateRejected(StateRejection::Expired)
+        ErrorDetail::StateRejected(StateRejection::Expired)
     ));
 }
 
@@ -325,7 +331,10 @@ async fn rotated_signing_keys_keep_logins_in_flight_valid() {
     );
     let outcome = host.handle_callback(&rotated, &request).await.unwrap();
     assert!(
-        matches!(outcome, Err(AuthError::Unsupported(_))),
+        matches!(
+            outcome.as_ref().map_err(|e| &e.detail),
+            Err(ErrorDetail::WecomUnavailable(_))
+        ),
         "{outcome:?}"
     );
 }
@@ -373,7 +382,7 @@ async fn oversized_inputs_are_refused_naming_the_field() {
         ),
     ] {
         match callback_error(&host, "corp", &request).await {
-            AuthError::BadRequest(e) => assert_eq!(e.field, field),
+            ErrorDetail::BadRequest(e) => assert_eq!(e.field, field),
             other => panic!("{field}: {other:?}"),
         }
     }
@@ -382,8 +391,9 @@ async fn oversized_inputs_are_refused_naming_the_field() {
         .authorize_url(&settings("corp"), &huge_ua)
         .await
         .unwrap()
+        .map_err(|e| e.detail)
     {
-        Err(AuthError::BadRequest(e)) => assert_eq!(e.field, "user-agent"),
+        Err(ErrorDetail::BadRequest(e)) => assert_eq!(e.field, "user-agent"),
         other => panic!("{other:?}"),
     }
 }
@@ -468,8 +478,9 @@ async fn invalid_settings_name_the_authenticator_and_field_without_secrets() {
         .authorize_url(&bad_origin, &authorize_request(CHROME, None))
         .await
         .unwrap()
+        .map_err(|e| e.detail)
     {
-        Err(AuthError::InvalidSettings(e)) => {
+        Err(ErrorDetail::InvalidSettings(e)) => {
             assert_eq!(
                 (e.authenticator.as_str(), e.field.as_str()),
                 ("corp", "origin")

@@ -27,6 +27,15 @@ impl Cookie {
         }
     }
 
+    /// Adds a `Domain` attribute (share the cookie with sibling hosts).
+    pub fn with_domain(mut self, domain: Option<&str>) -> Self {
+        if let Some(domain) = domain {
+            self.set_cookie.push_str("; Domain=");
+            self.set_cookie.push_str(domain);
+        }
+        self
+    }
+
     /// A cookie that removes `name` from the browser.
     pub fn cleared(name: &str, path: &str, secure: bool) -> Self {
         Cookie::new(name, String::new(), 0, path, secure)

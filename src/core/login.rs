@@ -1,16 +1,20 @@
 //! The login steps on top of settings, browser detection, state and URLs:
 //! what the exported functions do, minus the WIT types and WASI calls.
 
-use std::fmt;
-
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, PRE_AUTH_COOKIE};
+use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
+pub use super::error::{AuthError, WecomError};
+use super::mobile;
+use super::ports::{KeyValue, Transport, get_json, set_json};
 use super::return_path;
-use super::settings::{Authenticator, SettingsError};
+use super::session;
+use super::settings::Authenticator;
 use super::state::{
     self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState,
 };
 use super::urls;
+use super::wecom::WecomApi;
 
 /// WeCom codes are at most 512 bytes.
 pub const MAX_CODE: usize = 512;
@@ -20,43 +24,6 @@ pub enum LoginFlow {
     InClient,
     Web,
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WecomError {
-    pub errcode: i32,
-    pub errmsg: String,
-    pub hint: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthError {
-    InvalidSettings(SettingsError),
-    BadRequest {
-        field: &'static str,
-        message: String,
-    },
-    StateRejected(StateRejection),
-    Wecom(WecomError),
-    WecomUnavailable(String),
-    Unsupported(String),
-}
-
-impl fmt::Display for AuthError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AuthError::InvalidSettings(e) => write!(f, "invalid settings: {e}"),
-            AuthError::BadRequest { field, message } => write!(f, "bad request: {field} {message}"),
-            AuthError::StateRejected(r) => write!(f, "login state rejected: {r:?}"),
-            AuthError::Wecom(e) => {
-                write!(f, "WeCom errcode {}: {} ({})", e.errcode, e.errmsg, e.hint)
-            }
-            AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
-            AuthError::Unsupported(what) => write!(f, "unsupported: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for AuthError {}
 
 /// Checks one authenticator for a single call: the first problem is the error.
 pub fn checked(settings: &super::settings::Settings) -> Result<Authenticator, AuthError> {
@@ -100,7 +67,7 @@ pub fn authorize(
         .as_deref()
         .and_then(return_path::sanitize)
         .unwrap_or_else(|| authenticator.redirect_path.clone());
-    let issued = state::issue(authenticator, &return_to, now, random);
+    let issued = state::issue(authenticator, &return_to, flow, now, random);
     let url = match flow {
         LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
         LoginFlow::Web => urls::web_login_url(
@@ -165,6 +132,234 @@ pub fn verify_callback(
         now,
     )
     .map_err(AuthError::StateRejected)
+}
+
+/// The member as WeCom described them at this login.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Member {
+    pub wecom_userid: String,
+    pub name: String,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub avatar: Option<String>,
+    pub gender: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSuccess {
+    pub authenticator: String,
+    pub user: User,
+    pub member: Member,
+    pub outcome: Outcome,
+    pub session_cookie: Cookie,
+    pub cleared_pre_auth_cookie: Cookie,
+    pub redirect_to: String,
+}
+
+/// The key marking a login attempt (its state's nonce) as used.
+pub fn used_state_key(verified: &VerifiedState) -> String {
+    format!("used-state/{}", hex::encode(verified.nonce))
+}
+
+/// What the key of a used state holds: its expiry and, once the login
+/// finished, whom it logged in.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UsedState {
+    expires_at: u64,
+    #[serde(default)]
+    finished: Option<FinishedLogin>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FinishedLogin {
+    user_id: String,
+    wecom_userid: String,
+}
+
+/// A whole callback: state (signature, expiry, browser, single use), the code
+/// exchanged with WeCom, the member matched to a user, a session issued.
+///
+/// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
+/// in-client login 3 (`+ auth/getuserdetail` with the ticket, `+ user/get`
+/// for the name). Nothing is written before every WeCom answer is in.
+pub fn complete_callback(
+    authenticator: &Authenticator,
+    request: &CallbackRequest,
+    now: u64,
+    transport: &impl Transport,
+    kv: &impl KeyValue,
+) -> Result<LoginSuccess, AuthError> {
+    let verified = verify_callback(authenticator, request, now)?;
+    let used = used_state_key(&verified);
+    match get_json::<UsedState>(kv, &used)? {
+        // WeCom clients are known to open the callback twice. The same browser
+        // (the state verified against its cookie) gets the finished login again.
+        Some(UsedState {
+            finished: Some(finished),
+            ..
+        }) => return repeat_finished_login(authenticator, &verified, &finished, now, kv),
+        Some(_) => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
+        None => {}
+    }
+    set_json(
+        kv,
+        &used,
+        &UsedState {
+            expires_at: verified.expires_at,
+            finished: None,
+        },
+    )?;
+    let api = WecomApi {
+        authenticator,
+        transport,
+        kv,
+        now,
+    };
+    let identity = api.user_info(&request.code)?;
+    let mut member = Member {
+        wecom_userid: identity.userid.clone(),
+        ..Member::default()
+    };
+    if let Some(ticket) = &identity.user_ticket {
+        let detail = api.user_detail(ticket)?;
+        member.mobile = detail.mobile.as_deref().and_then(mobile::normalize);
+        member.email = non_empty(detail.biz_mail).or(non_empty(detail.email));
+        member.avatar = non_empty(detail.avatar);
+        member.gender = non_empty(detail.gender);
+    }
+    let mut name = None;
+    if verified.flow == LoginFlow::InClient {
+        let profile = api.user(&identity.userid)?;
+        name = non_empty(profile.name);
+        member.email = member
+            .email
+            .or(non_empty(profile.biz_mail))
+            .or(non_empty(profile.email));
+        member.avatar = member.avatar.or(non_empty(profile.avatar));
+    }
+    let binding = Binding {
+        authenticator: authenticator.name.clone(),
+        wecom_userid: identity.userid.clone(),
+    };
+    let profile = Profile {
+        name: name.clone(),
+        mobile: member.mobile.clone(),
+        email: member.email.clone(),
+        avatar: member.avatar.clone(),
+    };
+    let policy = MatchPolicy {
+        auto_signup: authenticator.auto_signup,
+        web_login: verified.flow == LoginFlow::Web,
+    };
+    let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
+    member.name = name.unwrap_or_else(|| user.name.clone());
+    // Losing this write only costs the duplicate-callback convenience.
+    let _ = set_json(
+        kv,
+        &used,
+        &UsedState {
+            expires_at: verified.expires_at,
+            finished: Some(FinishedLogin {
+                user_id: user.id.clone(),
+                wecom_userid: identity.userid.clone(),
+            }),
+        },
+    );
+    let token = session::issue(authenticator, &user.id, &identity.userid, now);
+    Ok(LoginSuccess {
+        authenticator: authenticator.name.clone(),
+        session_cookie: session_cookie(authenticator, token),
+        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        redirect_to: verified.return_to,
+        user,
+        member,
+        outcome,
+    })
+}
+
+/// A second callback of a finished login: no WeCom call (the code is spent),
+/// a fresh session for the user the first one found.
+fn repeat_finished_login(
+    authenticator: &Authenticator,
+    verified: &VerifiedState,
+    finished: &FinishedLogin,
+    now: u64,
+    kv: &impl KeyValue,
+) -> Result<LoginSuccess, AuthError> {
+    let user = directory::find_by_id(kv, &finished.user_id)?
+        .ok_or(AuthError::StateRejected(StateRejection::AlreadyUsed))?;
+    let token = session::issue(authenticator, &user.id, &finished.wecom_userid, now);
+    Ok(LoginSuccess {
+        authenticator: authenticator.name.clone(),
+        member: Member {
+            wecom_userid: finished.wecom_userid.clone(),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            avatar: user.avatar.clone(),
+            gender: None,
+        },
+        user,
+        outcome: Outcome::Existing,
+        session_cookie: session_cookie(authenticator, token),
+        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        redirect_to: verified.return_to.clone(),
+    })
+}
+
+/// A verified session and its (current) user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub verified: session::VerifiedSession,
+    pub user: User,
+}
+
+/// Verifies a session token and loads its user: a deleted user, or one no
+/// longer bound to the member, has no session.
+pub fn verify_session(
+    authenticator: &Authenticator,
+    token: &str,
+    now: u64,
+    kv: &impl KeyValue,
+) -> Result<Session, AuthError> {
+    let verified =
+        session::verify(authenticator, token, now).map_err(AuthError::SessionRejected)?;
+    let user = directory::find_by_id(kv, &verified.claims.user_id)?
+        .filter(|user| {
+            user.bindings.iter().any(|b| {
+                b.authenticator == verified.claims.authenticator
+                    && b.wecom_userid == verified.claims.wecom_userid
+            })
+        })
+        .ok_or(AuthError::UserGone)?;
+    Ok(Session { verified, user })
+}
+
+/// The session cookie: on the whole site (`Path=/`), optionally shared with
+/// sibling hosts through `Domain`.
+pub fn session_cookie(authenticator: &Authenticator, token: String) -> Cookie {
+    Cookie::new(
+        &authenticator.session_cookie_name,
+        token,
+        authenticator.session_lifetime,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+/// Clears the session cookie (logout).
+pub fn cleared_session_cookie(authenticator: &Authenticator) -> Cookie {
+    Cookie::cleared(
+        &authenticator.session_cookie_name,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
 }
 
 /// The cookie that removes the pre-auth cookie once a callback is done with it.
@@ -360,6 +555,139 @@ mod tests {
                 Err(AuthError::BadRequest { field, .. }) => assert_eq!(field, expected),
                 other => panic!("{expected}: {other:?}"),
             }
+        }
+    }
+
+    mod callback {
+        use super::*;
+        use crate::core::directory::Outcome;
+        use crate::core::ports::MemoryKv;
+        use crate::core::wecom::tests::{Scripted, TOKEN_OK};
+
+        /// A login started in its own browser: `seed` makes its randomness.
+        fn started(a: &Authenticator, flow: LoginFlow, seed: u8) -> CallbackRequest {
+            let request = AuthorizeRequest {
+                force_flow: Some(flow),
+                ..request(CHROME, Some("/after"))
+            };
+            let auth = authorize(a, &request, NOW, &[seed; RANDOM_BYTES]).unwrap();
+            CallbackRequest {
+                code: "CODE".into(),
+                state: auth.url.split("state=").nth(1).unwrap()[..82].to_owned(),
+                pre_auth_cookie: Some(auth.pre_auth_cookie.value),
+                user_agent: CHROME.into(),
+            }
+        }
+
+        fn in_client_script() -> Scripted {
+            Scripted::default()
+                .json(TOKEN_OK)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","user_ticket":"T"}"#)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","mobile":"+86 138 0000 0000","email":"z@x.cn","biz_mail":"z@corp.work","avatar":"http://a/0","gender":"1"}"#)
+                .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1]}"#)
+        }
+
+        #[test]
+        fn in_client_first_login_signs_up_then_web_login_takes_one_call() {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let t = in_client_script();
+            let first =
+                complete_callback(&a, &started(&a, LoginFlow::InClient, 1), NOW, &t, &kv).unwrap();
+            assert_eq!(first.outcome, Outcome::Created);
+            assert_eq!(first.member.mobile.as_deref(), Some("13800000000"));
+            assert_eq!(first.member.email.as_deref(), Some("z@corp.work"));
+            assert_eq!(first.user.name, "张三");
+            assert_eq!(first.redirect_to, "/after");
+            assert!(
+                first
+                    .session_cookie
+                    .set_cookie
+                    .contains("; HttpOnly; SameSite=Lax; Secure")
+            );
+            assert_eq!(
+                t.paths(),
+                [
+                    "gettoken",
+                    "auth/getuserinfo",
+                    "auth/getuserdetail",
+                    "user/get"
+                ]
+            );
+            let session = verify_session(&a, &first.session_cookie.value, NOW + 1, &kv).unwrap();
+            assert_eq!(session.user.id, first.user.id);
+
+            let web =
+                Scripted::default().json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#);
+            let second =
+                complete_callback(&a, &started(&a, LoginFlow::Web, 2), NOW, &web, &kv).unwrap();
+            assert_eq!(
+                (second.outcome, second.user.id),
+                (Outcome::Existing, first.user.id)
+            );
+            assert_eq!(
+                web.paths(),
+                ["auth/getuserinfo"],
+                "warm token: one WeCom call"
+            );
+        }
+
+        #[test]
+        fn a_duplicate_callback_repeats_the_finished_login_and_a_replay_of_a_failed_one_is_refused()
+        {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let request = started(&a, LoginFlow::InClient, 3);
+            let first = complete_callback(&a, &request, NOW, &in_client_script(), &kv).unwrap();
+            let none = Scripted::default();
+            let again = complete_callback(&a, &request, NOW + 1, &none, &kv).unwrap();
+            assert_eq!(again.user.id, first.user.id);
+            assert_eq!(again.redirect_to, "/after");
+            assert!(none.paths().is_empty(), "the spent code is not sent again");
+
+            let failing = started(&a, LoginFlow::InClient, 4);
+            // The token is warm from the first login.
+            let refused = Scripted::default().json(r#"{"errcode":40029,"errmsg":"invalid code"}"#);
+            let e = complete_callback(&a, &failing, NOW, &refused, &kv).unwrap_err();
+            assert_eq!(e.status(), 401);
+            assert_eq!(
+                complete_callback(&a, &failing, NOW, &Scripted::default(), &kv).unwrap_err(),
+                AuthError::StateRejected(StateRejection::AlreadyUsed)
+            );
+        }
+
+        #[test]
+        fn non_members_and_unmatched_members_are_refused_without_writing_users() {
+            let a = corp();
+            let kv = MemoryKv::default();
+            let outsider = Scripted::default()
+                .json(TOKEN_OK)
+                .json(r#"{"errcode":0,"errmsg":"ok","openid":"oAAA","external_userid":"wmAAA"}"#);
+            let e = complete_callback(
+                &a,
+                &started(&a, LoginFlow::InClient, 5),
+                NOW,
+                &outsider,
+                &kv,
+            )
+            .unwrap_err();
+            assert_eq!(e, AuthError::NotAMember);
+            let warm = in_client_script();
+            warm.answers.borrow_mut().pop_front();
+            let e = complete_callback(&a, &started(&a, LoginFlow::InClient, 6), NOW, &warm, &kv)
+                .unwrap_err();
+            assert_eq!(e, AuthError::UserNotFound, "auto-signup is off");
+            assert!(
+                kv.keys()
+                    .iter()
+                    .all(|k| !k.starts_with("user/") && !k.starts_with("binding/")),
+                "{:?}",
+                kv.keys()
+            );
         }
     }
 

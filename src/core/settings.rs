@@ -16,6 +16,9 @@ pub const DEFAULT_SESSION_LIFETIME: u32 = 8 * 3600;
 pub const DEFAULT_STATE_LIFETIME: u32 = 10 * 60;
 pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 pub const MAX_SIGNING_KEYS: usize = 8;
+pub const DEFAULT_API_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_SESSION_COOKIE: &str = "wecom_auth_session";
+const API_TIMEOUT_RANGE: (u32, u32) = (100, 60_000);
 const SESSION_LIFETIME_RANGE: (u32, u32) = (60, 30 * 24 * 3600);
 const STATE_LIFETIME_RANGE: (u32, u32) = (60, 3600);
 
@@ -68,6 +71,9 @@ pub struct Settings {
     pub session_lifetime_seconds: Option<u32>,
     pub state_lifetime_seconds: Option<u32>,
     pub route_prefix: Option<String>,
+    pub api_timeout_ms: Option<u32>,
+    pub session_cookie_name: Option<String>,
+    pub session_cookie_domain: Option<String>,
 }
 
 /// Checked settings with defaults filled in.
@@ -91,6 +97,10 @@ pub struct Authenticator {
     pub session_lifetime: u32,
     pub state_lifetime: u32,
     pub route_prefix: String,
+    pub api_timeout_ms: u32,
+    pub session_cookie_name: String,
+    /// Lowercase host name, without a leading dot.
+    pub session_cookie_domain: Option<String>,
 }
 
 impl Authenticator {
@@ -236,6 +246,25 @@ impl Settings {
                 prefix.clone()
             }
         };
+        let api_timeout_ms = check_lifetime(
+            &mut problems,
+            "api-timeout-ms",
+            self.api_timeout_ms,
+            DEFAULT_API_TIMEOUT_MS,
+            API_TIMEOUT_RANGE,
+        );
+        let session_cookie_name = match &self.session_cookie_name {
+            None => DEFAULT_SESSION_COOKIE.to_owned(),
+            Some(name) => {
+                check_identifier(&mut problems, "session-cookie-name", name, 64);
+                name.clone()
+            }
+        };
+        let session_cookie_domain = check_cookie_domain(
+            &mut problems,
+            self.session_cookie_domain.as_deref(),
+            &origin,
+        );
         if !problems.found.is_empty() {
             return Err(problems.found);
         }
@@ -255,6 +284,9 @@ impl Settings {
             session_lifetime,
             state_lifetime,
             route_prefix,
+            api_timeout_ms,
+            session_cookie_name,
+            session_cookie_domain,
         })
     }
 }
@@ -420,6 +452,33 @@ fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
             );
         }
     }
+}
+
+/// A cookie `Domain` must be the origin's host or a parent of it, or browsers
+/// drop the cookie.
+fn check_cookie_domain(
+    problems: &mut Problems<'_>,
+    domain: Option<&str>,
+    origin: &str,
+) -> Option<String> {
+    let domain = domain?.trim_start_matches('.').to_ascii_lowercase();
+    let host = Url::parse(origin)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let well_formed = !domain.is_empty()
+        && domain.len() <= 253
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let covers_origin = host == domain || host.ends_with(&format!(".{domain}"));
+    if !well_formed || !covers_origin {
+        problems.add(
+            "session-cookie-domain",
+            format!("must be the origin's host or a parent domain of it (origin host: {host})"),
+        );
+    }
+    Some(domain)
 }
 
 fn check_lifetime(

@@ -11,6 +11,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use super::login::LoginFlow;
 use super::return_path;
 use super::settings::{Authenticator, SigningKey};
 
@@ -52,6 +53,8 @@ pub struct VerifiedState {
     pub expires_at: u64,
     /// Where to go after login: the validated path from the cookie, or the default.
     pub return_to: String,
+    /// The flow the login was started with.
+    pub flow: LoginFlow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +86,15 @@ pub fn claims_authenticator(state: &str, name: &str) -> bool {
 pub fn issue(
     authenticator: &Authenticator,
     return_to: &str,
+    flow: LoginFlow,
     now: u64,
     random: &[u8; RANDOM_BYTES],
 ) -> IssuedState {
     let (nonce, binding) = random.split_at(NONCE_LEN);
     let pre_auth_cookie = format!(
-        "{}.{}",
+        "{}.{}.{}",
         hex::encode(binding),
+        flow_tag(flow),
         utf8_percent_encode(return_to, COOKIE_VALUE)
     );
     let expires_at = now.saturating_add(u64::from(authenticator.state_lifetime));
@@ -145,17 +150,33 @@ pub fn verify(
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&signed[1 + TAG_LEN + EXPIRY_LEN..]);
+    // `binding.flow.path`; the binding is hex and the flow one letter, so the
+    // path (which may hold dots) is everything after the second dot.
+    let mut parts = cookie.splitn(3, '.');
+    let (_, flow, path) = (parts.next(), parts.next(), parts.next());
+    let flow = match flow {
+        Some("i") => LoginFlow::InClient,
+        Some("w") => LoginFlow::Web,
+        _ => return Err(StateRejection::Malformed),
+    };
     // The cookie is signed, but its path is checked again: one rule, every time.
-    let return_to = cookie
-        .split_once('.')
-        .and_then(|(_, encoded)| percent_decode_str(encoded).decode_utf8().ok())
+    let return_to = path
+        .and_then(|encoded| percent_decode_str(encoded).decode_utf8().ok())
         .and_then(|path| return_path::sanitize(&path))
         .unwrap_or_else(|| authenticator.redirect_path.clone());
     Ok(VerifiedState {
         nonce,
         expires_at,
         return_to,
+        flow,
     })
+}
+
+fn flow_tag(flow: LoginFlow) -> &'static str {
+    match flow {
+        LoginFlow::InClient => "i",
+        LoginFlow::Web => "w",
+    }
 }
 
 fn decode_state(state: &str) -> Option<[u8; STATE_BYTES]> {
@@ -192,7 +213,7 @@ mod tests {
 
     #[test]
     fn state_is_alphanumeric_and_short_enough_for_wecom() {
-        let issued = issue(&corp(), "/docs?x=1", NOW, &RANDOM);
+        let issued = issue(&corp(), "/docs?x=1", LoginFlow::Web, NOW, &RANDOM);
         assert!(issued.state.len() <= MAX_STATE);
         assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert!(
@@ -205,7 +226,7 @@ mod tests {
     #[test]
     fn a_fresh_state_verifies_with_its_cookie_and_yields_the_return_path() {
         let a = corp();
-        let issued = issue(&a, "/docs?x=1&y=%20#top", NOW, &RANDOM);
+        let issued = issue(&a, "/docs?x=1&y=%20#top", LoginFlow::Web, NOW, &RANDOM);
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW + 599).unwrap();
         assert_eq!(verified.return_to, "/docs?x=1&y=%20#top");
         assert_eq!(verified.nonce, [7; NONCE_LEN]);
@@ -215,7 +236,7 @@ mod tests {
 
     #[test]
     fn cookie_value_holds_only_cookie_octets() {
-        let issued = issue(&corp(), "/a;b,c\"d?e=1&f=%22", NOW, &RANDOM);
+        let issued = issue(&corp(), "/a;b,c\"d?e=1&f=%22", LoginFlow::Web, NOW, &RANDOM);
         assert!(
             issued
                 .pre_auth_cookie
@@ -229,8 +250,8 @@ mod tests {
     #[test]
     fn different_randomness_gives_different_states_and_cookies() {
         let a = corp();
-        let one = issue(&a, "/", NOW, &[1; RANDOM_BYTES]);
-        let two = issue(&a, "/", NOW, &[2; RANDOM_BYTES]);
+        let one = issue(&a, "/", LoginFlow::Web, NOW, &[1; RANDOM_BYTES]);
+        let two = issue(&a, "/", LoginFlow::Web, NOW, &[2; RANDOM_BYTES]);
         assert_ne!(one.state, two.state);
         assert_ne!(one.pre_auth_cookie, two.pre_auth_cookie);
     }
@@ -238,7 +259,7 @@ mod tests {
     #[test]
     fn expired_states_are_refused() {
         let a = corp();
-        let issued = issue(&a, "/", NOW, &RANDOM);
+        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
         let late = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW + 600);
         assert_eq!(late, Err(StateRejection::Expired));
     }
@@ -246,7 +267,7 @@ mod tests {
     #[test]
     fn every_flipped_character_of_the_state_is_refused() {
         let a = corp();
-        let issued = issue(&a, "/", NOW, &RANDOM);
+        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
         for index in 0..issued.state.len() {
             let mut tampered = issued.state.clone().into_bytes();
             tampered[index] = if tampered[index] == b'0' { b'1' } else { b'0' };
@@ -259,8 +280,8 @@ mod tests {
     #[test]
     fn a_foreign_or_missing_or_altered_cookie_is_refused() {
         let a = corp();
-        let mine = issue(&a, "/", NOW, &[1; RANDOM_BYTES]);
-        let theirs = issue(&a, "/", NOW, &[2; RANDOM_BYTES]);
+        let mine = issue(&a, "/", LoginFlow::Web, NOW, &[1; RANDOM_BYTES]);
+        let theirs = issue(&a, "/", LoginFlow::Web, NOW, &[2; RANDOM_BYTES]);
         let check = |cookie: Option<&str>| verify(&a, &mine.state, cookie, NOW);
         assert_eq!(
             check(Some(&theirs.pre_auth_cookie)),
@@ -271,7 +292,7 @@ mod tests {
         // Swapping in another return path breaks the binding too.
         let (binding, _) = mine.pre_auth_cookie.split_once('.').unwrap();
         assert_eq!(
-            check(Some(&format!("{binding}.%2Fadmin"))),
+            check(Some(&format!("{binding}.w.%2Fadmin"))),
             Err(StateRejection::BadSignature)
         );
         assert_eq!(
@@ -284,7 +305,7 @@ mod tests {
     fn a_state_of_another_authenticator_is_refused() {
         let main = corp();
         let other = sample("other").check().unwrap();
-        let issued = issue(&other, "/", NOW, &RANDOM);
+        let issued = issue(&other, "/", LoginFlow::Web, NOW, &RANDOM);
         let result = verify(&main, &issued.state, Some(&issued.pre_auth_cookie), NOW);
         assert_eq!(result, Err(StateRejection::WrongAuthenticator));
     }
@@ -294,7 +315,7 @@ mod tests {
         let a = corp();
         let mut forger = a.clone();
         forger.signing_keys[0].secret = Secret::new("attacker-key-attacker-key-attacker-key");
-        let forged = issue(&forger, "/", NOW, &RANDOM);
+        let forged = issue(&forger, "/", LoginFlow::Web, NOW, &RANDOM);
         let result = verify(&a, &forged.state, Some(&forged.pre_auth_cookie), NOW);
         assert_eq!(result, Err(StateRejection::BadSignature));
     }
@@ -302,7 +323,7 @@ mod tests {
     #[test]
     fn rotated_keys_still_verify_states_signed_before_rotation() {
         let before = corp();
-        let issued = issue(&before, "/", NOW, &RANDOM);
+        let issued = issue(&before, "/", LoginFlow::Web, NOW, &RANDOM);
         let mut after = before.clone();
         after.signing_keys.insert(
             0,
@@ -320,7 +341,7 @@ mod tests {
     #[test]
     fn malformed_states_are_refused_without_panicking() {
         let a = corp();
-        let issued = issue(&a, "/", NOW, &RANDOM);
+        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
         let cookie = Some(issued.pre_auth_cookie.as_str());
         let mut wrong_version = issued.state.clone();
         wrong_version.replace_range(0..2, "02");
@@ -346,7 +367,7 @@ mod tests {
     fn an_unsafe_path_in_a_signed_cookie_falls_back_to_the_default() {
         // Only possible with the signing key, but the rule holds everywhere.
         let a = corp();
-        let issued = issue(&a, "//evil.com", NOW, &RANDOM);
+        let issued = issue(&a, "//evil.com", LoginFlow::Web, NOW, &RANDOM);
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
         assert_eq!(verified.return_to, "/");
     }

@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo run -p host-test --bin demo`
 
-use host_test::bindings::login::{AuthError, AuthorizeRequest, CallbackRequest, Settings};
+use host_test::bindings::login::{AuthorizeRequest, CallbackRequest, Settings};
 use host_test::host::{ComponentHost, EngineOptions, engine};
 use host_test::{COMPONENT_PATH, example};
 
@@ -121,9 +121,8 @@ async fn main() -> wasmtime::Result<()> {
         ] {
             let outcome = host.handle_callback(&settings, &request).await?;
             let shown = match outcome {
-                Ok(login) => format!("logged in as {}", login.member.user_id),
-                Err(AuthError::Unsupported(step)) => step,
-                Err(e) => format!("refused: {e:?}"),
+                Ok(login) => format!("logged in as {}", login.user.id),
+                Err(e) => format!("refused ({}): {:?}", e.status, e.detail),
             };
             println!("  with {label}: {shown}");
         }

@@ -1,0 +1,112 @@
+//! What the simulator serves, by path, and the per-endpoint call counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One of the simulator's endpoints: the five server API calls and the two
+/// browser login pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// `GET /cgi-bin/gettoken?corpid=&corpsecret=`
+    GetToken,
+    /// `GET /cgi-bin/auth/getuserinfo?access_token=&code=`
+    GetUserInfo,
+    /// `GET /cgi-bin/user/getuserinfo?access_token=&code=` (legacy, capitalised fields)
+    LegacyGetUserInfo,
+    /// `POST /cgi-bin/auth/getuserdetail?access_token=` body `{"user_ticket":".."}`
+    GetUserDetail,
+    /// `GET /cgi-bin/user/get?access_token=&userid=`
+    UserGet,
+    /// `GET /connect/oauth2/authorize` (in-client OAuth page, `open.weixin.qq.com`)
+    OAuthPage,
+    /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
+    WebLoginPage,
+}
+
+impl Endpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::GetToken,
+        Endpoint::GetUserInfo,
+        Endpoint::LegacyGetUserInfo,
+        Endpoint::GetUserDetail,
+        Endpoint::UserGet,
+        Endpoint::OAuthPage,
+        Endpoint::WebLoginPage,
+    ];
+
+    /// The path WeCom serves it at.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::GetToken => "/cgi-bin/gettoken",
+            Endpoint::GetUserInfo => "/cgi-bin/auth/getuserinfo",
+            Endpoint::LegacyGetUserInfo => "/cgi-bin/user/getuserinfo",
+            Endpoint::GetUserDetail => "/cgi-bin/auth/getuserdetail",
+            Endpoint::UserGet => "/cgi-bin/user/get",
+            Endpoint::OAuthPage => "/connect/oauth2/authorize",
+            Endpoint::WebLoginPage => "/wwlogin/sso/login",
+        }
+    }
+
+    /// The endpoint served at `path`, if any.
+    pub fn from_path(path: &str) -> Option<Endpoint> {
+        Endpoint::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// A server API call (JSON under `/cgi-bin`), as opposed to a browser page.
+    pub fn is_api(self) -> bool {
+        !matches!(self, Endpoint::OAuthPage | Endpoint::WebLoginPage)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Calls per endpoint, counted on arrival (faulted calls included).
+#[derive(Debug, Default)]
+pub(crate) struct Counters([AtomicU64; 7]);
+
+impl Counters {
+    pub(crate) fn hit(&self, endpoint: Endpoint) {
+        self.0[endpoint.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, endpoint: Endpoint) -> u64 {
+        self.0[endpoint.index()].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn reset(&self) {
+        for counter in &self.0 {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip_and_indices_fit() {
+        for (i, endpoint) in Endpoint::ALL.into_iter().enumerate() {
+            assert_eq!(endpoint.index(), i);
+            assert_eq!(Endpoint::from_path(endpoint.path()), Some(endpoint));
+        }
+        assert_eq!(Endpoint::from_path("/cgi-bin/gettoken/"), None);
+        assert_eq!(Endpoint::from_path("/wwopen/sso/qrConnect"), None);
+        assert!(Endpoint::UserGet.is_api() && !Endpoint::OAuthPage.is_api());
+    }
+
+    #[test]
+    fn counters_count_and_reset() {
+        let counters = Counters::default();
+        counters.hit(Endpoint::GetToken);
+        counters.hit(Endpoint::GetToken);
+        counters.hit(Endpoint::WebLoginPage);
+        assert_eq!(counters.get(Endpoint::GetToken), 2);
+        assert_eq!(counters.get(Endpoint::WebLoginPage), 1);
+        assert_eq!(counters.get(Endpoint::UserGet), 0);
+        counters.reset();
+        assert_eq!(counters.get(Endpoint::GetToken), 0);
+    }
+}

@@ -1,0 +1,851 @@
+//! The user directory in the key-value store: users, the WeCom members bound
+//! to them, and the mobile-number index that matches first logins.
+//!
+//! Key layout (bucket `default`; values are JSON):
+//!
+//! | key | value |
+//! |---|---|
+//! | `user/<id>` | [`User`] |
+//! | `mobile/<normalised mobile>` | the id of the user with that mobile |
+//! | `binding/<authenticator>/<wecom userid>` | the id of the bound user |
+//!
+//! Consistency without transactions:
+//! - The user record is the truth; `mobile/` and `binding/` keys are indexes
+//!   that readers check against it (an index naming a missing user, or a user
+//!   whose mobile differs, is ignored). So writes go index-first where a stale
+//!   index is harmless (`mobile/` before the user) and record-first where the
+//!   index is the commit point (`binding/` after the user lists the binding).
+//!   A failure at any step leaves nothing a later login misreads, and the retry
+//!   redoes the same writes.
+//! - A user created by sign-up gets an id derived from (authenticator, WeCom
+//!   userid), so racing first logins of one member all write the same user,
+//!   even on stores whose compare-and-swap on an absent key is an upsert
+//!   (Spin's SQLite store). Updates of existing records use compare-and-swap.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::AuthError;
+use super::mobile;
+use super::ports::{KeyValue, Update, all_keys, get_json, update_json};
+
+pub const USER_PREFIX: &str = "user/";
+pub const MAX_PAGE: u32 = 1000;
+const MAX_NAME: usize = 256;
+const MAX_EMAIL: usize = 320;
+const MAX_AVATAR: usize = 2048;
+const MAX_ID: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub authenticator: String,
+    pub wecom_userid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub mobile: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+    #[serde(default)]
+    pub created_by_signup: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl User {
+    fn is_bound_to(&self, binding: &Binding) -> bool {
+        self.bindings.contains(binding)
+    }
+}
+
+/// What an admin provisions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInput {
+    pub id: Option<String>,
+    pub name: String,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserQuery {
+    Id(String),
+    Mobile(String),
+    Binding(Binding),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub cursor: Option<String>,
+}
+
+/// The member's profile as WeCom gave it at this login.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub name: Option<String>,
+    /// Normalised.
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Existing,
+    NewlyBound,
+    Created,
+}
+
+/// How a login may find its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchPolicy {
+    pub auto_signup: bool,
+    /// Web (QR) logins never carry a mobile: no binding means "log in inside
+    /// WeCom first", whatever sign-up says.
+    pub web_login: bool,
+}
+
+pub fn user_key(id: &str) -> String {
+    format!("{USER_PREFIX}{id}")
+}
+
+pub fn mobile_key(mobile: &str) -> String {
+    format!("mobile/{mobile}")
+}
+
+pub fn binding_key(binding: &Binding) -> String {
+    format!("binding/{}/{}", binding.authenticator, binding.wecom_userid)
+}
+
+/// The id sign-up gives the user of a member: the same for every racing login.
+pub fn signup_id(binding: &Binding) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"wecom-auth signup\0")
+        .chain_update(binding.authenticator.as_bytes())
+        .chain_update([0])
+        .chain_update(binding.wecom_userid.as_bytes())
+        .finalize();
+    format!("wc-{}", hex::encode(&digest[..10]))
+}
+
+/// The id of a provisioned user given without one: from the mobile number, so
+/// importing the same list twice creates nobody twice.
+fn provisioned_id(mobile: Option<&str>, random: &[u8; 10]) -> String {
+    match mobile {
+        Some(mobile) => {
+            let digest = Sha256::new()
+                .chain_update(b"wecom-auth provisioned\0")
+                .chain_update(mobile.as_bytes())
+                .finalize();
+            format!("u-{}", hex::encode(&digest[..10]))
+        }
+        None => format!("u-{}", hex::encode(random)),
+    }
+}
+
+pub fn find_by_id(kv: &impl KeyValue, id: &str) -> Result<Option<User>, AuthError> {
+    get_json(kv, &user_key(id))
+}
+
+/// The user a `mobile/` index names, if that user still has the mobile.
+fn find_by_mobile(kv: &impl KeyValue, mobile: &str) -> Result<Option<User>, AuthError> {
+    let Some(id) = get_json::<String>(kv, &mobile_key(mobile))? else {
+        return Ok(None);
+    };
+    Ok(find_by_id(kv, &id)?.filter(|u| u.mobile.as_deref() == Some(mobile)))
+}
+
+/// The user a binding names, if that user still lists the binding.
+fn find_by_binding(kv: &impl KeyValue, binding: &Binding) -> Result<Option<User>, AuthError> {
+    let Some(id) = get_json::<String>(kv, &binding_key(binding))? else {
+        return Ok(None);
+    };
+    Ok(find_by_id(kv, &id)?.filter(|u| u.is_bound_to(binding)))
+}
+
+pub fn find(kv: &impl KeyValue, query: &UserQuery) -> Result<Option<User>, AuthError> {
+    match query {
+        UserQuery::Id(id) => find_by_id(kv, id),
+        UserQuery::Mobile(raw) => match mobile::normalize(raw) {
+            Some(m) => find_by_mobile(kv, &m),
+            None => Err(AuthError::bad_request("mobile", "is not a phone number")),
+        },
+        UserQuery::Binding(binding) => find_by_binding(kv, binding),
+    }
+}
+
+/// Finds (or binds, or creates) the user of a member who just logged in, and
+/// refreshes their profile.
+pub fn resolve_login(
+    kv: &impl KeyValue,
+    binding: &Binding,
+    profile: &Profile,
+    policy: MatchPolicy,
+    now: u64,
+) -> Result<(User, Outcome), AuthError> {
+    if let Some(user) = find_by_binding(kv, binding)? {
+        let user = refresh(kv, &user.id, binding, profile, now)?;
+        return Ok((user, Outcome::Existing));
+    }
+    let Some(mobile) = profile.mobile.as_deref() else {
+        if policy.web_login {
+            return Err(AuthError::FirstLoginInClient);
+        }
+        // Inside WeCom without a mobile (the member declined privateinfo):
+        // nothing to match, but sign-up can still create the member's user.
+        if !policy.auto_signup {
+            return Err(AuthError::UserNotFound);
+        }
+        return create(kv, binding, profile, now);
+    };
+    if let Some(user) = find_by_mobile(kv, mobile)? {
+        let user = refresh(kv, &user.id, binding, profile, now)?;
+        kv.set(&binding_key(binding), &json_string(&user.id))?;
+        return Ok((user, Outcome::NewlyBound));
+    }
+    if policy.web_login {
+        return Err(AuthError::FirstLoginInClient);
+    }
+    if !policy.auto_signup {
+        return Err(AuthError::UserNotFound);
+    }
+    create(kv, binding, profile, now)
+}
+
+/// Sign-up: mobile index, then the user (listing the binding), then the binding.
+fn create(
+    kv: &impl KeyValue,
+    binding: &Binding,
+    profile: &Profile,
+    now: u64,
+) -> Result<(User, Outcome), AuthError> {
+    let id = signup_id(binding);
+    if let Some(mobile) = &profile.mobile {
+        kv.set(&mobile_key(mobile), &json_string(&id))?;
+    }
+    let mut created = false;
+    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
+        created = current.is_none();
+        Ok(match current {
+            Some(user) => match refreshed(user, binding, profile, now) {
+                Some(next) => Update::Write(next),
+                None => Update::Keep,
+            },
+            None => Update::Write(User {
+                id: id.clone(),
+                name: profile
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| binding.wecom_userid.clone()),
+                mobile: profile.mobile.clone(),
+                email: profile.email.clone(),
+                avatar: profile.avatar.clone(),
+                bindings: vec![binding.clone()],
+                created_by_signup: true,
+                created_at: now,
+                updated_at: now,
+            }),
+        })
+    })?;
+    let user = user.ok_or_else(|| AuthError::Store("the new user vanished".into()))?;
+    kv.set(&binding_key(binding), &json_string(&id))?;
+    let outcome = if created {
+        Outcome::Created
+    } else {
+        Outcome::Existing
+    };
+    Ok((user, outcome))
+}
+
+/// Adds the binding and the login's profile to user `id` (compare-and-swap);
+/// writes nothing when nothing changed.
+fn refresh(
+    kv: &impl KeyValue,
+    id: &str,
+    binding: &Binding,
+    profile: &Profile,
+    now: u64,
+) -> Result<User, AuthError> {
+    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
+        let Some(user) = current else {
+            return Err(AuthError::Store(format!(
+                "user {id:?} was deleted during the login"
+            )));
+        };
+        Ok(match refreshed(user, binding, profile, now) {
+            Some(next) => Update::Write(next),
+            None => Update::Keep,
+        })
+    })?;
+    user.ok_or_else(|| AuthError::Store("the user vanished".into()))
+}
+
+/// `user` with the binding and profile applied, or None when that changes nothing.
+/// An admin-provisioned mobile is never replaced by a login.
+fn refreshed(user: &User, binding: &Binding, profile: &Profile, now: u64) -> Option<User> {
+    let mut next = user.clone();
+    if !next.is_bound_to(binding) {
+        next.bindings.push(binding.clone());
+    }
+    if let Some(name) = profile.name.as_ref().filter(|n| !n.is_empty()) {
+        next.name = bounded(name, MAX_NAME);
+    }
+    if let Some(email) = profile.email.as_ref().filter(|e| !e.is_empty()) {
+        next.email = Some(bounded(email, MAX_EMAIL));
+    }
+    if let Some(avatar) = profile.avatar.as_ref().filter(|a| !a.is_empty()) {
+        next.avatar = Some(bounded(avatar, MAX_AVATAR));
+    }
+    if next.mobile.is_none() {
+        next.mobile = profile.mobile.clone();
+    }
+    if next == *user {
+        return None;
+    }
+    next.updated_at = now;
+    Some(next)
+}
+
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+fn json_string(id: &str) -> Vec<u8> {
+    serde_json::to_vec(id).expect("a string serializes")
+}
+
+/// Creates or updates a provisioned user. Index first, then the record, then
+/// the old mobile's index goes.
+pub fn upsert(
+    kv: &impl KeyValue,
+    input: &UserInput,
+    now: u64,
+    random: &[u8; 10],
+) -> Result<User, AuthError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(AuthError::bad_request(
+            "name",
+            format!("must be 1 to {MAX_NAME} bytes"),
+        ));
+    }
+    let mobile = match input
+        .mobile
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        None => None,
+        Some(raw) => Some(mobile::normalize(raw).ok_or_else(|| {
+            AuthError::bad_request("mobile", "is not a phone number, e.g. +86 138 0000 0000")
+        })?),
+    };
+    let email = input
+        .email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(email) = email
+        && (email.len() > MAX_EMAIL || !email.contains('@') || email.contains(char::is_whitespace))
+    {
+        return Err(AuthError::bad_request("email", "is not an email address"));
+    }
+    if let Some(id) = &input.id {
+        check_id(id)?;
+    }
+    let owner = match &mobile {
+        Some(m) => find_by_mobile(kv, m)?,
+        None => None,
+    };
+    let id = match (&input.id, &owner) {
+        (Some(id), Some(owner)) if owner.id != *id => {
+            return Err(AuthError::Conflict(format!(
+                "mobile number already belongs to user {}",
+                owner.id
+            )));
+        }
+        (Some(id), _) => id.clone(),
+        (None, Some(owner)) => owner.id.clone(),
+        (None, None) => provisioned_id(mobile.as_deref(), random),
+    };
+    if let Some(m) = &mobile {
+        kv.set(&mobile_key(m), &json_string(&id))?;
+    }
+    let mut previous_mobile = None;
+    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
+        previous_mobile = current.and_then(|u| u.mobile.clone());
+        let mut next = current.cloned().unwrap_or_else(|| User {
+            id: id.clone(),
+            name: String::new(),
+            mobile: None,
+            email: None,
+            avatar: None,
+            bindings: Vec::new(),
+            created_by_signup: false,
+            created_at: now,
+            updated_at: now,
+        });
+        next.name = name.to_owned();
+        next.mobile = mobile.clone();
+        next.email = email.map(str::to_owned);
+        next.updated_at = now;
+        Ok(Update::Write(next))
+    })?;
+    let user = user.ok_or_else(|| AuthError::Store("the user vanished".into()))?;
+    if let Some(old) = previous_mobile.filter(|old| Some(old) != mobile.as_ref()) {
+        drop_index_if_points_to(kv, &mobile_key(&old), &id)?;
+    }
+    Ok(user)
+}
+
+/// Deletes a user: bindings and mobile index first (so no login finds a
+/// half-deleted user), the record last.
+pub fn delete(kv: &impl KeyValue, id: &str) -> Result<bool, AuthError> {
+    let Some(user) = find_by_id(kv, id)? else {
+        return Ok(false);
+    };
+    for binding in &user.bindings {
+        drop_index_if_points_to(kv, &binding_key(binding), id)?;
+    }
+    if let Some(m) = &user.mobile {
+        drop_index_if_points_to(kv, &mobile_key(m), id)?;
+    }
+    kv.delete(&user_key(id))?;
+    Ok(true)
+}
+
+/// Removes a binding: the binding key first (logins stop finding it), then the
+/// entry in the user's record.
+pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, AuthError> {
+    let key = binding_key(binding);
+    let Some(id) = get_json::<String>(kv, &key)? else {
+        return Ok(false);
+    };
+    kv.delete(&key)?;
+    update_json::<User, _>(kv, &user_key(&id), |current| {
+        Ok(match current {
+            Some(user) if user.is_bound_to(binding) => {
+                let mut next = user.clone();
+                next.bindings.retain(|b| b != binding);
+                next.updated_at = now;
+                Update::Write(next)
+            }
+            _ => Update::Keep,
+        })
+    })?;
+    Ok(true)
+}
+
+/// Users in id order, `limit` at a time, after `cursor` (an id).
+pub fn list(kv: &impl KeyValue, cursor: Option<&str>, limit: u32) -> Result<UserPage, AuthError> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AuthError::bad_request(
+            "limit",
+            format!("must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let mut ids: Vec<String> = all_keys(kv)?
+        .into_iter()
+        .filter_map(|key| key.strip_prefix(USER_PREFIX).map(str::to_owned))
+        .filter(|id| cursor.is_none_or(|c| id.as_str() > c))
+        .collect();
+    ids.sort();
+    let more = ids.len() > limit as usize;
+    ids.truncate(limit as usize);
+    let keys: Vec<String> = ids.iter().map(|id| user_key(id)).collect();
+    let mut users = Vec::with_capacity(keys.len());
+    for (key, value) in keys.iter().zip(kv.get_many(&keys)?) {
+        if let Some(bytes) = value {
+            users.push(
+                serde_json::from_slice::<User>(&bytes)
+                    .map_err(|e| AuthError::Store(format!("record {key:?} is unreadable: {e}")))?,
+            );
+        }
+    }
+    let cursor = if more { ids.last().cloned() } else { None };
+    Ok(UserPage { users, cursor })
+}
+
+fn drop_index_if_points_to(kv: &impl KeyValue, key: &str, id: &str) -> Result<(), AuthError> {
+    if get_json::<String>(kv, key)?.as_deref() == Some(id) {
+        kv.delete(key)?;
+    }
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<(), AuthError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AuthError::bad_request(
+            "id",
+            format!("must be 1 to {MAX_ID} letters, digits, - _ . or @"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ports::MemoryKv;
+
+    const NOW: u64 = 1_790_000_000;
+    const RANDOM: [u8; 10] = [3; 10];
+
+    fn zhangsan() -> Binding {
+        Binding {
+            authenticator: "corp".into(),
+            wecom_userid: "zhangsan".into(),
+        }
+    }
+
+    fn profile(mobile: Option<&str>) -> Profile {
+        Profile {
+            name: Some("张三".into()),
+            mobile: mobile.map(Into::into),
+            email: Some("zhangsan@corp.wecom.work".into()),
+            avatar: Some("http://a/0".into()),
+        }
+    }
+
+    const IN_CLIENT_SIGNUP: MatchPolicy = MatchPolicy {
+        auto_signup: true,
+        web_login: false,
+    };
+
+    fn provision(kv: &MemoryKv, mobile: &str) -> User {
+        let input = UserInput {
+            id: Some("alice".into()),
+            name: "Alice".into(),
+            mobile: Some(mobile.into()),
+            email: None,
+        };
+        upsert(kv, &input, NOW, &RANDOM).unwrap()
+    }
+
+    #[test]
+    fn a_provisioned_mobile_in_any_spelling_matches_and_binds() {
+        let kv = MemoryKv::default();
+        provision(&kv, "+86 138 0000 0000");
+        let policy = MatchPolicy {
+            auto_signup: false,
+            web_login: false,
+        };
+        let (user, outcome) =
+            resolve_login(&kv, &zhangsan(), &profile(Some("13800000000")), policy, NOW).unwrap();
+        assert_eq!((user.id.as_str(), outcome), ("alice", Outcome::NewlyBound));
+        assert_eq!(user.name, "张三", "the profile is refreshed");
+        assert_eq!(user.bindings, [zhangsan()]);
+        // A QR login now finds the binding, with no mobile.
+        let web = MatchPolicy {
+            auto_signup: false,
+            web_login: true,
+        };
+        let (again, outcome) =
+            resolve_login(&kv, &zhangsan(), &Profile::default(), web, NOW).unwrap();
+        assert_eq!((again.id.as_str(), outcome), ("alice", Outcome::Existing));
+    }
+
+    #[test]
+    fn sign_up_creates_once_and_off_means_user_not_found() {
+        let kv = MemoryKv::default();
+        let off = MatchPolicy {
+            auto_signup: false,
+            web_login: false,
+        };
+        assert_eq!(
+            resolve_login(&kv, &zhangsan(), &profile(Some("13800000000")), off, NOW),
+            Err(AuthError::UserNotFound)
+        );
+        assert!(kv.keys().is_empty(), "a refusal writes nothing");
+        let (user, outcome) = resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Created);
+        assert_eq!(user.id, signup_id(&zhangsan()));
+        assert!(user.created_by_signup);
+        let (same, outcome) = resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW + 5,
+        )
+        .unwrap();
+        assert_eq!((same.id, outcome), (user.id, Outcome::Existing));
+        assert_eq!(list(&kv, None, 10).unwrap().users.len(), 1);
+    }
+
+    #[test]
+    fn web_login_without_binding_asks_for_a_first_login_in_client() {
+        let kv = MemoryKv::default();
+        let web = MatchPolicy {
+            auto_signup: true,
+            web_login: true,
+        };
+        assert_eq!(
+            resolve_login(&kv, &zhangsan(), &Profile::default(), web, NOW),
+            Err(AuthError::FirstLoginInClient)
+        );
+    }
+
+    #[test]
+    fn a_fault_at_every_write_then_a_clean_retry_gives_one_consistent_user() {
+        for mobile_known in [false, true] {
+            for failing_write in 0..6 {
+                let kv = MemoryKv::default();
+                if mobile_known {
+                    provision(&kv, "13800000000");
+                }
+                *kv.fail_write_at.borrow_mut() = Some(failing_write);
+                let first = resolve_login(
+                    &kv,
+                    &zhangsan(),
+                    &profile(Some("13800000000")),
+                    IN_CLIENT_SIGNUP,
+                    NOW,
+                );
+                *kv.fail_write_at.borrow_mut() = None;
+                let (user, _) = resolve_login(
+                    &kv,
+                    &zhangsan(),
+                    &profile(Some("13800000000")),
+                    IN_CLIENT_SIGNUP,
+                    NOW + 1,
+                )
+                .unwrap_or_else(|e| panic!("retry after fault {failing_write}: {e} ({first:?})"));
+                let all = list(&kv, None, 10).unwrap().users;
+                assert_eq!(all.len(), 1, "fault {failing_write}");
+                assert_eq!(all[0], user);
+                assert_eq!(user.bindings, [zhangsan()]);
+                let expected_id = if mobile_known {
+                    "alice".to_owned()
+                } else {
+                    signup_id(&zhangsan())
+                };
+                assert_eq!(user.id, expected_id);
+                assert_eq!(
+                    find(&kv, &UserQuery::Binding(zhangsan()))
+                        .unwrap()
+                        .unwrap()
+                        .id,
+                    expected_id
+                );
+                assert_eq!(
+                    find(&kv, &UserQuery::Mobile("+8613800000000".into()))
+                        .unwrap()
+                        .unwrap()
+                        .id,
+                    expected_id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unchanged_profile_writes_nothing() {
+        let kv = MemoryKv::default();
+        resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        *kv.fail_write_at.borrow_mut() = Some(0);
+        resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW + 9,
+        )
+        .expect("no write, so the armed fault never fires");
+    }
+
+    #[test]
+    fn upsert_keeps_mobiles_unique_and_moves_the_index() {
+        let kv = MemoryKv::default();
+        let alice = provision(&kv, "13800000000");
+        let bob = UserInput {
+            id: Some("bob".into()),
+            name: "Bob".into(),
+            mobile: Some("+86 138-0000-0000".into()),
+            email: None,
+        };
+        assert!(matches!(
+            upsert(&kv, &bob, NOW, &RANDOM),
+            Err(AuthError::Conflict(_))
+        ));
+        let moved = UserInput {
+            id: Some(alice.id.clone()),
+            name: "Alice".into(),
+            mobile: Some("13900000001".into()),
+            email: Some("alice@example.com".into()),
+        };
+        upsert(&kv, &moved, NOW, &RANDOM).unwrap();
+        assert_eq!(
+            find(&kv, &UserQuery::Mobile("13800000000".into())).unwrap(),
+            None
+        );
+        assert!(
+            upsert(&kv, &bob, NOW, &RANDOM).is_ok(),
+            "the old number is free again"
+        );
+        // Without an id, the same mobile updates the same user (idempotent import).
+        let again = UserInput {
+            id: None,
+            name: "Bobby".into(),
+            mobile: Some("13800000000".into()),
+            email: None,
+        };
+        assert_eq!(upsert(&kv, &again, NOW, &RANDOM).unwrap().id, "bob");
+        let carol = UserInput {
+            id: None,
+            name: "Carol".into(),
+            mobile: Some("13700000000".into()),
+            email: None,
+        };
+        let first = upsert(&kv, &carol, NOW, &RANDOM).unwrap();
+        assert_eq!(upsert(&kv, &carol, NOW, &[9; 10]).unwrap().id, first.id);
+        assert_eq!(list(&kv, None, 100).unwrap().users.len(), 3);
+    }
+
+    #[test]
+    fn bad_input_names_its_field() {
+        let kv = MemoryKv::default();
+        for (input, field) in [
+            (
+                UserInput {
+                    name: " ".into(),
+                    ..UserInput::default()
+                },
+                "name",
+            ),
+            (
+                UserInput {
+                    name: "a".into(),
+                    mobile: Some("call me".into()),
+                    ..UserInput::default()
+                },
+                "mobile",
+            ),
+            (
+                UserInput {
+                    name: "a".into(),
+                    email: Some("nope".into()),
+                    ..UserInput::default()
+                },
+                "email",
+            ),
+            (
+                UserInput {
+                    name: "a".into(),
+                    id: Some("a/b".into()),
+                    ..UserInput::default()
+                },
+                "id",
+            ),
+        ] {
+            match upsert(&kv, &input, NOW, &RANDOM) {
+                Err(AuthError::BadRequest { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert!(list(&kv, None, 0).is_err());
+    }
+
+    #[test]
+    fn delete_and_unbind_leave_no_dangling_index() {
+        let kv = MemoryKv::default();
+        let (user, _) = resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        assert!(unbind(&kv, &zhangsan(), NOW).unwrap());
+        assert!(!unbind(&kv, &zhangsan(), NOW).unwrap());
+        assert!(
+            find_by_id(&kv, &user.id)
+                .unwrap()
+                .unwrap()
+                .bindings
+                .is_empty()
+        );
+        // The mobile binds the member again.
+        let (again, outcome) = resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (again.id.as_str(), outcome),
+            (user.id.as_str(), Outcome::NewlyBound)
+        );
+        assert!(delete(&kv, &user.id).unwrap());
+        assert!(!delete(&kv, &user.id).unwrap());
+        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
+    }
+
+    #[test]
+    fn list_pages_in_id_order() {
+        let kv = MemoryKv::default();
+        for i in 0..5 {
+            let input = UserInput {
+                id: Some(format!("u{i}")),
+                name: format!("U{i}"),
+                ..UserInput::default()
+            };
+            upsert(&kv, &input, NOW, &RANDOM).unwrap();
+        }
+        let first = list(&kv, None, 2).unwrap();
+        assert_eq!(
+            first
+                .users
+                .iter()
+                .map(|u| u.id.as_str())
+                .collect::<Vec<_>>(),
+            ["u0", "u1"]
+        );
+        let second = list(&kv, first.cursor.as_deref(), 3).unwrap();
+        assert_eq!(
+            second
+                .users
+                .iter()
+                .map(|u| u.id.as_str())
+                .collect::<Vec<_>>(),
+            ["u2", "u3", "u4"]
+        );
+        assert_eq!(second.cursor, None);
+    }
+}

@@ -1,0 +1,403 @@
+//! Every failure of the component: one type, a category that decides the HTTP
+//! status, messages for the member (en, zh) and a hint for the admin.
+//! Nothing here ever holds the Secret, an access token or a signing key.
+
+use std::fmt;
+
+use super::browser::Language;
+use super::settings::SettingsError;
+use super::state::StateRejection;
+
+/// An error answer (`errcode != 0`) from the WeCom server API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WecomError {
+    pub errcode: i32,
+    /// As WeCom sent it, with any secret or token removed.
+    pub errmsg: String,
+    /// The API that answered, e.g. `auth/getuserinfo`.
+    pub api: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    InvalidSettings(SettingsError),
+    BadRequest {
+        field: &'static str,
+        message: String,
+    },
+    StateRejected(StateRejection),
+    Wecom(WecomError),
+    WecomUnavailable(String),
+    NotAMember,
+    UserNotFound,
+    FirstLoginInClient,
+    SessionRejected(&'static str),
+    UserGone,
+    Conflict(String),
+    NotFound(String),
+    Store(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    BadRequest,
+    LoginRejected,
+    AccessDenied,
+    SessionInvalid,
+    WecomUnavailable,
+    StoreUnavailable,
+    Misconfigured,
+    Conflict,
+    NotFound,
+}
+
+impl Category {
+    pub fn status(self) -> u16 {
+        match self {
+            Category::BadRequest => 400,
+            Category::LoginRejected | Category::SessionInvalid => 401,
+            Category::AccessDenied => 403,
+            Category::NotFound => 404,
+            Category::Conflict => 409,
+            Category::Misconfigured => 500,
+            Category::WecomUnavailable => 502,
+            Category::StoreUnavailable => 503,
+        }
+    }
+}
+
+/// WeCom errcodes a login meets, grouped by what the caller should do.
+pub mod errcode {
+    /// The cached access token is no longer good: fetch a new one, retry once.
+    pub const TOKEN_INVALID: [i32; 3] = [40014, 42001, 41001];
+    pub const SYSTEM_BUSY: i32 = -1;
+    pub const INVALID_SECRET: i32 = 40001;
+    pub const INVALID_CORP_ID: i32 = 40013;
+    pub const INVALID_CODE: i32 = 40029;
+    pub const CODE_USED: i32 = 42022;
+    pub const INVALID_AGENT_ID: i32 = 40056;
+    pub const RATE_LIMITED: i32 = 45009;
+    pub const CONCURRENCY_LIMITED: i32 = 45033;
+    pub const API_FORBIDDEN: i32 = 48002;
+    pub const REDIRECT_UNTRUSTED: i32 = 50001;
+    pub const MEMBER_OUT_OF_RANGE: i32 = 50002;
+    pub const NO_PRIVILEGE_FOR_MEMBER: i32 = 60011;
+    pub const UNTRUSTED_IP: i32 = 60020;
+    pub const USER_NOT_VISIBLE: i32 = 60021;
+    pub const NO_SUCH_USERID: i32 = 60111;
+    pub const TICKET_EXPIRED: i32 = 84014;
+    pub const TICKET_INVALID: i32 = 84015;
+}
+
+impl AuthError {
+    pub fn bad_request(field: &'static str, message: impl Into<String>) -> Self {
+        AuthError::BadRequest {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn category(&self) -> Category {
+        match self {
+            AuthError::InvalidSettings(_) => Category::Misconfigured,
+            AuthError::BadRequest { .. } => Category::BadRequest,
+            AuthError::StateRejected(_) => Category::LoginRejected,
+            AuthError::Wecom(e) => wecom_category(e.errcode),
+            AuthError::WecomUnavailable(_) => Category::WecomUnavailable,
+            AuthError::NotAMember | AuthError::UserNotFound | AuthError::FirstLoginInClient => {
+                Category::AccessDenied
+            }
+            AuthError::SessionRejected(_) | AuthError::UserGone => Category::SessionInvalid,
+            AuthError::Conflict(_) => Category::Conflict,
+            AuthError::NotFound(_) => Category::NotFound,
+            AuthError::Store(_) => Category::StoreUnavailable,
+        }
+    }
+
+    /// The HTTP status to answer with. Rate limits and "system busy" are 503
+    /// (try again later); other WeCom failures 502.
+    pub fn status(&self) -> u16 {
+        match self {
+            AuthError::Wecom(e)
+                if matches!(
+                    e.errcode,
+                    errcode::SYSTEM_BUSY | errcode::RATE_LIMITED | errcode::CONCURRENCY_LIMITED
+                ) =>
+            {
+                503
+            }
+            _ => self.category().status(),
+        }
+    }
+
+    /// What to tell the member, in their language.
+    pub fn member_message(&self, language: Language) -> &'static str {
+        let (en, zh) = match self.category() {
+            Category::BadRequest => (
+                "The login request was incomplete. Please start the login again.",
+                "登录请求不完整，请重新登录。",
+            ),
+            Category::LoginRejected => match self {
+                AuthError::StateRejected(StateRejection::Expired) => (
+                    "The login took too long and expired. Please log in again.",
+                    "登录已超时，请重新登录。",
+                ),
+                AuthError::StateRejected(StateRejection::MissingCookie) => (
+                    "This login was started in another browser (or cookies are blocked). Please log in again here.",
+                    "此次登录不是在当前浏览器发起的（或浏览器禁用了 Cookie），请在此重新登录。",
+                ),
+                _ => (
+                    "This login link is no longer valid (used, expired or altered). Please log in again.",
+                    "登录链接已失效（已使用、已过期或被篡改），请重新登录。",
+                ),
+            },
+            Category::AccessDenied => match self {
+                AuthError::NotAMember => (
+                    "You are not a member of this company in WeCom, so you cannot log in here.",
+                    "您不是本企业的企业微信成员，无法登录。",
+                ),
+                AuthError::UserNotFound => (
+                    "No account matches your WeCom mobile number (user not found). Ask your administrator to create one.",
+                    "用户不存在：没有与您企业微信手机号匹配的账号，请联系管理员开通。",
+                ),
+                AuthError::FirstLoginInClient => (
+                    "Your first login must happen inside the WeCom app: open this app once from the WeCom workbench, then QR login works too.",
+                    "首次登录需在企业微信客户端内完成：请先从企业微信工作台打开本应用一次，之后即可扫码登录。",
+                ),
+                _ => (
+                    "Your WeCom account may not use this app. Ask your administrator to add you to the app's visible range.",
+                    "您的企业微信账号无权使用此应用，请联系管理员将您加入应用的可见范围。",
+                ),
+            },
+            Category::SessionInvalid => (
+                "Your session has ended. Please log in again.",
+                "登录状态已失效，请重新登录。",
+            ),
+            Category::WecomUnavailable => (
+                "WeCom could not be reached or is busy. Please try again in a moment.",
+                "暂时无法连接企业微信或企业微信繁忙，请稍后重试。",
+            ),
+            Category::StoreUnavailable => (
+                "The login service is temporarily unavailable. Please try again in a moment.",
+                "登录服务暂时不可用，请稍后重试。",
+            ),
+            Category::Misconfigured => (
+                "WeCom login is not set up correctly. Please tell your administrator.",
+                "企业微信登录配置有误，请联系管理员。",
+            ),
+            Category::Conflict => (
+                "The request conflicts with existing data.",
+                "请求与已有数据冲突。",
+            ),
+            Category::NotFound => ("Not found.", "未找到。"),
+        };
+        match language {
+            Language::En => en,
+            Language::Zh => zh,
+        }
+    }
+
+    /// What the admin should fix, when the admin can fix something.
+    pub fn admin_hint(&self) -> Option<String> {
+        match self {
+            AuthError::InvalidSettings(e) => Some(format!("fix the setting: {e}")),
+            AuthError::Wecom(e) => wecom_admin_hint(e),
+            AuthError::UserNotFound => Some(
+                "provision the user with this mobile number (admin API), or turn auto-signup on; \
+                 a member who declined to share the mobile number cannot be matched"
+                    .into(),
+            ),
+            AuthError::WecomUnavailable(_) => Some(
+                "check that the gateway can reach the WeCom API (api-base) and is allowed to (outbound hosts)"
+                    .into(),
+            ),
+            AuthError::Store(_) => {
+                Some("check the key-value store `default` (e.g. Redis) is reachable".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn wecom_category(code: i32) -> Category {
+    use errcode::*;
+    match code {
+        INVALID_CODE | CODE_USED | TICKET_EXPIRED | TICKET_INVALID => Category::LoginRejected,
+        MEMBER_OUT_OF_RANGE | NO_PRIVILEGE_FOR_MEMBER | USER_NOT_VISIBLE | NO_SUCH_USERID => {
+            Category::AccessDenied
+        }
+        INVALID_SECRET | INVALID_CORP_ID | INVALID_AGENT_ID | API_FORBIDDEN
+        | REDIRECT_UNTRUSTED | UNTRUSTED_IP => Category::Misconfigured,
+        _ => Category::WecomUnavailable,
+    }
+}
+
+fn wecom_admin_hint(e: &WecomError) -> Option<String> {
+    use errcode::*;
+    let hint = match e.errcode {
+        UNTRUSTED_IP => {
+            let ip = e
+                .errmsg
+                .split("from ip: ")
+                .nth(1)
+                .and_then(|rest| rest.split([',', ' ']).next())
+                .filter(|ip| !ip.is_empty());
+            match ip {
+                Some(ip) => format!(
+                    "60020: add this server's outbound IP {ip} to the app's trusted IPs \
+                     (应用管理 → your app → 企业可信IP)"
+                ),
+                None => "60020: add this server's outbound IP to the app's trusted IPs \
+                         (应用管理 → your app → 企业可信IP)"
+                    .into(),
+            }
+        }
+        REDIRECT_UNTRUSTED => "50001: the callback host is not the app's trusted domain: set \
+             应用管理 → your app → 网页授权及JS-SDK → 可信域名 (and 企业微信授权登录 → 授权回调域) \
+             to the host of `origin`, port included"
+            .into(),
+        INVALID_CORP_ID => {
+            "40013: corp-id is wrong: copy the Company ID from 我的企业 → 企业信息 → 企业ID".into()
+        }
+        INVALID_SECRET => {
+            "40001: secret is wrong or was reset: copy the app's Secret from 应用管理 → your app"
+                .into()
+        }
+        INVALID_AGENT_ID => {
+            "40056: agent-id is wrong: copy the AgentId from 应用管理 → your app".into()
+        }
+        API_FORBIDDEN => {
+            "48002: the app may not call this API: use a self-built app (自建应用) of this company"
+                .into()
+        }
+        MEMBER_OUT_OF_RANGE | NO_PRIVILEGE_FOR_MEMBER | USER_NOT_VISIBLE => format!(
+            "{}: add the member to the app's visible range (应用管理 → your app → 可见范围)",
+            e.errcode
+        ),
+        RATE_LIMITED | CONCURRENCY_LIMITED => format!(
+            "{}: WeCom's frequency limit was hit; logins resume by themselves",
+            e.errcode
+        ),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::InvalidSettings(e) => write!(f, "invalid settings: {e}"),
+            AuthError::BadRequest { field, message } => write!(f, "bad request: {field} {message}"),
+            AuthError::StateRejected(r) => write!(f, "login state rejected: {r:?}"),
+            AuthError::Wecom(e) => write!(f, "WeCom {} errcode {}: {}", e.api, e.errcode, e.errmsg),
+            AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
+            AuthError::NotAMember => f.write_str("not a member of the company"),
+            AuthError::UserNotFound => f.write_str("user not found (用户不存在)"),
+            AuthError::FirstLoginInClient => {
+                f.write_str("first login must happen inside the WeCom client")
+            }
+            AuthError::SessionRejected(why) => write!(f, "session rejected: {why}"),
+            AuthError::UserGone => f.write_str("the session's user no longer exists"),
+            AuthError::Conflict(why) => write!(f, "conflict: {why}"),
+            AuthError::NotFound(what) => write!(f, "not found: {what}"),
+            AuthError::Store(why) => write!(f, "key-value store failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Removes each secret from `text` (WeCom echoes nothing secret today; this
+/// keeps it that way should it start).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wecom(errcode: i32, errmsg: &str) -> AuthError {
+        AuthError::Wecom(WecomError {
+            errcode,
+            errmsg: errmsg.into(),
+            api: "auth/getuserinfo",
+        })
+    }
+
+    #[test]
+    fn each_errcode_maps_to_its_category_and_status() {
+        for (code, category, status) in [
+            (40029, Category::LoginRejected, 401),
+            (42022, Category::LoginRejected, 401),
+            (84014, Category::LoginRejected, 401),
+            (84015, Category::LoginRejected, 401),
+            (60020, Category::Misconfigured, 500),
+            (50001, Category::Misconfigured, 500),
+            (40013, Category::Misconfigured, 500),
+            (40001, Category::Misconfigured, 500),
+            (40056, Category::Misconfigured, 500),
+            (60011, Category::AccessDenied, 403),
+            (45009, Category::WecomUnavailable, 503),
+            (-1, Category::WecomUnavailable, 503),
+            (40014, Category::WecomUnavailable, 502),
+            (99999, Category::WecomUnavailable, 502),
+        ] {
+            let e = wecom(code, "x");
+            assert_eq!((e.category(), e.status()), (category, status), "{code}");
+        }
+        assert_eq!(AuthError::WecomUnavailable("timeout".into()).status(), 502);
+        assert_eq!(AuthError::NotAMember.status(), 403);
+        assert_eq!(AuthError::Store("get".into()).status(), 503);
+    }
+
+    #[test]
+    fn admin_hints_name_the_console_setting() {
+        let hint = wecom(
+            60020,
+            "not allow to access from your ip, hint: [1665572950354960143799549], from ip: 119.130.57.47, more info at https://open.work.weixin.qq.com/devtool/query?e=60020",
+        )
+        .admin_hint()
+        .unwrap();
+        assert!(
+            hint.contains("119.130.57.47") && hint.contains("企业可信IP"),
+            "{hint}"
+        );
+        for (code, needle) in [
+            (50001, "可信域名"),
+            (40013, "企业ID"),
+            (40001, "Secret"),
+            (40056, "AgentId"),
+        ] {
+            assert!(
+                wecom(code, "").admin_hint().unwrap().contains(needle),
+                "{code}"
+            );
+        }
+        assert_eq!(wecom(40029, "").admin_hint(), None);
+    }
+
+    #[test]
+    fn member_messages_come_in_both_languages() {
+        let e = AuthError::UserNotFound;
+        assert!(e.member_message(Language::Zh).contains("用户不存在"));
+        assert!(e.member_message(Language::En).contains("user not found"));
+        assert!(
+            AuthError::FirstLoginInClient
+                .member_message(Language::En)
+                .contains("workbench")
+        );
+    }
+
+    #[test]
+    fn redact_removes_secrets() {
+        assert_eq!(
+            redact("token abcd1234 here", &["abcd1234", ""]),
+            "token [redacted] here"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! What the core needs from the outside, as traits: a key-value store with
+//! compare-and-swap (`wasi:keyvalue` in the component) and an HTTP client
+//! (`wasi:http/outgoing-handler`). The edge implements them; tests use
+//! [`MemoryKv`] and scripted transports.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::AuthError;
+
+/// A failed store operation; the text names the operation, never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Store(e.0)
+    }
+}
+
+/// What compare-and-swap answered.
+pub enum Swap<C> {
+    Done,
+    /// Someone wrote first: a fresh handle that sees their value.
+    Conflict(C),
+}
+
+/// One page of keys.
+pub struct KeyPage {
+    pub keys: Vec<String>,
+    pub cursor: Option<String>,
+}
+
+/// A bucket of `wasi:keyvalue@0.2.0-draft2`.
+pub trait KeyValue {
+    type Cas;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError>;
+    /// Takes a compare-and-swap handle: what `key` holds now.
+    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError>;
+    fn cas_current(&self, cas: &Self::Cas) -> Result<Option<Vec<u8>>, StoreError>;
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap<Self::Cas>, StoreError>;
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
+}
+
+/// Conflicts one update may meet before giving up: each means another writer
+/// made progress, so this bounds the work, not correctness.
+const MAX_CAS_ATTEMPTS: usize = 100;
+
+/// Reads a JSON record; an unreadable one is a store error (never a panic).
+pub fn get_json<T: DeserializeOwned>(
+    kv: &impl KeyValue,
+    key: &str,
+) -> Result<Option<T>, AuthError> {
+    match kv.get(key)? {
+        None => Ok(None),
+        Some(bytes) => decode(key, &bytes).map(Some),
+    }
+}
+
+pub fn set_json<T: Serialize>(kv: &impl KeyValue, key: &str, value: &T) -> Result<(), AuthError> {
+    Ok(kv.set(key, &encode(value))?)
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AuthError::Store(format!("record {key:?} is unreadable: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialize to JSON")
+}
+
+/// What an update wants done with the record it was shown.
+pub enum Update<T> {
+    Write(T),
+    /// Nothing to change: no write.
+    Keep,
+}
+
+/// Read-modify-write of one JSON record with compare-and-swap, retried on
+/// conflict. `change` sees the current record (None: absent) and may run
+/// several times. Returns what was written (or kept) and whether it wrote.
+pub fn update_json<T, K>(
+    kv: &K,
+    key: &str,
+    mut change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
+) -> Result<(Option<T>, bool), AuthError>
+where
+    T: Serialize + DeserializeOwned,
+    K: KeyValue,
+{
+    let mut cas = kv.cas(key)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let current: Option<T> = match kv.cas_current(&cas)? {
+            None => None,
+            Some(bytes) => Some(decode(key, &bytes)?),
+        };
+        match change(current.as_ref())? {
+            Update::Keep => return Ok((current, false)),
+            Update::Write(next) => match kv.swap(cas, &encode(&next))? {
+                Swap::Done => return Ok((Some(next), true)),
+                Swap::Conflict(fresh) => cas = fresh,
+            },
+        }
+    }
+    Err(AuthError::Store(format!(
+        "{key:?} kept changing under {MAX_CAS_ATTEMPTS} attempts to update it"
+    )))
+}
+
+/// Reads every key of the bucket, page by page.
+pub fn all_keys(kv: &impl KeyValue) -> Result<Vec<String>, StoreError> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = kv.list_keys(cursor.as_deref())?;
+        keys.extend(page.keys);
+        match page.cursor {
+            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+            _ => return Ok(keys),
+        }
+    }
+}
+
+/// An HTTP request to the WeCom server API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub post: bool,
+    /// Holds the access token in its query: never log it.
+    pub url: String,
+    /// JSON body of a POST.
+    pub body: Option<Vec<u8>>,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Sends one request and reads the whole answer. The error says what failed
+/// (connect, timeout, reset) and never repeats the URL.
+pub trait Transport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
+}
+
+/// An in-memory bucket with real compare-and-swap, for native tests.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    data: RefCell<BTreeMap<String, (u64, Vec<u8>)>>,
+    version: RefCell<u64>,
+    /// Fail the n-th write from now (0 = the next one), for fault tests.
+    pub fail_write_at: RefCell<Option<usize>>,
+}
+
+/// A compare-and-swap handle of [`MemoryKv`].
+pub struct MemoryCas {
+    key: String,
+    seen: Option<(u64, Vec<u8>)>,
+}
+
+impl MemoryKv {
+    pub fn keys(&self) -> Vec<String> {
+        self.data.borrow().keys().cloned().collect()
+    }
+
+    fn write(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let mut fail = self.fail_write_at.borrow_mut();
+        match *fail {
+            Some(0) => {
+                *fail = None;
+                return Err(StoreError(format!("injected fault writing {key:?}")));
+            }
+            Some(n) => *fail = Some(n - 1),
+            None => {}
+        }
+        let mut version = self.version.borrow_mut();
+        *version += 1;
+        let mut data = self.data.borrow_mut();
+        match value {
+            Some(value) => data.insert(key.to_owned(), (*version, value.to_vec())),
+            None => data.remove(key),
+        };
+        Ok(())
+    }
+}
+
+impl KeyValue for MemoryKv {
+    type Cas = MemoryCas;
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.data.borrow().get(key).map(|(_, v)| v.clone()))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.write(key, Some(value))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.write(key, None)
+    }
+
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+        const PAGE: usize = 2;
+        let data = self.data.borrow();
+        let keys: Vec<String> = data
+            .keys()
+            .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
+            .take(PAGE + 1)
+            .cloned()
+            .collect();
+        let more = keys.len() > PAGE;
+        let keys: Vec<String> = keys.into_iter().take(PAGE).collect();
+        let cursor = more.then(|| keys.last().cloned()).flatten();
+        Ok(KeyPage { keys, cursor })
+    }
+
+    fn cas(&self, key: &str) -> Result<MemoryCas, StoreError> {
+        Ok(MemoryCas {
+            key: key.to_owned(),
+            seen: self.data.borrow().get(key).cloned(),
+        })
+    }
+
+    fn cas_current(&self, cas: &MemoryCas) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(cas.seen.as_ref().map(|(_, v)| v.clone()))
+    }
+
+    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap<MemoryCas>, StoreError> {
+        let now = self.data.borrow().get(&cas.key).cloned();
+        if now.as_ref().map(|(v, _)| *v) != cas.seen.as_ref().map(|(v, _)| *v) {
+            return Ok(Swap::Conflict(MemoryCas {
+                key: cas.key,
+                seen: now,
+            }));
+        }
+        self.write(&cas.key, Some(value))?;
+        Ok(Swap::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_json_retries_on_conflict_and_keeps_without_writing() {
+        let kv = MemoryKv::default();
+        let (written, wrote) = update_json::<u32, _>(&kv, "n", |current| {
+            // Another writer sneaks in on the first attempt.
+            if current.is_none() && kv.get("n").unwrap().is_none() {
+                kv.set("n", b"5").unwrap();
+            }
+            Ok(Update::Write(current.copied().unwrap_or(0) + 1))
+        })
+        .unwrap();
+        assert_eq!((written, wrote), (Some(6), true));
+        let (kept, wrote) = update_json::<u32, _>(&kv, "n", |_| Ok(Update::Keep)).unwrap();
+        assert_eq!((kept, wrote), (Some(6), false));
+    }
+
+    #[test]
+    fn unreadable_records_are_store_errors() {
+        let kv = MemoryKv::default();
+        kv.set("k", b"not json").unwrap();
+        assert!(matches!(
+            get_json::<u32>(&kv, "k"),
+            Err(AuthError::Store(_))
+        ));
+    }
+
+    #[test]
+    fn all_keys_follows_cursors() {
+        let kv = MemoryKv::default();
+        for key in ["a", "b", "c", "d", "e"] {
+            kv.set(key, b"1").unwrap();
+        }
+        assert_eq!(all_keys(&kv).unwrap(), ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn injected_faults_fail_exactly_one_write() {
+        let kv = MemoryKv::default();
+        *kv.fail_write_at.borrow_mut() = Some(1);
+        kv.set("a", b"1").unwrap();
+        assert!(kv.set("b", b"1").is_err());
+        kv.set("c", b"1").unwrap();
+        assert_eq!(kv.keys(), ["a", "c"]);
+    }
+}

@@ -1,0 +1,213 @@
+//! Session tokens: `v1.<key id>.<payload>.<mac>`, base64url without padding.
+//! The payload is JSON (authenticator, user id, WeCom userid, issued, expires);
+//! the MAC is HMAC-SHA256 with the key named by the id, so keys rotate: the
+//! first configured key signs, every configured key verifies.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::settings::{Authenticator, SigningKey};
+
+const VERSION: &str = "v1";
+const MAC_CONTEXT: &[u8] = b"wecom-auth session v1\0";
+/// Longer tokens are refused before any work.
+pub const MAX_SESSION_TOKEN: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    #[serde(rename = "a")]
+    pub authenticator: String,
+    #[serde(rename = "u")]
+    pub user_id: String,
+    #[serde(rename = "w")]
+    pub wecom_userid: String,
+    #[serde(rename = "iat")]
+    pub issued_at: u64,
+    #[serde(rename = "exp")]
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSession {
+    pub claims: SessionClaims,
+    pub key_id: String,
+}
+
+/// Signs a session for `user_id` with the authenticator's first key.
+pub fn issue(authenticator: &Authenticator, user_id: &str, wecom_userid: &str, now: u64) -> String {
+    let claims = SessionClaims {
+        authenticator: authenticator.name.clone(),
+        user_id: user_id.to_owned(),
+        wecom_userid: wecom_userid.to_owned(),
+        issued_at: now,
+        expires_at: now.saturating_add(u64::from(authenticator.session_lifetime)),
+    };
+    let payload =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize to JSON"));
+    let key = &authenticator.signing_keys[0];
+    let mac = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
+    format!("{VERSION}.{}.{payload}.{mac}", key.id)
+}
+
+/// Which authenticator a token claims to be from, unverified: lets a front with
+/// several authenticators pick the settings to verify it with.
+pub fn claimed_authenticator(token: &str) -> Option<String> {
+    let (_, _, payload, _) = split(token)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: SessionClaims = serde_json::from_slice(&bytes).ok()?;
+    Some(claims.authenticator)
+}
+
+/// Verifies a token: format, key, MAC (constant time), authenticator, expiry.
+/// The error says why, for logs and the caller; it never quotes the token.
+pub fn verify(
+    authenticator: &Authenticator,
+    token: &str,
+    now: u64,
+) -> Result<VerifiedSession, &'static str> {
+    if token.is_empty() {
+        return Err("no session");
+    }
+    if token.len() > MAX_SESSION_TOKEN {
+        return Err("token too long");
+    }
+    let (version, key_id, payload, tag) = split(token).ok_or("malformed token")?;
+    if version != VERSION {
+        return Err("unknown token version");
+    }
+    let key = authenticator
+        .signing_keys
+        .iter()
+        .find(|k| k.id == key_id)
+        .ok_or("signed with a key that is not configured")?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| "malformed token")?;
+    mac(key, payload)
+        .verify_slice(&tag)
+        .map_err(|_| "bad signature")?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| "malformed token")?;
+    let claims: SessionClaims = serde_json::from_slice(&bytes).map_err(|_| "malformed token")?;
+    if claims.authenticator != authenticator.name {
+        return Err("issued by another authenticator");
+    }
+    if now >= claims.expires_at {
+        return Err("expired");
+    }
+    Ok(VerifiedSession {
+        claims,
+        key_id: key.id.clone(),
+    })
+}
+
+fn split(token: &str) -> Option<(&str, &str, &str, &str)> {
+    let mut parts = token.split('.');
+    let parts4 = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    parts.next().is_none().then_some(parts4)
+}
+
+fn mac(key: &SigningKey, payload: &str) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.secret.expose().as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(MAC_CONTEXT);
+    mac.update(key.id.as_bytes());
+    mac.update(b".");
+    mac.update(payload.as_bytes());
+    mac
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::settings::{Secret, tests::sample};
+
+    const NOW: u64 = 1_790_000_000;
+
+    fn corp() -> Authenticator {
+        sample("corp").check().unwrap()
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_until_it_expires() {
+        let a = corp();
+        let token = issue(&a, "wc-1", "zhangsan", NOW);
+        assert!(token.starts_with("v1.k1."));
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        );
+        let session = verify(&a, &token, NOW + 1).unwrap();
+        assert_eq!(session.claims.user_id, "wc-1");
+        assert_eq!(session.claims.wecom_userid, "zhangsan");
+        assert_eq!(session.claims.expires_at, NOW + 8 * 3600);
+        assert_eq!(session.key_id, "k1");
+        assert_eq!(verify(&a, &token, NOW + 8 * 3600), Err("expired"));
+        assert_eq!(claimed_authenticator(&token).as_deref(), Some("corp"));
+    }
+
+    #[test]
+    fn every_altered_character_is_refused() {
+        let a = corp();
+        let token = issue(&a, "wc-1", "zhangsan", NOW);
+        for index in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(bytes).unwrap();
+            if altered != token {
+                assert!(verify(&a, &altered, NOW).is_err(), "flip at {index}");
+            }
+        }
+    }
+
+    #[test]
+    fn rotation_old_keys_verify_new_key_signs() {
+        let before = corp();
+        let old = issue(&before, "u", "w", NOW);
+        let mut after = before.clone();
+        after.signing_keys.insert(
+            0,
+            SigningKey {
+                id: "k2".into(),
+                secret: Secret::new("the-new-key-the-new-key-the-new-key!"),
+            },
+        );
+        assert_eq!(verify(&after, &old, NOW).unwrap().key_id, "k1");
+        let new = issue(&after, "u", "w", NOW);
+        assert!(new.starts_with("v1.k2."));
+        after.signing_keys.truncate(1);
+        assert_eq!(
+            verify(&after, &old, NOW),
+            Err("signed with a key that is not configured")
+        );
+    }
+
+    #[test]
+    fn foreign_forged_and_malformed_tokens_are_refused() {
+        let a = corp();
+        let other = sample("other").check().unwrap();
+        assert_eq!(
+            verify(&a, &issue(&other, "u", "w", NOW), NOW),
+            Err("issued by another authenticator")
+        );
+        let mut forger = a.clone();
+        forger.signing_keys[0].secret = Secret::new("attacker-key-attacker-key-attacker-key");
+        assert_eq!(
+            verify(&a, &issue(&forger, "u", "w", NOW), NOW),
+            Err("bad signature")
+        );
+        for bad in [
+            "",
+            "v1",
+            "v1.k1.x",
+            "v1.k1.x.y.z",
+            "v2.k1.e30.AA",
+            &"a".repeat(3000),
+        ] {
+            assert!(verify(&a, bad, NOW).is_err(), "{bad}");
+        }
+    }
+}

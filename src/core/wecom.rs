@@ -1,0 +1,495 @@
+//! The WeCom server API, as a login uses it: `gettoken` (cached in the
+//! key-value store per app), `auth/getuserinfo`, `auth/getuserdetail`,
+//! `user/get`. Answers are parsed leniently (unknown fields ignored, the legacy
+//! capitalised spelling accepted); failures become [`AuthError`]s that never
+//! carry the Secret or a token.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::{AuthError, WecomError, errcode, redact};
+use super::ports::{HttpRequest, KeyValue, Transport, get_json, set_json};
+use super::settings::Authenticator;
+use super::urls::encode_component;
+
+/// Refresh a cached token this long before WeCom says it expires.
+pub const TOKEN_REFRESH_MARGIN: u64 = 300;
+/// Longest answer read from WeCom.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The key of an app's cached access token.
+pub fn token_key(authenticator: &Authenticator) -> String {
+    format!(
+        "wecom-token/{}/{}",
+        authenticator.corp_id, authenticator.agent_id
+    )
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct CachedToken {
+    access_token: String,
+    /// Unix seconds after which it is not used any more.
+    refresh_after: u64,
+}
+
+/// Who WeCom says the code belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeIdentity {
+    pub userid: String,
+    /// Only for in-client `snsapi_privateinfo` logins of consenting members.
+    pub user_ticket: Option<String>,
+}
+
+/// What `auth/getuserdetail` tells (no name).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserDetail {
+    #[serde(default)]
+    pub userid: Option<String>,
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub gender: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub mobile: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub biz_mail: Option<String>,
+}
+
+/// What `user/get` tells a post-2022 app: the name (and, for older apps, more).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserProfile {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub biz_mail: Option<String>,
+}
+
+/// Every answer's envelope.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    errcode: Option<i64>,
+    #[serde(default)]
+    errmsg: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoAnswer {
+    #[serde(default, alias = "UserId")]
+    userid: Option<String>,
+    #[serde(default)]
+    user_ticket: Option<String>,
+    #[serde(default, alias = "OpenId")]
+    openid: Option<String>,
+    #[serde(default)]
+    external_userid: Option<String>,
+}
+
+/// One app's view of the WeCom server API for one call of the component.
+pub struct WecomApi<'a, T: Transport, K: KeyValue> {
+    pub authenticator: &'a Authenticator,
+    pub transport: &'a T,
+    pub kv: &'a K,
+    pub now: u64,
+}
+
+impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
+    /// `auth/getuserinfo`: the member behind a code (single use at WeCom).
+    pub fn user_info(&self, code: &str) -> Result<CodeIdentity, AuthError> {
+        let answer: UserInfoAnswer =
+            self.call_with_token("auth/getuserinfo", &[("code", code)], None)?;
+        match answer.userid.filter(|id| !id.is_empty()) {
+            Some(userid) => Ok(CodeIdentity {
+                userid,
+                user_ticket: answer.user_ticket.filter(|t| !t.is_empty()),
+            }),
+            None if answer.openid.is_some() || answer.external_userid.is_some() => {
+                Err(AuthError::NotAMember)
+            }
+            None => Err(AuthError::WecomUnavailable(
+                "auth/getuserinfo answered neither userid nor openid".into(),
+            )),
+        }
+    }
+
+    /// `auth/getuserdetail`: mobile, email, avatar, gender of a consenting member.
+    pub fn user_detail(&self, user_ticket: &str) -> Result<UserDetail, AuthError> {
+        let body = serde_json::json!({ "user_ticket": user_ticket }).to_string();
+        self.call_with_token("auth/getuserdetail", &[], Some(body.into_bytes()))
+    }
+
+    /// `user/get`: the member's name.
+    pub fn user(&self, userid: &str) -> Result<UserProfile, AuthError> {
+        self.call_with_token("user/get", &[("userid", userid)], None)
+    }
+
+    /// Calls `api` with the cached token; when WeCom says the token is bad
+    /// (40014, 42001, 41001) fetches a new one and retries once.
+    fn call_with_token<A: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<A, AuthError> {
+        let token = self.access_token(None)?;
+        match self.call(api, &token, query, body.clone()) {
+            Err(AuthError::Wecom(e)) if errcode::TOKEN_INVALID.contains(&e.errcode) => {
+                let fresh = self.access_token(Some(&token))?;
+                self.call(api, &fresh, query, body)
+            }
+            other => other,
+        }
+    }
+
+    fn call<A: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        token: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<A, AuthError> {
+        let mut url = format!(
+            "{}/cgi-bin/{api}?access_token={}",
+            self.authenticator.api_base,
+            encode_component(token)
+        );
+        for (name, value) in query {
+            url.push('&');
+            url.push_str(name);
+            url.push('=');
+            url.push_str(&encode_component(value));
+        }
+        self.exchange(api, url, body, &[token])
+    }
+
+    /// The cached token, unless it is `stale` (the one WeCom just refused) or
+    /// near its expiry: then a new one from `gettoken`, cached.
+    fn access_token(&self, stale: Option<&str>) -> Result<String, AuthError> {
+        let key = token_key(self.authenticator);
+        // An unreadable cache entry is as good as none: it is refetched.
+        if let Ok(Some(cached)) = get_json::<CachedToken>(self.kv, &key)
+            && self.now < cached.refresh_after
+            && Some(cached.access_token.as_str()) != stale
+        {
+            return Ok(cached.access_token);
+        }
+        let url = format!(
+            "{}/cgi-bin/gettoken?corpid={}&corpsecret={}",
+            self.authenticator.api_base,
+            encode_component(&self.authenticator.corp_id),
+            encode_component(self.authenticator.secret.expose()),
+        );
+        let answer: TokenAnswer = self.exchange("gettoken", url, None, &[])?;
+        let token = answer
+            .access_token
+            .filter(|t| !t.is_empty() && t.len() <= 1024)
+            .ok_or_else(|| AuthError::WecomUnavailable("gettoken answered no token".into()))?;
+        let lifetime = answer.expires_in.unwrap_or(7200);
+        let refresh_after =
+            self.now + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN.min(lifetime / 2));
+        // A failed cache write costs a gettoken later, not this login.
+        let _ = set_json(
+            self.kv,
+            &key,
+            &CachedToken {
+                access_token: token.clone(),
+                refresh_after,
+            },
+        );
+        Ok(token)
+    }
+
+    /// Sends one request and reads WeCom's answer: transport failures, non-200
+    /// statuses and unreadable bodies are `WecomUnavailable`, `errcode != 0` is
+    /// `Wecom`. `tokens` are redacted from anything kept.
+    fn exchange<A: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        url: String,
+        body: Option<Vec<u8>>,
+        tokens: &[&str],
+    ) -> Result<A, AuthError> {
+        let request = HttpRequest {
+            post: body.is_some(),
+            url,
+            body,
+            timeout_ms: self.authenticator.api_timeout_ms,
+        };
+        let mut secrets = vec![self.authenticator.secret.expose()];
+        secrets.extend_from_slice(tokens);
+        let response = self.transport.send(&request).map_err(|why| {
+            AuthError::WecomUnavailable(format!("{api}: {}", redact(&why, &secrets)))
+        })?;
+        if response.status != 200 {
+            return Err(AuthError::WecomUnavailable(format!(
+                "{api} answered HTTP {}",
+                response.status
+            )));
+        }
+        if response.body.len() > MAX_ANSWER_BYTES {
+            return Err(AuthError::WecomUnavailable(format!(
+                "{api} answered more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        let unreadable = || AuthError::WecomUnavailable(format!("{api} answered unreadable JSON"));
+        let envelope: Envelope =
+            serde_json::from_slice(&response.body).map_err(|_| unreadable())?;
+        match envelope.errcode.unwrap_or(0) {
+            0 => serde_json::from_slice(&response.body).map_err(|_| unreadable()),
+            code => Err(AuthError::Wecom(WecomError {
+                errcode: i32::try_from(code).unwrap_or(i32::MAX),
+                errmsg: redact(envelope.errmsg.as_deref().unwrap_or(""), &secrets),
+                api,
+            })),
+        }
+    }
+}
+
+/// WeCom sends `gender` as a string; some answers use a number.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        S(String),
+        N(i64),
+    }
+    Ok(match Option::<Either>::deserialize(d)? {
+        None => None,
+        Some(Either::S(s)) => Some(s),
+        Some(Either::N(n)) => Some(n.to_string()),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::core::ports::{HttpResponse, MemoryKv};
+    use crate::core::settings::tests::sample;
+
+    const NOW: u64 = 1_790_000_000;
+
+    /// Answers requests from a script, in order, and records them.
+    #[derive(Default)]
+    pub(crate) struct Scripted {
+        pub answers: RefCell<VecDeque<Result<HttpResponse, String>>>,
+        pub sent: RefCell<Vec<HttpRequest>>,
+    }
+
+    impl Scripted {
+        pub(crate) fn json(self, body: &str) -> Self {
+            self.answers.borrow_mut().push_back(Ok(HttpResponse {
+                status: 200,
+                body: body.as_bytes().to_vec(),
+            }));
+            self
+        }
+        pub(crate) fn answer(self, answer: Result<HttpResponse, String>) -> Self {
+            self.answers.borrow_mut().push_back(answer);
+            self
+        }
+        pub(crate) fn paths(&self) -> Vec<String> {
+            self.sent
+                .borrow()
+                .iter()
+                .map(|r| {
+                    let path = r.url.split("/cgi-bin/").nth(1).unwrap_or_default();
+                    path.split('?').next().unwrap_or_default().to_owned()
+                })
+                .collect()
+        }
+    }
+
+    impl Transport for Scripted {
+        fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+            self.sent.borrow_mut().push(request.clone());
+            self.answers
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or_else(|| Err("script ran out".into()))
+        }
+    }
+
+    pub(crate) const TOKEN_OK: &str =
+        r#"{"errcode":0,"errmsg":"ok","access_token":"accesstoken000001","expires_in":7200}"#;
+
+    fn api<'a>(
+        a: &'a Authenticator,
+        t: &'a Scripted,
+        kv: &'a MemoryKv,
+    ) -> WecomApi<'a, Scripted, MemoryKv> {
+        WecomApi {
+            authenticator: a,
+            transport: t,
+            kv,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn the_token_is_fetched_once_and_cached() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"lisi","user_ticket":"T"}"#);
+        assert_eq!(api(&a, &t, &kv).user_info("C1").unwrap().userid, "zhangsan");
+        let second = api(&a, &t, &kv).user_info("C2").unwrap();
+        assert_eq!(second.user_ticket.as_deref(), Some("T"));
+        assert_eq!(
+            t.paths(),
+            ["gettoken", "auth/getuserinfo", "auth/getuserinfo"]
+        );
+        let sent = t.sent.borrow();
+        assert_eq!(
+            sent[0].url,
+            "https://qyapi.weixin.qq.com/cgi-bin/gettoken?corpid=ww0123456789abcdef&corpsecret=app-secret-DO-NOT-LEAK-0123456789"
+        );
+        assert!(
+            sent[1]
+                .url
+                .ends_with("access_token=accesstoken000001&code=C1")
+        );
+    }
+
+    #[test]
+    fn a_token_near_expiry_is_refreshed() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(r#"{"errcode":0,"userid":"a"}"#)
+            .json(TOKEN_OK)
+            .json(r#"{"errcode":0,"userid":"b"}"#);
+        api(&a, &t, &kv).user_info("C").unwrap();
+        let later = WecomApi {
+            now: NOW + 7200 - TOKEN_REFRESH_MARGIN,
+            ..api(&a, &t, &kv)
+        };
+        later.user_info("C").unwrap();
+        assert_eq!(
+            t.paths(),
+            [
+                "gettoken",
+                "auth/getuserinfo",
+                "gettoken",
+                "auth/getuserinfo"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_token_is_dropped_refetched_and_the_call_retried_once() {
+        for code in errcode::TOKEN_INVALID {
+            let a = sample("corp").check().unwrap();
+            let kv = MemoryKv::default();
+            let refused = format!(r#"{{"errcode":{code},"errmsg":"access_token bad"}}"#);
+            let t = Scripted::default()
+                .json(TOKEN_OK)
+                .json(&refused)
+                .json(r#"{"errcode":0,"errmsg":"ok","access_token":"fresh","expires_in":7200}"#)
+                .json(r#"{"errcode":0,"name":"张三","department":[1]}"#);
+            let profile = api(&a, &t, &kv).user("zhangsan").unwrap();
+            assert_eq!(profile.name.as_deref(), Some("张三"));
+            assert_eq!(t.paths(), ["gettoken", "user/get", "gettoken", "user/get"]);
+            assert!(t.sent.borrow()[3].url.contains("access_token=fresh&"));
+            // A second refusal is not retried again.
+            let t2 = Scripted::default()
+                .json(&refused)
+                .json(TOKEN_OK)
+                .json(&refused);
+            let e = api(&a, &t2, &kv).user("zhangsan").unwrap_err();
+            assert!(matches!(e, AuthError::Wecom(WecomError { errcode: c, .. }) if c == code));
+            assert_eq!(t2.paths().len(), 3);
+        }
+    }
+
+    #[test]
+    fn legacy_spelling_non_members_and_ticket_details_parse() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(r#"{"errcode":0,"errmsg":"ok","UserId":"zhangsan","DeviceId":"d","user_ticket":"T","expires_in":1800}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","openid":"oAAA","external_userid":"wmAAA"}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"lisi","gender":"1","avatar":"http://a/0","mobile":"13800000000","email":"a@b.c","biz_mail":"z@corp.wecom.work","address":"x"}"#)
+            .json(r#"{"errcode":0,"gender":2}"#);
+        let w = api(&a, &t, &kv);
+        let legacy = w.user_info("C").unwrap();
+        assert_eq!(
+            (legacy.userid.as_str(), legacy.user_ticket.as_deref()),
+            ("zhangsan", Some("T"))
+        );
+        assert_eq!(w.user_info("C").unwrap_err(), AuthError::NotAMember);
+        let detail = w.user_detail("T").unwrap();
+        assert_eq!(detail.mobile.as_deref(), Some("13800000000"));
+        assert_eq!(detail.biz_mail.as_deref(), Some("z@corp.wecom.work"));
+        assert_eq!(detail.gender.as_deref(), Some("1"));
+        assert_eq!(w.user_detail("T").unwrap().gender.as_deref(), Some("2"));
+        let sent = t.sent.borrow();
+        assert!(sent[3].post);
+        assert_eq!(
+            sent[3].body.as_deref(),
+            Some(&br#"{"user_ticket":"T"}"#[..])
+        );
+    }
+
+    #[test]
+    fn transport_failures_statuses_and_garbage_are_unavailable_and_leak_nothing() {
+        let a = sample("corp").check().unwrap();
+        for answer in [
+            Err("connection reset while sending app-secret-DO-NOT-LEAK-0123456789".to_owned()),
+            Ok(HttpResponse {
+                status: 503,
+                body: vec![],
+            }),
+            Ok(HttpResponse {
+                status: 200,
+                body: b"{\"errcode\":0,\"access_tok".to_vec(),
+            }),
+            Ok(HttpResponse {
+                status: 200,
+                body: b"<html>".to_vec(),
+            }),
+            Ok(HttpResponse {
+                status: 200,
+                body: br#"{"errcode":0}"#.to_vec(),
+            }),
+        ] {
+            let kv = MemoryKv::default();
+            let t = Scripted::default().answer(answer);
+            let e = api(&a, &t, &kv).user_info("C").unwrap_err();
+            assert!(matches!(e, AuthError::WecomUnavailable(_)), "{e:?}");
+            assert!(!format!("{e} {e:?}").contains("DO-NOT-LEAK"), "{e}");
+        }
+    }
+
+    #[test]
+    fn wecom_errors_keep_errcode_and_errmsg_without_secrets() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default().json(
+            r#"{"errcode":40001,"errmsg":"invalid credential app-secret-DO-NOT-LEAK-0123456789, hint: [1686402237354962763423746]"}"#,
+        );
+        let AuthError::Wecom(e) = api(&a, &t, &kv).user_info("C").unwrap_err() else {
+            panic!()
+        };
+        assert_eq!((e.errcode, e.api), (40001, "gettoken"));
+        assert!(e.errmsg.starts_with("invalid credential [redacted]"));
+    }
+}
