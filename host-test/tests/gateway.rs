@@ -581,30 +581,70 @@ async fn a_component_without_an_http_front_is_refused_at_start() {
     assert!(format!("{err:#}").contains("incoming-handler"), "{err:#}");
 }
 
-/// The built wecom-auth component behind the gateway. Needs the component's
-/// HTTP front (`wasi:http/incoming-handler@0.2.6`), which lands in main.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the component's wasi:http/incoming-handler export (lead's work in main)"]
-async fn the_built_component_answers_over_http() {
-    let mut variables = BTreeMap::new();
+fn example_variables() -> BTreeMap<String, String> {
     let settings = host_test::example::settings("wecom");
-    variables.insert("authenticators".to_owned(), "wecom".to_owned());
-    variables.insert("corp_id".to_owned(), settings.corp_id.clone());
-    variables.insert("agent_id".to_owned(), settings.agent_id.clone());
-    variables.insert(
-        "secret".to_owned(),
-        host_test::example::APP_SECRET.to_owned(),
+    [
+        ("authenticators", "wecom".to_owned()),
+        ("corp_id", settings.corp_id.clone()),
+        ("agent_id", settings.agent_id.clone()),
+        ("secret", host_test::example::APP_SECRET.to_owned()),
+        ("origin", settings.origin.clone()),
+        (
+            "signing_keys",
+            format!("k1:{}", host_test::example::SIGNING_KEY),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The built wecom-auth component behind the gateway, over a SQLite store,
+/// twice: the second start loads the precompiled component.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_component_answers_over_http_and_restarts_from_the_cache() {
+    let dir = TempDir::new("gw-real").unwrap();
+    let config = GatewayConfig::in_process(example_variables())
+        .with_store(StoreSpec::Sqlite(dir.join("kv.db")))
+        .with_cache_dir(dir.join("cache"));
+    let gateway = Gateway::start(config.clone()).await.unwrap();
+    assert!(
+        matches!(gateway.cold_start().cache, CacheOutcome::Miss(_)),
+        "{}",
+        gateway.cold_start()
     );
-    variables.insert("origin".to_owned(), settings.origin.clone());
-    variables.insert(
-        "signing_keys".to_owned(),
-        format!("k1:{}", host_test::example::SIGNING_KEY),
+    for path in ["/", "/auth/wecom/login?return_to=/x", "/nope"] {
+        let (status, text) = get(gateway.addr(), path).await;
+        assert!(
+            (200..500).contains(&status),
+            "{path}: the component answered {status} {text:?}"
+        );
+        assert_no_secret(&text);
+        assert!(!text.contains("DO-NOT-LEAK"), "{text}");
+    }
+    assert_eq!(gateway.keyvalue().kind(), "sqlite");
+    gateway.shutdown().await;
+
+    let again = Gateway::start(config).await.unwrap();
+    assert!(
+        matches!(again.cold_start().cache, CacheOutcome::Hit(_)),
+        "{}",
+        again.cold_start()
     );
-    let gateway = Gateway::start(GatewayConfig::in_process(variables))
+    let (status, _) = get(again.addr(), "/").await;
+    assert!((200..500).contains(&status), "{status}");
+}
+
+/// The HTTP front's routes through the gateway. The component's front is a
+/// stub answering 404 in main today: un-ignore when `/verify` is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the component's HTTP front routes (src/edge/incoming.rs is a 404 stub in main)"]
+async fn the_http_front_serves_login_and_verify_through_the_gateway() {
+    let gateway = Gateway::start(GatewayConfig::in_process(example_variables()))
         .await
         .unwrap();
     let (status, _) = get(gateway.addr(), "/auth/wecom/login?return_to=/x").await;
-    assert!((200..500).contains(&status), "status {status}");
+    assert!((200..400).contains(&status), "login: {status}");
     let (status, _) = get(gateway.addr(), "/auth/wecom/verify").await;
     assert_eq!(status, 401, "no session, no identity");
 }
