@@ -428,9 +428,21 @@ const ROUNDS: usize = 20;
 /// conflict with the fresh CAS): not one update is lost.
 async fn concurrent_cas_increments_lose_no_update(kind: Kind) {
     let backend = open_or_skip!(kind, CasMode::Strict);
+    let (total, conflicts) = cas_increments(&[backend.kv.clone()]).await;
+    assert_eq!(
+        total,
+        (TASKS * ROUNDS).to_string(),
+        "{kind:?} ({conflicts} conflicts retried)"
+    );
+    assert!(conflicts > 0, "{kind:?}: the writers never raced");
+}
+
+/// Runs the CAS-increment tasks, spread over `stores` (all views of one
+/// store); returns the final counter and the conflicts retried.
+async fn cas_increments(stores: &[KeyValueBackend]) -> (String, usize) {
     let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
-            let kv = backend.kv.clone();
+        .map(|task| {
+            let kv = stores[task % stores.len()].clone();
             tokio::spawn(async move {
                 let mut instance = Instance::new(&kv);
                 let bucket = instance.bucket().await;
@@ -471,13 +483,8 @@ async fn concurrent_cas_increments_lose_no_update(kind: Kind) {
     for task in tasks {
         conflicts += task.await.unwrap();
     }
-    let total = backend.kv.get("default", "counter").await.unwrap().unwrap();
-    assert_eq!(
-        String::from_utf8(total).unwrap(),
-        (TASKS * ROUNDS).to_string(),
-        "{kind:?} ({conflicts} conflicts retried)"
-    );
-    assert!(conflicts > 0, "{kind:?}: the writers never raced");
+    let total = stores[0].get("default", "counter").await.unwrap().unwrap();
+    (String::from_utf8(total).unwrap(), conflicts)
 }
 
 /// The same with `increment`, which must be atomic by itself.
@@ -667,6 +674,18 @@ async fn sqlite_data_survives_reopening_the_file() {
             .unwrap(),
         42
     );
+}
+
+/// Two connections to one file (as two gateway processes would have): CAS
+/// stays atomic through SQLite's own locking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_cas_is_atomic_across_connections_to_one_file() {
+    let dir = TempDir::new("kv-shared").unwrap();
+    let path = dir.join("kv.db");
+    let one = KeyValueBackend::sqlite(&path, CasMode::Strict).unwrap();
+    let two = KeyValueBackend::sqlite(&path, CasMode::Strict).unwrap();
+    let (total, conflicts) = cas_increments(&[one, two]).await;
+    assert_eq!(total, (TASKS * ROUNDS).to_string(), "{conflicts} conflicts");
 }
 
 #[tokio::test]
