@@ -428,7 +428,7 @@ const ROUNDS: usize = 20;
 /// conflict with the fresh CAS): not one update is lost.
 async fn concurrent_cas_increments_lose_no_update(kind: Kind) {
     let backend = open_or_skip!(kind, CasMode::Strict);
-    let (total, conflicts) = cas_increments(&[backend.kv.clone()]).await;
+    let (total, conflicts) = cas_increments(std::slice::from_ref(&backend.kv)).await;
     assert_eq!(
         total,
         (TASKS * ROUNDS).to_string(),
