@@ -114,8 +114,14 @@ impl RedisServer {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("redis-server exited at start ({status})");
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+            if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                // Another test's server may have taken the port first: make
+                // sure the one answering is ours.
+                let pid = server_pid(stream)?;
+                if pid == self.child.id() {
+                    return Ok(());
+                }
+                anyhow::bail!("port {} is served by another redis-server", self.port);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -129,6 +135,34 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The `process_id` of the Redis server behind `stream` (from `INFO server`).
+fn server_pid(mut stream: TcpStream) -> anyhow::Result<u32> {
+    use std::io::Read as _;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            anyhow::bail!("redis-server closed the connection");
+        }
+        reply.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&reply);
+        // The whole line, up to its CRLF: a partial read may cut the number.
+        if let Some(start) = text.find("process_id:")
+            && let Some(end) = text[start..].find("\r\n")
+        {
+            return text[start + "process_id:".len()..start + end]
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unreadable process_id in INFO server"));
+        }
+        if reply.len() > 1 << 16 {
+            anyhow::bail!("no process_id in INFO server");
+        }
     }
 }
 
