@@ -99,7 +99,11 @@ async fn started(
         force_flow: None,
         language: None,
     };
-    let auth = host.authorize_url(settings, &request).await.unwrap().unwrap();
+    let auth = host
+        .authorize_url(settings, &request)
+        .await
+        .unwrap()
+        .unwrap();
     let location = sim.login(&auth.url, "zhangsan").await.unwrap();
     let params = callback_params(&location).unwrap();
     CallbackRequest {

@@ -19,11 +19,11 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{WecomAuth, WecomAuthPre, login};
 use crate::config::{self, ConfigView};
-use crate::keyvalue::{self, CasMode, KeyValueView, MemoryStore};
+use crate::keyvalue::{self, KeyValueBackend, KeyValueView, MemoryStore};
 use crate::outgoing::{OutgoingLog, RecordingHooks, Routes};
 
 /// Per-instance memory cap: the component needs about 1 MiB.
-const MEMORY_LIMIT: usize = 64 << 20;
+pub const MEMORY_LIMIT: usize = 64 << 20;
 /// Bytes of each pooled memory and table reset in place rather than released.
 const KEEP_RESIDENT: usize = 1 << 20;
 /// Pooling allocator slots: concurrent component instances one engine can hold.
@@ -37,7 +37,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: RecordingHooks,
-    keyvalue: Arc<MemoryStore>,
+    keyvalue: KeyValueBackend,
     config: Arc<BTreeMap<String, String>>,
     limits: StoreLimits,
 }
@@ -140,8 +140,9 @@ pub fn engine(options: EngineOptions) -> wasmtime::Result<Engine> {
 /// The component, loaded and linked once.
 pub struct ComponentHost {
     pre: WecomAuthPre<HostState>,
-    /// The key-value data every instance shares.
-    pub keyvalue: Arc<MemoryStore>,
+    /// The key-value store every instance shares (in memory, strict CAS, unless
+    /// built with [`ComponentHost::from_component_with`]).
+    pub keyvalue: KeyValueBackend,
     /// What instances read through `wasi:config/store`.
     pub config: Arc<BTreeMap<String, String>>,
     /// Every outgoing request of every instance.
@@ -160,7 +161,17 @@ impl ComponentHost {
         Self::from_component(engine, &component)
     }
 
+    /// Links `component` over an in-memory key-value store with strict CAS.
     pub fn from_component(engine: &Engine, component: &Component) -> wasmtime::Result<Self> {
+        Self::from_component_with(engine, component, KeyValueBackend::default())
+    }
+
+    /// Links `component` over the given key-value store (memory, SQLite, Redis).
+    pub fn from_component_with(
+        engine: &Engine,
+        component: &Component,
+        keyvalue: KeyValueBackend,
+    ) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -169,12 +180,18 @@ impl ComponentHost {
         let pre = WecomAuthPre::new(linker.instantiate_pre(component)?)?;
         Ok(ComponentHost {
             pre,
-            keyvalue: Arc::new(MemoryStore::new(CasMode::Strict, &["default"])),
+            keyvalue,
             config: Arc::default(),
             outgoing: OutgoingLog::default(),
             routes: Routes::default(),
             clock: SkewedClock::default(),
         })
+    }
+
+    /// The in-memory store, when the host runs on one (the default): tests
+    /// seed and read it directly, e.g. `host.memory().unwrap().get("default", key)`.
+    pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
+        self.keyvalue.as_memory()
     }
 
     /// A fresh store for one call.

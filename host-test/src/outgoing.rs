@@ -72,7 +72,8 @@ impl Routes {
         Routes(Arc::new(routes.into_iter().collect()))
     }
 
-    fn target(&self, uri: &Uri) -> Option<&Route> {
+    /// Where requests to the host of `uri` go instead, if rerouted.
+    pub fn target(&self, uri: &Uri) -> Option<&Route> {
         self.0.get(uri.host()?)
     }
 }
@@ -128,16 +129,10 @@ impl WasiHttpHooks for RecordingHooks {
             let target = match routes.target(&parts.uri).cloned() {
                 Some(Route::Forward(authority)) => authority,
                 Some(Route::InProcess(simulator)) => {
-                    let request = http::Request::from_parts(parts, body);
-                    let response = simulator
-                        .answer_in_process(request)
-                        .await
-                        .ok_or(Error::ConnectionTerminated)?;
-                    let never_fails: Box<dyn Future<Output = Result<(), Error>> + Send> =
-                        Box::new(async { Ok(()) });
-                    return Ok((response.map(self::body), never_fails));
+                    return answer_in_process(&simulator, http::Request::from_parts(parts, body))
+                        .await;
                 }
-                None => return Err(Error::HttpRequestDenied.into()),
+                None => return Err(Error::HttpRequestDenied),
             };
             let mut uri = parts.uri.into_parts();
             uri.scheme = Some(Scheme::HTTP);
@@ -152,6 +147,27 @@ impl WasiHttpHooks for RecordingHooks {
             ))
         })
     }
+}
+
+type Answer = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+/// The simulator's answer to `request`, as `send_request` returns it.
+pub async fn answer_in_process(
+    simulator: &SimulatorHandle,
+    request: http::Request<Bytes>,
+) -> Answer {
+    let response = simulator
+        .answer_in_process(request)
+        .await
+        .ok_or(Error::ConnectionTerminated)?;
+    let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+    Ok((response.map(self::body), done))
 }
 
 /// Bytes as a `WasiBody`, for hosts that build requests themselves.

@@ -13,7 +13,7 @@ use host_test::bindings::login::{
     Settings, StateRejection, User, UserInput, UserQuery,
 };
 use host_test::host::ComponentHost;
-use host_test::keyvalue::{CasMode, MemoryStore};
+use host_test::keyvalue::{CasMode, KeyValueBackend};
 use host_test::outgoing::Routes;
 use host_test::simulator::{Endpoint, Fault, Model, Simulator, SimulatorHandle, callback_params};
 
@@ -34,7 +34,7 @@ async fn fixture_with(mode: CasMode) -> Fixture {
         "qyapi.weixin.qq.com".to_owned(),
         sim.addr().to_string().parse().unwrap(),
     )]);
-    host.keyvalue = Arc::new(MemoryStore::new(mode, &["default"]));
+    host.keyvalue = KeyValueBackend::memory(mode);
     Fixture { host, sim }
 }
 
