@@ -672,3 +672,56 @@ async fn nothing_the_host_records_or_the_caller_sees_carries_a_secret_to_a_brows
         assert!(!request.uri.contains(SIGNING_KEY));
     }
 }
+
+#[tokio::test]
+async fn a_store_fault_at_each_write_of_a_first_login_then_a_clean_retry_gives_one_user() {
+    for provisioned in [false, true] {
+        // A first login writes: token cache, used state, mobile index, user,
+        // binding, finished state. Fail each in turn.
+        let mut failed_logins = 0;
+        for failing_write in 1..=6 {
+            let f = fixture().await;
+            if provisioned {
+                f.upsert(UserInput {
+                    id: Some("alice".into()),
+                    name: "Alice".into(),
+                    mobile: Some("+86 138 0000 0000".into()),
+                    email: None,
+                })
+                .await;
+            }
+            f.host.keyvalue.faults().fail_nth_write(failing_write);
+            let first = f.login(&signup(true), WECOM_ANDROID, "zhangsan").await;
+            f.host.keyvalue.faults().clear();
+            let retry = f.login(&signup(true), WECOM_ANDROID, "zhangsan").await;
+            let success = retry.unwrap_or_else(|e| {
+                panic!("retry after write fault {failing_write}: {e:?} (first: {first:?})")
+            });
+            if let Err(e) = &first {
+                assert!(matches!(e.detail, ErrorDetail::Store(_)), "{e:?}");
+                assert_eq!(e.status, 503);
+                failed_logins += 1;
+            }
+            let users = f.users().await;
+            assert_eq!(users.len(), 1, "write fault {failing_write}: {users:?}");
+            let expected = if provisioned {
+                "alice"
+            } else {
+                success.user.id.as_str()
+            };
+            assert_eq!(users[0].id, expected);
+            assert_eq!(bindings_of(&users[0]), ["corp/zhangsan"]);
+            let by_binding = f.find(UserQuery::Binding(binding("zhangsan"))).await;
+            let by_mobile = f.find(UserQuery::Mobile("13800000000".into())).await;
+            assert_eq!(by_binding.map(|u| u.id), Some(users[0].id.clone()));
+            assert_eq!(by_mobile.map(|u| u.id), Some(users[0].id.clone()));
+        }
+        // The token cache and the finished-state marker are best effort; the
+        // used state, the index, the user and the binding must each fail the login.
+        let expected_failures = if provisioned { 3 } else { 4 };
+        assert_eq!(
+            failed_logins, expected_failures,
+            "provisioned: {provisioned}"
+        );
+    }
+}
