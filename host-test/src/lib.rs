@@ -7,6 +7,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod demo;
 pub mod example;
 pub mod gateway;
 pub mod host;

@@ -461,6 +461,6 @@ impl Shared {
 }
 
 /// wasmtime's own error type, as an `anyhow::Error` with its whole chain.
-pub(crate) fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
+pub fn wasmtime_error(error: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{error:#}")
 }
