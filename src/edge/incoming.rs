@@ -3,7 +3,6 @@
 //! the transport, the clock and randomness, and writes the [`Response`] back.
 //! Nothing here decides anything.
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 
 use super::exports::wasi::http::incoming_handler::Guest;
@@ -15,7 +14,6 @@ use super::wasi::http::types::{
 };
 use super::wasi::io::streams::StreamError;
 use super::{Component, now_seconds, random_array};
-use crate::core::ports::{KeyPage, KeyValue, StoreError, Swap};
 use crate::front::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
 
 /// `blocking-write-and-flush` takes at most 4096 bytes per call.
@@ -29,7 +27,7 @@ impl Guest for Component {
             .map_err(|e| match e {
                 config::Error::Upstream(why) | config::Error::Io(why) => why,
             });
-        let kv = LazyKv::default();
+        let kv = WasiKv::lazy();
         let random = random_array();
         let env = Env {
             config: map.as_ref().map_err(String::as_str),
@@ -131,57 +129,4 @@ fn write_response(response: Response, out: ResponseOutparam) {
         }
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
-}
-
-/// The store, opened on first use: routes that need none (login page,
-/// `/login`) make no store call, and a store that cannot be opened fails only
-/// the operations that need it.
-#[derive(Default)]
-struct LazyKv {
-    opened: OnceCell<Result<WasiKv, StoreError>>,
-}
-
-impl LazyKv {
-    fn kv(&self) -> Result<&WasiKv, StoreError> {
-        self.opened
-            .get_or_init(WasiKv::open)
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-}
-
-impl KeyValue for LazyKv {
-    type Cas = <WasiKv as KeyValue>::Cas;
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.kv()?.get(key)
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.kv()?.set(key, value)
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.kv()?.delete(key)
-    }
-
-    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
-        self.kv()?.list_keys(cursor)
-    }
-
-    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
-        self.kv()?.cas(key)
-    }
-
-    fn cas_current(&self, cas: &Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
-        self.kv()?.cas_current(cas)
-    }
-
-    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap<Self::Cas>, StoreError> {
-        self.kv()?.swap(cas, value)
-    }
-
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.kv()?.get_many(keys)
-    }
 }

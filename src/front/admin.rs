@@ -13,15 +13,14 @@
 //! | `GET /admin/links` | the WeCom console links of each authenticator |
 
 use percent_encoding::percent_decode_str;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Response;
-use super::routes::{Ctx, category_name, log_line, method_not_allowed};
+use super::routes::{Ctx, ErrorJson, log_line, method_not_allowed};
 use crate::core::browser::Language;
-use crate::core::directory::{self, Binding, UserInput, UserQuery};
+use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
@@ -37,10 +36,12 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
         return super::routes::not_found(ctx);
     };
     if !authorized(ctx.request.header("authorization"), token) {
-        let e = AuthError::SessionRejected("missing or wrong admin bearer token");
-        let mut body = error_value(&e);
-        body["error"]["message"] = "send Authorization: Bearer <admin_token>".into();
-        return Response::json(401, &body)
+        let error = ErrorJson::plain(
+            "session-invalid",
+            401,
+            "missing or wrong admin token: send Authorization: Bearer <admin_token>",
+        );
+        return Response::json(401, &error.body())
             .with_header("www-authenticate", "Bearer realm=\"wecom-auth admin\"");
     }
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
@@ -65,7 +66,7 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
     match result {
         Ok(response) => response,
         Err(e) => {
-            let mut response = Response::json(e.status(), &error_value(&e));
+            let mut response = Response::json(e.status(), &admin_error(&e).body());
             response.log = log_line(ctx, &e);
             response
         }
@@ -87,18 +88,11 @@ fn authorized(header: Option<&str>, token: &Secret) -> bool {
 }
 
 /// The admin's error: the common fields plus what exactly went wrong.
-fn error_value(e: &AuthError) -> Value {
-    let mut error = json!({
-        "category": category_name(e.category()),
-        "status": e.status(),
-        "message": e.member_message(Language::En),
-        "admin_hint": e.admin_hint(),
-        "detail": e.to_string(),
-    });
-    if let AuthError::Wecom(w) = e {
-        error["errcode"] = w.errcode.into();
+fn admin_error(e: &AuthError) -> ErrorJson<'static> {
+    ErrorJson {
+        detail: Some(e.to_string()),
+        ..ErrorJson::of(e, Language::En)
     }
-    json!({ "error": error })
 }
 
 fn decoded(segment: &str) -> Result<String, AuthError> {
@@ -116,10 +110,16 @@ fn list<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> 
             .map_err(|_| AuthError::bad_request("limit", "must be a whole number"))?,
     };
     let page = directory::list(ctx.env.kv, ctx.params.get("cursor"), limit)?;
-    Ok(Response::json(
-        200,
-        &json!({"users": page.users, "cursor": page.cursor}),
-    ))
+    #[derive(Serialize)]
+    struct Page<'a> {
+        users: &'a [User],
+        cursor: Option<&'a str>,
+    }
+    let body = Page {
+        users: &page.users,
+        cursor: page.cursor.as_deref(),
+    };
+    Ok(Response::json(200, &body))
 }
 
 /// What the admin sends for one user.
@@ -128,6 +128,7 @@ fn list<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> 
 struct UserJson {
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
     name: String,
     #[serde(default)]
     mobile: Option<String>,
@@ -154,7 +155,7 @@ fn upsert_one<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthE
         )
     })?;
     let user = directory::upsert(ctx.env.kv, &input.into(), ctx.env.now, &row_random(ctx, 0))?;
-    Ok(Response::json(200, &json!(user)))
+    Ok(Response::json(200, &user))
 }
 
 /// Ten random bytes per imported row (ids of users without a mobile number),
@@ -172,14 +173,18 @@ fn row_random<K, T>(ctx: &Ctx<'_, '_, K, T>, row: usize) -> [u8; 10] {
 
 fn find<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, id: &str) -> Result<Response, AuthError> {
     match directory::find(ctx.env.kv, &UserQuery::Id(id.to_owned()))? {
-        Some(user) => Ok(Response::json(200, &json!(user))),
+        Some(user) => Ok(Response::json(200, &user)),
         None => Err(AuthError::NotFound("no user with that id".into())),
     }
 }
 
 fn delete<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, id: &str) -> Result<Response, AuthError> {
     if directory::delete(ctx.env.kv, id)? {
-        Ok(Response::json(200, &json!({"deleted": id})))
+        #[derive(Serialize)]
+        struct Deleted<'a> {
+            deleted: &'a str,
+        }
+        Ok(Response::json(200, &Deleted { deleted: id }))
     } else {
         Err(AuthError::NotFound("no user with that id".into()))
     }
@@ -195,31 +200,51 @@ fn unbind<K: KeyValue, T>(
         wecom_userid,
     };
     if directory::unbind(ctx.env.kv, &binding, ctx.env.now)? {
-        Ok(Response::json(200, &json!({"unbound": binding})))
+        #[derive(Serialize)]
+        struct Unbound<'a> {
+            unbound: &'a Binding,
+        }
+        Ok(Response::json(200, &Unbound { unbound: &binding }))
     } else {
         Err(AuthError::NotFound("no such binding".into()))
     }
 }
 
+/// One authenticator's console links.
+#[derive(Serialize)]
+struct Links<'a> {
+    authenticator: &'a str,
+    display_name: Option<&'a str>,
+    auto_login: bool,
+    callback_url: String,
+    desktop_homepage: String,
+    mobile_homepage: String,
+    plain_homepage: Option<String>,
+}
+
 fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    let all: Vec<Value> = ctx
+    #[derive(Serialize)]
+    struct All<'a> {
+        authenticators: Vec<Links<'a>>,
+    }
+    let authenticators = ctx
         .config
         .entries
         .iter()
         .map(|entry| {
             let links = login::homepage_links(&entry.authenticator);
-            json!({
-                "authenticator": entry.authenticator.name,
-                "display_name": entry.display_name,
-                "auto_login": entry.authenticator.auto_login,
-                "callback_url": links.callback_url,
-                "desktop_homepage": links.desktop_homepage,
-                "mobile_homepage": links.mobile_homepage,
-                "plain_homepage": links.plain_homepage,
-            })
+            Links {
+                authenticator: &entry.authenticator.name,
+                display_name: entry.display_name.as_deref(),
+                auto_login: entry.authenticator.auto_login,
+                callback_url: links.callback_url,
+                desktop_homepage: links.desktop_homepage,
+                mobile_homepage: links.mobile_homepage,
+                plain_homepage: links.plain_homepage,
+            }
         })
         .collect();
-    Response::json(200, &json!({ "authenticators": all }))
+    Response::json(200, &All { authenticators })
 }
 
 // ---- import ----
@@ -239,15 +264,12 @@ fn import<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError
         "application/json" => json_rows(&ctx.request.body)?,
         "text/csv" => csv_rows(&ctx.request.body)?,
         _ => {
-            return Ok(Response::json(
+            let error = ErrorJson::plain(
+                "bad-request",
                 415,
-                &json!({"error": {
-                    "category": "bad-request",
-                    "status": 415,
-                    "message": "send Content-Type: application/json (an array of users) or text/csv (header name,mobile,email)",
-                    "admin_hint": null,
-                }}),
-            ));
+                "send Content-Type: application/json (an array of users) or text/csv (header name,mobile,email)",
+            );
+            return Ok(Response::json(415, &error.body()));
         }
     };
     if rows.len() > MAX_IMPORT_ROWS {
@@ -262,54 +284,85 @@ fn import<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError
         let outcome = row.and_then(|input| {
             directory::upsert(ctx.env.kv, &input, ctx.env.now, &row_random(ctx, index))
         });
-        let mut result = Value::Object(serde_json::Map::new());
-        result[label] = position.into();
+        let mut result = Row {
+            line: None,
+            index: None,
+            ok: false,
+            id: None,
+            error: None,
+        };
+        match label {
+            "line" => result.line = Some(position),
+            _ => result.index = Some(position),
+        }
         match outcome {
             Ok(user) => {
                 imported += 1;
-                result["ok"] = true.into();
-                result["id"] = user.id.into();
+                result.ok = true;
+                result.id = Some(user.id);
             }
             Err(e) => {
                 failed += 1;
-                result["ok"] = false.into();
-                result["error"] = error_value(&e)["error"].take();
+                result.error = Some(admin_error(&e));
             }
         }
         results.push(result);
     }
     Ok(Response::json(
         200,
-        &json!({"imported": imported, "failed": failed, "results": results}),
+        &Imported {
+            imported,
+            failed,
+            results,
+        },
     ))
+}
+
+/// What an import answers: counts, then one result per row.
+#[derive(Serialize)]
+struct Imported {
+    imported: usize,
+    failed: usize,
+    results: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    /// CSV: the line the row starts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    /// JSON: the position in the array (from 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson<'static>>,
 }
 
 type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
 
+/// A JSON array of users. A row of the wrong shape fails the whole import
+/// (JSON cannot be resynchronised after an error); rows that only fail
+/// validation (mobile number, name) are reported one by one.
 fn json_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let items: Vec<Value> = serde_json::from_slice(body).map_err(|e| {
-        AuthError::bad_request("body", format!("is not a JSON array of users: {e}"))
+    let items: Vec<UserJson> = serde_json::from_slice(body).map_err(|e| {
+        AuthError::bad_request(
+            "body",
+            format!("is not a JSON array of users {{id?, name, mobile?, email?}}: {e}"),
+        )
     })?;
     Ok(items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            let row = serde_json::from_value::<UserJson>(item)
-                .map(UserInput::from)
-                .map_err(|e| {
-                    AuthError::bad_request(
-                        "user",
-                        format!("is not {{id?, name, mobile?, email?}}: {e}"),
-                    )
-                });
-            ("index", index, row)
-        })
+        .map(|(index, item)| ("index", index, Ok(item.into())))
         .collect())
 }
 
 /// The columns an import understands (English or Chinese headers).
 fn column(header: &str) -> Option<&'static str> {
-    match header.trim().to_lowercase().as_str() {
+    match header.trim().to_ascii_lowercase().as_str() {
         "id" => Some("id"),
         "name" | "姓名" | "名字" => Some("name"),
         "mobile" | "phone" | "手机" | "手机号" | "手机号码" => Some("mobile"),

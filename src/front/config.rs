@@ -70,7 +70,7 @@ impl FrontConfig {
 }
 
 /// A problem with one variable. Never quotes a secret value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigProblem {
     /// The variable to fix, e.g. `corp_id` or `hq_corp_id`.
     pub variable: String,

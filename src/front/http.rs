@@ -74,7 +74,7 @@ impl Request {
         let Some(accept) = self.header("accept") else {
             return false;
         };
-        let (mut json, mut html) = (0.0_f32, 0.0_f32);
+        let (mut json, mut html) = (0, 0);
         for (media, q) in weighted(accept) {
             if media.eq_ignore_ascii_case("application/json") {
                 json = json.max(q);
@@ -82,7 +82,7 @@ impl Request {
                 html = html.max(q);
             }
         }
-        json > 0.0 && json > html
+        json > 0 && json > html
     }
 }
 
@@ -109,8 +109,8 @@ impl Params {
     }
 }
 
-/// `a;q=0.5, b` → (a, 0.5), (b, 1.0); at most 32 entries.
-fn weighted(header: &str) -> impl Iterator<Item = (&str, f32)> {
+/// `a;q=0.5, b` → (a, 500), (b, 1000); at most 32 entries.
+fn weighted(header: &str) -> impl Iterator<Item = (&str, u16)> {
     header.split(',').take(32).filter_map(|item| {
         let mut parts = item.split(';');
         let value = parts.next()?.trim();
@@ -118,12 +118,30 @@ fn weighted(header: &str) -> impl Iterator<Item = (&str, f32)> {
             return None;
         }
         let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .filter(|q| q.is_finite())
-            .unwrap_or(1.0);
-        Some((value, q.clamp(0.0, 1.0)))
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .map_or(1000, quality);
+        Some((value, q))
     })
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `1.000`) in thousandths; anything else is
+/// 0. By hand: parsing floats would add kilobytes to the component.
+fn quality(text: &str) -> u16 {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    let thousandths = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+    match whole {
+        "0" => thousandths,
+        "1" => 1000,
+        _ => 0,
+    }
 }
 
 /// The language of pages: `?lang=`, else the WeCom (or WeChat) UA's
@@ -139,9 +157,9 @@ pub fn language(request: &Request, params: &Params) -> (Language, bool) {
     let Some(header) = request.header("accept-language") else {
         return (Language::En, false);
     };
-    let mut best: Option<(&str, f32)> = None;
+    let mut best: Option<(&str, u16)> = None;
     for (tag, q) in weighted(header) {
-        if q > 0.0 && best.is_none_or(|(_, b)| q > b) {
+        if q > 0 && best.is_none_or(|(_, b)| q > b) {
             best = Some((tag, q));
         }
     }
@@ -186,7 +204,7 @@ impl Response {
         }
     }
 
-    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
         Response {
             status,
             headers: vec![("content-type".into(), JSON.into())],
@@ -281,6 +299,25 @@ mod tests {
         ]));
         let lang = Params::parse(Some("lang=zh"));
         assert_eq!(language(&request(&[]), &lang), (Language::Zh, true));
+    }
+
+    #[test]
+    fn qvalues_parse_by_hand() {
+        for (text, q) in [
+            ("1", 1000),
+            ("1.000", 1000),
+            ("0.5", 500),
+            (" 0.05 ", 50),
+            ("0", 0),
+            ("0.1234", 0),
+            ("2", 0),
+            ("nan", 0),
+            ("-1", 0),
+            ("0.", 0),
+            ("", 0),
+        ] {
+            assert_eq!(quality(text), q, "{text:?}");
+        }
     }
 
     #[test]

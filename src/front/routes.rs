@@ -1,7 +1,7 @@
 //! Routing and the login routes: login page, `/login`, `/callback`,
 //! `/logout`, `/me`, `/verify`, and the site root / protected paths.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use url::form_urlencoded;
 
 use super::config::{ConfigProblem, Entry, FrontConfig, parse_config};
@@ -12,6 +12,7 @@ use super::{
 };
 use crate::core::browser::{self, Language};
 use crate::core::cookie::PRE_AUTH_COOKIE;
+use crate::core::directory::User;
 use crate::core::error::{AuthError, Category, errcode};
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest, LoginFlow, Session};
 use crate::core::ports::{KeyValue, Transport};
@@ -152,10 +153,7 @@ fn only<K, T>(
 pub(super) fn method_not_allowed<K, T>(ctx: &Ctx<'_, '_, K, T>, methods: &[&str]) -> Response {
     let message = "method not allowed";
     let response = if ctx.json {
-        Response::json(
-            405,
-            &json!({"error": {"category": "bad-request", "status": 405, "message": message}}),
-        )
+        Response::json(405, &ErrorJson::plain("bad-request", 405, message).body())
     } else {
         plain(405, message)
     };
@@ -197,18 +195,59 @@ fn title(category: Category) -> Text {
     Text { en, zh }
 }
 
-/// `{"error": {category, status, message, admin_hint, errcode?}}`.
-pub(super) fn error_json(e: &AuthError, language: Language) -> Value {
-    let mut error = json!({
-        "category": category_name(e.category()),
-        "status": e.status(),
-        "message": e.member_message(language),
-        "admin_hint": e.admin_hint(),
-    });
-    if let AuthError::Wecom(w) = e {
-        error["errcode"] = w.errcode.into();
+/// `{"error": {...}}`: every JSON failure.
+#[derive(Serialize)]
+pub(super) struct ErrorBody<'a> {
+    pub error: ErrorJson<'a>,
+}
+
+/// `{category, status, message, admin_hint, errcode?, detail?, problems?}`.
+#[derive(Serialize)]
+pub(super) struct ErrorJson<'a> {
+    pub category: &'static str,
+    pub status: u16,
+    pub message: &'a str,
+    pub admin_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i32>,
+    /// What exactly went wrong: for the admin API only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub problems: &'a [ConfigProblem],
+}
+
+impl<'a> ErrorJson<'a> {
+    pub fn of(e: &AuthError, language: Language) -> ErrorJson<'static> {
+        ErrorJson {
+            category: category_name(e.category()),
+            status: e.status(),
+            message: e.member_message(language),
+            admin_hint: e.admin_hint(),
+            errcode: match e {
+                AuthError::Wecom(w) => Some(w.errcode),
+                _ => None,
+            },
+            detail: None,
+            problems: &[],
+        }
     }
-    json!({ "error": error })
+
+    pub fn plain(category: &'static str, status: u16, message: &'a str) -> Self {
+        ErrorJson {
+            category,
+            status,
+            message,
+            admin_hint: None,
+            errcode: None,
+            detail: None,
+            problems: &[],
+        }
+    }
+
+    pub fn body(self) -> ErrorBody<'a> {
+        ErrorBody { error: self }
+    }
 }
 
 /// For the operator's log: server-side failures only, never a secret.
@@ -224,7 +263,7 @@ pub(super) fn error_response<K, T>(
     authenticator: Option<&str>,
 ) -> Response {
     let mut response = if ctx.json {
-        Response::json(e.status(), &error_json(e, ctx.language))
+        Response::json(e.status(), &ErrorJson::of(e, ctx.language).body())
     } else {
         let category = e.category();
         let retry = matches!(
@@ -274,22 +313,14 @@ fn config_error(language: Language, json: bool, problems: &[ConfigProblem]) -> R
         })
         .collect();
     let mut response = if json {
-        let listed: Vec<Value> = problems
-            .iter()
-            .map(|p| {
-                json!({"variable": p.variable, "authenticator": p.authenticator, "problem": p.problem})
-            })
-            .collect();
-        Response::json(
-            500,
-            &json!({"error": {
-                "category": "misconfigured",
-                "status": 500,
-                "message": message,
-                "admin_hint": "fix the configuration variables (Spin variables) listed in problems",
-                "problems": listed,
-            }}),
-        )
+        let error = ErrorJson {
+            admin_hint: Some(
+                "fix the configuration variables (Spin variables) listed in problems".into(),
+            ),
+            problems,
+            ..ErrorJson::plain("misconfigured", 500, message)
+        };
+        Response::json(500, &error.body())
     } else {
         let page = ErrorPage {
             title: title(Category::Misconfigured).get(language),
@@ -485,7 +516,11 @@ fn logout<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .or(form.get("return_to"))
         .and_then(return_path::sanitize);
     let mut response = if ctx.json {
-        Response::json(200, &json!({"signed_out": true}))
+        #[derive(Serialize)]
+        struct SignedOut {
+            signed_out: bool,
+        }
+        Response::json(200, &SignedOut { signed_out: true })
     } else {
         let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
         Response::redirect(if post { 303 } else { 302 }, &target)
@@ -539,22 +574,32 @@ pub(super) fn current_session<K: KeyValue, T>(
     Err(failure)
 }
 
-fn session_json(session: &Session) -> Value {
+/// What `/me` answers.
+#[derive(Serialize)]
+struct Me<'a> {
+    authenticator: &'a str,
+    wecom_userid: &'a str,
+    issued_at: u64,
+    expires_at: u64,
+    user: &'a User,
+}
+
+fn session_json(session: &Session) -> Me<'_> {
     let claims = &session.verified.claims;
-    json!({
-        "authenticator": claims.authenticator,
-        "wecom_userid": claims.wecom_userid,
-        "issued_at": claims.issued_at,
-        "expires_at": claims.expires_at,
-        "user": session.user,
-    })
+    Me {
+        authenticator: &claims.authenticator,
+        wecom_userid: &claims.wecom_userid,
+        issued_at: claims.issued_at,
+        expires_at: claims.expires_at,
+        user: &session.user,
+    }
 }
 
 fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match current_session(ctx) {
         Ok(session) => Response::json(200, &session_json(&session)),
         Err(e) => {
-            let mut response = Response::json(e.status(), &error_json(&e, ctx.language));
+            let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
             response.log = log_line(ctx, &e);
             response
         }
@@ -585,7 +630,7 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             response
         }
         Err(e) => {
-            let mut response = Response::json(e.status(), &error_json(&e, ctx.language));
+            let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
             response.log = log_line(ctx, &e);
             response
         }
