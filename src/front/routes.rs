@@ -607,7 +607,9 @@ fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 }
 
 /// Forward auth. Identity headers come from the session alone: nothing the
-/// client sent is read or echoed.
+/// client sent is read or echoed. With `?redirect=1` (for proxies that hand
+/// the answer to the browser: Traefik, Envoy) no session is a 302 to the
+/// login route, back to `X-Forwarded-Uri`; Nginx needs the plain 401.
 fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match current_session(ctx) {
         Ok(session) => {
@@ -628,6 +630,19 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             add("x-user-email", user.email.as_deref());
             add("x-user-mobile", user.mobile.as_deref());
             response
+        }
+        Err(e)
+            if e.category() == Category::SessionInvalid
+                && matches!(ctx.params.get("redirect"), Some("1" | "true")) =>
+        {
+            let back = ctx
+                .request
+                .header("x-forwarded-uri")
+                .and_then(return_path::sanitize);
+            Response::redirect(
+                302,
+                &login_href(&ctx.config.route_prefix, None, back.as_deref()),
+            )
         }
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());

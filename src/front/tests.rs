@@ -756,6 +756,20 @@ fn client_sent_identity_headers_are_never_read_or_echoed() {
 }
 
 #[test]
+fn verify_can_send_browsers_to_log_in_for_proxies_that_pass_its_answer_on() {
+    let world = World::new(&[]);
+    let r = world.send(get("/auth/wecom/verify?redirect=1").with("X-Forwarded-Uri", "/app/x?y=1"));
+    assert_eq!(
+        (r.status, location(&r)),
+        (302, "/auth/wecom/login?return_to=%2Fapp%2Fx%3Fy%3D1")
+    );
+    let evil =
+        world.send(get("/auth/wecom/verify?redirect=1").with("X-Forwarded-Uri", "//evil.com/"));
+    assert_eq!(location(&evil), "/auth/wecom/login");
+    assert_eq!(world.send(get("/auth/wecom/verify")).status, 401);
+}
+
+#[test]
 fn me_answers_json_401_without_a_session() {
     let world = World::new(&[]);
     let r = world.send(get("/auth/wecom/me").with("Accept-Language", "zh"));
