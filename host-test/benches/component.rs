@@ -7,8 +7,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use host_test::bindings::login::AuthorizeRequest;
+use host_test::bindings::login::{AuthorizeRequest, CallbackRequest, Settings};
 use host_test::host::{ComponentHost, EngineOptions, engine};
+use host_test::outgoing::{Route, Routes};
+use host_test::simulator::{Endpoint, Model, Simulator, SimulatorHandle, callback_params};
 use host_test::{COMPONENT_PATH, example};
 use wecom_auth::core::{browser, login, settings};
 
@@ -80,6 +82,84 @@ fn measure(mut call: impl FnMut()) -> Stats {
     stats(samples)
 }
 
+const CALLBACK_SAMPLES: usize = 2_000;
+const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// A login up to the callback: `authorize-url`, then the member picked on the
+/// simulator's page (a real GET). Not timed.
+async fn started(
+    host: &ComponentHost,
+    sim: &SimulatorHandle,
+    settings: &Settings,
+    user_agent: &str,
+) -> CallbackRequest {
+    let request = AuthorizeRequest {
+        user_agent: user_agent.into(),
+        return_to: None,
+        force_flow: None,
+        language: None,
+    };
+    let auth = host
+        .authorize_url(settings, &request)
+        .await
+        .unwrap()
+        .unwrap();
+    let location = sim.login(&auth.url, "zhangsan").await.unwrap();
+    let params = callback_params(&location).unwrap();
+    CallbackRequest {
+        code: params.code,
+        state: params.state,
+        pre_auth_cookie: Some(auth.pre_auth_cookie.value),
+        user_agent: user_agent.into(),
+    }
+}
+
+/// `handle-callback` with WeCom answering in-process (the simulator's handlers,
+/// no socket): the component's own time per login, plus the WeCom calls it
+/// makes. The token is warm (one in-client login signed the member up first).
+async fn callbacks() -> wasmtime::Result<()> {
+    let sim = Simulator::start(Model::sample()).await?;
+    let engine = engine(EngineOptions { pooling: true })?;
+    let mut host = ComponentHost::load(&engine, COMPONENT_PATH)?;
+    host.routes = Routes::to([(
+        "qyapi.weixin.qq.com".to_owned(),
+        Route::InProcess(sim.clone()),
+    )]);
+    let settings = Settings {
+        auto_signup: true,
+        ..example::settings("corp")
+    };
+    let first = started(&host, &sim, &settings, UA).await;
+    host.handle_callback(&settings, &first).await?.unwrap();
+    for (label, user_agent) in [("web/QR", CHROME), ("in-client", UA)] {
+        sim.reset_calls();
+        let mut samples = Vec::with_capacity(CALLBACK_SAMPLES);
+        for _ in 0..CALLBACK_SAMPLES {
+            let request = started(&host, &sim, &settings, user_agent).await;
+            let start = Instant::now();
+            black_box(host.handle_callback(&settings, &request).await?.unwrap());
+            samples.push(start.elapsed());
+        }
+        let api_calls = [
+            Endpoint::GetToken,
+            Endpoint::GetUserInfo,
+            Endpoint::GetUserDetail,
+            Endpoint::UserGet,
+        ]
+        .map(|e| sim.calls(e))
+        .iter()
+        .sum::<u64>();
+        row(
+            &format!(
+                "instantiate + handle-callback, {label} login, warm token ({CALLBACK_SAMPLES} samples; WeCom calls per login: {})",
+                api_calls as f64 / CALLBACK_SAMPLES as f64
+            ),
+            &stats(samples),
+        );
+    }
+    Ok(())
+}
+
 fn core_settings() -> settings::Settings {
     settings::Settings {
         name: "corp".into(),
@@ -143,6 +223,10 @@ fn main() -> wasmtime::Result<()> {
             .await;
             row(&format!("instantiate + authorize-url ({label})"), &s);
         });
+    }
+
+    if selected("callback") {
+        runtime.block_on(callbacks())?;
     }
 
     if !selected("native") {

@@ -19,15 +19,17 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{WecomAuth, WecomAuthPre, login};
 use crate::config::{self, ConfigView};
-use crate::keyvalue::{self, CasMode, KeyValueView, MemoryStore};
+use crate::keyvalue::{self, KeyValueBackend, KeyValueView, MemoryStore};
 use crate::outgoing::{OutgoingLog, RecordingHooks, Routes};
 
 /// Per-instance memory cap: the component needs about 1 MiB.
-const MEMORY_LIMIT: usize = 64 << 20;
+pub const MEMORY_LIMIT: usize = 64 << 20;
 /// Bytes of each pooled memory and table reset in place rather than released.
 const KEEP_RESIDENT: usize = 1 << 20;
-/// Pooling allocator slots: concurrent instances one engine can hold.
-const POOL_SLOTS: u32 = 128;
+/// Pooling allocator slots: concurrent component instances one engine can hold.
+/// Each needs a few core instances, tables and memories (Rust std's WASI adapter).
+const POOL_SLOTS: u32 = 1000;
+const CORE_PER_COMPONENT: u32 = 4;
 
 /// Everything one call's `Store` holds.
 pub struct HostState {
@@ -35,7 +37,7 @@ pub struct HostState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: RecordingHooks,
-    keyvalue: Arc<MemoryStore>,
+    keyvalue: KeyValueBackend,
     config: Arc<BTreeMap<String, String>>,
     limits: StoreLimits,
 }
@@ -120,9 +122,9 @@ pub fn engine(options: EngineOptions) -> wasmtime::Result<Engine> {
     if options.pooling {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
-            .total_core_instances(POOL_SLOTS)
-            .total_memories(POOL_SLOTS)
-            .total_tables(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * CORE_PER_COMPONENT)
+            .total_memories(POOL_SLOTS * CORE_PER_COMPONENT)
+            .total_tables(POOL_SLOTS * CORE_PER_COMPONENT)
             .total_stacks(POOL_SLOTS)
             .max_memory_size(MEMORY_LIMIT)
             // Reset only the pages a call dirtied, with memset, and keep them
@@ -138,8 +140,9 @@ pub fn engine(options: EngineOptions) -> wasmtime::Result<Engine> {
 /// The component, loaded and linked once.
 pub struct ComponentHost {
     pre: WecomAuthPre<HostState>,
-    /// The key-value data every instance shares.
-    pub keyvalue: Arc<MemoryStore>,
+    /// The key-value store every instance shares (in memory, strict CAS, unless
+    /// built with [`ComponentHost::from_component_with`]).
+    pub keyvalue: KeyValueBackend,
     /// What instances read through `wasi:config/store`.
     pub config: Arc<BTreeMap<String, String>>,
     /// Every outgoing request of every instance.
@@ -158,7 +161,17 @@ impl ComponentHost {
         Self::from_component(engine, &component)
     }
 
+    /// Links `component` over an in-memory key-value store with strict CAS.
     pub fn from_component(engine: &Engine, component: &Component) -> wasmtime::Result<Self> {
+        Self::from_component_with(engine, component, KeyValueBackend::default())
+    }
+
+    /// Links `component` over the given key-value store (memory, SQLite, Redis).
+    pub fn from_component_with(
+        engine: &Engine,
+        component: &Component,
+        keyvalue: KeyValueBackend,
+    ) -> wasmtime::Result<Self> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -167,12 +180,18 @@ impl ComponentHost {
         let pre = WecomAuthPre::new(linker.instantiate_pre(component)?)?;
         Ok(ComponentHost {
             pre,
-            keyvalue: Arc::new(MemoryStore::new(CasMode::Strict, &["default"])),
+            keyvalue,
             config: Arc::default(),
             outgoing: OutgoingLog::default(),
             routes: Routes::default(),
             clock: SkewedClock::default(),
         })
+    }
+
+    /// The in-memory store, when the host runs on one (the default): tests
+    /// seed and read it directly, e.g. `host.memory().unwrap().get("default", key)`.
+    pub fn memory(&self) -> Option<&Arc<MemoryStore>> {
+        self.keyvalue.as_memory()
     }
 
     /// A fresh store for one call.
@@ -234,6 +253,18 @@ impl ComponentHost {
         instance
             .wecom_auth_login()
             .call_handle_callback(&mut store, settings, request)
+            .await
+    }
+
+    pub async fn verify_session(
+        &self,
+        settings: &login::Settings,
+        token: &str,
+    ) -> wasmtime::Result<Result<login::Session, login::AuthError>> {
+        let (instance, mut store) = self.instantiate().await?;
+        instance
+            .wecom_auth_login()
+            .call_verify_session(&mut store, settings, token)
             .await
     }
 

@@ -11,6 +11,8 @@ use http::uri::{Authority, Scheme, Uri};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::simulator::SimulatorHandle;
+
 /// One request as the component sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedRequest {
@@ -42,17 +44,36 @@ impl OutgoingLog {
     }
 }
 
-/// Where requests to a host go instead: `qyapi.weixin.qq.com` → `127.0.0.1:PORT`
-/// (plain HTTP on loopback).
+/// Where requests to a host go instead.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Plain HTTP to this authority on loopback, e.g. the simulator's `127.0.0.1:PORT`.
+    Forward(Authority),
+    /// Answered by the simulator in-process: no socket, for benches that
+    /// measure the component rather than loopback.
+    InProcess(SimulatorHandle),
+}
+
+/// Where requests to each host go: `qyapi.weixin.qq.com` → the simulator.
 #[derive(Debug, Clone, Default)]
-pub struct Routes(Arc<HashMap<String, Authority>>);
+pub struct Routes(Arc<HashMap<String, Route>>);
 
 impl Routes {
+    /// Forwards each host to its authority.
     pub fn new(routes: impl IntoIterator<Item = (String, Authority)>) -> Self {
+        Self::to(
+            routes
+                .into_iter()
+                .map(|(host, authority)| (host, Route::Forward(authority))),
+        )
+    }
+
+    pub fn to(routes: impl IntoIterator<Item = (String, Route)>) -> Self {
         Routes(Arc::new(routes.into_iter().collect()))
     }
 
-    fn target(&self, uri: &Uri) -> Option<&Authority> {
+    /// Where requests to the host of `uri` go instead, if rerouted.
+    pub fn target(&self, uri: &Uri) -> Option<&Route> {
         self.0.get(uri.host()?)
     }
 }
@@ -105,10 +126,14 @@ impl WasiHttpHooks for RecordingHooks {
                     .collect(),
                 body: body.to_vec(),
             });
-            let target = routes
-                .target(&parts.uri)
-                .cloned()
-                .ok_or(Error::HttpRequestDenied)?;
+            let target = match routes.target(&parts.uri).cloned() {
+                Some(Route::Forward(authority)) => authority,
+                Some(Route::InProcess(simulator)) => {
+                    return answer_in_process(&simulator, http::Request::from_parts(parts, body))
+                        .await;
+                }
+                None => return Err(Error::HttpRequestDenied),
+            };
             let mut uri = parts.uri.into_parts();
             uri.scheme = Some(Scheme::HTTP);
             uri.authority = Some(target);
@@ -122,6 +147,27 @@ impl WasiHttpHooks for RecordingHooks {
             ))
         })
     }
+}
+
+type Answer = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+/// The simulator's answer to `request`, as `send_request` returns it.
+pub async fn answer_in_process(
+    simulator: &SimulatorHandle,
+    request: http::Request<Bytes>,
+) -> Answer {
+    let response = simulator
+        .answer_in_process(request)
+        .await
+        .ok_or(Error::ConnectionTerminated)?;
+    let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+    Ok((response.map(self::body), done))
 }
 
 /// Bytes as a `WasiBody`, for hosts that build requests themselves.

@@ -191,6 +191,24 @@ impl SimulatorHandle {
         self.shared.addr
     }
 
+    /// Answers one request in-process, exactly as over the network but without
+    /// it (counted, faults applied): for hosts and benches that measure the
+    /// component rather than loopback. `None`: the fault was a dropped connection.
+    pub async fn answer_in_process(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Option<http::Response<bytes::Bytes>> {
+        use http_body_util::BodyExt as _;
+        let (parts, body) = request.into_parts();
+        let peer = std::net::IpAddr::from(Ipv4Addr::LOCALHOST);
+        let reply = server::answer(&self.shared, peer, &parts.method, &parts.uri, &body)
+            .await
+            .ok()?;
+        let (parts, body) = reply.into_parts();
+        let body = body.collect().await.ok()?.to_bytes();
+        Some(http::Response::from_parts(parts, body))
+    }
+
     /// `http://127.0.0.1:PORT`, no trailing slash: the api, oauth and sso base alike.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.shared.addr)

@@ -41,7 +41,7 @@ impl Shared {
 
 /// The service's error: hyper closes the connection without an answer.
 #[derive(Debug)]
-struct DropConnection;
+pub(crate) struct DropConnection;
 
 impl fmt::Display for DropConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,7 +100,19 @@ async fn respond(
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    let Some(endpoint) = Endpoint::from_path(parts.uri.path()) else {
+    answer(shared, peer, &parts.method, &parts.uri, &body).await
+}
+
+/// One request, answered as the server would, without the network: what
+/// [`respond`] does once the body is read (in-process hosts and benches use it).
+pub(crate) async fn answer(
+    shared: &Shared,
+    peer: IpAddr,
+    method: &Method,
+    uri: &hyper::Uri,
+    body: &Bytes,
+) -> Result<Reply, DropConnection> {
+    let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         return Ok(status_only(StatusCode::NOT_FOUND));
     };
     shared.counters.hit(endpoint);
@@ -119,14 +131,14 @@ async fn respond(
         }
         None => {}
     }
-    let raw_query = parts.uri.query().unwrap_or_default();
+    let raw_query = uri.query().unwrap_or_default();
     if endpoint.is_api() {
         let query = Query::parse(raw_query);
         let call = ApiCall {
             endpoint,
-            is_post: parts.method == Method::POST,
+            is_post: *method == Method::POST,
             query: &query,
-            body: &body,
+            body,
             peer,
         };
         let json = api::answer(&mut shared.lock(), &call);

@@ -1,90 +1,284 @@
-//! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch) over an in-memory store:
-//! the draft Spin 3 and 4 implement, which wasmtime-wasi-keyvalue does not.
+//! `wasi:keyvalue@0.2.0-draft2` (store, atomics, batch): the draft Spin 3 and 4
+//! implement, which wasmtime-wasi-keyvalue does not, over three backends:
 //!
-//! Gateways can reuse it: link with [`add_to_linker`] and hand out a
-//! [`KeyValueView`] from the store data.
+//! - [`MemoryStore`]: in memory, for tests and throwaway gateways;
+//! - [`SqliteStore`]: one SQLite file, durable (the engine of Spin's default store);
+//! - [`RedisStore`]: a Redis server, shared by several gateway instances.
+//!
+//! Gateways can reuse it: build a [`KeyValueBackend`] once, link with
+//! [`add_to_linker`] and hand out a [`KeyValueView`] from each store's data.
+//! Every backend counts operations and can inject faults ([`Faults`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+mod faults;
+mod memory;
+mod redis;
+mod sqlite;
+pub mod testing;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
 
+pub use self::faults::{FaultTiming, Faults, INJECTED_FAULT, Op};
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+pub use self::sqlite::SqliteStore;
+
 /// How compare-and-swap treats a key that did not exist when the CAS was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CasMode {
     /// The swap succeeds only if the key is still absent.
+    #[default]
     Strict,
     /// The swap is an unconditional upsert, as in Spin's default SQLite store.
     UpsertWhenAbsent,
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
+/// Keys returned per `list-keys` page (Redis: the `SCAN` count hint).
+pub const LIST_PAGE: usize = 1000;
+
+/// The bucket Spin components open by default.
+pub const DEFAULT_STORE: &str = "default";
+
+pub(crate) type Outcome<T> = Result<T, store::Error>;
+
+/// What the backends share: CAS mode, the buckets that open, faults and counts.
+#[derive(Debug)]
+pub(crate) struct Common {
+    mode: CasMode,
+    known: HashSet<String>,
+    faults: Faults,
+}
+
+impl Common {
+    fn new(mode: CasMode, known: &[&str]) -> Self {
+        Common {
+            mode,
+            known: known.iter().map(|name| (*name).to_owned()).collect(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// What a CAS saw: the value and, for the memory backend, its version (the
+/// other backends compare values and leave it 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seen {
     value: Vec<u8>,
     version: u64,
 }
 
+impl Seen {
+    fn value(value: Vec<u8>) -> Self {
+        Seen { value, version: 0 }
+    }
+}
+
+/// The end of a swap: done, or a conflict with what the key holds now.
+pub(crate) enum Swap {
+    Done,
+    Conflict(Option<Seen>),
+}
+
+/// One page of `list-keys`.
 #[derive(Debug, Default)]
-struct Buckets {
-    data: HashMap<String, BTreeMap<String, Entry>>,
-    next_version: u64,
+pub(crate) struct KeyPage {
+    keys: Vec<String>,
+    cursor: Option<String>,
 }
 
-/// The data behind every bucket, shared by all instances (one `Store` per call).
-#[derive(Debug)]
-pub struct MemoryStore {
-    mode: CasMode,
-    known: HashSet<String>,
-    buckets: Mutex<Buckets>,
+impl KeyPage {
+    /// From up to `LIST_PAGE + 1` keys in order: one more than a page means a
+    /// next page, which starts after the last key returned.
+    fn from_sorted(mut keys: Vec<String>) -> Self {
+        if keys.len() > LIST_PAGE {
+            keys.truncate(LIST_PAGE);
+            let cursor = keys.last().cloned();
+            KeyPage { keys, cursor }
+        } else {
+            KeyPage { keys, cursor: None }
+        }
+    }
 }
 
-/// Keys returned per `list-keys` page.
-const LIST_PAGE: usize = 1000;
+/// A counter as `increment` stores it: decimal text; absent is 0.
+fn parse_counter(key: &str, value: Option<&[u8]>) -> Outcome<i64> {
+    let Some(value) = value else { return Ok(0) };
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+        .ok_or_else(|| store::Error::Other(format!("key {key:?} does not hold an integer")))
+}
 
-impl MemoryStore {
-    /// A store that opens the named buckets (Spin's `key_value_stores`), e.g. `["default"]`.
-    pub fn new(mode: CasMode, known: &[&str]) -> Self {
-        MemoryStore {
+fn add(key: &str, current: i64, delta: i64) -> Outcome<i64> {
+    current
+        .checked_add(delta)
+        .ok_or_else(|| store::Error::Other(format!("incrementing {key:?} overflows")))
+}
+
+/// The store every instance of a host shares: cheap to clone.
+#[derive(Debug, Clone)]
+pub enum KeyValueBackend {
+    Memory(Arc<MemoryStore>),
+    Sqlite(Arc<SqliteStore>),
+    Redis(Arc<RedisStore>),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            KeyValueBackend::Memory($store) => $call,
+            KeyValueBackend::Sqlite($store) => $call,
+            KeyValueBackend::Redis($store) => $call,
+        }
+    };
+}
+
+impl Default for KeyValueBackend {
+    /// In memory, strict CAS, the bucket `default`.
+    fn default() -> Self {
+        KeyValueBackend::memory(CasMode::Strict)
+    }
+}
+
+impl KeyValueBackend {
+    /// In memory, serving the bucket `default`.
+    pub fn memory(mode: CasMode) -> Self {
+        KeyValueBackend::Memory(Arc::new(MemoryStore::new(mode, &[DEFAULT_STORE])))
+    }
+
+    /// A SQLite file (created if needed), serving the bucket `default`.
+    pub fn sqlite(path: impl AsRef<Path>, mode: CasMode) -> anyhow::Result<Self> {
+        Ok(KeyValueBackend::Sqlite(Arc::new(SqliteStore::open(
+            path,
             mode,
-            known: known.iter().map(|name| (*name).to_owned()).collect(),
-            buckets: Mutex::new(Buckets::default()),
+            &[DEFAULT_STORE],
+        )?)))
+    }
+
+    /// A Redis server at `url`, serving the bucket `default` (keys `default:<key>`).
+    pub async fn redis(url: &str, mode: CasMode) -> anyhow::Result<Self> {
+        Ok(KeyValueBackend::Redis(Arc::new(
+            RedisStore::connect(url, mode, &[DEFAULT_STORE]).await?,
+        )))
+    }
+
+    /// `memory`, `sqlite` or `redis`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KeyValueBackend::Memory(_) => "memory",
+            KeyValueBackend::Sqlite(_) => "sqlite",
+            KeyValueBackend::Redis(_) => "redis",
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Buckets> {
-        // A panic elsewhere must not wedge every later call.
-        self.buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The memory store, when this is one (tests read and seed it directly).
+    pub fn as_memory(&self) -> Option<&Arc<MemoryStore>> {
+        match self {
+            KeyValueBackend::Memory(store) => Some(store),
+            _ => None,
+        }
     }
 
-    /// Reads a key directly (for tests and operators).
-    pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let buckets = self.lock();
-        buckets.data.get(bucket)?.get(key).map(|e| e.value.clone())
+    fn common(&self) -> &Common {
+        dispatch!(self, store => store.common())
     }
 
-    /// Writes a key directly (for tests and operators).
-    pub fn set(&self, bucket: &str, key: &str, value: &[u8]) {
-        let mut buckets = self.lock();
-        buckets.write(bucket, key, value.to_vec());
+    pub fn mode(&self) -> CasMode {
+        self.common().mode
+    }
+
+    /// Whether `open(name)` succeeds.
+    pub fn serves(&self, name: &str) -> bool {
+        self.common().known.contains(name)
+    }
+
+    /// Fault injection and operation counts of the host functions.
+    pub fn faults(&self) -> &Faults {
+        &self.common().faults
+    }
+
+    // Direct access for operators and tests: every backend, no faults, not counted.
+
+    /// Reads a key.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, store::Error> {
+        dispatch!(self, store => store.op_get(bucket, key).await)
+    }
+
+    /// Writes a key.
+    pub async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), store::Error> {
+        dispatch!(self, store => store.op_set(bucket, key, value.to_vec()).await)
+    }
+
+    /// Deletes a key.
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), store::Error> {
+        dispatch!(self, store => store.op_delete(bucket, key).await)
+    }
+
+    /// Every key of `bucket` (all pages).
+    pub async fn keys(&self, bucket: &str) -> Result<Vec<String>, store::Error> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = dispatch!(self, store => store.op_list_keys(bucket, cursor).await)?;
+            all.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    /// Counts `op`, injects a fault if one is due, else runs `work`.
+    async fn guarded<T>(&self, op: Op, work: impl Future<Output = Outcome<T>>) -> Outcome<T> {
+        match self.faults().enter(op) {
+            Some(FaultTiming::Before) => Err(faults::injected_fault()),
+            Some(FaultTiming::After) => {
+                work.await?;
+                Err(faults::injected_fault())
+            }
+            None => work.await,
+        }
+    }
+
+    async fn swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        seen: Option<&Seen>,
+        value: Vec<u8>,
+    ) -> Outcome<Swap> {
+        if seen.is_none() && self.mode() == CasMode::UpsertWhenAbsent {
+            dispatch!(self, store => store.op_set(bucket, key, value).await)?;
+            return Ok(Swap::Done);
+        }
+        dispatch!(self, store => store.op_swap(bucket, key, seen, value).await)
     }
 }
 
-impl Buckets {
-    fn write(&mut self, bucket: &str, key: &str, value: Vec<u8>) {
-        self.next_version += 1;
-        let version = self.next_version;
-        self.data
-            .entry(bucket.to_owned())
-            .or_default()
-            .insert(key.to_owned(), Entry { value, version });
+impl From<Arc<MemoryStore>> for KeyValueBackend {
+    fn from(store: Arc<MemoryStore>) -> Self {
+        KeyValueBackend::Memory(store)
     }
+}
 
-    fn read(&self, bucket: &str, key: &str) -> Option<&Entry> {
-        self.data.get(bucket)?.get(key)
+impl From<Arc<SqliteStore>> for KeyValueBackend {
+    fn from(store: Arc<SqliteStore>) -> Self {
+        KeyValueBackend::Sqlite(store)
+    }
+}
+
+impl From<Arc<RedisStore>> for KeyValueBackend {
+    fn from(store: Arc<RedisStore>) -> Self {
+        KeyValueBackend::Redis(store)
     }
 }
 
@@ -100,13 +294,13 @@ pub struct Cas {
     bucket: String,
     key: String,
     /// `None`: the key was absent.
-    seen: Option<Entry>,
+    seen: Option<Seen>,
 }
 
 /// What the keyvalue host functions need from the store data.
 pub struct KeyValueView<'a> {
     pub table: &'a mut ResourceTable,
-    pub store: &'a MemoryStore,
+    pub store: &'a KeyValueBackend,
 }
 
 /// Marker for `add_to_linker`: the data of the keyvalue interfaces is a [`KeyValueView`].
@@ -137,7 +331,7 @@ impl KeyValueView<'_> {
 
 impl store::Host for KeyValueView<'_> {
     async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
-        if !self.store.known.contains(&identifier) {
+        if !self.store.serves(&identifier) {
             return Ok(Err(store::Error::NoSuchStore));
         }
         Ok(Ok(self.table.push(Bucket { name: identifier })?))
@@ -147,26 +341,42 @@ impl store::Host for KeyValueView<'_> {
 impl store::HostBucket for KeyValueView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
         let name = self.bucket_name(&bucket)?;
-        Ok(Ok(self.store.get(&name, &key)))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::Get, async {
+                dispatch!(kv, store => store.op_get(&name, &key).await)
+            })
+            .await)
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        self.store.lock().write(&name, &key, value);
-        Ok(Ok(()))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::Set, async {
+                dispatch!(kv, store => store.op_set(&name, &key, value).await)
+            })
+            .await)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        if let Some(keys) = self.store.lock().data.get_mut(&name) {
-            keys.remove(&key);
-        }
-        Ok(Ok(()))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::Delete, async {
+                dispatch!(kv, store => store.op_delete(&name, &key).await)
+            })
+            .await)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
         let name = self.bucket_name(&bucket)?;
-        Ok(Ok(self.store.lock().read(&name, &key).is_some()))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::Exists, async {
+                dispatch!(kv, store => store.op_exists(&name, &key).await)
+            })
+            .await)
     }
 
     async fn list_keys(
@@ -175,27 +385,16 @@ impl store::HostBucket for KeyValueView<'_> {
         cursor: Option<String>,
     ) -> KvResult<store::KeyResponse> {
         let name = self.bucket_name(&bucket)?;
-        let buckets = self.store.lock();
-        let Some(keys) = buckets.data.get(&name) else {
-            return Ok(Ok(store::KeyResponse {
-                keys: Vec::new(),
-                cursor: None,
-            }));
-        };
-        let after = cursor.as_deref().unwrap_or("");
-        let page: Vec<String> = keys
-            .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-            .take(LIST_PAGE + 1)
-            .map(|(key, _)| key.clone())
-            .collect();
-        let (keys, cursor) = if page.len() > LIST_PAGE {
-            let keys = page[..LIST_PAGE].to_vec();
-            let cursor = keys.last().cloned();
-            (keys, cursor)
-        } else {
-            (page, None)
-        };
-        Ok(Ok(store::KeyResponse { keys, cursor }))
+        let kv = self.store;
+        let page = kv
+            .guarded(Op::ListKeys, async {
+                dispatch!(kv, store => store.op_list_keys(&name, cursor).await)
+            })
+            .await;
+        Ok(page.map(|page| store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        }))
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -212,28 +411,12 @@ impl atomics::Host for KeyValueView<'_> {
         delta: i64,
     ) -> KvResult<i64> {
         let name = self.bucket_name(&bucket)?;
-        let mut buckets = self.store.lock();
-        let current = match buckets.read(&name, &key) {
-            None => 0,
-            Some(entry) => match std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            {
-                Some(number) => number,
-                None => {
-                    return Ok(Err(store::Error::Other(format!(
-                        "key {key:?} does not hold an integer"
-                    ))));
-                }
-            },
-        };
-        let Some(next) = current.checked_add(delta) else {
-            return Ok(Err(store::Error::Other(format!(
-                "incrementing {key:?} overflows"
-            ))));
-        };
-        buckets.write(&name, &key, next.to_string().into_bytes());
-        Ok(Ok(next))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::Increment, async {
+                dispatch!(kv, store => store.op_increment(&name, &key, delta).await)
+            })
+            .await)
     }
 
     async fn swap(
@@ -242,33 +425,41 @@ impl atomics::Host for KeyValueView<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let cas = self.table.delete(cas)?;
-        let mut buckets = self.store.lock();
-        let now = buckets.read(&cas.bucket, &cas.key).cloned();
-        let unchanged = match (&cas.seen, &now) {
-            (None, _) if self.store.mode == CasMode::UpsertWhenAbsent => true,
-            (None, None) => true,
-            (Some(seen), Some(now)) => seen.version == now.version,
-            _ => false,
-        };
-        if unchanged {
-            buckets.write(&cas.bucket, &cas.key, value);
-            return Ok(Ok(()));
+        let kv = self.store;
+        let outcome = kv
+            .guarded(
+                Op::Swap,
+                kv.swap(&cas.bucket, &cas.key, cas.seen.as_ref(), value),
+            )
+            .await;
+        match outcome {
+            Ok(Swap::Done) => Ok(Ok(())),
+            Ok(Swap::Conflict(now)) => {
+                let fresh = self.table.push(Cas { seen: now, ..cas })?;
+                Ok(Err(atomics::CasError::CasFailed(fresh)))
+            }
+            Err(error) => Ok(Err(atomics::CasError::StoreError(error))),
         }
-        drop(buckets);
-        let fresh = self.table.push(Cas { seen: now, ..cas })?;
-        Ok(Err(atomics::CasError::CasFailed(fresh)))
     }
 }
 
 impl atomics::HostCas for KeyValueView<'_> {
     async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Resource<Cas>> {
         let name = self.bucket_name(&bucket)?;
-        let seen = self.store.lock().read(&name, &key).cloned();
-        Ok(Ok(self.table.push(Cas {
-            bucket: name,
-            key,
-            seen,
-        })?))
+        let kv = self.store;
+        let seen = kv
+            .guarded(Op::CasNew, async {
+                dispatch!(kv, store => store.op_observe(&name, &key).await)
+            })
+            .await;
+        match seen {
+            Ok(seen) => Ok(Ok(self.table.push(Cas {
+                bucket: name,
+                key,
+                seen,
+            })?)),
+            Err(error) => Ok(Err(error)),
+        }
     }
 
     async fn current(&mut self, cas: Resource<Cas>) -> KvResult<Option<Vec<u8>>> {
@@ -277,7 +468,7 @@ impl atomics::HostCas for KeyValueView<'_> {
             .get(&cas)?
             .seen
             .as_ref()
-            .map(|e| e.value.clone())))
+            .map(|seen| seen.value.clone())))
     }
 
     async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
@@ -293,14 +484,12 @@ impl batch::Host for KeyValueView<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<(String, Option<Vec<u8>>)>> {
         let name = self.bucket_name(&bucket)?;
-        let buckets = self.store.lock();
-        Ok(Ok(keys
-            .into_iter()
-            .map(|key| {
-                let value = buckets.read(&name, &key).map(|e| e.value.clone());
-                (key, value)
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::GetMany, async {
+                dispatch!(kv, store => store.op_get_many(&name, keys).await)
             })
-            .collect()))
+            .await)
     }
 
     async fn set_many(
@@ -309,21 +498,22 @@ impl batch::Host for KeyValueView<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        let mut buckets = self.store.lock();
-        for (key, value) in key_values {
-            buckets.write(&name, &key, value);
-        }
-        Ok(Ok(()))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::SetMany, async {
+                dispatch!(kv, store => store.op_set_many(&name, key_values).await)
+            })
+            .await)
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        if let Some(stored) = self.store.lock().data.get_mut(&name) {
-            for key in keys {
-                stored.remove(&key);
-            }
-        }
-        Ok(Ok(()))
+        let kv = self.store;
+        Ok(kv
+            .guarded(Op::DeleteMany, async {
+                dispatch!(kv, store => store.op_delete_many(&name, keys).await)
+            })
+            .await)
     }
 }
 
@@ -336,14 +526,17 @@ mod tests {
 
     struct Fixture {
         table: ResourceTable,
-        store: MemoryStore,
+        store: KeyValueBackend,
+        memory: Arc<MemoryStore>,
     }
 
     impl Fixture {
         fn new(mode: CasMode) -> Self {
+            let memory = Arc::new(MemoryStore::new(mode, &["default"]));
             Fixture {
                 table: ResourceTable::new(),
-                store: MemoryStore::new(mode, &["default"]),
+                store: KeyValueBackend::Memory(memory.clone()),
+                memory,
             }
         }
 
@@ -479,7 +672,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(f.store.get("default", "b"), None);
+        assert_eq!(f.memory.get("default", "b"), None);
     }
 
     /// Two writers take a CAS on the same key, then both swap: the second must
@@ -487,7 +680,7 @@ mod tests {
     async fn race(mode: CasMode, existing: Option<&[u8]>) -> (bool, bool, Vec<u8>) {
         let mut f = Fixture::new(mode);
         if let Some(value) = existing {
-            f.store.set("default", "user", value);
+            f.memory.set("default", "user", value);
         }
         let mut view = f.view();
         let bucket = open(&mut view).await;
@@ -528,7 +721,7 @@ mod tests {
         (
             first_won,
             second_won,
-            f.store.get("default", "user").unwrap(),
+            f.memory.get("default", "user").unwrap(),
         )
     }
 
@@ -559,7 +752,7 @@ mod tests {
     #[tokio::test]
     async fn a_delete_between_cas_and_swap_is_a_conflict() {
         let mut f = Fixture::new(CasMode::Strict);
-        f.store.set("default", "k", b"v");
+        f.memory.set("default", "k", b"v");
         let mut view = f.view();
         let bucket = open(&mut view).await;
         let cas = atomics::HostCas::new(&mut view, borrow(&bucket), "k".into())
