@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use host_test::config::{self, ConfigView};
 use host_test::example::{APP_SECRET, SIGNING_KEY};
-use host_test::keyvalue::{self, CasMode, KeyValueView, MemoryStore};
+use host_test::keyvalue::{self, KeyValueBackend, KeyValueView};
 use host_test::outgoing::{RecordingHooks, Routes, body};
 use host_test::simulator::{
     Endpoint, Fault, Model, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, Simulator, SimulatorHandle,
@@ -37,7 +37,7 @@ struct State {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: RecordingHooks,
-    kv: Arc<MemoryStore>,
+    kv: KeyValueBackend,
     config: Arc<BTreeMap<String, String>>,
 }
 
@@ -76,7 +76,7 @@ fn config_view(state: &mut State) -> ConfigView<'_> {
 /// The component serving HTTP, configured by `wasi:config` variables.
 struct Front {
     pre: ProxyPre<State>,
-    kv: Arc<MemoryStore>,
+    kv: KeyValueBackend,
     config: Arc<BTreeMap<String, String>>,
     hooks: RecordingHooks,
     stderr: MemoryOutputPipe,
@@ -126,7 +126,7 @@ impl Front {
         )]);
         Front {
             pre,
-            kv: Arc::new(MemoryStore::new(CasMode::Strict, &["default"])),
+            kv: KeyValueBackend::default(),
             config: Arc::new(variables(sim, extra)),
             hooks: RecordingHooks {
                 routes,
