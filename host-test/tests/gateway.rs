@@ -635,10 +635,8 @@ async fn the_built_component_answers_over_http_and_restarts_from_the_cache() {
     assert!((200..500).contains(&status), "{status}");
 }
 
-/// The HTTP front's routes through the gateway. The component's front is a
-/// stub answering 404 in main today: un-ignore when `/verify` is served.
+/// The HTTP front's routes through the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the component's HTTP front routes (src/edge/incoming.rs is a 404 stub in main)"]
 async fn the_http_front_serves_login_and_verify_through_the_gateway() {
     let gateway = Gateway::start(GatewayConfig::in_process(example_variables()))
         .await

@@ -1,0 +1,663 @@
+//! The HTTP front through the built component in wasmtime, as a gateway serves
+//! it: `wasi:http/incoming-handler` via `ProxyPre`, a fresh instance per
+//! request, the host's keyvalue and config implementations, and outgoing
+//! requests forwarded to the WeCom simulator.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use host_test::config::{self, ConfigView};
+use host_test::example::{APP_SECRET, SIGNING_KEY};
+use host_test::keyvalue::{self, KeyValueBackend, KeyValueView};
+use host_test::outgoing::{RecordingHooks, Routes, body};
+use host_test::simulator::{
+    Endpoint, Fault, Model, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, Simulator, SimulatorHandle,
+};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use wasmtime::Store;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use common::{CHROME, WECOM_ANDROID};
+
+const ORIGIN: &str = "https://apps.example.com";
+const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
+
+/// What one request's `Store` holds.
+struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: RecordingHooks,
+    kv: KeyValueBackend,
+    config: Arc<BTreeMap<String, String>>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+fn kv_view(state: &mut State) -> KeyValueView<'_> {
+    KeyValueView {
+        table: &mut state.table,
+        store: &state.kv,
+    }
+}
+
+fn config_view(state: &mut State) -> ConfigView<'_> {
+    ConfigView {
+        values: &state.config,
+    }
+}
+
+/// The component serving HTTP, configured by `wasi:config` variables.
+struct Front {
+    pre: ProxyPre<State>,
+    kv: KeyValueBackend,
+    config: Arc<BTreeMap<String, String>>,
+    hooks: RecordingHooks,
+    stderr: MemoryOutputPipe,
+}
+
+/// Variables for the sample company, WeCom's three hosts at the simulator.
+fn variables(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let base = sim.base_url();
+    let signing_keys = format!("k1:{SIGNING_KEY}");
+    let agent_id = SAMPLE_AGENT_ID.to_string();
+    let mut vars: BTreeMap<String, String> = [
+        ("corp_id", SAMPLE_CORP_ID),
+        ("agent_id", agent_id.as_str()),
+        ("secret", APP_SECRET),
+        ("origin", ORIGIN),
+        ("signing_keys", signing_keys.as_str()),
+        ("api_base", base.as_str()),
+        ("oauth_base", base.as_str()),
+        ("sso_base", base.as_str()),
+        // As Spin passes the undeclared-default variables: empty.
+        ("admin_token", ""),
+        ("protected_paths", ""),
+        ("session_cookie_domain", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    vars
+}
+
+impl Front {
+    fn new(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> Self {
+        let (engine, component) = common::engine_and_component();
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+        keyvalue::add_to_linker(&mut linker, kv_view).unwrap();
+        config::add_to_linker(&mut linker, config_view).unwrap();
+        let pre = ProxyPre::new(linker.instantiate_pre(component).unwrap()).unwrap();
+        // Requests to the simulator's address go to the simulator.
+        let routes = Routes::new([(
+            sim.addr().ip().to_string(),
+            sim.addr().to_string().parse().unwrap(),
+        )]);
+        Front {
+            pre,
+            kv: KeyValueBackend::default(),
+            config: Arc::new(variables(sim, extra)),
+            hooks: RecordingHooks {
+                routes,
+                ..RecordingHooks::default()
+            },
+            stderr: MemoryOutputPipe::new(1 << 20),
+        }
+    }
+
+    /// One request, in a fresh instance.
+    async fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) -> Reply {
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(self.stderr.clone());
+        let state = State {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: self.hooks.clone(),
+            kv: self.kv.clone(),
+            config: self.config.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header("host", "apps.example.com");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body(payload.to_vec())).unwrap();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Https, request)
+            .unwrap();
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .unwrap();
+        let proxy = self.pre.instantiate_async(&mut store).await.unwrap();
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, incoming, out)
+            .await
+            .expect("the component handles the request without trapping");
+        let response = receiver.await.unwrap().expect("a response");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let reply = Reply {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        };
+        self.assert_no_secret(&reply);
+        reply
+    }
+
+    /// No answer and no log line holds a secret or a WeCom access token.
+    fn assert_no_secret(&self, reply: &Reply) {
+        let tokens: Vec<String> = self
+            .hooks
+            .log
+            .requests()
+            .iter()
+            .filter_map(|r| {
+                let query = r.uri.split_once('?')?.1;
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix("access_token="))
+                    .map(str::to_owned)
+            })
+            .collect();
+        let log = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
+        let shown = format!("{reply:?}{log}");
+        for secret in [APP_SECRET, SIGNING_KEY, ADMIN_TOKEN, "DO-NOT-LEAK"]
+            .into_iter()
+            .chain(tokens.iter().map(String::as_str))
+        {
+            assert!(!shown.contains(secret), "a secret leaked: {shown}");
+        }
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn location(&self) -> &str {
+        self.header("location").unwrap_or_default()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+/// A browser: a User-Agent, a language and a cookie jar.
+struct Browser {
+    user_agent: &'static str,
+    language: &'static str,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(user_agent: &'static str) -> Self {
+        Browser {
+            user_agent,
+            language: "en",
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn request(&mut self, front: &Front, method: &str, target: &str) -> Reply {
+        // The browser is on the app's origin: drop it from absolute URLs.
+        let target = target.strip_prefix(ORIGIN).unwrap_or(target);
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = vec![
+            ("user-agent", self.user_agent),
+            ("accept-language", self.language),
+        ];
+        if !cookie.is_empty() {
+            headers.push(("cookie", cookie.as_str()));
+        }
+        let reply = front.send(method, target, &headers, b"").await;
+        for (name, value) in &reply.headers {
+            if !name.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let pair = value.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if value.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        reply
+    }
+
+    async fn get(&mut self, front: &Front, target: &str) -> Reply {
+        self.request(front, "GET", target).await
+    }
+
+    /// Starts a login at `target`, logs `who` in at the simulator and
+    /// follows WeCom back to the callback.
+    async fn log_in(
+        &mut self,
+        front: &Front,
+        sim: &SimulatorHandle,
+        target: &str,
+        who: &str,
+    ) -> Reply {
+        let start = self.get(front, target).await;
+        assert_eq!(start.status, 302, "{}", start.body);
+        assert!(
+            start.location().starts_with(&sim.base_url()),
+            "{}",
+            start.location()
+        );
+        let back = sim.login(start.location(), who).await.unwrap();
+        assert!(
+            back.starts_with(&format!("{ORIGIN}/auth/wecom/callback?code=")),
+            "{back}"
+        );
+        self.get(front, &back).await
+    }
+}
+
+#[tokio::test]
+async fn a_whole_login_inside_wecom_then_verify_me_and_logout() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let start = phone
+        .get(&front, "/auth/wecom/login?return_to=/reports%3Fq%3D1")
+        .await;
+    assert!(
+        start.location().starts_with(&format!(
+            "{}/connect/oauth2/authorize?appid={SAMPLE_CORP_ID}&",
+            sim.base_url()
+        )),
+        "{}",
+        start.location()
+    );
+    assert!(start.location().contains("scope=snsapi_privateinfo"));
+    assert!(phone.cookies.contains_key("wecom_auth_login"));
+    let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    let done = phone.get(&front, &back).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (302, "/reports?q=1"),
+        "{}",
+        done.body
+    );
+    assert!(phone.cookies.contains_key("wecom_auth_session"));
+    assert!(
+        !phone.cookies.contains_key("wecom_auth_login"),
+        "the pre-auth cookie is cleared"
+    );
+    let session_cookie = done
+        .headers
+        .iter()
+        .find(|(n, v)| n == "set-cookie" && v.starts_with("wecom_auth_session="))
+        .unwrap();
+    assert!(
+        session_cookie
+            .1
+            .ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure")
+    );
+    assert_eq!(sim.calls(Endpoint::GetToken), 1);
+    assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
+
+    let verified = phone.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(verified.status, 200);
+    assert_eq!(verified.header("x-wecom-userid"), Some("zhangsan"));
+    assert_eq!(verified.header("x-user-name"), Some("%E5%BC%A0%E4%B8%89"));
+    assert_eq!(verified.header("x-user-mobile"), Some("13800000000"));
+    assert_eq!(
+        verified.header("x-user-email"),
+        Some("zhangsan@example.wecom.work")
+    );
+    assert_eq!(verified.header("cache-control"), Some("no-store"));
+
+    let me = phone.get(&front, "/auth/wecom/me").await.json();
+    assert_eq!(me["user"]["name"], "张三");
+    assert_eq!(me["authenticator"], "wecom");
+
+    let out = phone.request(&front, "POST", "/auth/wecom/logout").await;
+    assert_eq!((out.status, out.location()), (303, "/auth/wecom/"));
+    assert!(!phone.cookies.contains_key("wecom_auth_session"));
+    assert_eq!(phone.get(&front, "/auth/wecom/verify").await.status, 401);
+}
+
+#[tokio::test]
+async fn a_bound_member_logs_in_by_qr_code_with_one_wecom_call() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let first = Browser::new(WECOM_ANDROID)
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(first.status, 302, "{}", first.body);
+    sim.reset_calls();
+    let mut desktop = Browser::new(CHROME);
+    let start = desktop
+        .get(&front, "/auth/wecom/login?return_to=/docs")
+        .await;
+    assert!(start.location().starts_with(&format!(
+        "{}/wwlogin/sso/login?login_type=CorpApp&",
+        sim.base_url()
+    )));
+    let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    let done = desktop.get(&front, &back).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (302, "/docs"),
+        "{}",
+        done.body
+    );
+    assert_eq!(sim.api_calls(), 1, "warm token: auth/getuserinfo only");
+    let verified = desktop.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(verified.header("x-wecom-userid"), Some("zhangsan"));
+}
+
+#[tokio::test]
+async fn a_non_member_and_a_first_qr_login_get_pages_that_say_why() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let outsider = phone
+        .log_in(&front, &sim, "/auth/wecom/login", "outsider")
+        .await;
+    assert_eq!(outsider.status, 403);
+    assert_eq!(
+        outsider.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    // WECOM_ANDROID says Language/zh: the page is in Chinese.
+    assert!(
+        outsider.body.contains("您不是本企业的企业微信成员"),
+        "{}",
+        outsider.body
+    );
+    assert!(outsider.body.contains("HTTP 403"));
+
+    let mut desktop = Browser::new(CHROME);
+    let first = desktop
+        .log_in(&front, &sim, "/auth/wecom/login", "lisi")
+        .await;
+    assert_eq!(first.status, 403);
+    assert!(
+        first
+            .body
+            .contains("first login must happen inside the WeCom app"),
+        "{}",
+        first.body
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_server_ip_shows_the_admin_what_to_fix() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    sim.update_model(|model| {
+        model.corps[0].agents[0].trusted_ips = Some(vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
+    });
+    let front = Front::new(&sim, &[]);
+    let mut desktop = Browser::new(CHROME);
+    let page = desktop
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(page.status, 500);
+    assert!(page.body.contains("For the administrator"), "{}", page.body);
+    assert!(
+        page.body.contains("企业可信IP") && page.body.contains("127.0.0.1"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("WeCom errcode 60020"));
+    assert!(
+        front.log().contains("60020"),
+        "the operator's log says it too"
+    );
+}
+
+#[tokio::test]
+async fn a_wecom_outage_is_a_502_page_with_a_way_back() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[]);
+    sim.fault(Endpoint::GetToken, Fault::Http(503)).times(1);
+    let mut desktop = Browser::new(CHROME);
+    let page = desktop
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"/auth/wecom/login?authenticator=wecom\"")
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_callback_lands_where_the_first_did() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let start = phone
+        .get(&front, "/auth/wecom/login?return_to=/inbox")
+        .await;
+    let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    let pre_auth = phone.cookies.clone();
+    let first = phone.get(&front, &back).await;
+    assert_eq!(first.location(), "/inbox");
+    // The client opens the callback again, still with the pre-auth cookie.
+    let mut twin = Browser::new(WECOM_ANDROID);
+    twin.cookies = pre_auth;
+    let again = twin.get(&front, &back).await;
+    assert_eq!((again.status, again.location()), (302, "/inbox"));
+    // Or after the first answer replaced its cookies: the session decides.
+    let late = phone.get(&front, &back).await;
+    assert_eq!((late.status, late.location()), (302, "/"), "{}", late.body);
+    assert_eq!(
+        sim.calls(Endpoint::GetUserInfo),
+        1,
+        "the code was spent once"
+    );
+}
+
+#[tokio::test]
+async fn wecom_visitors_are_logged_in_silently_on_protected_paths() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_login", "true"),
+            ("auto_signup", "true"),
+            ("protected_paths", "/app"),
+        ],
+    );
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let done = phone
+        .log_in(&front, &sim, "/app/reports?id=7", "zhangsan")
+        .await;
+    assert_eq!(
+        (done.status, done.location()),
+        (302, "/app/reports?id=7"),
+        "{}",
+        done.body
+    );
+    let page = phone.get(&front, "/app/reports?id=7").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("张三") && page.body.contains("zhangsan"));
+    // A desktop browser goes to the login route instead.
+    let desktop = Browser::new(CHROME).get(&front, "/app").await;
+    assert_eq!(desktop.location(), "/auth/wecom/login?return_to=%2Fapp");
+    assert_eq!(
+        Browser::new(CHROME).get(&front, "/elsewhere").await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn spoofed_identity_headers_never_reach_the_answer() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[]);
+    let reply = front
+        .send(
+            "GET",
+            "/auth/wecom/verify",
+            &[("x-user-id", "admin"), ("x-wecom-userid", "boss")],
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.header("x-user-id").is_none() && reply.header("x-wecom-userid").is_none());
+    assert_eq!(reply.json()["error"]["category"], "session-invalid");
+}
+
+#[tokio::test]
+async fn admins_import_csv_through_the_component() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let csv = "name,mobile,email\n\"Li, Si\",139 0000 0001,lisi@example.com\nbad,12,\n";
+    let reply = front
+        .send(
+            "POST",
+            "/auth/wecom/admin/users/import",
+            &[("authorization", &auth), ("content-type", "text/csv")],
+            csv.as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let result = reply.json();
+    assert_eq!(
+        (result["imported"].as_u64(), result["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(result["results"][1]["line"], 3);
+    let wrong = front
+        .send(
+            "GET",
+            "/auth/wecom/admin/users",
+            &[("authorization", "Bearer nope")],
+            b"",
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    // The provisioned user is found by mobile at lisi's first in-client login.
+    let done = Browser::new(WECOM_ANDROID)
+        .log_in(&front, &sim, "/auth/wecom/login", "lisi")
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let users = front
+        .send(
+            "GET",
+            "/auth/wecom/admin/users",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+        .json();
+    assert_eq!(users["users"][0]["name"], "李四", "refreshed from WeCom");
+    assert_eq!(users["users"][0]["bindings"][0]["wecom_userid"], "lisi");
+    // More than 1 MiB is refused.
+    let huge = vec![b'a'; (1 << 20) + 1];
+    let too_big = front
+        .send(
+            "POST",
+            "/auth/wecom/admin/users/import",
+            &[("authorization", &auth), ("content-type", "text/csv")],
+            &huge,
+        )
+        .await;
+    assert_eq!(too_big.status, 413);
+}
+
+#[tokio::test]
+async fn a_configuration_problem_names_the_variable_on_every_route() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("origin", "https://apps.example.com/"),
+            ("auto_login", "maybe"),
+        ],
+    );
+    for target in ["/", "/auth/wecom/login", "/auth/wecom/verify"] {
+        let reply = front
+            .send("GET", target, &[("accept", "application/json")], b"")
+            .await;
+        assert_eq!(reply.status, 500, "{target}");
+        let problems = reply.json()["error"]["problems"].clone();
+        let variables: Vec<&str> = problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["variable"].as_str().unwrap())
+            .collect();
+        assert_eq!(variables, ["auto_login", "origin"], "{target}");
+    }
+    assert!(front.log().contains("origin"));
+}
