@@ -1,0 +1,141 @@
+//! Throughput and latency of the HTTP front through the reference gateway, as a
+//! deployment sees it: the demo (component in the gateway, pooling allocator,
+//! a fresh instance per request, in-memory store, WeCom simulator) on loopback,
+//! loaded by `wrk` (Debian's package) from a second process.
+//!
+//! Run: `cargo bench -p host-test --bench gateway_load` (needs `wrk` on PATH).
+//! Prints a Markdown table to paste into docs/PERFORMANCE.md.
+
+use std::process::Command;
+
+use bytes::Bytes;
+use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+use host_test::simulator::SimulatorHandle;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+const DURATION: &str = "10s";
+const CONNECTIONS: &str = "32";
+
+/// One GET: status, `Location`, `Set-Cookie`s.
+async fn get(
+    url: &str,
+    user_agent: &str,
+    cookie: Option<&str>,
+) -> anyhow::Result<(u16, Option<String>, Vec<String>)> {
+    let uri: hyper::Uri = url.parse()?;
+    let authority = uri.authority().expect("absolute URL").clone();
+    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header("host", authority.as_str())
+        .header("user-agent", user_agent);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = sender
+        .send_request(request.body(Empty::<Bytes>::new())?)
+        .await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let cookies = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+        .collect();
+    response.into_body().collect().await?;
+    Ok((status, location, cookies))
+}
+
+/// An in-client login of 张三 through the front: returns `name=value` of the session cookie.
+async fn session_cookie(app: &str, sim: &SimulatorHandle) -> anyhow::Result<String> {
+    let (_, wecom, cookies) = get(
+        &format!("{app}/auth/wecom/login?authenticator=wecom"),
+        WECOM_USER_AGENT,
+        None,
+    )
+    .await?;
+    let callback = sim
+        .login(&wecom.expect("a redirect to WeCom"), "zhangsan")
+        .await?;
+    let (status, _, cookies) = get(&callback, WECOM_USER_AGENT, Some(&cookies.join("; "))).await?;
+    anyhow::ensure!(status == 302, "callback answered {status}");
+    cookies
+        .into_iter()
+        .find(|c| c.starts_with("wecom_auth_session="))
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))
+}
+
+/// Runs wrk and returns (requests/s, p50, p99, non-2xx/3xx count) from its report.
+fn wrk(url: &str, headers: &[String]) -> anyhow::Result<(String, String, String, String)> {
+    let mut command = Command::new("wrk");
+    command.args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command.arg(url).output()?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        report
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
+            .unwrap_or_else(|| "?".into())
+    };
+    Ok((
+        field("Requests/sec:"),
+        field("50%"),
+        field("99%"),
+        field("Non-2xx or 3xx responses:").replace('?', "0"),
+    ))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        println!("wrk is not installed (apt-get install wrk): nothing measured");
+        return Ok(());
+    }
+    let demo = Demo::start(DemoOptions::for_tests()).await?;
+    let app = demo.url();
+    let session = session_cookie(&app, &demo.simulator).await?;
+    println!(
+        "| route ({DURATION}, {CONNECTIONS} connections, wrk -t2) | requests/s | p50 | p99 | non-2xx/3xx |"
+    );
+    println!("|---|---|---|---|---|");
+    let cases = [
+        (
+            "GET /auth/wecom/verify with a session (200 + identity headers)",
+            format!("{app}/auth/wecom/verify"),
+            vec![format!("Cookie: {session}")],
+        ),
+        (
+            "GET /auth/wecom/verify without a session (401)",
+            format!("{app}/auth/wecom/verify"),
+            vec![],
+        ),
+        (
+            "GET /auth/wecom/login, desktop browser (302 to QR login + pre-auth cookie)",
+            format!("{app}/auth/wecom/login?authenticator=wecom"),
+            vec!["User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0".to_owned()],
+        ),
+    ];
+    for (label, url, headers) in cases {
+        // wrk blocks: keep it off the runtime that serves the gateway.
+        let (rps, p50, p99, errors) =
+            tokio::task::spawn_blocking(move || wrk(&url, &headers)).await??;
+        println!("| {label} | {rps} | {p50} | {p99} | {errors} |");
+    }
+    println!(
+        "\nrequests served by the gateway: {}",
+        demo.gateway.requests_served()
+    );
+    Ok(())
+}
