@@ -481,6 +481,7 @@ fn check_cookie_domain(
     Some(domain)
 }
 
+/// A duration within `(min, max)`, in the unit its field name ends with.
 fn check_lifetime(
     problems: &mut Problems<'_>,
     field: &str,
@@ -490,7 +491,12 @@ fn check_lifetime(
 ) -> u32 {
     let value = value.unwrap_or(default);
     if !(min..=max).contains(&value) {
-        problems.add(field, format!("must be between {min} and {max} seconds"));
+        let unit = if field.ends_with("-ms") {
+            "milliseconds"
+        } else {
+            "seconds"
+        };
+        problems.add(field, format!("must be between {min} and {max} {unit}"));
     }
     value
 }
@@ -665,6 +671,42 @@ pub(crate) mod tests {
             assert!(text.contains("[redacted]"));
         }
         assert_eq!(Secret::new("x").to_string(), "[redacted]");
+    }
+
+    #[test]
+    fn durations_name_their_unit() {
+        let s = Settings {
+            api_timeout_ms: Some(5),
+            session_lifetime_seconds: Some(5),
+            ..sample("a")
+        };
+        let errors = s.check().unwrap_err();
+        assert_eq!(
+            fields(&errors),
+            ["session-lifetime-seconds", "api-timeout-ms"]
+        );
+        assert!(errors[0].message.ends_with("seconds"));
+        assert!(errors[1].message.ends_with("milliseconds"));
+    }
+
+    #[test]
+    fn a_session_cookie_domain_must_cover_the_origin() {
+        let ok = Settings {
+            session_cookie_domain: Some(".Example.com".into()),
+            ..sample("a")
+        };
+        assert_eq!(
+            ok.check().unwrap().session_cookie_domain.as_deref(),
+            Some("example.com")
+        );
+        let foreign = Settings {
+            session_cookie_domain: Some("evil.com".into()),
+            ..sample("a")
+        };
+        assert_eq!(
+            fields(&foreign.check().unwrap_err()),
+            ["session-cookie-domain"]
+        );
     }
 
     #[test]
