@@ -1,0 +1,267 @@
+// Drives the wecom-auth demo in a real headless Chromium (Debian's
+// /usr/bin/chromium, or $CHROMIUM) through playwright-core. Run by
+// host-test/tests/browser.rs, which starts the demo first:
+//
+//   node drive.mjs <app-url> <simulator-url> <artifacts-dir>
+//
+// Each scenario runs in its own fresh browser context and leaves a screenshot
+// of its final page in <artifacts-dir> (<name>.png; <name>-failure.png when it
+// failed). Exits 0 when every scenario passed.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const [app, simulator, artifacts] = process.argv.slice(2).map((a) => a?.replace(/\/+$/, ''));
+if (!app || !simulator || !artifacts) {
+  console.error('usage: node drive.mjs <app-url> <simulator-url> <artifacts-dir>');
+  process.exit(2);
+}
+mkdirSync(artifacts, { recursive: true });
+
+const PREFIX = '/auth/wecom';
+const SESSION_COOKIE = 'wecom_auth_session';
+const PRE_AUTH_COOKIE = 'wecom_auth_login';
+const DESKTOP_UA =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+// The WeCom client on Android, English UI.
+const WECOM_UA =
+  'Mozilla/5.0 (Linux; Android 14; PGU110 Build/UKQ1.230924.001; wv) AppleWebKit/537.36 ' +
+  '(KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 Mobile Safari/537.36 ' +
+  'wxwork/4.1.20 MicroMessenger/7.0.1 NetType/WIFI Language/en';
+
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+// Playwright runs Chromium headless with a fresh temporary profile of its own.
+const args = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// ---- helpers ----
+
+const path = (url) => new URL(url).pathname;
+const origin = (url) => new URL(url).origin;
+
+/** Every main-frame document response of a page, redirects included, in order. */
+function trackNavigations(page) {
+  const trail = [];
+  page.on('response', (response) => {
+    const request = response.request();
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
+      trail.push({ url: response.url(), status: response.status() });
+    }
+  });
+  return trail;
+}
+
+/** The trail from `from` on, as "STATUS path" lines, for assertions and logs. */
+function steps(trail, from = 0) {
+  return trail.slice(from).map((s) => `${s.status} ${origin(s.url) === app ? '' : origin(s.url)}${path(s.url)}`);
+}
+
+/** The app's cookie of that name, whatever its path (cookies ignore ports). */
+async function cookie(context, name) {
+  const host = new URL(app).hostname;
+  const found = (await context.cookies()).filter((c) => c.name === name && c.domain === host);
+  assert.ok(found.length <= 1, `one ${name} cookie, not ${found.length}`);
+  return found[0];
+}
+
+function assertSessionCookie(c) {
+  assert.ok(c, `the ${SESSION_COOKIE} cookie is set`);
+  assert.equal(c.httpOnly, true, 'session cookie HttpOnly');
+  assert.equal(c.sameSite, 'Lax', 'session cookie SameSite=Lax');
+  assert.equal(c.path, '/', 'session cookie Path=/');
+  assert.equal(c.secure, false, 'session cookie not Secure on an http origin');
+  assert.ok(c.value.length > 20, 'session token present');
+  assert.ok(c.expires > Date.now() / 1000, 'session cookie persistent (Max-Age)');
+}
+
+function assertPreAuthCookie(c) {
+  assert.ok(c, `the ${PRE_AUTH_COOKIE} cookie is set before leaving for WeCom`);
+  assert.equal(c.httpOnly, true, 'pre-auth cookie HttpOnly');
+  assert.equal(c.sameSite, 'Lax', 'pre-auth cookie SameSite=Lax');
+  assert.equal(c.path, PREFIX, `pre-auth cookie Path=${PREFIX}`);
+}
+
+/** `/auth/wecom/me` fetched by the browser itself, in a second tab of the context. */
+async function me(context) {
+  const tab = await context.newPage();
+  try {
+    const response = await tab.goto(`${app}${PREFIX}/me`);
+    return { status: response.status(), body: await response.json() };
+  } finally {
+    await tab.close();
+  }
+}
+
+/** Clicks a link or button and waits for the navigation to settle at `target`. */
+async function clickAndLand(page, locator, target) {
+  await Promise.all([page.waitForURL(target, { waitUntil: 'load' }), locator.click()]);
+}
+
+const atApp = (p) => (url) => url.origin === app && url.pathname === p;
+const atSimulator = (p) => (url) => url.origin === simulator && url.pathname === p;
+const QR_PAGE = '/wwlogin/sso/login';
+const OAUTH_PAGE = '/connect/oauth2/authorize';
+
+// Desktop: `/` goes to the login route, which (one authenticator) goes
+// straight on to the QR page with the pre-auth cookie; pick 张三 there.
+async function qrLoginAsZhangsan(page, trail) {
+  const landing = await page.goto(`${app}/`);
+  assert.equal(landing.status(), 200);
+  assert.ok(atSimulator(QR_PAGE)(new URL(page.url())), `on the QR page, not ${page.url()}`);
+  assert.deepEqual(steps(trail).map((s) => s.replace(/\?.*/, '')), [
+    '302 /',
+    `302 ${PREFIX}/login`,
+    `200 ${simulator}${QR_PAGE}`,
+  ]);
+  assert.match(await page.title(), /扫码登录/);
+  assertPreAuthCookie(await cookie(page.context(), PRE_AUTH_COOKIE));
+  const mark = trail.length;
+  await clickAndLand(page, page.getByRole('link', { name: '张三 (zhangsan)' }), atApp('/'));
+  assert.deepEqual(steps(trail, mark), [
+    `302 ${simulator}${QR_PAGE}`,
+    `302 ${PREFIX}/callback`,
+    '200 /',
+  ]);
+}
+
+// ---- scenarios ----
+
+const scenarios = [];
+const scenario = (name, screenshot, device, run) => scenarios.push({ name, screenshot, device, run });
+const DESKTOP = { userAgent: DESKTOP_UA, viewport: { width: 800, height: 600 } };
+const PHONE = { userAgent: WECOM_UA, viewport: { width: 390, height: 700 }, isMobile: true, hasTouch: true };
+
+scenario('desktop QR login of a bound member (张三 → alice)', 'qr-login', DESKTOP, async ({ page, context, trail }) => {
+  await qrLoginAsZhangsan(page, trail);
+  assert.equal(page.url(), `${app}/`);
+  const text = await page.locator('main').innerText();
+  // The name is WeCom's (张三): a login refreshes the provisioned profile.
+  assert.match(text, /Signed in as\s+张三\s+\(zhangsan\)/);
+  await assert.doesNotReject(page.getByRole('button', { name: 'Log out' }).waitFor());
+  assertSessionCookie(await cookie(context, SESSION_COOKIE));
+  assert.equal(await cookie(context, PRE_AUTH_COOKIE), undefined, 'pre-auth cookie cleared by the callback');
+  const session = await me(context);
+  assert.equal(session.status, 200);
+  assert.equal(session.body.user.id, 'alice');
+  assert.equal(session.body.user.name, '张三');
+  assert.equal(session.body.wecom_userid, 'zhangsan');
+  assert.equal(session.body.authenticator, 'wecom');
+});
+
+scenario('first in-client login via auto-login (李四 → bob by mobile)', 'in-client-auto-login', PHONE, async ({ page, context, trail }) => {
+  const before = await me(context);
+  assert.equal(before.status, 401, 'no session yet');
+  const landing = await page.goto(`${app}/`);
+  assert.equal(landing.status(), 200);
+  // Straight to the in-client OAuth page: no login page, no login route.
+  assert.deepEqual(steps(trail).map((s) => s.replace(/\?.*/, '')), ['302 /', `200 ${simulator}${OAUTH_PAGE}`]);
+  const oauth = new URL(page.url());
+  assert.equal(oauth.searchParams.get('scope'), 'snsapi_privateinfo');
+  assert.equal(oauth.searchParams.get('redirect_uri'), `${app}${PREFIX}/callback`);
+  assert.match(await page.title(), /网页授权/);
+  assertPreAuthCookie(await cookie(context, PRE_AUTH_COOKIE));
+  const mark = trail.length;
+  await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atApp('/'));
+  assert.deepEqual(steps(trail, mark), [`302 ${simulator}${OAUTH_PAGE}`, `302 ${PREFIX}/callback`, '200 /']);
+  assert.equal(page.url(), `${app}/`);
+  assert.match(await page.locator('main').innerText(), /Signed in as\s+李四\s+\(lisi\)/);
+  assertSessionCookie(await cookie(context, SESSION_COOKIE));
+  assert.equal(await cookie(context, PRE_AUTH_COOKIE), undefined, 'pre-auth cookie cleared by the callback');
+  const session = await me(context);
+  assert.equal(session.status, 200);
+  assert.equal(session.body.user.id, 'bob', 'bound to the provisioned user by mobile');
+  assert.equal(session.body.wecom_userid, 'lisi');
+  assert.equal(session.body.user.name, '李四');
+  assert.equal(session.body.user.mobile, '13900000001', 'the provisioned mobile, normalized');
+});
+
+scenario('a non-member is refused (外部访客)', 'non-member', DESKTOP, async ({ page, context, trail }) => {
+  await page.goto(`${app}/`);
+  assert.ok(atSimulator(QR_PAGE)(new URL(page.url())), `on the QR page, not ${page.url()}`);
+  const mark = trail.length;
+  await clickAndLand(page, page.getByRole('link', { name: '外部访客 (outsider)' }), atApp(`${PREFIX}/callback`));
+  assert.deepEqual(steps(trail, mark), [`302 ${simulator}${QR_PAGE}`, `403 ${PREFIX}/callback`]);
+  assert.match(await page.title(), /Cannot log in/);
+  const text = await page.locator('main').innerText();
+  assert.match(text, /You are not a member of this company in WeCom, so you cannot log in here\./);
+  assert.match(text, /HTTP 403/);
+  assert.equal(await cookie(context, SESSION_COOKIE), undefined, 'no session cookie');
+  assert.equal((await me(context)).status, 401);
+});
+
+scenario('logout', 'logout', DESKTOP, async ({ page, context, trail }) => {
+  await qrLoginAsZhangsan(page, trail);
+  const token = (await cookie(context, SESSION_COOKIE))?.value;
+  assert.ok(token, 'signed in first');
+  const mark = trail.length;
+  // The signed-in page's form: POST /auth/wecom/logout, 303 to the login page.
+  await clickAndLand(page, page.getByRole('button', { name: 'Log out' }), atApp(`${PREFIX}/`));
+  assert.deepEqual(steps(trail, mark), [`303 ${PREFIX}/logout`, `200 ${PREFIX}/`]);
+  assert.equal(await cookie(context, SESSION_COOKIE), undefined, 'session cookie cleared');
+  const after = await me(context);
+  assert.equal(after.status, 401);
+  assert.equal(after.body.error.category, 'session-invalid');
+  // The login page, whose button starts a login again.
+  assert.equal(page.url(), `${app}${PREFIX}/`);
+  assert.equal(await page.title(), 'Log in');
+  assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
+  // One authenticator, labelled with the demo's display_name.
+  const again = page.getByRole('link', { name: '示例科技 · WeCom' });
+  assert.equal(await again.getAttribute('href'), `${PREFIX}/login?authenticator=wecom`);
+  // Back at `/`, no session: off to log in again.
+  const tab = await context.newPage();
+  await tab.goto(`${app}/`);
+  assert.ok(atSimulator(QR_PAGE)(new URL(tab.url())), `/ sends to the QR page again, not ${tab.url()}`);
+  await tab.close();
+  // Sessions are stateless tokens: logout clears the cookie only. Report
+  // whether the old token still verifies (not asserted: a design choice).
+  const replay = await fetch(`${app}${PREFIX}/me`, { headers: { cookie: `${SESSION_COOKIE}=${token}` } });
+  console.log(`  note: the signed-out token replayed on ${PREFIX}/me answers ${replay.status}`);
+});
+
+// ---- run ----
+
+const started = Date.now();
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args,
+});
+let failed = 0;
+try {
+  console.log(`Chromium ${browser.version()} (${executablePath}); app ${app}; simulator ${simulator}`);
+  for (const { name, screenshot, device, run } of scenarios) {
+    const t0 = Date.now();
+    const context = await browser.newContext({ ...device, locale: 'en-US' });
+    context.setDefaultTimeout(15_000);
+    const page = await context.newPage();
+    const trail = trackNavigations(page);
+    try {
+      await run({ page, context, trail });
+      await page.screenshot({ path: join(artifacts, `${screenshot}.png`), fullPage: true });
+      console.log(`ok   ${name} (${Date.now() - t0} ms) → ${screenshot}.png`);
+    } catch (error) {
+      failed += 1;
+      console.log(`FAIL ${name}: ${error.stack ?? error}`);
+      console.log(`  at ${page.url()}\n  navigations:\n    ${steps(trail).join('\n    ')}`);
+      await page
+        .screenshot({ path: join(artifacts, `${screenshot}-failure.png`), fullPage: true })
+        .catch(() => {});
+    } finally {
+      await context.close();
+    }
+  }
+} finally {
+  await browser.close();
+}
+console.log(`browser: ${scenarios.length - failed} passed, ${failed} failed (${Date.now() - started} ms); screenshots in ${artifacts}`);
+process.exit(failed === 0 ? 0 : 1);
