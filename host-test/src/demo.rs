@@ -6,6 +6,9 @@
 //! |---|---|
 //! | 张三 `zhangsan` | bound to the provisioned user `alice`: QR login works at once |
 //! | 李四 `lisi` | provisioned as `bob` (mobile `+86 139 0000 0001`), not bound: QR login asks for a first login in WeCom; in-client login binds |
+//!
+//! A login refreshes the user's profile from WeCom: `alice` shows as 张三 once
+//! 张三 has logged in. Mobiles are stored normalised (`13900000001`).
 //! | 王五 `wangwu` | declines to share the mobile number: in-client login signs up a new user |
 //! | 赵六 `zhaoliu` | outside the app's visible range: refused |
 //! | 外部访客 `outsider` | not a member of the company: refused |

@@ -58,6 +58,9 @@ pub struct User {
     pub created_by_signup: bool,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Sessions issued at or before this (Unix seconds) are over: set by logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_ended_at: Option<u64>,
 }
 
 impl User {
@@ -253,6 +256,7 @@ fn create(
                 created_by_signup: true,
                 created_at: now,
                 updated_at: now,
+                sessions_ended_at: None,
             }),
         })
     })?;
@@ -397,6 +401,7 @@ pub fn upsert(
             created_by_signup: false,
             created_at: now,
             updated_at: now,
+            sessions_ended_at: None,
         });
         next.name = name.to_owned();
         next.mobile = mobile.clone();
@@ -447,6 +452,23 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
         })
     })?;
     Ok(true)
+}
+
+/// Ends every session of user `id` issued up to `now` (logout: stateless
+/// tokens cannot be recalled one by one, so the user's record says when they
+/// stopped counting). False when there is no such user.
+pub fn end_sessions(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
+    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
+        Ok(match current {
+            Some(user) if user.sessions_ended_at < Some(now) => {
+                let mut next = user.clone();
+                next.sessions_ended_at = Some(now);
+                Update::Write(next)
+            }
+            _ => Update::Keep,
+        })
+    })?;
+    Ok(user.is_some())
 }
 
 /// Users in id order, `limit` at a time, after `cursor` (an id).

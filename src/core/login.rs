@@ -332,6 +332,12 @@ pub fn verify_session(
             })
         })
         .ok_or(AuthError::UserGone)?;
+    if user
+        .sessions_ended_at
+        .is_some_and(|ended| verified.claims.issued_at <= ended)
+    {
+        return Err(AuthError::SessionRejected("ended by logout"));
+    }
     Ok(Session { verified, user })
 }
 
@@ -632,6 +638,32 @@ mod tests {
                 ["auth/getuserinfo"],
                 "warm token: one WeCom call"
             );
+        }
+
+        #[test]
+        fn logout_ends_the_users_sessions_and_a_later_login_works() {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let first = complete_callback(
+                &a,
+                &started(&a, LoginFlow::InClient, 40),
+                NOW,
+                &in_client_script(),
+                &kv,
+            )
+            .unwrap();
+            let token = first.session_cookie.value;
+            assert!(verify_session(&a, &token, NOW + 5, &kv).is_ok());
+            assert!(directory::end_sessions(&kv, &first.user.id, NOW + 5).unwrap());
+            assert_eq!(
+                verify_session(&a, &token, NOW + 6, &kv).unwrap_err(),
+                AuthError::SessionRejected("ended by logout")
+            );
+            let later = session::issue(&a, &first.user.id, "zhangsan", NOW + 6);
+            assert!(verify_session(&a, &later, NOW + 7, &kv).is_ok());
+            assert!(!directory::end_sessions(&kv, "nobody", NOW).unwrap());
         }
 
         #[test]

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::core::browser::{self, Language};
 use crate::core::cookie::PRE_AUTH_COOKIE;
-use crate::core::directory::User;
+use crate::core::directory::{self, User};
 use crate::core::error::{AuthError, Category, errcode};
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest, LoginFlow, Session};
 use crate::core::ports::{KeyValue, Transport};
@@ -502,7 +502,7 @@ fn is_repeat(e: &AuthError) -> bool {
     }
 }
 
-fn logout<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let post = ctx.request.method == "POST";
     let form = match (post, ctx.request.header("content-type")) {
         (true, Some(kind)) if kind.starts_with("application/x-www-form-urlencoded") => {
@@ -525,6 +525,11 @@ fn logout<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
         Response::redirect(if post { 303 } else { 302 }, &target)
     };
+    // The token is stateless: the user's record notes that its sessions
+    // ended, so a copied cookie stops working too. The cookie goes either way.
+    if let Ok(session) = current_session(ctx) {
+        let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
+    }
     let mut cleared: Vec<String> = Vec::new();
     for entry in &ctx.config.entries {
         let cookie = login::cleared_session_cookie(&entry.authenticator).set_cookie;

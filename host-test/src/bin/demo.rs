@@ -44,8 +44,9 @@ App (the component in the reference gateway): {url}/
 Simulated WeCom (企业微信):                    {sim}
 
 Open {url}/ in a browser and try:
-  1. Desktop QR login: you land on the login page; "Log in with WeCom" opens the
-     simulated QR page. Pick 张三 (zhangsan): bound to user "alice", you are in.
+  1. Desktop QR login: you are sent to the simulated QR page (one
+     authenticator, so no chooser). Pick 张三 (zhangsan): bound to user
+     "alice", you are in; the name shown is WeCom's (refreshed at each login).
   2. Pick 李四 (lisi) instead: not bound yet, so QR login asks you to open the
      app once inside WeCom.
   3. Inside WeCom: set your browser's User-Agent to a WeCom one (DevTools →

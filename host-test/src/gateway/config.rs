@@ -43,7 +43,11 @@ pub const ENV_PREFIX: &str = "WECOM_AUTH_";
 /// (`WECOM_AUTH_GATEWAY_LISTEN`, ...), never component variables.
 pub const GATEWAY_ENV_PREFIX: &str = "WECOM_AUTH_GATEWAY_";
 /// Names under [`ENV_PREFIX`] that are not variables either.
-const RESERVED_ENV: &[&str] = &["WECOM_AUTH_REQUIRE_REDIS", "WECOM_AUTH_COMPONENT"];
+const RESERVED_ENV: &[&str] = &[
+    "WECOM_AUTH_REQUIRE_REDIS",
+    "WECOM_AUTH_REQUIRE_BROWSER",
+    "WECOM_AUTH_COMPONENT",
+];
 
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
