@@ -6,7 +6,7 @@ use super::cookie::{Cookie, PRE_AUTH_COOKIE};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
 pub use super::error::{AuthError, WecomError};
 use super::mobile;
-use super::ports::{KeyValue, Transport, get_json, set_json};
+use super::ports::{KeyValue, Transport, all_keys, get_json, set_json};
 use super::return_path;
 use super::session;
 use super::settings::Authenticator;
@@ -158,7 +158,7 @@ pub struct LoginSuccess {
 
 /// The key marking a login attempt (its state's nonce) as used.
 pub fn used_state_key(verified: &VerifiedState) -> String {
-    format!("used-state/{}", hex::encode(verified.nonce))
+    format!("{USED_STATE_PREFIX}{}", hex::encode(verified.nonce))
 }
 
 /// What the key of a used state holds: its expiry and, once the login
@@ -265,6 +265,11 @@ pub fn complete_callback(
             }),
         },
     );
+    // The store has no expiry: about one login in 64 (by its random nonce)
+    // removes the markers of states that can no longer come back.
+    if verified.nonce[0] < 4 {
+        let _ = sweep_used_states(kv, now);
+    }
     let token = session::issue(authenticator, &user.id, &identity.userid, now);
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
@@ -275,6 +280,26 @@ pub fn complete_callback(
         member,
         outcome,
     })
+}
+
+const USED_STATE_PREFIX: &str = "used-state/";
+
+/// Deletes the used-state markers whose states have expired; returns how many.
+pub fn sweep_used_states(kv: &impl KeyValue, now: u64) -> Result<usize, AuthError> {
+    let mut swept = 0;
+    for key in all_keys(kv)?
+        .into_iter()
+        .filter(|key| key.starts_with(USED_STATE_PREFIX))
+    {
+        // An unreadable marker is as spent as an expired one.
+        let expired = get_json::<UsedState>(kv, &key)
+            .map_or(true, |marker| marker.is_none_or(|m| m.expires_at <= now));
+        if expired {
+            kv.delete(&key)?;
+            swept += 1;
+        }
+    }
+    Ok(swept)
 }
 
 /// A second callback of a finished login: no WeCom call (the code is spent),
@@ -638,6 +663,45 @@ mod tests {
                 ["auth/getuserinfo"],
                 "warm token: one WeCom call"
             );
+        }
+
+        #[test]
+        fn expired_used_state_markers_are_swept_by_an_occasional_login() {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            kv.set("used-state/old", br#"{"expires_at":1}"#).unwrap();
+            kv.set("used-state/garbage", b"?").unwrap();
+            kv.set(
+                "used-state/live",
+                format!(r#"{{"expires_at":{}}}"#, NOW + 60).as_bytes(),
+            )
+            .unwrap();
+            // Seed 9: a nonce that does not sweep; seed 0 does (nonce[0] < 4).
+            complete_callback(
+                &a,
+                &started(&a, LoginFlow::InClient, 9),
+                NOW,
+                &in_client_script(),
+                &kv,
+            )
+            .unwrap();
+            assert!(kv.get("used-state/old").unwrap().is_some());
+            let warm = in_client_script();
+            warm.answers.borrow_mut().pop_front();
+            complete_callback(&a, &started(&a, LoginFlow::InClient, 0), NOW, &warm, &kv).unwrap();
+            let markers: Vec<String> = kv
+                .keys()
+                .into_iter()
+                .filter(|k| k.starts_with("used-state/"))
+                .collect();
+            assert_eq!(
+                markers.len(),
+                3,
+                "{markers:?}: two logins' markers and the live one"
+            );
+            assert!(markers.contains(&"used-state/live".to_owned()));
         }
 
         #[test]
