@@ -478,34 +478,11 @@ fn relabelling_follows_semver_tracks_only() {
 // spin.toml
 // ---------------------------------------------------------------------------
 
-/// The `wasi:config` keys the component reads in Spin, single-authenticator
-/// (plain) names. Each may also be given per authenticator as `<name>_<key>`
-/// for the per-authenticator ones.
-const GLOBAL_KEYS: &[&str] = &[
-    "authenticators",
-    "admin_token",
-    "protected_paths",
-    "route_prefix",
-    "session_cookie_name",
-    "session_cookie_domain",
-];
-const AUTHENTICATOR_KEYS: &[&str] = &[
-    "corp_id",
-    "agent_id",
-    "secret",
-    "origin",
-    "redirect_path",
-    "auto_login",
-    "auto_signup",
-    "api_base",
-    "oauth_base",
-    "sso_base",
-    "signing_keys",
-    "session_lifetime_seconds",
-    "state_lifetime_seconds",
-    "api_timeout_ms",
-    "display_name",
-];
+/// The `wasi:config` keys the component reads in Spin (plain names; the
+/// per-authenticator ones may also be given as `<name>_<key>`), taken from the
+/// front itself, so a variable it starts reading must be declared here too.
+const GLOBAL_KEYS: &[&str] = &wecom_auth::front::GLOBAL_VARIABLES;
+const AUTHENTICATOR_KEYS: &[&str] = &wecom_auth::front::AUTHENTICATOR_VARIABLES;
 const SECRET_KEYS: &[&str] = &["secret", "signing_keys", "admin_token"];
 const REQUIRED_KEYS: &[&str] = &["corp_id", "agent_id", "secret", "origin", "signing_keys"];
 const WECOM_API: &str = "https://qyapi.weixin.qq.com";

@@ -79,8 +79,20 @@ pub struct ConfigProblem {
     pub problem: String,
 }
 
-/// The per-authenticator variables, in the order problems are reported.
-const FIELDS: [&str; 15] = [
+/// The global variables the front reads (Spin variables; `spin.toml` must
+/// declare each, which `host-test/tests/spin_world.rs` checks).
+pub const GLOBAL_VARIABLES: [&str; 6] = [
+    "authenticators",
+    "admin_token",
+    "protected_paths",
+    "route_prefix",
+    "session_cookie_name",
+    "session_cookie_domain",
+];
+
+/// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
+/// in the order problems are reported.
+pub const FIELDS: [&str; 15] = [
     "corp_id",
     "agent_id",
     "secret",

@@ -24,6 +24,8 @@ mod html;
 mod http;
 mod routes;
 
+pub use config::{FIELDS as AUTHENTICATOR_VARIABLES, GLOBAL_VARIABLES};
+
 #[cfg(test)]
 mod tests;
 
