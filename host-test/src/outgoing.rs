@@ -85,17 +85,7 @@ pub struct RecordingHooks {
     pub routes: Routes,
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
->;
+pub type ResponseFuture = Box<dyn Future<Output = Answer> + Send>;
 
 impl WasiHttpHooks for RecordingHooks {
     fn send_request(
@@ -107,7 +97,7 @@ impl WasiHttpHooks for RecordingHooks {
         let log = self.log.clone();
         let routes = self.routes.clone();
         Box::new(async move {
-            let (mut parts, body) = request.into_parts();
+            let (parts, body) = request.into_parts();
             // Always drain the body: a guest that is still writing it would
             // otherwise see its connection reset.
             let body = body.collect().await?.to_bytes();
@@ -126,30 +116,50 @@ impl WasiHttpHooks for RecordingHooks {
                     .collect(),
                 body: body.to_vec(),
             });
-            let target = match routes.target(&parts.uri).cloned() {
-                Some(Route::Forward(authority)) => authority,
-                Some(Route::InProcess(simulator)) => {
-                    return answer_in_process(&simulator, http::Request::from_parts(parts, body))
-                        .await;
-                }
-                None => return Err(Error::HttpRequestDenied),
-            };
-            let mut uri = parts.uri.into_parts();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(target);
-            parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
-            let forwarded = http::Request::from_parts(parts, self::body(body));
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(forwarded, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            send_routed(
+                &routes,
+                http::Request::from_parts(parts, body),
+                options,
+                false,
+            )
+            .await
         })
     }
 }
 
-type Answer = Result<
+/// Sends `request` where `routes` say: forwarded over plain HTTP to a loopback
+/// authority, or answered by the simulator in-process. An unrouted host is
+/// refused, or (`pass_unrouted`, a gateway) sent as is.
+pub async fn send_routed(
+    routes: &Routes,
+    request: http::Request<Bytes>,
+    options: Option<RequestOptions>,
+    pass_unrouted: bool,
+) -> Answer {
+    let (mut parts, body) = request.into_parts();
+    match routes.target(&parts.uri).cloned() {
+        Some(Route::Forward(authority)) => {
+            let mut uri = parts.uri.into_parts();
+            uri.scheme = Some(Scheme::HTTP);
+            uri.authority = Some(authority);
+            parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
+        }
+        Some(Route::InProcess(simulator)) => {
+            return answer_in_process(&simulator, http::Request::from_parts(parts, body)).await;
+        }
+        None if pass_unrouted => {}
+        None => return Err(Error::HttpRequestDenied),
+    }
+    let request = http::Request::from_parts(parts, self::body(body));
+    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+    Ok((
+        response.map(BodyExt::boxed_unsync),
+        Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ))
+}
+
+/// What `WasiHttpHooks::send_request` answers.
+pub type Answer = Result<
     (
         http::Response<WasiBody>,
         Box<dyn Future<Output = Result<(), Error>> + Send>,

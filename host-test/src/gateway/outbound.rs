@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use http::uri::{Scheme, Uri};
+use http::uri::Uri;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::outgoing::{Route, Routes};
+use crate::outgoing::{ResponseFuture, Routes, send_routed};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum HostPattern {
@@ -199,18 +199,6 @@ impl GatewayHooks {
     }
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
->;
-
 impl WasiHttpHooks for GatewayHooks {
     fn send_request(
         &mut self,
@@ -228,34 +216,23 @@ impl WasiHttpHooks for GatewayHooks {
                 );
                 return Err(Error::HttpRequestDenied);
             }
-            let (mut parts, body) = request.into_parts();
-            match routes.target(&parts.uri).cloned() {
-                Some(Route::Forward(target)) => {
-                    let mut uri = parts.uri.into_parts();
-                    uri.scheme = Some(Scheme::HTTP);
-                    uri.authority = Some(target);
-                    parts.uri = Uri::from_parts(uri).map_err(|_| Error::HttpRequestUriInvalid)?;
-                }
-                Some(Route::InProcess(simulator)) => {
-                    let body = body.collect().await?.to_bytes();
-                    let request = http::Request::from_parts(parts, body);
-                    return crate::outgoing::answer_in_process(&simulator, request).await;
-                }
-                None => {}
-            }
             let mut options = options.unwrap_or_default();
             options.connect_timeout.get_or_insert(CONNECT_TIMEOUT);
             options.first_byte_timeout.get_or_insert(FIRST_BYTE_TIMEOUT);
             options
                 .between_bytes_timeout
                 .get_or_insert(BETWEEN_BYTES_TIMEOUT);
-            let request = http::Request::from_parts(parts, body);
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
+            // Draining the body first also keeps a guest that is still
+            // writing it from seeing a reset.
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await?.to_bytes();
+            send_routed(
+                &routes,
+                http::Request::from_parts(parts, body),
+                Some(options),
+                true,
+            )
+            .await
         })
     }
 }
