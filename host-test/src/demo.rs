@@ -138,13 +138,9 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
 
 /// The same authenticator as the typed functions take it.
 pub fn settings(origin: &str, simulator: &str) -> Settings {
+    // The example app is the simulator's sample app (same corp, agent, Secret).
     Settings {
-        name: AUTHENTICATOR.into(),
-        corp_id: SAMPLE_CORP_ID.into(),
-        agent_id: SAMPLE_AGENT_ID.to_string(),
-        secret: SAMPLE_SECRET.into(),
         origin: origin.into(),
-        redirect_path: None,
         auto_login: true,
         auto_signup: true,
         api_base: Some(simulator.into()),
@@ -154,12 +150,7 @@ pub fn settings(origin: &str, simulator: &str) -> Settings {
             id: "demo".into(),
             secret: SIGNING_KEY.into(),
         }],
-        session_lifetime_seconds: None,
-        state_lifetime_seconds: None,
-        route_prefix: None,
-        api_timeout_ms: None,
-        session_cookie_name: None,
-        session_cookie_domain: None,
+        ..crate::example::settings(AUTHENTICATOR)
     }
 }
 
