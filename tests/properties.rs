@@ -87,7 +87,7 @@ proptest! {
     fn any_issued_state_fits_wecom_and_verifies_once_bound(random in any::<[u8; state::RANDOM_BYTES]>(), path in "/[a-z0-9/?=&%]{0,40}") {
         let authenticator = authenticator();
         let Some(path) = return_path::sanitize(&path) else { return Ok(()) };
-        let issued = state::issue(&authenticator, &path, wecom_auth::core::login::LoginFlow::InClient, 1_790_000_000, &random);
+        let issued = state::issue(&authenticator, &path, wecom_auth::core::flow::LoginFlow::InClient, 1_790_000_000, &random);
         prop_assert!(issued.state.len() <= state::MAX_STATE);
         prop_assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
         let verified = state::verify(&authenticator, &issued.state, Some(&issued.pre_auth_cookie), 1_790_000_001);

@@ -8,11 +8,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use host_test::bindings::login::{AuthorizeRequest, CallbackRequest, Settings};
-use host_test::host::{ComponentHost, EngineOptions, engine};
-use host_test::outgoing::{Route, Routes};
-use host_test::simulator::{Endpoint, Model, Simulator, SimulatorHandle, callback_params};
+use host_test::host::ComponentHost;
+use host_test::outgoing::SimulatorRoute;
 use host_test::{COMPONENT_PATH, example};
-use wecom_auth::core::{browser, login, settings};
+use wecom_auth::core::{browser, login};
+use wecom_auth_gateway::Routes;
+use wecom_auth_gateway::{EngineOptions, engine};
+use wecom_simulator::{Endpoint, Model, Simulator, SimulatorHandle, callback_params};
 
 const WARMUP: usize = 2_000;
 const SAMPLES: usize = 20_000;
@@ -123,7 +125,7 @@ async fn callbacks() -> wasmtime::Result<()> {
     let mut host = ComponentHost::load(&engine, COMPONENT_PATH)?;
     host.routes = Routes::to([(
         "qyapi.weixin.qq.com".to_owned(),
-        Route::InProcess(sim.clone()),
+        SimulatorRoute::route(&sim),
     )]);
     let settings = Settings {
         auto_signup: true,
@@ -158,21 +160,6 @@ async fn callbacks() -> wasmtime::Result<()> {
         );
     }
     Ok(())
-}
-
-fn core_settings() -> settings::Settings {
-    settings::Settings {
-        name: "corp".into(),
-        corp_id: "ww0123456789abcdef".into(),
-        agent_id: "1000002".into(),
-        secret: settings::Secret::new(example::APP_SECRET),
-        origin: "https://apps.example.com".into(),
-        signing_keys: vec![settings::SigningKey {
-            id: "k1".into(),
-            secret: settings::Secret::new(example::SIGNING_KEY),
-        }],
-        ..settings::Settings::default()
-    }
 }
 
 fn main() -> wasmtime::Result<()> {
@@ -236,14 +223,14 @@ fn main() -> wasmtime::Result<()> {
         black_box(browser::detect(black_box(UA)));
     });
     row("native core: detect", &s);
-    let native_settings = core_settings();
+    let native_settings = wecom_auth::example::settings("corp");
     let native_request = login::AuthorizeRequest {
         user_agent: UA.into(),
         return_to: Some("/reports?q=1".into()),
         ..login::AuthorizeRequest::default()
     };
     let s = measure(|| {
-        let authenticator = login::checked(black_box(&native_settings)).unwrap();
+        let authenticator = black_box(&native_settings).check().unwrap();
         black_box(
             login::authorize(&authenticator, &native_request, 1_790_000_000, &[7; 28]).unwrap(),
         );

@@ -10,10 +10,10 @@ use std::process::Command;
 
 use bytes::Bytes;
 use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
-use host_test::simulator::SimulatorHandle;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use wecom_simulator::SimulatorHandle;
 
 const DURATION: &str = "10s";
 const CONNECTIONS: &str = "32";

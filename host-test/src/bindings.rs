@@ -1,20 +1,17 @@
-//! Host-side bindings of the component's world, generated from `../wit`.
-//! WASI interfaces map to wasmtime-wasi(-http)'s own implementations; the two
-//! Spin drafts (keyvalue, config) are implemented in this crate.
+//! Host-side bindings of the component's typed export `wecom:auth/login`,
+//! generated from `../wit`. Only the export: what the component imports is
+//! linked by the gateway crate's [`wecom_auth_gateway::linker`].
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "wecom:auth/wecom-auth",
-    imports: { default: async | trappable },
+    inline: "
+        package wecom:harness;
+        world harness {
+            export wecom:auth/login@0.1.0;
+        }
+    ",
+    world: "wecom:harness/harness",
     exports: { default: async },
-    with: {
-        "wasi:io": wasmtime_wasi::p2::bindings::io,
-        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-        "wasi:keyvalue/store.bucket": crate::keyvalue::Bucket,
-        "wasi:keyvalue/atomics.cas": crate::keyvalue::Cas,
-    },
 });
 
 pub use exports::wecom::auth::login;

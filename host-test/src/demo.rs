@@ -19,15 +19,17 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::bindings::login::{AuthorizeRequest, CallbackRequest, Settings, SigningKey, UserInput};
-use crate::gateway::{self, Gateway, GatewayConfig, GatewayHandle, StoreSpec, wasmtime_error};
-use crate::host::{ComponentHost, EngineOptions, engine};
-use crate::keyvalue::CasMode;
-use crate::outgoing::Routes;
-use crate::simulator::{
-    Model, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, SAMPLE_SECRET, Simulator, SimulatorHandle,
-    callback_params,
+use host_drafts::keyvalue::testing::free_port;
+use host_drafts::keyvalue::{CasMode, KeyValueBackend};
+use wecom_auth_gateway::config::DEFAULT_CACHE_DIR;
+use wecom_auth_gateway::{
+    EngineOptions, Gateway, GatewayConfig, GatewayHandle, Routes, StoreSpec, engine, open_store,
+    wasmtime_error,
 };
+use wecom_simulator::{Model, Simulator, SimulatorHandle, callback_params};
+
+use crate::bindings::login::{AuthorizeRequest, CallbackRequest, Settings, SigningKey, UserInput};
+use crate::host::ComponentHost;
 
 /// The authenticator's name (a Spin variable prefix, so lowercase).
 pub const AUTHENTICATOR: &str = "wecom";
@@ -55,7 +57,7 @@ impl Default for DemoOptions {
             simulator_port: 8089,
             store: StoreSpec::Sqlite(PathBuf::from(".wecom-auth/demo.db")),
             access_log: true,
-            precompiled_cache_dir: Some(PathBuf::from(gateway::config::DEFAULT_CACHE_DIR)),
+            precompiled_cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
         }
     }
 }
@@ -83,7 +85,7 @@ impl Demo {
         // WeCom checks the callback host against the app's trusted domain, so
         // the gateway's address must be known before the simulator starts.
         let port = match options.port {
-            0 => crate::keyvalue::testing::free_port()?,
+            0 => free_port()?,
             port => port,
         };
         let origin = format!("http://127.0.0.1:{port}");
@@ -91,14 +93,14 @@ impl Demo {
         let simulator = Simulator::start_on(model, options.simulator_port)
             .await
             .context("starting the WeCom simulator")?;
-        let store = gateway::open_store(&options.store, CasMode::Strict).await?;
+        let store = open_store(&options.store, CasMode::Strict).await?;
         let variables = variables(&origin, &simulator.base_url());
         let config = GatewayConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             store: StoreSpec::Backend(store.clone()),
             access_log: options.access_log,
             precompiled_cache_dir: options.precompiled_cache_dir,
-            ..GatewayConfig::in_process(variables)
+            ..GatewayConfig::in_process(crate::COMPONENT_PATH, variables)
         }
         .allow_outbound(simulator.base_url());
         let gateway = Gateway::start(config)
@@ -116,24 +118,24 @@ impl Demo {
 
 /// The Spin variables of the demo (what `spin.toml` / the gateway's TOML sets).
 pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
-    [
-        ("authenticators", AUTHENTICATOR.to_owned()),
-        ("corp_id", SAMPLE_CORP_ID.to_owned()),
-        ("agent_id", SAMPLE_AGENT_ID.to_string()),
-        ("secret", SAMPLE_SECRET.to_owned()),
-        ("origin", origin.to_owned()),
-        ("signing_keys", format!("demo:{SIGNING_KEY}")),
-        ("auto_login", "true".to_owned()),
-        ("auto_signup", "true".to_owned()),
-        ("api_base", simulator.to_owned()),
-        ("oauth_base", simulator.to_owned()),
-        ("sso_base", simulator.to_owned()),
-        ("admin_token", ADMIN_TOKEN.to_owned()),
-        ("display_name", "示例科技 · WeCom".to_owned()),
-    ]
-    .into_iter()
-    .map(|(key, value)| (key.to_owned(), value))
-    .collect()
+    // The sample authenticator is the simulator's sample app (same corp,
+    // agent, Secret), here on the demo's origin with a key of its own.
+    wecom_auth::example::variables()
+        .into_iter()
+        .chain([
+            ("authenticators", AUTHENTICATOR.to_owned()),
+            ("origin", origin.to_owned()),
+            ("signing_keys", format!("demo:{SIGNING_KEY}")),
+            ("auto_login", "true".to_owned()),
+            ("auto_signup", "true".to_owned()),
+            ("api_base", simulator.to_owned()),
+            ("oauth_base", simulator.to_owned()),
+            ("sso_base", simulator.to_owned()),
+            ("admin_token", ADMIN_TOKEN.to_owned()),
+            ("display_name", "示例科技 · WeCom".to_owned()),
+        ])
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
 }
 
 /// The same authenticator as the typed functions take it.
@@ -159,7 +161,7 @@ pub fn settings(origin: &str, simulator: &str) -> Settings {
 /// same store changes nothing.
 async fn seed(
     simulator: &SimulatorHandle,
-    store: crate::keyvalue::KeyValueBackend,
+    store: KeyValueBackend,
     origin: &str,
 ) -> anyhow::Result<()> {
     let engine = engine(EngineOptions { pooling: false }).map_err(wasmtime_error)?;

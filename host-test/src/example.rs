@@ -1,21 +1,19 @@
-//! One example authenticator, shared by the demo, the bench and the tests. Its
-//! secrets are spelled to be easy to search for: a test that finds
-//! `DO-NOT-LEAK` in an output has found a leak.
+//! The sample authenticator ([`wecom_auth::example`]) as the typed WIT API
+//! takes it.
 
 use crate::bindings::login::{Settings, SigningKey};
 
-pub const APP_SECRET: &str = "app-secret-DO-NOT-LEAK-0123456789";
-pub const SIGNING_KEY: &str = "signing-key-DO-NOT-LEAK-0123456789abcdef";
+use wecom_auth::example::{AGENT_ID, CORP_ID, ORIGIN, SIGNING_KEY_ID};
+pub use wecom_auth::example::{APP_SECRET, SIGNING_KEY};
 
-/// A valid authenticator named `name` for `https://apps.example.com`, all
-/// optional fields at their defaults.
+/// The authenticator `name`, all optional fields at their defaults.
 pub fn settings(name: &str) -> Settings {
     Settings {
         name: name.into(),
-        corp_id: "ww0123456789abcdef".into(),
-        agent_id: "1000002".into(),
+        corp_id: CORP_ID.into(),
+        agent_id: AGENT_ID.into(),
         secret: APP_SECRET.into(),
-        origin: "https://apps.example.com".into(),
+        origin: ORIGIN.into(),
         redirect_path: None,
         auto_login: false,
         auto_signup: false,
@@ -23,7 +21,7 @@ pub fn settings(name: &str) -> Settings {
         oauth_base: None,
         sso_base: None,
         signing_keys: vec![SigningKey {
-            id: "k1".into(),
+            id: SIGNING_KEY_ID.into(),
             secret: SIGNING_KEY.into(),
         }],
         session_lifetime_seconds: None,

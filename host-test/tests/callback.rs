@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{APP_SECRET, CHROME, SIGNING_KEY, WECOM_ANDROID, authorize_request, host, settings};
+use host_drafts::keyvalue::{CasMode, KeyValueBackend};
 use host_test::bindings::login::{
     AuthError, Binding, CallbackRequest, ErrorCategory, ErrorDetail, LoginOutcome, LoginSuccess,
     Settings, StateRejection, User, UserInput, UserQuery,
 };
 use host_test::host::ComponentHost;
-use host_test::keyvalue::{CasMode, KeyValueBackend};
-use host_test::outgoing::Routes;
-use host_test::simulator::{Endpoint, Fault, Model, Simulator, SimulatorHandle, callback_params};
+use wecom_auth_gateway::Routes;
+use wecom_simulator::{Endpoint, Fault, Model, Simulator, SimulatorHandle, callback_params};
 
 struct Fixture {
     host: ComponentHost,

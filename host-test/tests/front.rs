@@ -9,90 +9,42 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use host_test::config::{self, ConfigView};
+use host_drafts::keyvalue::KeyValueBackend;
 use host_test::example::{APP_SECRET, SIGNING_KEY};
-use host_test::keyvalue::{self, KeyValueBackend, KeyValueView};
-use host_test::outgoing::{RecordingHooks, Routes, body};
-use host_test::simulator::{
-    Endpoint, Fault, Model, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, Simulator, SimulatorHandle,
-};
+use host_test::outgoing::RecordingHooks;
 use http_body_util::BodyExt;
 use serde_json::Value;
-use wasmtime::Store;
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wecom_auth_gateway::routes::{Routes, body};
+use wecom_auth_gateway::state::{HostState, linker};
+use wecom_simulator::{Endpoint, Fault, Model, SAMPLE_CORP_ID, Simulator, SimulatorHandle};
 
 use common::{CHROME, WECOM_ANDROID};
 
-const ORIGIN: &str = "https://apps.example.com";
+use wecom_auth::example::ORIGIN;
 const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
-
-/// What one request's `Store` holds.
-struct State {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    hooks: RecordingHooks,
-    kv: KeyValueBackend,
-    config: Arc<BTreeMap<String, String>>,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for State {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-fn kv_view(state: &mut State) -> KeyValueView<'_> {
-    KeyValueView {
-        table: &mut state.table,
-        store: &state.kv,
-    }
-}
-
-fn config_view(state: &mut State) -> ConfigView<'_> {
-    ConfigView {
-        values: &state.config,
-    }
-}
 
 /// The component serving HTTP, configured by `wasi:config` variables.
 struct Front {
-    pre: ProxyPre<State>,
+    pre: ProxyPre<HostState>,
     kv: KeyValueBackend,
     config: Arc<BTreeMap<String, String>>,
     hooks: RecordingHooks,
     stderr: MemoryOutputPipe,
 }
 
-/// Variables for the sample company, WeCom's three hosts at the simulator.
+/// Variables for the sample authenticator, WeCom's three hosts at the simulator.
 fn variables(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     let base = sim.base_url();
-    let signing_keys = format!("k1:{SIGNING_KEY}");
-    let agent_id = SAMPLE_AGENT_ID.to_string();
-    let mut vars: BTreeMap<String, String> = [
-        ("corp_id", SAMPLE_CORP_ID),
-        ("agent_id", agent_id.as_str()),
-        ("secret", APP_SECRET),
-        ("origin", ORIGIN),
-        ("signing_keys", signing_keys.as_str()),
+    let mut vars: BTreeMap<String, String> = wecom_auth::example::variables()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    for (k, v) in [
         ("api_base", base.as_str()),
         ("oauth_base", base.as_str()),
         ("sso_base", base.as_str()),
@@ -102,10 +54,9 @@ fn variables(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> BTreeMap<String, 
         ("session_cookie_domain", ""),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    for (k, v) in extra {
-        vars.insert((*k).to_owned(), (*v).to_owned());
+    .chain(extra.iter().copied())
+    {
+        vars.insert(k.to_owned(), v.to_owned());
     }
     vars
 }
@@ -113,12 +64,8 @@ fn variables(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> BTreeMap<String, 
 impl Front {
     fn new(sim: &SimulatorHandle, extra: &[(&str, &str)]) -> Self {
         let (engine, component) = common::engine_and_component();
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-        keyvalue::add_to_linker(&mut linker, kv_view).unwrap();
-        config::add_to_linker(&mut linker, config_view).unwrap();
-        let pre = ProxyPre::new(linker.instantiate_pre(component).unwrap()).unwrap();
+        let pre =
+            ProxyPre::new(linker(engine).unwrap().instantiate_pre(component).unwrap()).unwrap();
         // Requests to the simulator's address go to the simulator.
         let routes = Routes::new([(
             sim.addr().ip().to_string(),
@@ -146,15 +93,9 @@ impl Front {
     ) -> Reply {
         let mut wasi = WasiCtx::builder();
         wasi.stderr(self.stderr.clone());
-        let state = State {
-            wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            hooks: self.hooks.clone(),
-            kv: self.kv.clone(),
-            config: self.config.clone(),
-        };
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = HostState::new(self.kv.clone(), self.config.clone(), self.hooks.clone())
+            .with_wasi(wasi.build())
+            .into_store(self.pre.engine());
         let mut request = http::Request::builder()
             .method(method)
             .uri(target)

@@ -17,16 +17,17 @@ use wasm_encoder::{
 };
 use wasmtime::Engine;
 
-use host_test::gateway::config::{DEFAULT_SQLITE_PATH, WECOM_API};
-use host_test::gateway::{
+use host_drafts::keyvalue::testing::{RedisServer, TempDir};
+use host_drafts::keyvalue::{CasMode, KeyValueBackend};
+use host_test::COMPONENT_PATH;
+use wasmtime_wasi_http::{Error as HttpError, WasiHttpHooks};
+use wecom_auth_gateway::config::{DEFAULT_COMPONENT, DEFAULT_SQLITE_PATH, WECOM_API};
+use wecom_auth_gateway::routes::{Routes, body};
+use wecom_auth_gateway::{
     AllowedHost, CacheOutcome, Gateway, GatewayConfig, GatewayHooks, StoreSpec, cache,
     is_secret_key, load_component, open_store, redacted,
 };
-use host_test::host::{EngineOptions, engine};
-use host_test::keyvalue::testing::{RedisServer, TempDir};
-use host_test::keyvalue::{CasMode, KeyValueBackend};
-use host_test::outgoing::{Routes, body};
-use wasmtime_wasi_http::{Error as HttpError, WasiHttpHooks};
+use wecom_auth_gateway::{EngineOptions, engine};
 
 const SECRET: &str = "app-secret-hunter2-0123456789";
 const SIGNING: &str = "k1:signing-key-hunter3-0123456789abcdef0123";
@@ -134,15 +135,15 @@ fn defaults_are_loopback_durable_sqlite_and_the_wecom_api() {
     );
     assert_eq!(config.cas_mode, CasMode::Strict);
     assert_eq!(config.allowed_outbound_hosts, [WECOM_API]);
-    assert_eq!(config.component, Path::new(host_test::COMPONENT_PATH));
-    let in_process = GatewayConfig::in_process(BTreeMap::new());
+    assert_eq!(config.component, Path::new(DEFAULT_COMPONENT));
+    let in_process = GatewayConfig::in_process(COMPONENT_PATH, BTreeMap::new());
     assert_eq!(in_process.listen.port(), 0);
     assert!(matches!(in_process.store, StoreSpec::Memory));
 }
 
 #[test]
 fn secrets_never_appear_in_debug_output_or_errors() {
-    let mut config = GatewayConfig::in_process(variables());
+    let mut config = GatewayConfig::in_process(COMPONENT_PATH, variables());
     config.store = "redis://:hunter5@db:6379".parse().unwrap();
     let shown = format!("{config:?} {config:#?} {}", config.store);
     assert_no_secret(&shown);
@@ -197,7 +198,7 @@ fn the_allow_list_is_the_wecom_api_plus_every_api_base() {
         "hq_api_base".into(),
         "https://proxy.corp.example/wecom".into(),
     );
-    let config = GatewayConfig::in_process(variables);
+    let config = GatewayConfig::in_process(COMPONENT_PATH, variables);
     let list = config.outbound_allow_list().unwrap();
     let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -216,7 +217,7 @@ fn the_allow_list_is_the_wecom_api_plus_every_api_base() {
     assert!(!allowed("http://127.0.0.1:9091/"));
     assert!(!allowed("https://open.weixin.qq.com/"));
 
-    let mut bad = GatewayConfig::in_process(BTreeMap::new());
+    let mut bad = GatewayConfig::in_process(COMPONENT_PATH, BTreeMap::new());
     bad.variables.insert("api_base".into(), "not a url".into());
     assert!(bad.outbound_allow_list().is_err());
 }
@@ -372,7 +373,7 @@ async fn the_store_named_is_the_store_opened() {
     }
     let unreachable = format!(
         "redis://:hunter2@127.0.0.1:{}",
-        host_test::keyvalue::testing::free_port().unwrap()
+        host_drafts::keyvalue::testing::free_port().unwrap()
     );
     let err = open_store(&StoreSpec::Redis(unreachable), CasMode::Strict)
         .await
@@ -543,7 +544,7 @@ async fn a_trapping_component_gets_500_and_the_gateway_keeps_serving() {
     let dir = TempDir::new("gw-serve").unwrap();
     let wasm = dir.join("proxy.wasm");
     std::fs::write(&wasm, trapping_proxy_component()).unwrap();
-    let config = GatewayConfig::in_process(variables())
+    let config = GatewayConfig::in_process(COMPONENT_PATH, variables())
         .with_component(&wasm)
         .with_cache_dir(dir.join("cache"));
     let gateway = Gateway::start(config).await.unwrap();
@@ -575,9 +576,11 @@ async fn a_component_without_an_http_front_is_refused_at_start() {
     );
     let wasm = dir.join("typed-only.wasm");
     std::fs::write(&wasm, component).unwrap();
-    let err = Gateway::start(GatewayConfig::in_process(BTreeMap::new()).with_component(&wasm))
-        .await
-        .unwrap_err();
+    let err = Gateway::start(
+        GatewayConfig::in_process(COMPONENT_PATH, BTreeMap::new()).with_component(&wasm),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("incoming-handler"), "{err:#}");
 }
 
@@ -604,7 +607,7 @@ fn example_variables() -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_component_answers_over_http_and_restarts_from_the_cache() {
     let dir = TempDir::new("gw-real").unwrap();
-    let config = GatewayConfig::in_process(example_variables())
+    let config = GatewayConfig::in_process(COMPONENT_PATH, example_variables())
         .with_store(StoreSpec::Sqlite(dir.join("kv.db")))
         .with_cache_dir(dir.join("cache"));
     let gateway = Gateway::start(config.clone()).await.unwrap();
@@ -638,9 +641,12 @@ async fn the_built_component_answers_over_http_and_restarts_from_the_cache() {
 /// The HTTP front's routes through the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_front_serves_login_and_verify_through_the_gateway() {
-    let gateway = Gateway::start(GatewayConfig::in_process(example_variables()))
-        .await
-        .unwrap();
+    let gateway = Gateway::start(GatewayConfig::in_process(
+        COMPONENT_PATH,
+        example_variables(),
+    ))
+    .await
+    .unwrap();
     let (status, _) = get(gateway.addr(), "/auth/wecom/login?return_to=/x").await;
     assert!((200..400).contains(&status), "login: {status}");
     let (status, _) = get(gateway.addr(), "/auth/wecom/verify").await;

@@ -4,13 +4,14 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use host_test::outgoing::{RecordingHooks, Routes, body};
+use host_test::outgoing::RecordingHooks;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiHttpHooks};
+use wecom_auth_gateway::routes::{Routes, body};
 
 /// A loopback server that answers with what it received: method, path and query, Host, body.
 async fn echo_server() -> std::net::SocketAddr {

@@ -481,8 +481,8 @@ fn relabelling_follows_semver_tracks_only() {
 /// The `wasi:config` keys the component reads in Spin (plain names; the
 /// per-authenticator ones may also be given as `<name>_<key>`), taken from the
 /// front itself, so a variable it starts reading must be declared here too.
-const GLOBAL_KEYS: &[&str] = &wecom_auth::front::GLOBAL_VARIABLES;
-const AUTHENTICATOR_KEYS: &[&str] = &wecom_auth::front::AUTHENTICATOR_VARIABLES;
+const GLOBAL_KEYS: &[&str] = &wecom_auth::http::GLOBAL_VARIABLES;
+const AUTHENTICATOR_KEYS: &[&str] = &wecom_auth::http::AUTHENTICATOR_VARIABLES;
 const SECRET_KEYS: &[&str] = &["secret", "signing_keys", "admin_token"];
 const REQUIRED_KEYS: &[&str] = &["corp_id", "agent_id", "secret", "origin", "signing_keys"];
 const WECOM_API: &str = "https://qyapi.weixin.qq.com";

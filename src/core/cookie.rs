@@ -2,6 +2,8 @@
 //! SameSite=Lax (WeCom's redirect back is a top-level GET, which Lax allows),
 //! Secure on https origins, scoped to the login routes where possible.
 
+use super::settings::Authenticator;
+
 pub const PRE_AUTH_COOKIE: &str = "wecom_auth_login";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,38 @@ impl Cookie {
     pub fn cleared(name: &str, path: &str, secure: bool) -> Self {
         Cookie::new(name, String::new(), 0, path, secure)
     }
+}
+
+/// The session cookie: on the whole site (`Path=/`), optionally shared with
+/// sibling hosts through `Domain`.
+pub fn session_cookie(authenticator: &Authenticator, token: String) -> Cookie {
+    Cookie::new(
+        &authenticator.session_cookie_name,
+        token,
+        authenticator.session_lifetime,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+/// Clears the session cookie (logout).
+pub fn cleared_session_cookie(authenticator: &Authenticator) -> Cookie {
+    Cookie::cleared(
+        &authenticator.session_cookie_name,
+        "/",
+        authenticator.is_https(),
+    )
+    .with_domain(authenticator.session_cookie_domain.as_deref())
+}
+
+/// The cookie that removes the pre-auth cookie once a callback is done with it.
+pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
+    Cookie::cleared(
+        PRE_AUTH_COOKIE,
+        &authenticator.route_prefix,
+        authenticator.is_https(),
+    )
 }
 
 #[cfg(test)]

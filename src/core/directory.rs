@@ -642,7 +642,7 @@ mod tests {
                 if mobile_known {
                     provision(&kv, "13800000000");
                 }
-                *kv.fail_write_at.borrow_mut() = Some(failing_write);
+                kv.fail_write_at(failing_write as u64);
                 let first = resolve_login(
                     &kv,
                     &zhangsan(),
@@ -650,7 +650,7 @@ mod tests {
                     IN_CLIENT_SIGNUP,
                     NOW,
                 );
-                *kv.fail_write_at.borrow_mut() = None;
+                kv.faults().clear();
                 let (user, _) = resolve_login(
                     &kv,
                     &zhangsan(),
@@ -698,7 +698,7 @@ mod tests {
             NOW,
         )
         .unwrap();
-        *kv.fail_write_at.borrow_mut() = Some(0);
+        kv.fail_write_at(0);
         resolve_login(
             &kv,
             &zhangsan(),

@@ -5,8 +5,9 @@
 use std::fmt;
 
 use super::browser::Language;
-use super::settings::SettingsError;
+use super::settings::{Field, SettingsError};
 use super::state::StateRejection;
+use super::texts::{self, Text};
 
 /// An error answer (`errcode != 0`) from the WeCom server API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,36 @@ pub enum Category {
 }
 
 impl Category {
+    /// The page title of an error of this category.
+    pub fn title(self) -> Text {
+        match self {
+            Category::BadRequest => texts::TITLE_BAD_REQUEST,
+            Category::LoginRejected => texts::TITLE_LOGIN_FAILED,
+            Category::AccessDenied => texts::TITLE_CANNOT_LOG_IN,
+            Category::SessionInvalid => texts::TITLE_NOT_SIGNED_IN,
+            Category::WecomUnavailable => texts::TITLE_WECOM_UNAVAILABLE,
+            Category::StoreUnavailable => texts::TITLE_SERVICE_UNAVAILABLE,
+            Category::Misconfigured => texts::TITLE_MISCONFIGURED,
+            Category::Conflict => texts::TITLE_CONFLICT,
+            Category::NotFound => texts::TITLE_NOT_FOUND,
+        }
+    }
+
+    /// What the member reads about an error of this category in general.
+    pub fn message(self) -> Text {
+        match self {
+            Category::BadRequest => texts::REQUEST_INCOMPLETE,
+            Category::LoginRejected => texts::LOGIN_LINK_INVALID,
+            Category::AccessDenied => texts::OUTSIDE_VISIBLE_RANGE,
+            Category::SessionInvalid => texts::SESSION_ENDED,
+            Category::WecomUnavailable => texts::WECOM_UNAVAILABLE,
+            Category::StoreUnavailable => texts::SERVICE_UNAVAILABLE,
+            Category::Misconfigured => texts::MISCONFIGURED,
+            Category::Conflict => texts::CONFLICT,
+            Category::NotFound => texts::NOT_FOUND,
+        }
+    }
+
     pub fn status(self) -> u16 {
         match self {
             Category::BadRequest => 400,
@@ -87,6 +118,17 @@ pub mod errcode {
     pub const NO_SUCH_USERID: i32 = 60111;
     pub const TICKET_EXPIRED: i32 = 84014;
     pub const TICKET_INVALID: i32 = 84015;
+}
+
+/// The first problem of one authenticator's settings, for a single call.
+impl From<Vec<SettingsError>> for AuthError {
+    fn from(problems: Vec<SettingsError>) -> Self {
+        AuthError::InvalidSettings(problems.into_iter().next().unwrap_or(SettingsError {
+            authenticator: String::new(),
+            field: Field::Authenticators,
+            message: "are invalid".into(),
+        }))
+    }
 }
 
 impl AuthError {
@@ -132,68 +174,27 @@ impl AuthError {
 
     /// What to tell the member, in their language.
     pub fn member_message(&self, language: Language) -> &'static str {
-        let (en, zh) = match self.category() {
-            Category::BadRequest => (
-                "The login request was incomplete. Please start the login again.",
-                "登录请求不完整，请重新登录。",
-            ),
+        self.member_text().get(language)
+    }
+
+    /// What the member reads, in both languages.
+    pub fn member_text(&self) -> Text {
+        match self.category() {
+            Category::BadRequest => texts::REQUEST_INCOMPLETE,
             Category::LoginRejected => match self {
-                AuthError::StateRejected(StateRejection::Expired) => (
-                    "The login took too long and expired. Please log in again.",
-                    "登录已超时，请重新登录。",
-                ),
-                AuthError::StateRejected(StateRejection::MissingCookie) => (
-                    "This login was started in another browser (or cookies are blocked). Please log in again here.",
-                    "此次登录不是在当前浏览器发起的（或浏览器禁用了 Cookie），请在此重新登录。",
-                ),
-                _ => (
-                    "This login link is no longer valid (used, expired or altered). Please log in again.",
-                    "登录链接已失效（已使用、已过期或被篡改），请重新登录。",
-                ),
+                AuthError::StateRejected(StateRejection::Expired) => texts::LOGIN_EXPIRED,
+                AuthError::StateRejected(StateRejection::MissingCookie) => {
+                    texts::LOGIN_FROM_ANOTHER_BROWSER
+                }
+                _ => texts::LOGIN_LINK_INVALID,
             },
             Category::AccessDenied => match self {
-                AuthError::NotAMember => (
-                    "You are not a member of this company in WeCom, so you cannot log in here.",
-                    "您不是本企业的企业微信成员，无法登录。",
-                ),
-                AuthError::UserNotFound => (
-                    "No account matches your WeCom mobile number (user not found). Ask your administrator to create one.",
-                    "用户不存在：没有与您企业微信手机号匹配的账号，请联系管理员开通。",
-                ),
-                AuthError::FirstLoginInClient => (
-                    "Your first login must happen inside the WeCom app: open this app once from the WeCom workbench, then QR login works too.",
-                    "首次登录需在企业微信客户端内完成：请先从企业微信工作台打开本应用一次，之后即可扫码登录。",
-                ),
-                _ => (
-                    "Your WeCom account may not use this app. Ask your administrator to add you to the app's visible range.",
-                    "您的企业微信账号无权使用此应用，请联系管理员将您加入应用的可见范围。",
-                ),
+                AuthError::NotAMember => texts::NOT_A_MEMBER,
+                AuthError::UserNotFound => texts::USER_NOT_FOUND,
+                AuthError::FirstLoginInClient => texts::FIRST_LOGIN_IN_CLIENT,
+                _ => texts::OUTSIDE_VISIBLE_RANGE,
             },
-            Category::SessionInvalid => (
-                "Your session has ended. Please log in again.",
-                "登录状态已失效，请重新登录。",
-            ),
-            Category::WecomUnavailable => (
-                "WeCom could not be reached or is busy. Please try again in a moment.",
-                "暂时无法连接企业微信或企业微信繁忙，请稍后重试。",
-            ),
-            Category::StoreUnavailable => (
-                "The login service is temporarily unavailable. Please try again in a moment.",
-                "登录服务暂时不可用，请稍后重试。",
-            ),
-            Category::Misconfigured => (
-                "WeCom login is not set up correctly. Please tell your administrator.",
-                "企业微信登录配置有误，请联系管理员。",
-            ),
-            Category::Conflict => (
-                "The request conflicts with existing data.",
-                "请求与已有数据冲突。",
-            ),
-            Category::NotFound => ("Not found.", "未找到。"),
-        };
-        match language {
-            Language::En => en,
-            Language::Zh => zh,
+            category => category.message(),
         }
     }
 

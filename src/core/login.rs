@@ -1,12 +1,14 @@
-//! The login steps on top of settings, browser detection, state and URLs:
-//! what the exported functions do, minus the WIT types and WASI calls.
+//! The login flow on top of settings, browser detection, state, URLs, the
+//! WeCom API and the directory: what the exported functions do, minus the WIT
+//! types and WASI calls.
 
 use super::browser::{self, Language, MAX_USER_AGENT};
-use super::cookie::{Cookie, PRE_AUTH_COOKIE};
+use super::cookie::{Cookie, PRE_AUTH_COOKIE, cleared_pre_auth_cookie, session_cookie};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
-pub use super::error::{AuthError, WecomError};
+use super::error::AuthError;
+use super::flow::LoginFlow;
 use super::mobile;
-use super::ports::{KeyValue, Transport, all_keys, get_json, set_json};
+use super::ports::{KeyValue, Transport};
 use super::return_path;
 use super::session;
 use super::settings::Authenticator;
@@ -14,23 +16,11 @@ use super::state::{
     self, MAX_PRE_AUTH_COOKIE, MAX_STATE, RANDOM_BYTES, StateRejection, VerifiedState,
 };
 use super::urls;
+use super::used_states::{self, Claim, FinishedLogin};
 use super::wecom::WecomApi;
 
 /// WeCom codes are at most 512 bytes.
 pub const MAX_CODE: usize = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginFlow {
-    InClient,
-    Web,
-}
-
-/// Checks one authenticator for a single call: the first problem is the error.
-pub fn checked(settings: &super::settings::Settings) -> Result<Authenticator, AuthError> {
-    settings
-        .check()
-        .map_err(|mut problems| AuthError::InvalidSettings(problems.swap_remove(0)))
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthorizeRequest {
@@ -57,11 +47,9 @@ pub fn authorize(
 ) -> Result<Authorization, AuthError> {
     bounded("user-agent", &request.user_agent, MAX_USER_AGENT)?;
     let browser = browser::detect(&request.user_agent);
-    let flow = request.force_flow.unwrap_or(if browser.client.is_wecom() {
-        LoginFlow::InClient
-    } else {
-        LoginFlow::Web
-    });
+    let flow = request
+        .force_flow
+        .unwrap_or_else(|| LoginFlow::for_browser(&browser));
     let return_to = request
         .return_to
         .as_deref()
@@ -105,7 +93,7 @@ pub fn verify_callback(
     authenticator: &Authenticator,
     request: &CallbackRequest,
     now: u64,
-) -> Result<VerifiedState, AuthError> {
+) -> Result<VerifiedCallback, AuthError> {
     bounded("code", &request.code, MAX_CODE)?;
     if request.code.is_empty() {
         return Err(AuthError::BadRequest {
@@ -125,13 +113,26 @@ pub fn verify_callback(
     if let Some(cookie) = &request.pre_auth_cookie {
         bounded("pre-auth-cookie", cookie, MAX_PRE_AUTH_COOKIE)?;
     }
-    state::verify(
+    let state = state::verify(
         authenticator,
         &request.state,
         request.pre_auth_cookie.as_deref(),
         now,
     )
-    .map_err(AuthError::StateRejected)
+    .map_err(AuthError::StateRejected)?;
+    Ok(VerifiedCallback {
+        code: request.code.clone(),
+        state,
+    })
+}
+
+/// A callback whose inputs are bounded and whose state verified against
+/// this browser's pre-auth cookie: what [`complete_callback`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCallback {
+    /// WeCom's code, not yet exchanged.
+    pub code: String,
+    pub state: VerifiedState,
 }
 
 /// The member as WeCom described them at this login.
@@ -156,66 +157,36 @@ pub struct LoginSuccess {
     pub redirect_to: String,
 }
 
-/// The key marking a login attempt (its state's nonce) as used.
-pub fn used_state_key(verified: &VerifiedState) -> String {
-    format!("{USED_STATE_PREFIX}{}", hex::encode(verified.nonce))
-}
-
-/// What the key of a used state holds: its expiry and, once the login
-/// finished, whom it logged in.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct UsedState {
-    expires_at: u64,
-    #[serde(default)]
-    finished: Option<FinishedLogin>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct FinishedLogin {
-    user_id: String,
-    wecom_userid: String,
-}
-
-/// A whole callback: state (signature, expiry, browser, single use), the code
-/// exchanged with WeCom, the member matched to a user, a session issued.
+/// The rest of a verified callback: the state used once, the code exchanged
+/// with WeCom, the member matched to a user, a session issued.
 ///
 /// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
 /// in-client login 3 (`+ auth/getuserdetail` with the ticket, `+ user/get`
 /// for the name). Nothing is written before every WeCom answer is in.
 pub fn complete_callback(
     authenticator: &Authenticator,
-    request: &CallbackRequest,
+    callback: &VerifiedCallback,
     now: u64,
     transport: &impl Transport,
     kv: &impl KeyValue,
 ) -> Result<LoginSuccess, AuthError> {
-    let verified = verify_callback(authenticator, request, now)?;
-    let used = used_state_key(&verified);
-    match get_json::<UsedState>(kv, &used)? {
+    let verified = &callback.state;
+    match used_states::claim(kv, verified)? {
+        Claim::Fresh => {}
         // WeCom clients are known to open the callback twice. The same browser
         // (the state verified against its cookie) gets the finished login again.
-        Some(UsedState {
-            finished: Some(finished),
-            ..
-        }) => return repeat_finished_login(authenticator, &verified, &finished, now, kv),
-        Some(_) => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
-        None => {}
+        Claim::Finished(finished) => {
+            return repeat_finished_login(authenticator, verified, &finished, now, kv);
+        }
+        Claim::Used => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
     }
-    set_json(
-        kv,
-        &used,
-        &UsedState {
-            expires_at: verified.expires_at,
-            finished: None,
-        },
-    )?;
     let api = WecomApi {
         authenticator,
         transport,
         kv,
         now,
     };
-    let identity = api.user_info(&request.code)?;
+    let identity = api.user_info(&callback.code)?;
     let mut member = Member {
         wecom_userid: identity.userid.clone(),
         ..Member::default()
@@ -254,52 +225,29 @@ pub fn complete_callback(
     let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
     member.name = name.unwrap_or_else(|| user.name.clone());
     // Losing this write only costs the duplicate-callback convenience.
-    let _ = set_json(
+    let _ = used_states::finish(
         kv,
-        &used,
-        &UsedState {
-            expires_at: verified.expires_at,
-            finished: Some(FinishedLogin {
-                user_id: user.id.clone(),
-                wecom_userid: identity.userid.clone(),
-            }),
+        verified,
+        FinishedLogin {
+            user_id: user.id.clone(),
+            wecom_userid: identity.userid.clone(),
         },
     );
     // The store has no expiry: about one login in 64 (by its random nonce)
     // removes the markers of states that can no longer come back.
     if verified.nonce[0] < 4 {
-        let _ = sweep_used_states(kv, now);
+        let _ = used_states::sweep(kv, now);
     }
     let token = session::issue(authenticator, &user.id, &identity.userid, now);
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
         session_cookie: session_cookie(authenticator, token),
         cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
-        redirect_to: verified.return_to,
+        redirect_to: verified.return_to.clone(),
         user,
         member,
         outcome,
     })
-}
-
-const USED_STATE_PREFIX: &str = "used-state/";
-
-/// Deletes the used-state markers whose states have expired; returns how many.
-pub fn sweep_used_states(kv: &impl KeyValue, now: u64) -> Result<usize, AuthError> {
-    let mut swept = 0;
-    for key in all_keys(kv)?
-        .into_iter()
-        .filter(|key| key.starts_with(USED_STATE_PREFIX))
-    {
-        // An unreadable marker is as spent as an expired one.
-        let expired = get_json::<UsedState>(kv, &key)
-            .map_or(true, |marker| marker.is_none_or(|m| m.expires_at <= now));
-        if expired {
-            kv.delete(&key)?;
-            swept += 1;
-        }
-    }
-    Ok(swept)
 }
 
 /// A second callback of a finished login: no WeCom call (the code is spent),
@@ -366,40 +314,8 @@ pub fn verify_session(
     Ok(Session { verified, user })
 }
 
-/// The session cookie: on the whole site (`Path=/`), optionally shared with
-/// sibling hosts through `Domain`.
-pub fn session_cookie(authenticator: &Authenticator, token: String) -> Cookie {
-    Cookie::new(
-        &authenticator.session_cookie_name,
-        token,
-        authenticator.session_lifetime,
-        "/",
-        authenticator.is_https(),
-    )
-    .with_domain(authenticator.session_cookie_domain.as_deref())
-}
-
-/// Clears the session cookie (logout).
-pub fn cleared_session_cookie(authenticator: &Authenticator) -> Cookie {
-    Cookie::cleared(
-        &authenticator.session_cookie_name,
-        "/",
-        authenticator.is_https(),
-    )
-    .with_domain(authenticator.session_cookie_domain.as_deref())
-}
-
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
-}
-
-/// The cookie that removes the pre-auth cookie once a callback is done with it.
-pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
-    Cookie::cleared(
-        PRE_AUTH_COOKIE,
-        &authenticator.route_prefix,
-        authenticator.is_https(),
-    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,6 +357,18 @@ mod tests {
     use crate::core::settings::tests::sample;
 
     const NOW: u64 = 1_790_000_000;
+
+    /// A callback verified, then completed, as the front and the guest do.
+    fn complete(
+        authenticator: &Authenticator,
+        request: &CallbackRequest,
+        now: u64,
+        transport: &impl Transport,
+        kv: &impl KeyValue,
+    ) -> Result<LoginSuccess, AuthError> {
+        let callback = verify_callback(authenticator, request, now)?;
+        complete_callback(authenticator, &callback, now, transport, kv)
+    }
     const RANDOM: [u8; RANDOM_BYTES] = [9; RANDOM_BYTES];
     const WECOM_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/en";
     const CHROME: &str =
@@ -525,7 +453,10 @@ mod tests {
             user_agent: CHROME.into(),
         };
         assert_eq!(
-            verify_callback(&a, &callback, NOW + 1).unwrap().return_to,
+            verify_callback(&a, &callback, NOW + 1)
+                .unwrap()
+                .state
+                .return_to,
             "/reports?q=1"
         );
     }
@@ -625,8 +556,7 @@ mod tests {
             let a = s.check().unwrap();
             let kv = MemoryKv::default();
             let t = in_client_script();
-            let first =
-                complete_callback(&a, &started(&a, LoginFlow::InClient, 1), NOW, &t, &kv).unwrap();
+            let first = complete(&a, &started(&a, LoginFlow::InClient, 1), NOW, &t, &kv).unwrap();
             assert_eq!(first.outcome, Outcome::Created);
             assert_eq!(first.member.mobile.as_deref(), Some("13800000000"));
             assert_eq!(first.member.email.as_deref(), Some("z@corp.work"));
@@ -652,8 +582,7 @@ mod tests {
 
             let web =
                 Scripted::default().json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#);
-            let second =
-                complete_callback(&a, &started(&a, LoginFlow::Web, 2), NOW, &web, &kv).unwrap();
+            let second = complete(&a, &started(&a, LoginFlow::Web, 2), NOW, &web, &kv).unwrap();
             assert_eq!(
                 (second.outcome, second.user.id),
                 (Outcome::Existing, first.user.id)
@@ -679,7 +608,7 @@ mod tests {
             )
             .unwrap();
             // Seed 9: a nonce that does not sweep; seed 0 does (nonce[0] < 4).
-            complete_callback(
+            complete(
                 &a,
                 &started(&a, LoginFlow::InClient, 9),
                 NOW,
@@ -690,7 +619,7 @@ mod tests {
             assert!(kv.get("used-state/old").unwrap().is_some());
             let warm = in_client_script();
             warm.answers.borrow_mut().pop_front();
-            complete_callback(&a, &started(&a, LoginFlow::InClient, 0), NOW, &warm, &kv).unwrap();
+            complete(&a, &started(&a, LoginFlow::InClient, 0), NOW, &warm, &kv).unwrap();
             let markers: Vec<String> = kv
                 .keys()
                 .into_iter()
@@ -710,7 +639,7 @@ mod tests {
             s.auto_signup = true;
             let a = s.check().unwrap();
             let kv = MemoryKv::default();
-            let first = complete_callback(
+            let first = complete(
                 &a,
                 &started(&a, LoginFlow::InClient, 40),
                 NOW,
@@ -738,9 +667,9 @@ mod tests {
             let a = s.check().unwrap();
             let kv = MemoryKv::default();
             let request = started(&a, LoginFlow::InClient, 3);
-            let first = complete_callback(&a, &request, NOW, &in_client_script(), &kv).unwrap();
+            let first = complete(&a, &request, NOW, &in_client_script(), &kv).unwrap();
             let none = Scripted::default();
-            let again = complete_callback(&a, &request, NOW + 1, &none, &kv).unwrap();
+            let again = complete(&a, &request, NOW + 1, &none, &kv).unwrap();
             assert_eq!(again.user.id, first.user.id);
             assert_eq!(again.redirect_to, "/after");
             assert!(none.paths().is_empty(), "the spent code is not sent again");
@@ -748,10 +677,10 @@ mod tests {
             let failing = started(&a, LoginFlow::InClient, 4);
             // The token is warm from the first login.
             let refused = Scripted::default().json(r#"{"errcode":40029,"errmsg":"invalid code"}"#);
-            let e = complete_callback(&a, &failing, NOW, &refused, &kv).unwrap_err();
+            let e = complete(&a, &failing, NOW, &refused, &kv).unwrap_err();
             assert_eq!(e.status(), 401);
             assert_eq!(
-                complete_callback(&a, &failing, NOW, &Scripted::default(), &kv).unwrap_err(),
+                complete(&a, &failing, NOW, &Scripted::default(), &kv).unwrap_err(),
                 AuthError::StateRejected(StateRejection::AlreadyUsed)
             );
         }
@@ -763,7 +692,7 @@ mod tests {
             let outsider = Scripted::default()
                 .json(TOKEN_OK)
                 .json(r#"{"errcode":0,"errmsg":"ok","openid":"oAAA","external_userid":"wmAAA"}"#);
-            let e = complete_callback(
+            let e = complete(
                 &a,
                 &started(&a, LoginFlow::InClient, 5),
                 NOW,
@@ -774,8 +703,8 @@ mod tests {
             assert_eq!(e, AuthError::NotAMember);
             let warm = in_client_script();
             warm.answers.borrow_mut().pop_front();
-            let e = complete_callback(&a, &started(&a, LoginFlow::InClient, 6), NOW, &warm, &kv)
-                .unwrap_err();
+            let e =
+                complete(&a, &started(&a, LoginFlow::InClient, 6), NOW, &warm, &kv).unwrap_err();
             assert_eq!(e, AuthError::UserNotFound, "auto-signup is off");
             assert!(
                 kv.keys()

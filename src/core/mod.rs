@@ -1,10 +1,25 @@
 //! The pure core: plain Rust, no WIT and no WASI. Time and randomness come in
-//! as arguments, so every rule here is unit-tested natively.
+//! as arguments, the store and HTTP through the traits in [`ports`], so every
+//! rule here is unit-tested natively.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`settings`] | an authenticator's settings and their checks |
+//! | [`browser`], [`flow`] | which client asks; in-client OAuth or web login |
+//! | [`state`], [`used_states`] | the OAuth `state` bound to the browser; its single use |
+//! | [`urls`], [`return_path`] | WeCom's and our URLs; safe return paths |
+//! | [`wecom`] | the WeCom server API with its token cache |
+//! | [`directory`], [`mobile`] | users, bindings, the mobile index |
+//! | [`login`] | the login flow over all of the above |
+//! | [`session`], [`cookie`] | session tokens; the cookies we set |
+//! | [`error`], [`texts`] | one error type; every zh/en text |
+//! | [`ports`] | the store and HTTP as traits |
 
 pub mod browser;
 pub mod cookie;
 pub mod directory;
 pub mod error;
+pub mod flow;
 pub mod login;
 pub mod mobile;
 pub mod ports;
@@ -12,5 +27,7 @@ pub mod return_path;
 pub mod session;
 pub mod settings;
 pub mod state;
+pub mod texts;
 pub mod urls;
+pub mod used_states;
 pub mod wecom;

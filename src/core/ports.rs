@@ -1,10 +1,7 @@
 //! What the core needs from the outside, as traits: a key-value store with
 //! compare-and-swap (`wasi:keyvalue` in the component) and an HTTP client
-//! (`wasi:http/outgoing-handler`). The edge implements them; tests use
+//! (`wasi:http/outgoing-handler`). The WASI glue implements them; tests use
 //! [`MemoryKv`] and scripted transports.
-
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -154,98 +151,121 @@ pub trait Transport {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
 }
 
-/// An in-memory bucket with real compare-and-swap, for native tests.
-#[derive(Debug, Default)]
+/// The in-memory store of the host crate (`host-drafts`, the one the harness
+/// and the gateway run on) as a core bucket, for native tests: real
+/// compare-and-swap, the same fault injection, and small `list-keys` pages so
+/// cursors are exercised.
+#[cfg(test)]
 pub struct MemoryKv {
-    data: RefCell<BTreeMap<String, (u64, Vec<u8>)>>,
-    version: RefCell<u64>,
-    /// Fail the n-th write from now (0 = the next one), for fault tests.
-    pub fail_write_at: RefCell<Option<usize>>,
+    store: host_drafts::keyvalue::MemoryStore,
 }
 
-/// A compare-and-swap handle of [`MemoryKv`].
-pub struct MemoryCas {
-    key: String,
-    seen: Option<(u64, Vec<u8>)>,
-}
+#[cfg(test)]
+mod memory {
+    use host_drafts::keyvalue::{CasMode, DEFAULT_STORE, FaultTiming, Faults, MemoryStore, Op};
 
-impl MemoryKv {
-    pub fn keys(&self) -> Vec<String> {
-        self.data.borrow().keys().cloned().collect()
-    }
+    use super::{KeyPage, KeyValue, MemoryKv, StoreError, Swap};
 
-    fn write(&self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
-        let mut fail = self.fail_write_at.borrow_mut();
-        match *fail {
-            Some(0) => {
-                *fail = None;
-                return Err(StoreError(format!("injected fault writing {key:?}")));
+    /// Keys per `list-keys` page: small, so tests follow cursors.
+    const PAGE: usize = 2;
+
+    impl Default for MemoryKv {
+        fn default() -> Self {
+            MemoryKv {
+                store: MemoryStore::new(CasMode::Strict, &[DEFAULT_STORE]),
             }
-            Some(n) => *fail = Some(n - 1),
-            None => {}
         }
-        let mut version = self.version.borrow_mut();
-        *version += 1;
-        let mut data = self.data.borrow_mut();
-        match value {
-            Some(value) => data.insert(key.to_owned(), (*version, value.to_vec())),
-            None => data.remove(key),
-        };
-        Ok(())
-    }
-}
-
-impl KeyValue for MemoryKv {
-    type Cas = MemoryCas;
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.data.borrow().get(key).map(|(_, v)| v.clone()))
     }
 
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.write(key, Some(value))
+    /// A compare-and-swap handle: the version and value the key held.
+    pub struct MemoryCas {
+        key: String,
+        seen: Option<(u64, Vec<u8>)>,
     }
 
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.write(key, None)
-    }
-
-    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
-        const PAGE: usize = 2;
-        let data = self.data.borrow();
-        let keys: Vec<String> = data
-            .keys()
-            .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
-            .take(PAGE + 1)
-            .cloned()
-            .collect();
-        let more = keys.len() > PAGE;
-        let keys: Vec<String> = keys.into_iter().take(PAGE).collect();
-        let cursor = more.then(|| keys.last().cloned()).flatten();
-        Ok(KeyPage { keys, cursor })
-    }
-
-    fn cas(&self, key: &str) -> Result<MemoryCas, StoreError> {
-        Ok(MemoryCas {
-            key: key.to_owned(),
-            seen: self.data.borrow().get(key).cloned(),
-        })
-    }
-
-    fn cas_current(&self, cas: &MemoryCas) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(cas.seen.as_ref().map(|(_, v)| v.clone()))
-    }
-
-    fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap<MemoryCas>, StoreError> {
-        let now = self.data.borrow().get(&cas.key).cloned();
-        if now.as_ref().map(|(v, _)| *v) != cas.seen.as_ref().map(|(v, _)| *v) {
-            return Ok(Swap::Conflict(MemoryCas {
-                key: cas.key,
-                seen: now,
-            }));
+    impl MemoryKv {
+        pub fn keys(&self) -> Vec<String> {
+            self.store.keys(DEFAULT_STORE)
         }
-        self.write(&cas.key, Some(value))?;
-        Ok(Swap::Done)
+
+        pub fn faults(&self) -> &Faults {
+            self.store.faults()
+        }
+
+        /// Fails the `n`-th write from now (0 = the next one), once.
+        pub fn fail_write_at(&self, n: u64) {
+            self.faults().fail_nth_write(n + 1);
+        }
+
+        /// Runs `work` unless a fault strikes `op` (before or after it).
+        fn guarded<T>(&self, op: Op, key: &str, work: impl FnOnce() -> T) -> Result<T, StoreError> {
+            let fault = || StoreError(format!("injected fault at {op:?} of {key:?}"));
+            match self.faults().enter(op) {
+                Some(FaultTiming::Before) => Err(fault()),
+                Some(FaultTiming::After) => {
+                    work();
+                    Err(fault())
+                }
+                None => Ok(work()),
+            }
+        }
+    }
+
+    impl KeyValue for MemoryKv {
+        type Cas = MemoryCas;
+
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.guarded(Op::Get, key, || self.store.get(DEFAULT_STORE, key))
+        }
+
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.guarded(Op::Set, key, || self.store.set(DEFAULT_STORE, key, value))
+        }
+
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.guarded(Op::Delete, key, || self.store.delete(DEFAULT_STORE, key))
+        }
+
+        fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
+            let keys = self.guarded(Op::ListKeys, "", || self.keys())?;
+            let after: Vec<String> = keys
+                .into_iter()
+                .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
+                .take(PAGE + 1)
+                .collect();
+            let more = after.len() > PAGE;
+            let keys: Vec<String> = after.into_iter().take(PAGE).collect();
+            let cursor = more.then(|| keys.last().cloned()).flatten();
+            Ok(KeyPage { keys, cursor })
+        }
+
+        fn cas(&self, key: &str) -> Result<MemoryCas, StoreError> {
+            let seen =
+                self.guarded(Op::CasNew, key, || self.store.versioned(DEFAULT_STORE, key))?;
+            Ok(MemoryCas {
+                key: key.to_owned(),
+                seen,
+            })
+        }
+
+        fn cas_current(&self, cas: &MemoryCas) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(cas.seen.as_ref().map(|(_, v)| v.clone()))
+        }
+
+        fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap<MemoryCas>, StoreError> {
+            let expected = cas.seen.as_ref().map(|(version, _)| *version);
+            let outcome = self.guarded(Op::Swap, &cas.key, || {
+                self.store
+                    .swap_versioned(DEFAULT_STORE, &cas.key, expected, value)
+            })?;
+            Ok(match outcome {
+                Ok(()) => Swap::Done,
+                Err(now) => Swap::Conflict(MemoryCas {
+                    key: cas.key,
+                    seen: now,
+                }),
+            })
+        }
     }
 }
 
@@ -291,7 +311,7 @@ mod tests {
     #[test]
     fn injected_faults_fail_exactly_one_write() {
         let kv = MemoryKv::default();
-        *kv.fail_write_at.borrow_mut() = Some(1);
+        kv.fail_write_at(1);
         kv.set("a", b"1").unwrap();
         assert!(kv.set("b", b"1").is_err());
         kv.set("c", b"1").unwrap();

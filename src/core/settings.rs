@@ -110,10 +110,90 @@ impl Authenticator {
     }
 }
 
+/// A field of the settings, as the WIT `settings` record names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The list of authenticators as a whole (none, or a duplicate name).
+    Authenticators,
+    Name,
+    CorpId,
+    AgentId,
+    Secret,
+    Origin,
+    RedirectPath,
+    AutoLogin,
+    AutoSignup,
+    ApiBase,
+    OauthBase,
+    SsoBase,
+    /// The list of signing keys as a whole.
+    SigningKeys,
+    /// The id of the signing key at this index (from 0).
+    SigningKeyId(usize),
+    /// The secret of the signing key at this index (from 0).
+    SigningKeySecret(usize),
+    SessionLifetimeSeconds,
+    StateLifetimeSeconds,
+    RoutePrefix,
+    ApiTimeoutMs,
+    SessionCookieName,
+    SessionCookieDomain,
+}
+
+impl Field {
+    /// The record field's name: `corp-id`; a key's parts are `signing-keys`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Authenticators => "authenticators",
+            Field::Name => "name",
+            Field::CorpId => "corp-id",
+            Field::AgentId => "agent-id",
+            Field::Secret => "secret",
+            Field::Origin => "origin",
+            Field::RedirectPath => "redirect-path",
+            Field::AutoLogin => "auto-login",
+            Field::AutoSignup => "auto-signup",
+            Field::ApiBase => "api-base",
+            Field::OauthBase => "oauth-base",
+            Field::SsoBase => "sso-base",
+            Field::SigningKeys | Field::SigningKeyId(_) | Field::SigningKeySecret(_) => {
+                "signing-keys"
+            }
+            Field::SessionLifetimeSeconds => "session-lifetime-seconds",
+            Field::StateLifetimeSeconds => "state-lifetime-seconds",
+            Field::RoutePrefix => "route-prefix",
+            Field::ApiTimeoutMs => "api-timeout-ms",
+            Field::SessionCookieName => "session-cookie-name",
+            Field::SessionCookieDomain => "session-cookie-domain",
+        }
+    }
+
+    /// The signing key a field belongs to: its index (from 0) and the part.
+    pub fn signing_key(self) -> Option<(usize, &'static str)> {
+        match self {
+            Field::SigningKeyId(index) => Some((index, "id")),
+            Field::SigningKeySecret(index) => Some((index, "secret")),
+            _ => None,
+        }
+    }
+}
+
+/// `corp-id`; `signing-keys[1].secret` for a part of one key.
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.signing_key() {
+            Some((index, part)) => write!(f, "{}[{index}].{part}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// One problem of one authenticator's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingsError {
+    /// The authenticator's name as given (may be empty or invalid).
     pub authenticator: String,
-    pub field: String,
+    pub field: Field,
     pub message: String,
 }
 
@@ -136,10 +216,10 @@ struct Problems<'a> {
 }
 
 impl Problems<'_> {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    fn add(&mut self, field: Field, message: impl Into<String>) {
         self.found.push(SettingsError {
             authenticator: self.authenticator.to_owned(),
-            field: field.into(),
+            field,
             message: message.into(),
         });
     }
@@ -152,22 +232,22 @@ impl Settings {
             authenticator: &self.name,
             found: Vec::new(),
         };
-        check_identifier(&mut problems, "name", &self.name, 64);
+        check_identifier(&mut problems, Field::Name, &self.name, 64);
         check_corp_id(&mut problems, &self.corp_id);
         if self.agent_id.is_empty() {
             problems.add(
-                "agent-id",
+                Field::AgentId,
                 "is empty: copy the AgentId from 应用管理 → your app",
             );
         } else if self.agent_id.len() > 20 || !self.agent_id.bytes().all(|b| b.is_ascii_digit()) {
             problems.add(
-                "agent-id",
+                Field::AgentId,
                 "must be the app's numeric AgentId, e.g. 1000002",
             );
         }
         if self.secret.expose().is_empty() {
             problems.add(
-                "secret",
+                Field::Secret,
                 "is empty: copy the app's Secret from 应用管理 → your app",
             );
         } else if self.secret.expose().len() > 256
@@ -178,7 +258,7 @@ impl Settings {
                 .any(|c| c.is_control() || c.is_whitespace())
         {
             problems.add(
-                "secret",
+                Field::Secret,
                 "is not a WeCom app Secret (too long, or holds blanks or controls)",
             );
         }
@@ -189,39 +269,49 @@ impl Settings {
                 Some(safe) if safe == *path => safe,
                 Some(safe) => {
                     problems.add(
-                        "redirect-path",
+                        Field::RedirectPath,
                         format!("write it in its plain form: {safe}"),
                     );
                     safe
                 }
                 None => {
                     problems.add(
-                        "redirect-path",
+                        Field::RedirectPath,
                         "must be a path on the app's origin starting with a single /, e.g. /workspace",
                     );
                     String::new()
                 }
             },
         };
-        let api_base = check_base(&mut problems, "api-base", &self.api_base, DEFAULT_API_BASE);
+        let api_base = check_base(
+            &mut problems,
+            Field::ApiBase,
+            &self.api_base,
+            DEFAULT_API_BASE,
+        );
         let oauth_base = check_base(
             &mut problems,
-            "oauth-base",
+            Field::OauthBase,
             &self.oauth_base,
             DEFAULT_OAUTH_BASE,
         );
-        let sso_base = check_base(&mut problems, "sso-base", &self.sso_base, DEFAULT_SSO_BASE);
+        let sso_base = check_base(
+            &mut problems,
+            Field::SsoBase,
+            &self.sso_base,
+            DEFAULT_SSO_BASE,
+        );
         check_signing_keys(&mut problems, &self.signing_keys);
         let session_lifetime = check_lifetime(
             &mut problems,
-            "session-lifetime-seconds",
+            Field::SessionLifetimeSeconds,
             self.session_lifetime_seconds,
             DEFAULT_SESSION_LIFETIME,
             SESSION_LIFETIME_RANGE,
         );
         let state_lifetime = check_lifetime(
             &mut problems,
-            "state-lifetime-seconds",
+            Field::StateLifetimeSeconds,
             self.state_lifetime_seconds,
             DEFAULT_STATE_LIFETIME,
             STATE_LIFETIME_RANGE,
@@ -239,7 +329,7 @@ impl Settings {
                         .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
                 if !well_formed {
                     problems.add(
-                        "route-prefix",
+                        Field::RoutePrefix,
                         "must be a path like /auth/wecom: starts with /, no trailing /, only letters, digits, - _ .",
                     );
                 }
@@ -248,7 +338,7 @@ impl Settings {
         };
         let api_timeout_ms = check_lifetime(
             &mut problems,
-            "api-timeout-ms",
+            Field::ApiTimeoutMs,
             self.api_timeout_ms,
             DEFAULT_API_TIMEOUT_MS,
             API_TIMEOUT_RANGE,
@@ -256,7 +346,7 @@ impl Settings {
         let session_cookie_name = match &self.session_cookie_name {
             None => DEFAULT_SESSION_COOKIE.to_owned(),
             Some(name) => {
-                check_identifier(&mut problems, "session-cookie-name", name, 64);
+                check_identifier(&mut problems, Field::SessionCookieName, name, 64);
                 name.clone()
             }
         };
@@ -299,7 +389,7 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
     if all.is_empty() {
         found.push(SettingsError {
             authenticator: String::new(),
-            field: "authenticators".into(),
+            field: Field::Authenticators,
             message: "no authenticator is configured".into(),
         });
     }
@@ -311,7 +401,7 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
         {
             found.push(SettingsError {
                 authenticator: settings.name.clone(),
-                field: "name".into(),
+                field: Field::Name,
                 message: "is used by another authenticator: names must be unique".into(),
             });
         }
@@ -322,7 +412,7 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
                 .map(|e| e.name.as_str());
             found.push(SettingsError {
                 authenticator: settings.name.clone(),
-                field: "auto-login".into(),
+                field: Field::AutoLogin,
                 message: format!(
                     "is already on for authenticator {:?}: at most one authenticator may log in silently",
                     first.unwrap_or_default()
@@ -341,7 +431,7 @@ pub fn check_all(all: &[Settings]) -> Result<Vec<Authenticator>, Vec<SettingsErr
     }
 }
 
-fn check_identifier(problems: &mut Problems<'_>, field: &str, value: &str, max: usize) {
+fn check_identifier(problems: &mut Problems<'_>, field: Field, value: &str, max: usize) {
     if value.is_empty() {
         problems.add(field, "is empty");
     } else if value.len() > max
@@ -356,12 +446,12 @@ fn check_identifier(problems: &mut Problems<'_>, field: &str, value: &str, max: 
 fn check_corp_id(problems: &mut Problems<'_>, corp_id: &str) {
     if corp_id.is_empty() {
         problems.add(
-            "corp-id",
+            Field::CorpId,
             "is empty: copy the Company ID from 我的企业 → 企业信息",
         );
     } else if corp_id.len() > 64 || !corp_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         problems.add(
-            "corp-id",
+            Field::CorpId,
             "must be the Company ID (letters and digits, e.g. ww0123456789abcdef) from 我的企业",
         );
     }
@@ -372,19 +462,19 @@ fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
     const EXAMPLE: &str = "e.g. https://apps.example.com or http://127.0.0.1:8080";
     let Ok(url) = Url::parse(origin) else {
         problems.add(
-            "origin",
+            Field::Origin,
             format!("is not a URL: write scheme://host[:port], {EXAMPLE}"),
         );
         return String::new();
     };
     if !matches!(url.scheme(), "http" | "https") {
-        problems.add("origin", format!("must use http or https, {EXAMPLE}"));
+        problems.add(Field::Origin, format!("must use http or https, {EXAMPLE}"));
         return String::new();
     }
     let serialized = url.origin().ascii_serialization();
     if serialized != origin {
         problems.add(
-            "origin",
+            Field::Origin,
             format!(
                 "must be scheme://host[:port] and nothing else (no path, trailing slash, user, query, default port or upper case); did you mean {serialized}?"
             ),
@@ -397,7 +487,7 @@ fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
 /// fragment or user info. Returned without a trailing slash.
 fn check_base(
     problems: &mut Problems<'_>,
-    field: &str,
+    field: Field,
     value: &Option<String>,
     default: &str,
 ) -> String {
@@ -424,7 +514,7 @@ fn check_base(
 fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
     if keys.is_empty() {
         problems.add(
-            "signing-keys",
+            Field::SigningKeys,
             format!(
                 "is empty: give at least one key of {MIN_SIGNING_KEY_BYTES} or more random bytes"
             ),
@@ -432,22 +522,19 @@ fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
     }
     if keys.len() > MAX_SIGNING_KEYS {
         problems.add(
-            "signing-keys",
+            Field::SigningKeys,
             format!("holds more than {MAX_SIGNING_KEYS} keys"),
         );
     }
     for (index, key) in keys.iter().enumerate() {
-        check_identifier(problems, &format!("signing-keys[{index}].id"), &key.id, 32);
+        check_identifier(problems, Field::SigningKeyId(index), &key.id, 32);
         if keys[..index].iter().any(|k| k.id == key.id) {
-            problems.add(
-                format!("signing-keys[{index}].id"),
-                "is used by another key",
-            );
+            problems.add(Field::SigningKeyId(index), "is used by another key");
         }
         let length = key.secret.expose().len();
         if length < MIN_SIGNING_KEY_BYTES {
             problems.add(
-                format!("signing-keys[{index}].secret"),
+                Field::SigningKeySecret(index),
                 format!("is {length} bytes: use at least {MIN_SIGNING_KEY_BYTES} random bytes"),
             );
         }
@@ -474,7 +561,7 @@ fn check_cookie_domain(
     let covers_origin = host == domain || host.ends_with(&format!(".{domain}"));
     if !well_formed || !covers_origin {
         problems.add(
-            "session-cookie-domain",
+            Field::SessionCookieDomain,
             format!("must be the origin's host or a parent domain of it (origin host: {host})"),
         );
     }
@@ -484,14 +571,14 @@ fn check_cookie_domain(
 /// A duration within `(min, max)`, in the unit its field name ends with.
 fn check_lifetime(
     problems: &mut Problems<'_>,
-    field: &str,
+    field: Field,
     value: Option<u32>,
     default: u32,
     (min, max): (u32, u32),
 ) -> u32 {
     let value = value.unwrap_or(default);
     if !(min..=max).contains(&value) {
-        let unit = if field.ends_with("-ms") {
+        let unit = if field == Field::ApiTimeoutMs {
             "milliseconds"
         } else {
             "seconds"
@@ -520,8 +607,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn fields(errors: &[SettingsError]) -> Vec<&str> {
-        errors.iter().map(|e| e.field.as_str()).collect()
+    fn fields(errors: &[SettingsError]) -> Vec<String> {
+        errors.iter().map(|e| e.field.to_string()).collect()
     }
 
     #[test]

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
-use super::login::LoginFlow;
+use super::flow::LoginFlow;
 use super::return_path;
 use super::settings::{Authenticator, SigningKey};
 

@@ -2,6 +2,7 @@
 //! homepage links.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use url::form_urlencoded;
 
 use super::browser::Language;
 use super::settings::Authenticator;
@@ -61,12 +62,25 @@ pub fn web_login_url(
 
 /// The login route of the HTTP front for this authenticator.
 pub fn login_route_url(authenticator: &Authenticator) -> String {
-    format!(
-        "{}{}/login?authenticator={}",
-        authenticator.origin,
-        authenticator.route_prefix,
-        encode_component(&authenticator.name)
-    )
+    let path = login_path(&authenticator.route_prefix, Some(&authenticator.name), None);
+    format!("{}{path}", authenticator.origin)
+}
+
+/// Our login route's path: `{prefix}/login?authenticator=..&return_to=..`.
+pub fn login_path(prefix: &str, authenticator: Option<&str>, return_to: Option<&str>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(name) = authenticator {
+        query.append_pair("authenticator", name);
+    }
+    if let Some(path) = return_to {
+        query.append_pair("return_to", path);
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        format!("{prefix}/login")
+    } else {
+        format!("{prefix}/login?{query}")
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions};
-use host_test::gateway::StoreSpec;
+use wecom_auth_gateway::StoreSpec;
 
 #[derive(Parser)]
 #[command(about = "wecom-auth demo: the component, the reference gateway and a WeCom simulator")]

@@ -7,9 +7,10 @@ use std::sync::OnceLock;
 
 use host_test::COMPONENT_PATH;
 use host_test::bindings::login::AuthorizeRequest;
-use host_test::host::{ComponentHost, EngineOptions, engine};
+use host_test::host::ComponentHost;
 use wasmtime::Engine;
 use wasmtime::component::Component;
+use wecom_auth_gateway::{EngineOptions, engine};
 
 #[allow(unused_imports)] // not every test binary needs all of them
 pub use host_test::example::{APP_SECRET, SIGNING_KEY, settings};

@@ -1,0 +1,325 @@
+//! The browser-facing login pages: the in-client OAuth page
+//! (`open.weixin.qq.com/connect/oauth2/authorize`) and the web / QR login page
+//! (`login.work.weixin.qq.com/wwlogin/sso/login`).
+//!
+//! A valid request without `pick` renders a page listing the corp's members
+//! and non-members; each entry links to the same URL plus `pick=<userid or id>`.
+//! A request with `pick` answers 302 to `redirect_uri?code=..&state=..`.
+//! An invalid request answers 200 with an error page (as WeCom does) whose
+//! errcode is also in the `x-wecom-errcode` header.
+
+use super::endpoint::Endpoint;
+use super::model::Corp;
+use super::state::{CODE_LIFETIME, CodeRecord, State, Subject};
+use super::urls::{Query, append_query, html_escape, http_authority, percent_encode, valid_state};
+
+/// Header carrying the errcode of an error page.
+pub const ERRCODE_HEADER: &str = "x-wecom-errcode";
+
+pub(crate) enum PageReply {
+    /// 200, the member picker.
+    Page(String),
+    /// 200, an error page with this errcode.
+    Error { errcode: i64, html: String },
+    /// 302 to this Location.
+    Redirect(String),
+}
+
+/// A valid login request.
+struct Login<'m> {
+    corp: &'m Corp,
+    /// Effective scope is snsapi_privateinfo (asked for, with an agentid).
+    privateinfo: bool,
+    redirect_uri: String,
+    redirect_authority: String,
+    state: String,
+}
+
+pub(crate) fn answer(state: &mut State, endpoint: Endpoint, raw_query: &str) -> PageReply {
+    let query = Query::parse(raw_query);
+    let in_client = endpoint == Endpoint::OAuthPage;
+    let login = match validate(state, in_client, &query) {
+        Ok(login) => login,
+        Err((errcode, detail)) => return error_page(errcode, &detail),
+    };
+    let pick = query.get("pick").filter(|p| !p.is_empty());
+    let Some(pick) = pick else {
+        return PageReply::Page(picker(endpoint, raw_query, &login));
+    };
+    let corp = login.corp;
+    let (subject, ticket_eligible) = if let Some(member) = corp.member(pick) {
+        let eligible =
+            in_client && login.privateinfo && member.visible && member.consents_to_privateinfo;
+        (Subject::Member(member.userid.clone()), eligible)
+    } else if let Some(outsider) = corp.non_member(pick) {
+        let subject = Subject::NonMember {
+            openid: outsider.openid.clone(),
+            external_userid: outsider.external_userid.clone(),
+        };
+        (subject, false)
+    } else {
+        return error_page(
+            60111,
+            &format!("no member or non-member {pick:?} in this corp"),
+        );
+    };
+    let record = CodeRecord {
+        corp_id: corp.corp_id.clone(),
+        subject,
+        redirect_authority: login.redirect_authority.clone(),
+        ticket_eligible,
+        expires_at: state.now() + CODE_LIFETIME,
+    };
+    let (redirect_uri, login_state) = (login.redirect_uri.clone(), login.state.clone());
+    let code = state.issue_code(record);
+    let location = append_query(&redirect_uri, &[("code", &code), ("state", &login_state)]);
+    PageReply::Redirect(header_safe(&location))
+}
+
+/// Checks the parameters as WeCom does. Errors: 40013 unknown `appid`,
+/// 40056 bad `agentid`, 40035 bad `redirect_uri` / `response_type` / `scope` /
+/// `login_type`, 84025 bad `state`.
+fn validate<'m>(
+    state: &'m State,
+    in_client: bool,
+    query: &Query,
+) -> Result<Login<'m>, (i64, String)> {
+    let appid = query.get("appid").unwrap_or_default();
+    let corp = state
+        .model
+        .corp(appid)
+        .ok_or_else(|| (40013, format!("unknown appid {appid:?}")))?;
+    if !in_client && query.get("login_type") != Some("CorpApp") {
+        return Err((40035, "login_type must be CorpApp".into()));
+    }
+    let agent_id = match query.get("agentid").filter(|a| !a.is_empty()) {
+        None if in_client => None,
+        None => return Err((40056, "agentid is required".into())),
+        Some(raw) => {
+            let agent = raw
+                .parse::<u32>()
+                .ok()
+                .filter(|_| raw.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|id| corp.agent(id))
+                .ok_or_else(|| (40056, format!("{raw:?} is not an app of this corp")))?;
+            Some(agent.agent_id)
+        }
+    };
+    let redirect_uri = query.get("redirect_uri").unwrap_or_default();
+    let redirect_authority = http_authority(redirect_uri).ok_or_else(|| {
+        (
+            40035,
+            format!("redirect_uri {redirect_uri:?} is not an absolute http(s) URL"),
+        )
+    })?;
+    let mut privateinfo = false;
+    if in_client {
+        if query.get("response_type") != Some("code") {
+            return Err((40035, "response_type must be code".into()));
+        }
+        privateinfo = match query.get("scope") {
+            Some("snsapi_base") => false,
+            // Without agentid WeCom silently downgrades to snsapi_base.
+            Some("snsapi_privateinfo") => agent_id.is_some(),
+            other => {
+                return Err((
+                    40035,
+                    format!("scope {other:?} is not snsapi_base or snsapi_privateinfo"),
+                ));
+            }
+        };
+    }
+    let login_state = query.get("state").unwrap_or_default();
+    if !valid_state(login_state) {
+        return Err((84025, "state must be [A-Za-z0-9], at most 128 bytes".into()));
+    }
+    Ok(Login {
+        corp,
+        privateinfo,
+        redirect_uri: redirect_uri.to_owned(),
+        redirect_authority,
+        state: login_state.to_owned(),
+    })
+}
+
+fn error_page(errcode: i64, detail: &str) -> PageReply {
+    let message = super::api::errmsg(errcode);
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>企业微信 · 错误 {errcode}</title></head>\n\
+         <body><h1>出错了 / Error</h1>\n<p>errcode: <b id=\"errcode\">{errcode}</b> ({})</p>\n<p>{}</p>\n\
+         <p><a href=\"https://open.work.weixin.qq.com/devtool/query?e={errcode}\">more info</a></p></body></html>\n",
+        html_escape(message),
+        html_escape(detail)
+    );
+    PageReply::Error { errcode, html }
+}
+
+fn picker(endpoint: Endpoint, raw_query: &str, login: &Login<'_>) -> String {
+    let corp = login.corp;
+    let (title, flow) = if endpoint == Endpoint::OAuthPage {
+        let scope = if login.privateinfo {
+            "snsapi_privateinfo (asks for consent; gives a user_ticket)"
+        } else {
+            "snsapi_base (silent; userid only)"
+        };
+        (
+            "企业微信 · 网页授权",
+            format!("In-client OAuth, scope {scope}"),
+        )
+    } else {
+        (
+            "企业微信 · 扫码登录",
+            "Web / QR login (userid only, never a user_ticket)".to_owned(),
+        )
+    };
+    let link = |id: &str| {
+        html_escape(&format!(
+            "{}?{}{}pick={}",
+            endpoint.path(),
+            raw_query,
+            if raw_query.is_empty() || raw_query.ends_with('&') {
+                ""
+            } else {
+                "&"
+            },
+            percent_encode(id)
+        ))
+    };
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n\
+         <h1>{} — {}</h1>\n<p>{}</p>\n<p>Redirects to: <code>{}</code></p>\n<h2>成员 / Members</h2>\n<ul>\n",
+        html_escape(&corp.name),
+        html_escape(&corp.corp_id),
+        html_escape(&flow),
+        html_escape(&login.redirect_uri),
+    );
+    for member in &corp.members {
+        let mut notes = Vec::new();
+        if !member.visible {
+            notes.push("outside the app's visible range");
+        }
+        if !member.consents_to_privateinfo {
+            notes.push("declines privateinfo");
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" <small>({})</small>", notes.join("; "))
+        };
+        html.push_str(&format!(
+            "<li><a class=\"member\" href=\"{}\">{} ({})</a>{notes}</li>\n",
+            link(&member.userid),
+            html_escape(&member.name),
+            html_escape(&member.userid),
+        ));
+    }
+    html.push_str("</ul>\n<h2>非成员 / Not members</h2>\n<ul>\n");
+    for outsider in &corp.non_members {
+        html.push_str(&format!(
+            "<li><a class=\"non-member\" href=\"{}\">{} ({})</a></li>\n",
+            link(&outsider.id),
+            html_escape(&outsider.name),
+            html_escape(&outsider.id),
+        ));
+    }
+    html.push_str("</ul>\n</body></html>\n");
+    html
+}
+
+/// Percent-encodes what may not stand in a header value (controls, space,
+/// non-ASCII), leaving the URL otherwise as the caller gave it.
+fn header_safe(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for byte in url.bytes() {
+        if (0x21..0x7f).contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+
+    const BASE: &str = "appid=ww0123456789abcdef&redirect_uri=https%3A%2F%2Fapps.example.com%2Fcb&response_type=code&scope=snsapi_privateinfo&agentid=1000002&state=abc";
+
+    fn errcode(reply: PageReply) -> Option<i64> {
+        match reply {
+            PageReply::Error { errcode, .. } => Some(errcode),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn picker_links_add_pick() {
+        let mut state = State::new(Model::sample());
+        let PageReply::Page(html) = answer(&mut state, Endpoint::OAuthPage, BASE) else {
+            panic!("expected the picker");
+        };
+        assert!(html.contains(&format!(
+            "href=\"/connect/oauth2/authorize?{}&amp;pick=zhangsan\"",
+            BASE.replace('&', "&amp;")
+        )));
+        assert!(html.contains("pick=outsider"));
+        assert!(!html.contains("<script") && !html.contains("src="));
+    }
+
+    #[test]
+    fn pick_redirects_with_code_and_state() {
+        let mut state = State::new(Model::sample());
+        let query = format!("{BASE}&pick=zhangsan");
+        let PageReply::Redirect(location) = answer(&mut state, Endpoint::OAuthPage, &query) else {
+            panic!("expected a redirect");
+        };
+        assert!(location.starts_with("https://apps.example.com/cb?code="));
+        assert!(location.ends_with("&state=abc"));
+        let code = state.codes.values().next().expect("a code");
+        assert!(code.ticket_eligible);
+    }
+
+    #[test]
+    fn validation_errcodes() {
+        let mut state = State::new(Model::sample());
+        let mut check = |query: &str| errcode(answer(&mut state, Endpoint::OAuthPage, query));
+        assert_eq!(check(&BASE.replace("appid=ww", "appid=xx")), Some(40013));
+        assert_eq!(
+            check(&BASE.replace("agentid=1000002", "agentid=1000003")),
+            Some(40056)
+        );
+        assert_eq!(
+            check(&BASE.replace("agentid=1000002", "agentid=+1000002")),
+            Some(40056)
+        );
+        assert_eq!(
+            check(&BASE.replace("snsapi_privateinfo", "snsapi_userinfo")),
+            Some(40035)
+        );
+        assert_eq!(
+            check(&BASE.replace("response_type=code", "response_type=token")),
+            Some(40035)
+        );
+        assert_eq!(
+            check(&BASE.replace("https%3A%2F%2Fapps.example.com", "%2Frelative")),
+            Some(40035)
+        );
+        assert_eq!(check(&BASE.replace("state=abc", "state=a-b")), Some(84025));
+        assert_eq!(check(&format!("{BASE}&pick=nobody")), Some(60111));
+        assert_eq!(check(BASE), None);
+    }
+
+    #[test]
+    fn header_safe_escapes_only_what_it_must() {
+        assert_eq!(
+            header_safe("https://h/a b?x=张"),
+            "https://h/a%20b?x=%E5%BC%A0"
+        );
+        assert_eq!(
+            header_safe("https://h/p?a=1&b=%2F"),
+            "https://h/p?a=1&b=%2F"
+        );
+    }
+}

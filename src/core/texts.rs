@@ -1,0 +1,102 @@
+//! Every text a member reads, in English and Chinese (SPEC §4: messages in
+//! zh and en): page words, error titles and error messages. One home, so a
+//! wording or a translation changes in one place. Hints for the admin are
+//! not here: they name console settings in WeCom's own (Chinese) words.
+
+use super::browser::Language;
+
+/// One text in both languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text {
+    pub en: &'static str,
+    pub zh: &'static str,
+}
+
+impl Text {
+    pub fn get(&self, language: Language) -> &'static str {
+        match language {
+            Language::En => self.en,
+            Language::Zh => self.zh,
+        }
+    }
+}
+
+const fn text(en: &'static str, zh: &'static str) -> Text {
+    Text { en, zh }
+}
+
+// Page words.
+pub const LOG_IN: Text = text("Log in", "登录");
+pub const LOG_IN_WITH_WECOM: Text = text("Log in with WeCom", "企业微信登录");
+pub const WECOM: Text = text("WeCom", "企业微信");
+pub const LOG_IN_AGAIN: Text = text("Log in again", "重新登录");
+pub const LOG_OUT: Text = text("Log out", "退出登录");
+pub const FOR_THE_ADMIN: Text = text("For the administrator", "给管理员");
+pub const SIGNED_IN_AS: Text = text("Signed in as", "当前登录");
+pub const CHOOSE: Text = text("Choose how to log in:", "请选择登录方式：");
+
+// Error titles.
+pub const TITLE_BAD_REQUEST: Text = text("Bad request", "请求有误");
+pub const TITLE_LOGIN_FAILED: Text = text("Login failed", "登录失败");
+pub const TITLE_CANNOT_LOG_IN: Text = text("Cannot log in", "无法登录");
+pub const TITLE_NOT_SIGNED_IN: Text = text("Not signed in", "未登录");
+pub const TITLE_WECOM_UNAVAILABLE: Text = text("WeCom unavailable", "企业微信暂不可用");
+pub const TITLE_SERVICE_UNAVAILABLE: Text = text("Service unavailable", "服务暂不可用");
+pub const TITLE_MISCONFIGURED: Text = text("Configuration error", "配置有误");
+pub const TITLE_CONFLICT: Text = text("Conflict", "数据冲突");
+pub const TITLE_NOT_FOUND: Text = text("Not found", "页面不存在");
+
+// Error messages.
+pub const REQUEST_INCOMPLETE: Text = text(
+    "The login request was incomplete. Please start the login again.",
+    "登录请求不完整，请重新登录。",
+);
+pub const LOGIN_EXPIRED: Text = text(
+    "The login took too long and expired. Please log in again.",
+    "登录已超时，请重新登录。",
+);
+pub const LOGIN_FROM_ANOTHER_BROWSER: Text = text(
+    "This login was started in another browser (or cookies are blocked). Please log in again here.",
+    "此次登录不是在当前浏览器发起的（或浏览器禁用了 Cookie），请在此重新登录。",
+);
+pub const LOGIN_LINK_INVALID: Text = text(
+    "This login link is no longer valid (used, expired or altered). Please log in again.",
+    "登录链接已失效（已使用、已过期或被篡改），请重新登录。",
+);
+pub const NOT_A_MEMBER: Text = text(
+    "You are not a member of this company in WeCom, so you cannot log in here.",
+    "您不是本企业的企业微信成员，无法登录。",
+);
+pub const USER_NOT_FOUND: Text = text(
+    "No account matches your WeCom mobile number (user not found). Ask your administrator to create one.",
+    "用户不存在：没有与您企业微信手机号匹配的账号，请联系管理员开通。",
+);
+pub const FIRST_LOGIN_IN_CLIENT: Text = text(
+    "Your first login must happen inside the WeCom app: open this app once from the WeCom workbench, then QR login works too.",
+    "首次登录需在企业微信客户端内完成：请先从企业微信工作台打开本应用一次，之后即可扫码登录。",
+);
+pub const OUTSIDE_VISIBLE_RANGE: Text = text(
+    "Your WeCom account may not use this app. Ask your administrator to add you to the app's visible range.",
+    "您的企业微信账号无权使用此应用，请联系管理员将您加入应用的可见范围。",
+);
+pub const SESSION_ENDED: Text = text(
+    "Your session has ended. Please log in again.",
+    "登录状态已失效，请重新登录。",
+);
+pub const WECOM_UNAVAILABLE: Text = text(
+    "WeCom could not be reached or is busy. Please try again in a moment.",
+    "暂时无法连接企业微信或企业微信繁忙，请稍后重试。",
+);
+pub const SERVICE_UNAVAILABLE: Text = text(
+    "The login service is temporarily unavailable. Please try again in a moment.",
+    "登录服务暂时不可用，请稍后重试。",
+);
+pub const MISCONFIGURED: Text = text(
+    "WeCom login is not set up correctly. Please tell your administrator.",
+    "企业微信登录配置有误，请联系管理员。",
+);
+pub const CONFLICT: Text = text(
+    "The request conflicts with existing data.",
+    "请求与已有数据冲突。",
+);
+pub const NOT_FOUND: Text = text("Not found.", "未找到。");

@@ -1,0 +1,601 @@
+//! The admin API under `{prefix}/admin`, for provisioning "existing users"
+//! before their first login. Off (404) unless `admin_token` is set; every call
+//! needs `Authorization: Bearer <admin_token>`, compared in constant time.
+//!
+//! | route | |
+//! |---|---|
+//! | `GET /admin/users?cursor=&limit=` | a page of users (limit 1..=1000, default 100) |
+//! | `POST /admin/users` | create or update one user (`{id?, name, mobile?, email?}`) |
+//! | `GET /admin/users/<id>` | one user |
+//! | `DELETE /admin/users/<id>` | delete a user and their bindings |
+//! | `POST /admin/users/import` | many users: a JSON array, or CSV `name,mobile,email[,id]` |
+//! | `DELETE /admin/bindings/<authenticator>/<wecom_userid>` | unbind a member |
+//! | `GET /admin/links` | the WeCom console links of each authenticator |
+
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::context::Ctx;
+use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
+use super::message::Response;
+use crate::core::browser::Language;
+use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
+use crate::core::error::AuthError;
+use crate::core::login;
+use crate::core::ports::{KeyValue, Transport};
+use crate::core::settings::Secret;
+
+/// Most users one import takes.
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+const DEFAULT_LIMIT: u32 = 100;
+
+pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &str) -> Response {
+    let Some(token) = &ctx.config.admin_token else {
+        // Off: as if there were no such route.
+        return not_found(ctx);
+    };
+    if !authorized(ctx.request.header("authorization"), token) {
+        let error = ErrorJson::plain(
+            "session-invalid",
+            401,
+            "missing or wrong admin token: send Authorization: Bearer <admin_token>",
+        );
+        return Response::json(401, &error.body())
+            .with_header("www-authenticate", "Bearer realm=\"wecom-auth admin\"");
+    }
+    let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    let method = ctx.request.method.as_str();
+    let result = match (method, segments.as_slice()) {
+        ("GET", ["users"]) => list(ctx),
+        ("POST", ["users"]) => upsert_one(ctx),
+        ("POST", ["users", "import"]) => import(ctx),
+        ("GET", ["users", id]) => decoded(id).and_then(|id| find(ctx, &id)),
+        ("DELETE", ["users", id]) => decoded(id).and_then(|id| delete(ctx, &id)),
+        ("DELETE", ["bindings", authenticator, userid]) => {
+            decoded(authenticator).and_then(|a| decoded(userid).and_then(|u| unbind(ctx, a, u)))
+        }
+        ("GET", ["links"]) => Ok(links(ctx)),
+        (_, ["users"]) => return method_not_allowed(ctx, &["GET", "POST"]),
+        (_, ["users", "import"]) => return method_not_allowed(ctx, &["POST"]),
+        (_, ["users", _]) => return method_not_allowed(ctx, &["GET", "DELETE"]),
+        (_, ["bindings", _, _]) => return method_not_allowed(ctx, &["DELETE"]),
+        (_, ["links"]) => return method_not_allowed(ctx, &["GET"]),
+        _ => Err(AuthError::NotFound("no such admin route".into())),
+    };
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            let mut response = Response::json(e.status(), &admin_error(&e).body());
+            response.log = log_line(ctx, &e);
+            response
+        }
+    }
+}
+
+/// `Bearer <token>`, compared as SHA-256 digests in constant time (so
+/// neither the content nor the length of the token leaks through timing).
+fn authorized(header: Option<&str>, token: &Secret) -> bool {
+    let Some((scheme, given)) = header.and_then(|h| h.trim().split_once(' ')) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    let given = Sha256::digest(given.trim().as_bytes());
+    let expected = Sha256::digest(token.expose().as_bytes());
+    given.as_slice().ct_eq(expected.as_slice()).into()
+}
+
+/// The admin's error: the common fields plus what exactly went wrong.
+fn admin_error(e: &AuthError) -> ErrorJson<'static> {
+    ErrorJson {
+        detail: Some(e.to_string()),
+        ..ErrorJson::of(e, Language::En)
+    }
+}
+
+fn decoded(segment: &str) -> Result<String, AuthError> {
+    percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| AuthError::bad_request("path", "is not UTF-8 once percent-decoded"))
+}
+
+fn list<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
+    let limit = match ctx.params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse()
+            .map_err(|_| AuthError::bad_request("limit", "must be a whole number"))?,
+    };
+    let page = directory::list(ctx.env.kv, ctx.params.get("cursor"), limit)?;
+    #[derive(Serialize)]
+    struct Page<'a> {
+        users: &'a [User],
+        cursor: Option<&'a str>,
+    }
+    let body = Page {
+        users: &page.users,
+        cursor: page.cursor.as_deref(),
+    };
+    Ok(Response::json(200, &body))
+}
+
+/// What the admin sends for one user.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserJson {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    mobile: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+impl From<UserJson> for UserInput {
+    fn from(u: UserJson) -> Self {
+        UserInput {
+            id: u.id.filter(|id| !id.is_empty()),
+            name: u.name,
+            mobile: u.mobile,
+            email: u.email,
+        }
+    }
+}
+
+fn upsert_one<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
+    let input: UserJson = serde_json::from_slice(&ctx.request.body).map_err(|e| {
+        AuthError::bad_request(
+            "body",
+            format!("is not a user {{id?, name, mobile?, email?}}: {e}"),
+        )
+    })?;
+    let user = directory::upsert(ctx.env.kv, &input.into(), ctx.env.now, &row_random(ctx, 0))?;
+    Ok(Response::json(200, &user))
+}
+
+/// Ten random bytes per imported row (ids of users without a mobile number),
+/// derived from the request's randomness.
+fn row_random<K, T>(ctx: &Ctx<'_, '_, K, T>, row: usize) -> [u8; 10] {
+    let digest = Sha256::new()
+        .chain_update(b"wecom-auth import row\0")
+        .chain_update(ctx.env.random)
+        .chain_update((row as u64).to_le_bytes())
+        .finalize();
+    let mut bytes = [0u8; 10];
+    bytes.copy_from_slice(&digest[..10]);
+    bytes
+}
+
+fn find<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, id: &str) -> Result<Response, AuthError> {
+    match directory::find(ctx.env.kv, &UserQuery::Id(id.to_owned()))? {
+        Some(user) => Ok(Response::json(200, &user)),
+        None => Err(AuthError::NotFound("no user with that id".into())),
+    }
+}
+
+fn delete<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, id: &str) -> Result<Response, AuthError> {
+    if directory::delete(ctx.env.kv, id)? {
+        #[derive(Serialize)]
+        struct Deleted<'a> {
+            deleted: &'a str,
+        }
+        Ok(Response::json(200, &Deleted { deleted: id }))
+    } else {
+        Err(AuthError::NotFound("no user with that id".into()))
+    }
+}
+
+fn unbind<K: KeyValue, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    authenticator: String,
+    wecom_userid: String,
+) -> Result<Response, AuthError> {
+    let binding = Binding {
+        authenticator,
+        wecom_userid,
+    };
+    if directory::unbind(ctx.env.kv, &binding, ctx.env.now)? {
+        #[derive(Serialize)]
+        struct Unbound<'a> {
+            unbound: &'a Binding,
+        }
+        Ok(Response::json(200, &Unbound { unbound: &binding }))
+    } else {
+        Err(AuthError::NotFound("no such binding".into()))
+    }
+}
+
+/// One authenticator's console links.
+#[derive(Serialize)]
+struct Links<'a> {
+    authenticator: &'a str,
+    display_name: Option<&'a str>,
+    auto_login: bool,
+    callback_url: String,
+    desktop_homepage: String,
+    mobile_homepage: String,
+    plain_homepage: Option<String>,
+}
+
+fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    #[derive(Serialize)]
+    struct All<'a> {
+        authenticators: Vec<Links<'a>>,
+    }
+    let authenticators = ctx
+        .config
+        .entries
+        .iter()
+        .map(|entry| {
+            let links = login::homepage_links(&entry.authenticator);
+            Links {
+                authenticator: &entry.authenticator.name,
+                display_name: entry.display_name.as_deref(),
+                auto_login: entry.authenticator.auto_login,
+                callback_url: links.callback_url,
+                desktop_homepage: links.desktop_homepage,
+                mobile_homepage: links.mobile_homepage,
+                plain_homepage: links.plain_homepage,
+            }
+        })
+        .collect();
+    Response::json(200, &All { authenticators })
+}
+
+// ---- import ----
+
+fn import<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
+    let kind = ctx
+        .request
+        .header("content-type")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    // (position label, position, the row or why it is unusable)
+    let rows: Vec<(&str, usize, Result<UserInput, AuthError>)> = match kind.as_str() {
+        "application/json" => json_rows(&ctx.request.body)?,
+        "text/csv" => csv_rows(&ctx.request.body)?,
+        _ => {
+            let error = ErrorJson::plain(
+                "bad-request",
+                415,
+                "send Content-Type: application/json (an array of users) or text/csv (header name,mobile,email)",
+            );
+            return Ok(Response::json(415, &error.body()));
+        }
+    };
+    if rows.len() > MAX_IMPORT_ROWS {
+        return Err(AuthError::bad_request(
+            "body",
+            format!("holds more than {MAX_IMPORT_ROWS} users: split it"),
+        ));
+    }
+    let (mut imported, mut failed) = (0usize, 0usize);
+    let mut results = Vec::with_capacity(rows.len());
+    for (index, (label, position, row)) in rows.into_iter().enumerate() {
+        let outcome = row.and_then(|input| {
+            directory::upsert(ctx.env.kv, &input, ctx.env.now, &row_random(ctx, index))
+        });
+        let mut result = Row {
+            line: None,
+            index: None,
+            ok: false,
+            id: None,
+            error: None,
+        };
+        match label {
+            "line" => result.line = Some(position),
+            _ => result.index = Some(position),
+        }
+        match outcome {
+            Ok(user) => {
+                imported += 1;
+                result.ok = true;
+                result.id = Some(user.id);
+            }
+            Err(e) => {
+                failed += 1;
+                result.error = Some(admin_error(&e));
+            }
+        }
+        results.push(result);
+    }
+    Ok(Response::json(
+        200,
+        &Imported {
+            imported,
+            failed,
+            results,
+        },
+    ))
+}
+
+/// What an import answers: counts, then one result per row.
+#[derive(Serialize)]
+struct Imported {
+    imported: usize,
+    failed: usize,
+    results: Vec<Row>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    /// CSV: the line the row starts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    /// JSON: the position in the array (from 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson<'static>>,
+}
+
+type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
+
+/// A JSON array of users. A row of the wrong shape fails the whole import
+/// (JSON cannot be resynchronised after an error); rows that only fail
+/// validation (mobile number, name) are reported one by one.
+fn json_rows(body: &[u8]) -> Result<Rows, AuthError> {
+    let items: Vec<UserJson> = serde_json::from_slice(body).map_err(|e| {
+        AuthError::bad_request(
+            "body",
+            format!("is not a JSON array of users {{id?, name, mobile?, email?}}: {e}"),
+        )
+    })?;
+    Ok(items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| ("index", index, Ok(item.into())))
+        .collect())
+}
+
+/// The columns an import understands (English or Chinese headers).
+fn column(header: &str) -> Option<&'static str> {
+    match header.trim().to_ascii_lowercase().as_str() {
+        "id" => Some("id"),
+        "name" | "姓名" | "名字" => Some("name"),
+        "mobile" | "phone" | "手机" | "手机号" | "手机号码" => Some("mobile"),
+        "email" | "邮箱" | "电子邮箱" => Some("email"),
+        _ => None,
+    }
+}
+
+fn csv_rows(body: &[u8]) -> Result<Rows, AuthError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| AuthError::bad_request("body", "is not UTF-8 (save the CSV as UTF-8)"))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut records = parse_csv(text).into_iter().filter(|r| !r.is_blank());
+    let Some(header) = records.next() else {
+        return Ok(Vec::new());
+    };
+    if let Some(why) = &header.error {
+        return Err(AuthError::bad_request(
+            "header",
+            format!("line {}: {why}", header.line),
+        ));
+    }
+    let mut columns = Vec::with_capacity(header.fields.len());
+    for name in &header.fields {
+        match column(name) {
+            Some(c) if columns.contains(&Some(c)) => {
+                return Err(AuthError::bad_request(
+                    "header",
+                    format!("names the column {c} twice"),
+                ));
+            }
+            Some(c) => columns.push(Some(c)),
+            None if name.trim().is_empty() => columns.push(None),
+            None => {
+                return Err(AuthError::bad_request(
+                    "header",
+                    format!(
+                        "has an unknown column {:?}: use name,mobile,email (and optionally id)",
+                        name.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    if !columns.contains(&Some("name")) {
+        return Err(AuthError::bad_request(
+            "header",
+            "has no name column: the first line must be name,mobile,email",
+        ));
+    }
+    Ok(records
+        .map(|record| {
+            let row = match record.error {
+                Some(why) => Err(AuthError::bad_request("row", why)),
+                None if record.fields.len() != columns.len() => Err(AuthError::bad_request(
+                    "row",
+                    format!(
+                        "has {} fields, the header {}",
+                        record.fields.len(),
+                        columns.len()
+                    ),
+                )),
+                None => {
+                    let mut input = UserInput::default();
+                    for (value, column) in record.fields.into_iter().zip(&columns) {
+                        let value = value.trim();
+                        let value = (!value.is_empty()).then(|| value.to_owned());
+                        match column {
+                            Some("id") => input.id = value,
+                            Some("name") => input.name = value.unwrap_or_default(),
+                            Some("mobile") => input.mobile = value,
+                            Some("email") => input.email = value,
+                            _ => {}
+                        }
+                    }
+                    Ok(input)
+                }
+            };
+            ("line", record.line, row)
+        })
+        .collect())
+}
+
+/// One CSV record and the line it starts on.
+#[derive(Debug, PartialEq, Eq)]
+struct Record {
+    line: usize,
+    fields: Vec<String>,
+    error: Option<String>,
+}
+
+impl Record {
+    fn is_blank(&self) -> bool {
+        self.error.is_none() && self.fields.iter().all(|f| f.trim().is_empty())
+    }
+}
+
+/// RFC 4180 CSV: `,` separates, `"` quotes (`""` inside is a quote), quoted
+/// fields may span lines; CRLF, LF or CR end a record.
+fn parse_csv(text: &str) -> Vec<Record> {
+    let mut records = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while chars.peek().is_some() {
+        let start = line;
+        let mut fields = Vec::new();
+        let mut field = String::new();
+        let mut in_quotes = false;
+        let mut was_quoted = false;
+        let mut error: Option<String> = None;
+        loop {
+            let Some(c) = chars.next() else {
+                if in_quotes {
+                    error.get_or_insert_with(|| "a quoted field is never closed".into());
+                }
+                fields.push(std::mem::take(&mut field));
+                break;
+            };
+            if in_quotes {
+                match c {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    '"' => in_quotes = false,
+                    c => {
+                        if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
+                            line += 1;
+                        }
+                        field.push(c);
+                    }
+                }
+                continue;
+            }
+            match c {
+                '"' if field.trim().is_empty() && !was_quoted => {
+                    field.clear();
+                    in_quotes = true;
+                    was_quoted = true;
+                }
+                '"' => {
+                    error.get_or_insert_with(|| "has a quote inside an unquoted field".into());
+                }
+                ',' => {
+                    fields.push(std::mem::take(&mut field));
+                    was_quoted = false;
+                }
+                '\r' | '\n' => {
+                    if c == '\r' && chars.peek() == Some(&'\n') {
+                        chars.next();
+                    }
+                    line += 1;
+                    fields.push(std::mem::take(&mut field));
+                    break;
+                }
+                c if was_quoted && !c.is_whitespace() => {
+                    error.get_or_insert_with(|| "has text after a closing quote".into());
+                }
+                _ if was_quoted => {}
+                c => field.push(c),
+            }
+        }
+        records.push(Record {
+            line: start,
+            fields,
+            error,
+        });
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(text: &str) -> Vec<(usize, Vec<String>, Option<String>)> {
+        parse_csv(text)
+            .into_iter()
+            .map(|r| (r.line, r.fields, r.error))
+            .collect()
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn csv_quotes_escapes_and_multiline_fields() {
+        let parsed =
+            fields("name,mobile\r\n\"Zhang, San\",138\n\"say \"\"hi\"\"\",\"a\nb\"\nlast,1");
+        assert_eq!(
+            parsed,
+            [
+                (1, strings(&["name", "mobile"]), None),
+                (2, strings(&["Zhang, San", "138"]), None),
+                (3, strings(&["say \"hi\"", "a\nb"]), None),
+                (5, strings(&["last", "1"]), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_damage_is_reported_per_record() {
+        let parsed = fields("a\"b,c\n\"x\"y,z\n\"open");
+        assert!(parsed[0].2.as_deref().unwrap().contains("quote inside"));
+        assert!(
+            parsed[1]
+                .2
+                .as_deref()
+                .unwrap()
+                .contains("after a closing quote")
+        );
+        assert!(parsed[2].2.as_deref().unwrap().contains("never closed"));
+        assert_eq!(fields(""), []);
+        assert_eq!(fields("\n\n").len(), 2);
+    }
+
+    #[test]
+    fn bearer_tokens_compare_whole() {
+        let token = Secret::new("0123456789abcdef0123");
+        assert!(authorized(Some("Bearer 0123456789abcdef0123"), &token));
+        assert!(authorized(Some("bearer  0123456789abcdef0123 "), &token));
+        for wrong in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Bearer 0123456789abcdef012"),
+            Some("Bearer 0123456789abcdef01234"),
+            Some("Basic 0123456789abcdef0123"),
+            Some("0123456789abcdef0123"),
+        ] {
+            assert!(!authorized(wrong, &token), "{wrong:?}");
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! The front's configuration from `wasi:config/store` (Spin variables): parsed
+//! into authenticator [`Settings`], checked with [`settings::check_all`], and
+//! every problem reported under the name of the variable to fix.
+//!
+//! Rules:
+//! - An empty value is unset (Spin declares defaults as `""`); values are trimmed.
+//! - Global: `authenticators` (comma list, default `wecom`), `admin_token`,
+//!   `protected_paths`, `route_prefix`, `session_cookie_name`,
+//!   `session_cookie_domain`.
+//! - Per authenticator `NAME`: `NAME_<field>`, else the plain `<field>`.
+//! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
+//! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
+
+use crate::core::settings::{
+    self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
+};
+
+/// Configuration as `wasi:config/store` `get-all` gives it.
+pub type ConfigMap = std::collections::HashMap<String, String>;
+
+pub const DEFAULT_AUTHENTICATORS: &str = "wecom";
+pub const MAX_AUTHENTICATORS: usize = 16;
+pub const MIN_ADMIN_TOKEN: usize = 16;
+const MAX_ADMIN_TOKEN: usize = 512;
+const MAX_PROTECTED_PATHS: usize = 64;
+const MAX_DISPLAY_NAME: usize = 64;
+const MAX_NAME: usize = 32;
+
+/// One configured authenticator.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub authenticator: Authenticator,
+    /// `display_name`, if set.
+    pub display_name: Option<String>,
+}
+
+/// The checked configuration of the front.
+#[derive(Debug, Clone)]
+pub struct FrontConfig {
+    /// In the order of `authenticators`; never empty.
+    pub entries: Vec<Entry>,
+    /// None: the admin API is off.
+    pub admin_token: Option<Secret>,
+    /// Path prefixes guarded by auto-login, each starting with `/`.
+    pub protected_paths: Vec<String>,
+    pub route_prefix: String,
+}
+
+impl FrontConfig {
+    pub fn find(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.authenticator.name == name)
+    }
+
+    /// The authenticator that logs WeCom-browser visitors in silently.
+    pub fn auto_login(&self) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.authenticator.auto_login)
+    }
+
+    /// The session cookie's name (shared by every authenticator).
+    pub fn session_cookie_name(&self) -> &str {
+        &self.entries[0].authenticator.session_cookie_name
+    }
+
+    /// Whether `path` is a protected path or below one (segment-wise: `/app`
+    /// covers `/app` and `/app/x`, not `/apple`).
+    pub fn is_protected(&self, path: &str) -> bool {
+        self.protected_paths.iter().any(|prefix| {
+            path == prefix
+                || path
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
+        })
+    }
+}
+
+/// A problem with one variable. Never quotes a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigProblem {
+    /// The variable to fix, e.g. `corp_id` or `hq_corp_id`.
+    pub variable: String,
+    /// The authenticator concerned, for per-authenticator variables.
+    pub authenticator: Option<String>,
+    pub problem: String,
+}
+
+/// The global variables the front reads (Spin variables; `spin.toml` must
+/// declare each, which `host-test/tests/spin_world.rs` checks).
+pub const GLOBAL_VARIABLES: [&str; 6] = [
+    "authenticators",
+    "admin_token",
+    "protected_paths",
+    "route_prefix",
+    "session_cookie_name",
+    "session_cookie_domain",
+];
+
+/// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
+/// in the order problems are reported.
+pub const FIELDS: [&str; 15] = [
+    "corp_id",
+    "agent_id",
+    "secret",
+    "origin",
+    "redirect_path",
+    "auto_login",
+    "auto_signup",
+    "api_base",
+    "oauth_base",
+    "sso_base",
+    "signing_keys",
+    "session_lifetime_seconds",
+    "state_lifetime_seconds",
+    "api_timeout_ms",
+    "display_name",
+];
+
+struct Reader<'a> {
+    map: &'a ConfigMap,
+    problems: Vec<ConfigProblem>,
+}
+
+impl<'a> Reader<'a> {
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.map
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, variable: &str, authenticator: Option<&str>, problem: impl Into<String>) {
+        let problem = ConfigProblem {
+            variable: variable.to_owned(),
+            authenticator: authenticator.map(str::to_owned),
+            problem: problem.into(),
+        };
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
+    }
+}
+
+/// Where one authenticator's field was read from.
+struct Source<'a> {
+    /// The variable that holds it, or the one to set when unset.
+    variable: String,
+    value: Option<&'a str>,
+    unset_hint: Option<String>,
+}
+
+fn source<'a>(reader: &Reader<'a>, name: &str, count: usize, key: &str) -> Source<'a> {
+    let own = format!("{name}_{key}");
+    if let Some(value) = reader.get(&own) {
+        return Source {
+            variable: own,
+            value: Some(value),
+            unset_hint: None,
+        };
+    }
+    if let Some(value) = reader.get(key) {
+        return Source {
+            variable: key.to_owned(),
+            value: Some(value),
+            unset_hint: None,
+        };
+    }
+    // With one authenticator the plain variable is the one to set.
+    let (variable, other) = if count == 1 {
+        (key.to_owned(), own)
+    } else {
+        (own, key.to_owned())
+    };
+    Source {
+        variable,
+        value: None,
+        unset_hint: Some(format!("is not set (nor is {other})")),
+    }
+}
+
+/// Reads and checks the configuration. Every problem found is returned.
+pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> {
+    let mut reader = Reader {
+        map,
+        problems: Vec::new(),
+    };
+    let names = authenticator_names(&mut reader);
+    let route_prefix = reader.get("route_prefix").map(str::to_owned);
+    let session_cookie_name = reader.get("session_cookie_name").map(str::to_owned);
+    let session_cookie_domain = reader.get("session_cookie_domain").map(str::to_owned);
+    let admin_token = admin_token(&mut reader);
+    let protected_paths = protected_paths(&mut reader);
+
+    let mut all = Vec::with_capacity(names.len());
+    // Per authenticator: the variable each settings field came from.
+    let mut sources: Vec<Vec<(&'static str, String, Option<String>)>> = Vec::new();
+    let mut display_names = Vec::with_capacity(names.len());
+    for name in &names {
+        let mut s = Settings {
+            name: name.clone(),
+            route_prefix: route_prefix.clone(),
+            session_cookie_name: session_cookie_name.clone(),
+            session_cookie_domain: session_cookie_domain.clone(),
+            ..Settings::default()
+        };
+        let mut fields = Vec::with_capacity(FIELDS.len());
+        let mut display_name = None;
+        for key in FIELDS {
+            let f = source(&reader, name, names.len(), key);
+            let value = f.value;
+            let var = f.variable.clone();
+            let mut bad = |problem: String| reader.problem(&var, Some(name), problem);
+            match key {
+                "corp_id" => s.corp_id = value.unwrap_or_default().to_owned(),
+                "agent_id" => s.agent_id = value.unwrap_or_default().to_owned(),
+                "secret" => s.secret = Secret::new(value.unwrap_or_default()),
+                "origin" => s.origin = value.unwrap_or_default().to_owned(),
+                "redirect_path" => s.redirect_path = value.map(str::to_owned),
+                "api_base" => s.api_base = value.map(str::to_owned),
+                "oauth_base" => s.oauth_base = value.map(str::to_owned),
+                "sso_base" => s.sso_base = value.map(str::to_owned),
+                "auto_login" => s.auto_login = boolean(value, &mut bad),
+                "auto_signup" => s.auto_signup = boolean(value, &mut bad),
+                "signing_keys" => s.signing_keys = signing_keys(value, &mut bad),
+                "session_lifetime_seconds" => s.session_lifetime_seconds = number(value, &mut bad),
+                "state_lifetime_seconds" => s.state_lifetime_seconds = number(value, &mut bad),
+                "api_timeout_ms" => s.api_timeout_ms = number(value, &mut bad),
+                "display_name" => {
+                    display_name = value.and_then(|v| check_display_name(v, &mut bad))
+                }
+                _ => {}
+            }
+            fields.push((key, f.variable, f.unset_hint));
+        }
+        all.push(s);
+        sources.push(fields);
+        display_names.push(display_name);
+    }
+    let checked = match settings::check_all(&all) {
+        Ok(checked) => Some(checked),
+        Err(errors) => {
+            for error in errors {
+                report(&mut reader, &names, &sources, error);
+            }
+            None
+        }
+    };
+    match checked {
+        Some(checked) if reader.problems.is_empty() => Ok(FrontConfig {
+            entries: checked
+                .into_iter()
+                .zip(display_names)
+                .map(|(authenticator, display_name)| Entry {
+                    authenticator,
+                    display_name,
+                })
+                .collect(),
+            admin_token,
+            protected_paths,
+            route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
+        }),
+        _ => Err(reader.problems),
+    }
+}
+
+/// Maps a settings error to the variable it came from.
+fn report(
+    reader: &mut Reader<'_>,
+    names: &[String],
+    sources: &[Vec<(&'static str, String, Option<String>)>],
+    error: SettingsError,
+) {
+    let index = names.iter().position(|n| *n == error.authenticator);
+    let who = index.map(|i| names[i].as_str());
+    // `signing-keys[1].secret` → `signing_keys`, "key 2 (secret): ..."
+    let detail = error
+        .field
+        .signing_key()
+        .map(|(index, part)| format!("key {} ({part})", index + 1));
+    let key = error.field.name().replace('-', "_");
+    match error.field {
+        Field::Name | Field::Authenticators => reader.problem(
+            "authenticators",
+            None,
+            format!(
+                "{}: {}",
+                quoted_or_empty(&error.authenticator),
+                error.message
+            ),
+        ),
+        Field::RoutePrefix | Field::SessionCookieName | Field::SessionCookieDomain => {
+            reader.problem(&key, None, error.message)
+        }
+        _ => {
+            let source = index.and_then(|i| sources[i].iter().find(|(k, _, _)| *k == key));
+            let (variable, unset) = match source {
+                Some((_, variable, unset)) => (variable.clone(), unset.clone()),
+                None => (key.clone(), None),
+            };
+            let message = match (unset, detail) {
+                (Some(unset), _) => match error.message.strip_prefix("is empty") {
+                    Some(rest) => format!("{unset}{rest}"),
+                    None => format!("{unset}: {}", error.message),
+                },
+                (None, Some(detail)) => format!("{detail}: {}", error.message),
+                (None, None) => error.message,
+            };
+            reader.problem(&variable, who, message)
+        }
+    }
+}
+
+fn quoted_or_empty(name: &str) -> String {
+    if name.is_empty() {
+        "an empty name".into()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// Names must be usable in Spin variable names: `NAME_corp_id`.
+fn authenticator_names(reader: &mut Reader<'_>) -> Vec<String> {
+    let raw = reader
+        .get("authenticators")
+        .unwrap_or(DEFAULT_AUTHENTICATORS);
+    let mut names: Vec<String> = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !is_variable_word(name) || name.len() > MAX_NAME {
+            reader.problem(
+                "authenticators",
+                None,
+                format!(
+                    "{:?} is not a valid authenticator name: use 1 to {MAX_NAME} lowercase letters, \
+                     digits and single underscores, starting with a letter (Spin variable names \
+                     are built from it, e.g. NAME_corp_id)",
+                    truncated(name, 40)
+                ),
+            );
+        } else if names.iter().any(|n| n == name) {
+            reader.problem("authenticators", None, format!("{name:?} is listed twice"));
+        } else {
+            names.push(name.to_owned());
+        }
+    }
+    if names.len() > MAX_AUTHENTICATORS {
+        reader.problem(
+            "authenticators",
+            None,
+            format!("lists more than {MAX_AUTHENTICATORS} authenticators"),
+        );
+        names.truncate(MAX_AUTHENTICATORS);
+    }
+    if names.is_empty() && reader.problems.is_empty() {
+        reader.problem("authenticators", None, "names no authenticator");
+    }
+    names
+}
+
+/// `[a-z][a-z0-9]*(_[a-z0-9]+)*`: what Spin accepts inside a variable name.
+fn is_variable_word(name: &str) -> bool {
+    name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && !name.ends_with('_')
+        && !name.contains("__")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn admin_token(reader: &mut Reader<'_>) -> Option<Secret> {
+    let token = reader.get("admin_token")?;
+    if token.len() < MIN_ADMIN_TOKEN || token.len() > MAX_ADMIN_TOKEN {
+        reader.problem(
+            "admin_token",
+            None,
+            format!(
+                "must be {MIN_ADMIN_TOKEN} to {MAX_ADMIN_TOKEN} characters (e.g. openssl rand -hex 32), \
+                 or empty to turn the admin API off"
+            ),
+        );
+        return None;
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        reader.problem(
+            "admin_token",
+            None,
+            "must be visible ASCII only (no blanks), e.g. openssl rand -hex 32",
+        );
+        return None;
+    }
+    Some(Secret::new(token))
+}
+
+fn protected_paths(reader: &mut Reader<'_>) -> Vec<String> {
+    let Some(raw) = reader.get("protected_paths") else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for (index, path) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        let well_formed = path.starts_with('/')
+            && !path.starts_with("//")
+            && path.len() <= 256
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"?#\\%".contains(&b));
+        if well_formed {
+            paths.push(path.to_owned());
+        } else {
+            reader.problem(
+                "protected_paths",
+                None,
+                format!(
+                    "entry {} is not a path prefix like /app: start with a single /, no query, \
+                     blanks, % or backslash",
+                    index + 1
+                ),
+            );
+        }
+    }
+    if paths.len() > MAX_PROTECTED_PATHS {
+        reader.problem(
+            "protected_paths",
+            None,
+            format!("lists more than {MAX_PROTECTED_PATHS} paths"),
+        );
+    }
+    paths
+}
+
+fn boolean(value: Option<&str>, bad: &mut impl FnMut(String)) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => true,
+        "false" | "0" | "no" | "off" => false,
+        _ => {
+            bad("must be true or false (also 1/0, yes/no, on/off)".into());
+            false
+        }
+    }
+}
+
+fn number(value: Option<&str>, bad: &mut impl FnMut(String)) -> Option<u32> {
+    let value = value?;
+    match value.parse::<u32>() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            bad("must be a whole number".into());
+            None
+        }
+    }
+}
+
+/// `id:secret,id2:secret2`. Problems name the entry, never its text.
+fn signing_keys(value: Option<&str>, bad: &mut impl FnMut(String)) -> Vec<SigningKey> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let mut keys = Vec::new();
+    for (index, entry) in value.split(',').map(str::trim).enumerate() {
+        match entry.split_once(':') {
+            Some((id, secret)) if !id.trim().is_empty() => {
+                // Duplicate ids: check_all reports them with their position.
+                keys.push(SigningKey {
+                    id: id.trim().to_owned(),
+                    secret: Secret::new(secret.trim()),
+                });
+            }
+            _ => bad(format!(
+                "key {} is not written id:secret (e.g. k1:<64 hex digits>); keys are separated by commas",
+                index + 1
+            )),
+        }
+    }
+    keys
+}
+
+fn check_display_name(value: &str, bad: &mut impl FnMut(String)) -> Option<String> {
+    if value.chars().count() > MAX_DISPLAY_NAME || value.chars().any(char::is_control) {
+        bad(format!(
+            "must be at most {MAX_DISPLAY_NAME} characters without control characters"
+        ));
+        return None;
+    }
+    Some(value.to_owned())
+}
+
+fn truncated(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SIGNING_KEY: &str = "k1:signing-key-DO-NOT-LEAK-0123456789abcdef";
+    pub(crate) const SECRET: &str = "app-secret-DO-NOT-LEAK-0123456789";
+
+    fn base() -> ConfigMap {
+        [
+            ("corp_id", "ww0123456789abcdef"),
+            ("agent_id", "1000002"),
+            ("secret", SECRET),
+            ("origin", "https://apps.example.com"),
+            ("signing_keys", SIGNING_KEY),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    fn with(mut map: ConfigMap, pairs: &[(&str, &str)]) -> ConfigMap {
+        for (k, v) in pairs {
+            map.insert((*k).to_owned(), (*v).to_owned());
+        }
+        map
+    }
+
+    fn variables(problems: &[ConfigProblem]) -> Vec<&str> {
+        problems.iter().map(|p| p.variable.as_str()).collect()
+    }
+
+    #[test]
+    fn the_plain_variables_make_one_authenticator_named_wecom() {
+        let config = parse_config(&base()).unwrap();
+        assert_eq!(config.entries.len(), 1);
+        let a = &config.entries[0].authenticator;
+        assert_eq!(a.name, "wecom");
+        assert_eq!(a.route_prefix, "/auth/wecom");
+        assert!(!a.auto_login);
+        assert!(config.admin_token.is_none());
+        assert_eq!(config.route_prefix, "/auth/wecom");
+    }
+
+    #[test]
+    fn empty_values_are_unset_and_defaults_apply() {
+        let map = with(
+            base(),
+            &[
+                ("authenticators", ""),
+                ("route_prefix", " "),
+                ("admin_token", ""),
+                ("protected_paths", ""),
+                ("session_cookie_domain", ""),
+                ("redirect_path", ""),
+                ("auto_login", ""),
+                ("session_lifetime_seconds", ""),
+                ("display_name", ""),
+            ],
+        );
+        let config = parse_config(&map).unwrap();
+        assert_eq!(config.entries[0].authenticator.redirect_path, "/");
+        assert_eq!(config.entries[0].authenticator.session_lifetime, 8 * 3600);
+        assert_eq!(config.entries[0].display_name, None);
+    }
+
+    #[test]
+    fn per_authenticator_variables_fall_back_to_the_plain_ones() {
+        let map = with(
+            base(),
+            &[
+                ("authenticators", "hq, branch"),
+                ("branch_corp_id", "wwbranch0000000001"),
+                ("branch_agent_id", "1000009"),
+                ("hq_auto_login", "YES"),
+                ("branch_display_name", "分公司"),
+                ("protected_paths", "/app, /docs/"),
+                ("admin_token", "0123456789abcdef0123"),
+            ],
+        );
+        let config = parse_config(&map).unwrap();
+        let hq = &config.find("hq").unwrap().authenticator;
+        let branch = config.find("branch").unwrap();
+        assert_eq!(hq.corp_id, "ww0123456789abcdef");
+        assert!(hq.auto_login);
+        assert_eq!(branch.authenticator.corp_id, "wwbranch0000000001");
+        assert_eq!(branch.authenticator.agent_id, "1000009");
+        assert!(!branch.authenticator.auto_login);
+        assert_eq!(branch.display_name.as_deref(), Some("分公司"));
+        assert_eq!(config.auto_login().unwrap().authenticator.name, "hq");
+        assert!(config.is_protected("/app"));
+        assert!(config.is_protected("/app/x"));
+        assert!(!config.is_protected("/apple"));
+        assert!(config.is_protected("/docs/a"));
+        assert!(!config.is_protected("/docs"));
+        assert!(config.admin_token.is_some());
+    }
+
+    #[test]
+    fn problems_name_the_variable_to_fix_and_never_a_secret() {
+        let map = with(
+            base(),
+            &[
+                ("authenticators", "hq,branch"),
+                ("hq_origin", "https://apps.example.com/"),
+                ("auto_login", "maybe"),
+                ("branch_signing_keys", "k1:short,nocolon"),
+                ("session_lifetime_seconds", "8h"),
+                ("route_prefix", "auth"),
+                ("admin_token", "short"),
+                ("protected_paths", "/ok,relative"),
+            ],
+        );
+        let problems = parse_config(&map).unwrap_err();
+        let vars = variables(&problems);
+        for expected in [
+            "hq_origin",
+            "auto_login",
+            "branch_signing_keys",
+            "session_lifetime_seconds",
+            "route_prefix",
+            "admin_token",
+            "protected_paths",
+        ] {
+            assert!(vars.contains(&expected), "{expected} missing from {vars:?}");
+        }
+        // The route prefix is one global problem, not one per authenticator.
+        assert_eq!(vars.iter().filter(|v| **v == "route_prefix").count(), 1);
+        let shown = format!("{problems:?}");
+        assert!(
+            !shown.contains("DO-NOT-LEAK") && !shown.contains("short,"),
+            "{shown}"
+        );
+        let key = problems
+            .iter()
+            .find(|p| p.variable == "branch_signing_keys" && p.problem.contains("key 1"))
+            .unwrap();
+        assert!(key.problem.contains("32"), "{key:?}");
+    }
+
+    #[test]
+    fn unset_required_variables_name_both_spellings() {
+        let mut map = base();
+        map.remove("corp_id");
+        let problems = parse_config(&map).unwrap_err();
+        assert_eq!(variables(&problems), ["corp_id"]);
+        assert!(
+            problems[0].problem.contains("wecom_corp_id"),
+            "{problems:?}"
+        );
+
+        let map = with(base(), &[("authenticators", "hq,branch"), ("corp_id", "")]);
+        let problems = parse_config(&map).unwrap_err();
+        assert_eq!(variables(&problems), ["hq_corp_id", "branch_corp_id"]);
+        assert!(problems[0].problem.contains("(nor is corp_id)"));
+    }
+
+    #[test]
+    fn authenticator_names_follow_the_spin_variable_rule() {
+        for bad in ["Main", "a-b", "1st", "a__b", "a_", "名字", "a b"] {
+            let map = with(base(), &[("authenticators", bad)]);
+            let problems = parse_config(&map).unwrap_err();
+            assert_eq!(variables(&problems)[0], "authenticators", "{bad}");
+            assert!(problems[0].problem.contains("lowercase"), "{bad}");
+        }
+        let map = with(base(), &[("authenticators", "a,a")]);
+        assert!(parse_config(&map).unwrap_err()[0].problem.contains("twice"));
+        let map = with(base(), &[("authenticators", "corp_2,x9")]);
+        assert_eq!(parse_config(&map).unwrap().entries.len(), 2);
+    }
+
+    #[test]
+    fn two_auto_login_authenticators_are_refused() {
+        let map = with(base(), &[("authenticators", "a,b"), ("auto_login", "on")]);
+        let problems = parse_config(&map).unwrap_err();
+        assert_eq!(variables(&problems), ["auto_login"]);
+        assert_eq!(problems[0].authenticator.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn booleans_and_numbers_parse_every_usual_spelling() {
+        for (value, expected) in [("1", true), ("On", true), ("no", false), ("FALSE", false)] {
+            let map = with(base(), &[("auto_signup", value)]);
+            assert_eq!(
+                parse_config(&map).unwrap().entries[0]
+                    .authenticator
+                    .auto_signup,
+                expected
+            );
+        }
+        let map = with(base(), &[("state_lifetime_seconds", "-5")]);
+        assert_eq!(
+            variables(&parse_config(&map).unwrap_err()),
+            ["state_lifetime_seconds"]
+        );
+    }
+
+    #[test]
+    fn signing_keys_rotate_and_trim() {
+        let map = with(
+            base(),
+            &[(
+                "signing_keys",
+                " k2:the-new-key-the-new-key-the-new-key! , k1:signing-key-DO-NOT-LEAK-0123456789abcdef ",
+            )],
+        );
+        let keys = &parse_config(&map).unwrap().entries[0]
+            .authenticator
+            .signing_keys;
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].id, "k2");
+        assert_eq!(
+            keys[1].secret.expose(),
+            "signing-key-DO-NOT-LEAK-0123456789abcdef"
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The HTTP front: the component's `wasi:http/incoming-handler` as a pure
+//! function of a request, the configuration (Spin variables), the store, the
+//! transport, the time and some randomness. The WASI glue (`guest`) converts WASI types to
+//! and from [`Request`] and [`Response`]; everything here is tested natively.
+//!
+//! Routes (under `route_prefix`, default `/auth/wecom`):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET {prefix}` or `{prefix}/` | login page listing the authenticators |
+//! | `GET {prefix}/login[?authenticator=&return_to=&flow=]` | 302 to WeCom, pre-auth cookie |
+//! | `GET {prefix}/callback?code=&state=` | 302 to the return path, session cookie |
+//! | `POST|GET {prefix}/logout[?return_to=]` | session cookie cleared, 303/302 |
+//! | `GET {prefix}/me` | JSON of the session's user, or 401 |
+//! | `* {prefix}/verify[?redirect=1]` | forward auth: 200 with identity headers, or 401 (302 to login with `redirect=1`) |
+//! | `{prefix}/admin/...` | admin API (bearer `admin_token`) |
+//! | `GET /`, protected paths | signed-in page, auto-login or 302 to login |
+//!
+//! Anything else is 404.
+
+mod admin;
+mod config;
+mod context;
+mod errors;
+mod html;
+mod message;
+mod routes;
+
+#[cfg(test)]
+mod tests;
+
+use crate::core::ports::{KeyValue, Transport};
+
+pub use self::config::{
+    ConfigMap, ConfigProblem, FIELDS as AUTHENTICATOR_VARIABLES, FrontConfig, GLOBAL_VARIABLES,
+    parse_config,
+};
+pub use self::context::{Env, RANDOM_LEN};
+pub use self::html::escape_html;
+pub use self::message::{
+    MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Request, Response, identity_header_value,
+};
+
+/// Answers one request. Never panics on any input.
+pub fn handle<K: KeyValue, T: Transport>(request: &Request, env: &Env<'_, K, T>) -> Response {
+    let mut response = routes::dispatch(request, env);
+    message::finish(&mut response, request);
+    response
+}

@@ -1,0 +1,480 @@
+//! Routing and the login routes: login page, `/login`, `/callback`,
+//! `/logout`, `/me`, `/verify`, and the site root / protected paths.
+
+use serde::Serialize;
+
+use super::admin;
+use super::config::{ConfigProblem, Entry, parse_config};
+use super::context::{Ctx, Env, RANDOM_LEN};
+use super::errors::{
+    ErrorJson, config_error, error_response, log_line, method_not_allowed, not_found, plain,
+};
+use super::html::{self, Choice};
+use super::message::{
+    self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
+};
+use crate::core::browser::{self, Language};
+use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_pre_auth_cookie, cleared_session_cookie};
+use crate::core::directory::{self, User};
+use crate::core::error::{AuthError, Category, errcode};
+use crate::core::flow::LoginFlow;
+use crate::core::login::{self, AuthorizeRequest, CallbackRequest, Session};
+use crate::core::ports::{KeyValue, Transport};
+use crate::core::return_path;
+use crate::core::session::{self, MAX_SESSION_TOKEN};
+use crate::core::state::{self, RANDOM_BYTES, StateRejection};
+use crate::core::texts;
+use crate::core::urls::login_path;
+
+const _: () = assert!(RANDOM_BYTES <= RANDOM_LEN);
+
+pub(super) fn dispatch<K: KeyValue, T: Transport>(
+    request: &Request,
+    env: &Env<'_, K, T>,
+) -> Response {
+    if let Some(refused) = oversized(request) {
+        return refused;
+    }
+    let (path, query) = request.split_target();
+    if !path.starts_with('/') {
+        return plain(400, "bad request target");
+    }
+    let params = Params::parse(query);
+    let (language, language_known) = message::language(request, &params);
+    let json = request.prefers_json() || is_api_path(path);
+    let map = match env.config {
+        Ok(map) => map,
+        Err(why) => {
+            let problem = ConfigProblem {
+                variable: "wasi:config/store".into(),
+                authenticator: None,
+                problem: format!("the configuration could not be read: {why}"),
+            };
+            return config_error(language, json, &[problem]);
+        }
+    };
+    let config = match parse_config(map) {
+        Ok(config) => config,
+        Err(problems) => return config_error(language, json, &problems),
+    };
+    let ctx = Ctx {
+        request,
+        env,
+        config: &config,
+        path,
+        query,
+        params,
+        language,
+        language_known,
+        json,
+    };
+    route(&ctx)
+}
+
+/// Bounded inputs: target, headers, body.
+fn oversized(request: &Request) -> Option<Response> {
+    if request.path_and_query.len() > MAX_TARGET {
+        return Some(plain(414, "request target too long"));
+    }
+    let header_bytes: usize = request.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if request.headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Some(plain(431, "request headers too large"));
+    }
+    if request.body_truncated || request.body.len() > MAX_BODY {
+        return Some(plain(413, "request body too large"));
+    }
+    None
+}
+
+/// Paths that answer JSON whatever `Accept` says, before the prefix is known.
+fn is_api_path(path: &str) -> bool {
+    path.ends_with("/me") || path.ends_with("/verify") || path.contains("/admin/")
+}
+
+fn route<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    let get = ["GET", "HEAD"];
+    if let Some(rest) = ctx.path.strip_prefix(ctx.config.route_prefix.as_str())
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return match rest {
+            "" | "/" => only(ctx, &get, || login_page(ctx, return_to_param(ctx))),
+            "/login" => only(ctx, &get, || login(ctx)),
+            // Not HEAD: a HEAD would spend the code.
+            "/callback" => only(ctx, &["GET"], || callback(ctx)),
+            "/logout" => only(ctx, &["GET", "POST"], || logout(ctx)),
+            "/me" => only(ctx, &get, || me(ctx)),
+            // Proxies send the original method (or GET): any method.
+            "/verify" => verify(ctx),
+            _ => match rest.strip_prefix("/admin") {
+                Some(admin) if admin.is_empty() || admin.starts_with('/') => {
+                    admin::handle(ctx, admin)
+                }
+                _ => not_found(ctx),
+            },
+        };
+    }
+    site(ctx)
+}
+
+fn only<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    methods: &[&str],
+    answer: impl FnOnce() -> Response,
+) -> Response {
+    if methods.contains(&ctx.request.method.as_str()) {
+        answer()
+    } else {
+        method_not_allowed(ctx, methods)
+    }
+}
+
+// ---- login ----
+
+fn return_to_param<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<String> {
+    ctx.params.get("return_to").and_then(return_path::sanitize)
+}
+
+fn label(entry: &Entry, count: usize, language: Language) -> String {
+    match &entry.display_name {
+        Some(name) => name.clone(),
+        None if count == 1 => texts::LOG_IN_WITH_WECOM.get(language).to_owned(),
+        None => format!(
+            "{} · {}",
+            texts::WECOM.get(language),
+            entry.authenticator.name
+        ),
+    }
+}
+
+fn login_page<K, T>(ctx: &Ctx<'_, '_, K, T>, return_to: Option<String>) -> Response {
+    let count = ctx.config.entries.len();
+    let choices: Vec<Choice> = ctx
+        .config
+        .entries
+        .iter()
+        .map(|entry| Choice {
+            label: label(entry, count, ctx.language),
+            href: login_path(
+                &ctx.config.route_prefix,
+                Some(&entry.authenticator.name),
+                return_to.as_deref(),
+            ),
+        })
+        .collect();
+    Response::html(200, html::login_page(ctx.language, &choices))
+}
+
+fn is_wecom(request: &Request) -> bool {
+    browser::detect(request.user_agent()).client.is_wecom()
+}
+
+fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    let return_to = return_to_param(ctx);
+    let entry = match ctx.params.get("authenticator") {
+        Some(name) => match ctx.config.find(name) {
+            Some(entry) => entry,
+            None => {
+                let e = AuthError::NotFound("no authenticator of that name".into());
+                return error_response(ctx, &e, None);
+            }
+        },
+        None if ctx.config.entries.len() == 1 => &ctx.config.entries[0],
+        None => match ctx.config.auto_login() {
+            Some(entry) if is_wecom(ctx.request) => entry,
+            _ => return login_page(ctx, return_to),
+        },
+    };
+    let flow = match ctx.params.get("flow") {
+        Some("in-client") => Some(LoginFlow::InClient),
+        Some("web") => Some(LoginFlow::Web),
+        _ => None,
+    };
+    start_login(ctx, entry, return_to, flow)
+}
+
+/// 302 to WeCom with the pre-auth cookie.
+fn start_login<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    entry: &Entry,
+    return_to: Option<String>,
+    force_flow: Option<LoginFlow>,
+) -> Response {
+    let request = AuthorizeRequest {
+        user_agent: ctx.request.user_agent().to_owned(),
+        return_to,
+        force_flow,
+        language: ctx.language_known.then_some(ctx.language),
+    };
+    let mut random = [0u8; RANDOM_BYTES];
+    random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
+    match login::authorize(&entry.authenticator, &request, ctx.env.now, &random) {
+        Ok(authorization) => Response::redirect(302, &authorization.url)
+            .with_header("set-cookie", authorization.pre_auth_cookie.set_cookie),
+        Err(e) => error_response(ctx, &e, Some(&entry.authenticator.name)),
+    }
+}
+
+fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    let code = ctx.params.get("code").unwrap_or_default();
+    let state = ctx.params.get("state").unwrap_or_default();
+    let Some(entry) = ctx
+        .config
+        .entries
+        .iter()
+        .find(|e| state::claims_authenticator(state, &e.authenticator.name))
+    else {
+        let e = if state.is_empty() {
+            AuthError::bad_request("state", "is missing: WeCom did not send the login back")
+        } else {
+            AuthError::StateRejected(StateRejection::Malformed)
+        };
+        return error_response(ctx, &e, None);
+    };
+    let authenticator = &entry.authenticator;
+    let request = CallbackRequest {
+        code: code.to_owned(),
+        state: state.to_owned(),
+        pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
+        user_agent: ctx.request.user_agent().to_owned(),
+    };
+    let env = ctx.env;
+    // Verified once: the return path of a verified state serves a repeat too.
+    let verified = login::verify_callback(authenticator, &request, env.now);
+    let return_to = verified
+        .as_ref()
+        .map_or(&authenticator.redirect_path, |v| &v.state.return_to)
+        .clone();
+    let completed = verified.and_then(|callback| {
+        login::complete_callback(authenticator, &callback, env.now, env.transport, env.kv)
+    });
+    match completed {
+        Ok(success) => Response::redirect(302, &success.redirect_to)
+            .with_header("set-cookie", success.session_cookie.set_cookie)
+            .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie),
+        // WeCom clients are known to open the callback twice: when the browser
+        // already holds this authenticator's session, land it where it wanted.
+        Err(e)
+            if is_repeat(&e)
+                && current_session(ctx)
+                    .is_ok_and(|s| s.verified.claims.authenticator == authenticator.name) =>
+        {
+            Response::redirect(302, &return_to).with_header(
+                "set-cookie",
+                cleared_pre_auth_cookie(authenticator).set_cookie,
+            )
+        }
+        Err(e) => error_response(ctx, &e, Some(&authenticator.name)),
+    }
+}
+
+/// Failures a second request of a finished login meets: its state used (or
+/// its pre-auth cookie already cleared), its code spent.
+fn is_repeat(e: &AuthError) -> bool {
+    match e {
+        AuthError::StateRejected(StateRejection::AlreadyUsed | StateRejection::MissingCookie) => {
+            true
+        }
+        AuthError::Wecom(w) => matches!(w.errcode, errcode::INVALID_CODE | errcode::CODE_USED),
+        _ => false,
+    }
+}
+
+fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    let post = ctx.request.method == "POST";
+    let form = match (post, ctx.request.header("content-type")) {
+        (true, Some(kind)) if kind.starts_with("application/x-www-form-urlencoded") => {
+            Params::parse(std::str::from_utf8(&ctx.request.body).ok())
+        }
+        _ => Params::parse(None),
+    };
+    let return_to = ctx
+        .params
+        .get("return_to")
+        .or(form.get("return_to"))
+        .and_then(return_path::sanitize);
+    let mut response = if ctx.json {
+        #[derive(Serialize)]
+        struct SignedOut {
+            signed_out: bool,
+        }
+        Response::json(200, &SignedOut { signed_out: true })
+    } else {
+        let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
+        Response::redirect(if post { 303 } else { 302 }, &target)
+    };
+    // The token is stateless: the user's record notes that its sessions
+    // ended, so a copied cookie stops working too. The cookie goes either way.
+    if let Ok(session) = current_session(ctx) {
+        let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
+    }
+    let mut cleared: Vec<String> = Vec::new();
+    for entry in &ctx.config.entries {
+        let cookie = cleared_session_cookie(&entry.authenticator).set_cookie;
+        if !cleared.contains(&cookie) {
+            cleared.push(cookie);
+        }
+    }
+    for cookie in cleared {
+        response.headers.push(("set-cookie".into(), cookie));
+    }
+    response
+}
+
+// ---- sessions ----
+
+/// The session the request's cookie carries. Several cookies of that name
+/// (host-only and domain) are each tried; a store failure is reported as such.
+pub(super) fn current_session<K: KeyValue, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+) -> Result<Session, AuthError> {
+    let entries = &ctx.config.entries;
+    let mut failure = AuthError::SessionRejected("no session");
+    for token in ctx.request.cookies(ctx.config.session_cookie_name()) {
+        if token.is_empty() || token.len() > MAX_SESSION_TOKEN {
+            failure = AuthError::SessionRejected("malformed token");
+            continue;
+        }
+        let entry = if entries.len() == 1 {
+            &entries[0]
+        } else {
+            match session::claimed_authenticator(token).and_then(|name| ctx.config.find(&name)) {
+                Some(entry) => entry,
+                None => {
+                    failure = AuthError::SessionRejected(
+                        "issued by an authenticator that is not configured",
+                    );
+                    continue;
+                }
+            }
+        };
+        match login::verify_session(&entry.authenticator, token, ctx.env.now, ctx.env.kv) {
+            Ok(session) => return Ok(session),
+            Err(e @ AuthError::Store(_)) => return Err(e),
+            Err(e) => failure = e,
+        }
+    }
+    Err(failure)
+}
+
+/// What `/me` answers.
+#[derive(Serialize)]
+struct Me<'a> {
+    authenticator: &'a str,
+    wecom_userid: &'a str,
+    issued_at: u64,
+    expires_at: u64,
+    user: &'a User,
+}
+
+fn session_json(session: &Session) -> Me<'_> {
+    let claims = &session.verified.claims;
+    Me {
+        authenticator: &claims.authenticator,
+        wecom_userid: &claims.wecom_userid,
+        issued_at: claims.issued_at,
+        expires_at: claims.expires_at,
+        user: &session.user,
+    }
+}
+
+fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    match current_session(ctx) {
+        Ok(session) => Response::json(200, &session_json(&session)),
+        Err(e) => {
+            let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
+            response.log = log_line(ctx, &e);
+            response
+        }
+    }
+}
+
+/// Forward auth. Identity headers come from the session alone: nothing the
+/// client sent is read or echoed. With `?redirect=1` (for proxies that hand
+/// the answer to the browser: Traefik, Envoy) no session is a 302 to the
+/// login route, back to `X-Forwarded-Uri`; Nginx needs the plain 401.
+fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    match current_session(ctx) {
+        Ok(session) => {
+            let claims = &session.verified.claims;
+            let user = &session.user;
+            let mut response = Response::new(200);
+            let mut add = |name: &str, value: Option<&str>| {
+                if let Some(value) = value.filter(|v| !v.is_empty()) {
+                    response
+                        .headers
+                        .push((name.to_owned(), message::identity_header_value(value)));
+                }
+            };
+            add("x-wecom-userid", Some(&claims.wecom_userid));
+            add("x-wecom-authenticator", Some(&claims.authenticator));
+            add("x-user-id", Some(&user.id));
+            add("x-user-name", Some(&user.name));
+            add("x-user-email", user.email.as_deref());
+            add("x-user-mobile", user.mobile.as_deref());
+            response
+        }
+        Err(e)
+            if e.category() == Category::SessionInvalid
+                && matches!(ctx.params.get("redirect"), Some("1" | "true")) =>
+        {
+            let back = ctx
+                .request
+                .header("x-forwarded-uri")
+                .and_then(return_path::sanitize);
+            Response::redirect(
+                302,
+                &login_path(&ctx.config.route_prefix, None, back.as_deref()),
+            )
+        }
+        Err(e) => {
+            let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
+            response.log = log_line(ctx, &e);
+            response
+        }
+    }
+}
+
+// ---- the site outside the prefix ----
+
+/// `/` and protected paths: the signed-in page with a session; without one,
+/// silent in-client login inside WeCom (with an auto-login authenticator),
+/// else the login route. Anything else is not ours: 404.
+fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    if ctx.path != "/" && !ctx.config.is_protected(ctx.path) {
+        return not_found(ctx);
+    }
+    if !matches!(ctx.request.method.as_str(), "GET" | "HEAD") {
+        return method_not_allowed(ctx, &["GET", "HEAD"]);
+    }
+    match current_session(ctx) {
+        Ok(session) => {
+            let logout = format!("{}/logout", ctx.config.route_prefix);
+            Response::html(
+                200,
+                html::signed_in_page(
+                    ctx.language,
+                    &session.user.name,
+                    &session.verified.claims.wecom_userid,
+                    &logout,
+                ),
+            )
+        }
+        Err(e @ AuthError::Store(_)) => error_response(ctx, &e, None),
+        Err(_) => {
+            let here = match ctx.query {
+                Some(query) => format!("{}?{query}", ctx.path),
+                None => ctx.path.to_owned(),
+            };
+            let return_to = return_path::sanitize(&here);
+            if let Some(entry) = ctx.config.auto_login()
+                && is_wecom(ctx.request)
+            {
+                return start_login(ctx, entry, return_to, None);
+            }
+            Response::redirect(
+                302,
+                &login_path(&ctx.config.route_prefix, None, return_to.as_deref()),
+            )
+        }
+    }
+}

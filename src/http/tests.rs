@@ -1,0 +1,1151 @@
+//! The front end to end, natively: configuration, every route, and the
+//! attacks each must withstand. WeCom is a scripted transport; the store is
+//! [`MemoryKv`].
+
+use std::cell::Cell;
+
+use serde_json::Value;
+use url::Url;
+
+use super::*;
+use crate::core::ports::{HttpResponse, MemoryKv};
+use crate::core::wecom::tests::{Scripted, TOKEN_OK};
+
+const NOW: u64 = 1_790_000_000;
+const APP_SECRET: &str = "app-secret-DO-NOT-LEAK-0123456789";
+const SIGNING_KEYS: &str = "k1:signing-key-DO-NOT-LEAK-0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
+const ACCESS_TOKEN: &str = "accesstoken000001";
+const CHROME: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0.0.0 Safari/537.36";
+const WECOM_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/zh";
+const WECOM_IPHONE_EN: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/en";
+const WECHAT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN";
+const PAYLOADS: &str = include_str!("../../testdata/open-redirect-payloads.json");
+
+const USERINFO_IN_CLIENT: &str =
+    r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","user_ticket":"T"}"#;
+const USERDETAIL: &str = r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","mobile":"+86 138 0000 0000","biz_mail":"z@corp.work","avatar":"http://a/0","gender":"1"}"#;
+const USER_GET: &str =
+    r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1]}"#;
+const USERINFO_WEB: &str = r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#;
+
+fn base_config() -> ConfigMap {
+    [
+        ("corp_id", "ww0123456789abcdef"),
+        ("agent_id", "1000002"),
+        ("secret", APP_SECRET),
+        ("origin", "https://apps.example.com"),
+        ("signing_keys", SIGNING_KEYS),
+        // Spin's declared defaults: empty is unset.
+        ("admin_token", ""),
+        ("protected_paths", ""),
+        ("session_cookie_domain", ""),
+        ("display_name", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A browser's view of the component: configuration, store, WeCom, clock.
+struct World {
+    config: ConfigMap,
+    kv: MemoryKv,
+    wecom: Scripted,
+    now: Cell<u64>,
+    seed: Cell<u8>,
+}
+
+impl World {
+    fn new(overrides: &[(&str, &str)]) -> Self {
+        let mut config = base_config();
+        for (k, v) in overrides {
+            config.insert((*k).to_owned(), (*v).to_owned());
+        }
+        World {
+            config,
+            kv: MemoryKv::default(),
+            wecom: Scripted::default(),
+            now: Cell::new(NOW),
+            seed: Cell::new(1),
+        }
+    }
+
+    fn send(&self, request: Request) -> Response {
+        // Each request gets its own randomness, as the WASI glue gives it.
+        let seed = self.seed.get();
+        self.seed.set(seed.wrapping_add(1));
+        let random = [seed; RANDOM_LEN];
+        let env = Env {
+            config: Ok(&self.config),
+            kv: &self.kv,
+            transport: &self.wecom,
+            now: self.now.get(),
+            random: &random,
+        };
+        let response = handle(&request, &env);
+        assert_no_secret(&response);
+        response
+    }
+
+    fn answer(&self, body: &str) {
+        self.wecom.answers.borrow_mut().push_back(Ok(HttpResponse {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+        }));
+    }
+
+    /// A whole in-client login of zhangsan (signed up on first login).
+    /// Returns the callback's response.
+    fn log_in_in_client(&self, return_to: &str, first: bool) -> Response {
+        let login =
+            self.send(get(&format!("/auth/wecom/login?return_to={return_to}")).ua(WECOM_IPHONE));
+        assert_eq!(login.status, 302, "{}", body(&login));
+        if first {
+            self.answer(TOKEN_OK);
+        }
+        self.answer(USERINFO_IN_CLIENT);
+        self.answer(USERDETAIL);
+        self.answer(USER_GET);
+        self.send(callback_for(&login).ua(WECOM_IPHONE))
+    }
+}
+
+fn assert_no_secret(response: &Response) {
+    let mut text = String::from_utf8_lossy(&response.body).into_owned();
+    for (name, value) in &response.headers {
+        text.push_str(name);
+        text.push_str(value);
+    }
+    if let Some(log) = &response.log {
+        text.push_str(log);
+    }
+    for secret in ["DO-NOT-LEAK", ACCESS_TOKEN] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
+
+fn request(method: &str, target: &str) -> Request {
+    Request {
+        method: method.into(),
+        path_and_query: target.into(),
+        ..Request::default()
+    }
+}
+
+fn get(target: &str) -> Request {
+    request("GET", target)
+}
+
+impl Request {
+    fn with(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    fn ua(self, ua: &str) -> Self {
+        self.with("User-Agent", ua)
+    }
+    fn cookie_header(self, cookies: &str) -> Self {
+        self.with("Cookie", cookies)
+    }
+    fn body(mut self, content_type: &str, body: &str) -> Self {
+        self.body = body.as_bytes().to_vec();
+        self.with("Content-Type", content_type)
+    }
+    fn bearer(self, token: &str) -> Self {
+        self.with("Authorization", &format!("Bearer {token}"))
+    }
+}
+
+fn body(response: &Response) -> String {
+    String::from_utf8_lossy(&response.body).into_owned()
+}
+
+fn json(response: &Response) -> Value {
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json; charset=utf-8"),
+        "{}",
+        body(response)
+    );
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn location(response: &Response) -> &str {
+    response.header("location").unwrap_or_default()
+}
+
+/// `name=value` of the Set-Cookie called `name`.
+fn set_cookie<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers_named("set-cookie")
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+fn cookie_pair(response: &Response, name: &str) -> String {
+    set_cookie(response, name)
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", response.headers))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1.split('#').next()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The callback WeCom would send after the login `login` started, from the
+/// same browser (its pre-auth cookie).
+fn callback_for(login: &Response) -> Request {
+    let state = query_param(location(login), "state").unwrap();
+    get(&format!("/auth/wecom/callback?code=CODE&state={state}"))
+        .cookie_header(&cookie_pair(login, "wecom_auth_login"))
+}
+
+fn session(world: &World) -> String {
+    let done = world.log_in_in_client("/", true);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    cookie_pair(&done, "wecom_auth_session")
+}
+
+// ---- configuration ----
+
+#[test]
+fn a_config_problem_answers_500_on_every_route_naming_the_variable() {
+    let world = World::new(&[("corp_id", ""), ("signing_keys", "k1:short")]);
+    for target in ["/", "/auth/wecom/login", "/auth/wecom/verify", "/nothing"] {
+        let r = world.send(get(target).with("Accept-Language", "en"));
+        assert_eq!(r.status, 500, "{target}");
+        let text = body(&r);
+        if target.ends_with("verify") {
+            let problems = &json(&r)["error"]["problems"];
+            let vars: Vec<&str> = problems
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["variable"].as_str().unwrap())
+                .collect();
+            assert_eq!(vars, ["corp_id", "signing_keys"]);
+        } else {
+            assert!(
+                text.contains("corp_id") && text.contains("signing_keys"),
+                "{text}"
+            );
+            assert!(text.contains("For the administrator"));
+        }
+        assert!(r.log.as_deref().unwrap().contains("corp_id"));
+    }
+}
+
+#[test]
+fn an_unreadable_configuration_is_a_500_too() {
+    let kv = MemoryKv::default();
+    let env = Env {
+        config: Err("vault unreachable"),
+        kv: &kv,
+        transport: &Scripted::default(),
+        now: NOW,
+        random: &[0; RANDOM_LEN],
+    };
+    let r = handle(&get("/auth/wecom/me"), &env);
+    assert_eq!(r.status, 500);
+    assert!(body(&r).contains("vault unreachable"));
+}
+
+#[test]
+fn a_bad_authenticator_name_says_the_spin_rule() {
+    let world = World::new(&[("authenticators", "Head-Office")]);
+    let r = world.send(get("/auth/wecom/").with("Accept", "application/json"));
+    assert_eq!(r.status, 500);
+    let problem = &json(&r)["error"]["problems"][0];
+    assert_eq!(problem["variable"], "authenticators");
+    assert!(
+        problem["problem"]
+            .as_str()
+            .unwrap()
+            .contains("lowercase letters")
+    );
+}
+
+// ---- login page and /login ----
+
+#[test]
+fn the_login_page_lists_authenticators_in_the_visitors_language() {
+    let world = World::new(&[
+        ("authenticators", "hq,branch"),
+        ("branch_display_name", "<img src=x onerror=alert(1)>分公司"),
+    ]);
+    let r =
+        world.send(get("/auth/wecom/?return_to=/docs").with("Accept-Language", "zh-CN,zh;q=0.9"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = body(&r);
+    assert!(html.contains("企业微信登录"), "{html}");
+    assert!(html.contains("/auth/wecom/login?authenticator=hq&amp;return_to=%2Fdocs"));
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;分公司"));
+    assert!(!html.contains("<img"));
+    let en = body(&world.send(get("/auth/wecom").with("Accept-Language", "en-US")));
+    assert!(
+        en.contains("Log in with WeCom") && en.contains("WeCom · hq"),
+        "{en}"
+    );
+}
+
+#[test]
+fn login_sends_wecom_browsers_in_client_and_others_to_web_login() {
+    let world = World::new(&[]);
+    let inside = world.send(get("/auth/wecom/login?return_to=/reports").ua(WECOM_IPHONE));
+    assert_eq!(inside.status, 302);
+    assert!(location(&inside).starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback&"));
+    assert!(location(&inside).contains("scope=snsapi_privateinfo"));
+    let pre_auth = set_cookie(&inside, "wecom_auth_login").unwrap();
+    assert!(pre_auth.ends_with("; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure"));
+
+    let outside = world.send(
+        get("/auth/wecom/login")
+            .ua(CHROME)
+            .with("Accept-Language", "zh-CN"),
+    );
+    assert!(
+        location(&outside)
+            .starts_with("https://login.work.weixin.qq.com/wwlogin/sso/login?login_type=CorpApp&")
+    );
+    assert!(
+        location(&outside).ends_with("&lang=zh"),
+        "{}",
+        location(&outside)
+    );
+    // The mobile homepage link forces the in-client flow.
+    let forced = world.send(get("/auth/wecom/login?authenticator=wecom&flow=in-client").ua(CHROME));
+    assert!(location(&forced).starts_with("https://open.weixin.qq.com/"));
+    // Plain WeChat is not WeCom.
+    let wechat = world.send(get("/auth/wecom/login").ua(WECHAT));
+    assert!(location(&wechat).starts_with("https://login.work.weixin.qq.com/"));
+}
+
+#[test]
+fn login_picks_the_named_the_only_or_the_auto_login_authenticator() {
+    let world = World::new(&[
+        ("authenticators", "hq,branch"),
+        ("branch_auto_login", "true"),
+        ("branch_corp_id", "wwbranch0000000001"),
+    ]);
+    let chosen = world.send(get("/auth/wecom/login?authenticator=hq").ua(CHROME));
+    assert!(location(&chosen).contains("appid=ww0123456789abcdef"));
+    let page = world.send(get("/auth/wecom/login?return_to=/x").ua(CHROME));
+    assert_eq!(page.status, 200);
+    assert!(body(&page).contains("authenticator=branch&amp;return_to=%2Fx"));
+    let auto = world.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    assert!(
+        location(&auto).contains("appid=wwbranch0000000001"),
+        "{}",
+        location(&auto)
+    );
+    let unknown = world.send(get("/auth/wecom/login?authenticator=nope").ua(CHROME));
+    assert_eq!(unknown.status, 404);
+}
+
+#[test]
+fn routes_refuse_other_methods_and_unknown_paths() {
+    let world = World::new(&[]);
+    let r = world.send(request("POST", "/auth/wecom/login"));
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        world.send(request("HEAD", "/auth/wecom/callback")).status,
+        405
+    );
+    assert_eq!(world.send(get("/auth/wecom/nope")).status, 404);
+    assert_eq!(world.send(get("/auth/wecomx")).status, 404);
+    assert_eq!(world.send(get("/elsewhere")).status, 404);
+    let head = world.send(request("HEAD", "/auth/wecom/"));
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+}
+
+#[test]
+fn every_answer_carries_the_protective_headers() {
+    let world = World::new(&[]);
+    for r in [
+        world.send(get("/auth/wecom/")),
+        world.send(get("/auth/wecom/login").ua(CHROME)),
+        world.send(get("/auth/wecom/verify")),
+        world.send(get("/nothing")),
+    ] {
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+        );
+    }
+}
+
+#[test]
+fn oversized_requests_are_refused_before_any_work() {
+    let world = World::new(&[]);
+    let long = format!("/auth/wecom/login?return_to=/{}", "a".repeat(MAX_TARGET));
+    assert_eq!(world.send(get(&long)).status, 414);
+    let mut many = get("/auth/wecom/verify");
+    for i in 0..=MAX_HEADERS {
+        many = many.with(&format!("x-h{i}"), "1");
+    }
+    assert_eq!(world.send(many).status, 431);
+    let mut truncated = request("POST", "/auth/wecom/admin/users/import");
+    truncated.body_truncated = true;
+    assert_eq!(world.send(truncated).status, 413);
+    assert_eq!(world.send(get("http://evil.com/")).status, 400);
+}
+
+// ---- the whole login ----
+
+#[test]
+fn a_whole_in_client_login_then_verify_me_and_logout() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let done = world.log_in_in_client("/reports%3Fq%3D1", true);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    assert_eq!(location(&done), "/reports?q=1");
+    let session = set_cookie(&done, "wecom_auth_session").unwrap();
+    assert!(
+        session.contains("; Max-Age=28800; Path=/; HttpOnly; SameSite=Lax; Secure"),
+        "{session}"
+    );
+    assert!(
+        set_cookie(&done, "wecom_auth_login")
+            .unwrap()
+            .starts_with("wecom_auth_login=; Max-Age=0; Path=/auth/wecom")
+    );
+    assert_eq!(
+        world.wecom.paths(),
+        [
+            "gettoken",
+            "auth/getuserinfo",
+            "auth/getuserdetail",
+            "user/get"
+        ]
+    );
+    let cookie = cookie_pair(&done, "wecom_auth_session");
+
+    let verified = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(verified.status, 200);
+    assert_eq!(verified.header("x-wecom-userid"), Some("zhangsan"));
+    assert_eq!(verified.header("x-wecom-authenticator"), Some("wecom"));
+    assert!(verified.header("x-user-id").unwrap().starts_with("wc-"));
+    assert_eq!(verified.header("x-user-name"), Some("%E5%BC%A0%E4%B8%89"));
+    assert_eq!(verified.header("x-user-email"), Some("z@corp.work"));
+    assert_eq!(verified.header("x-user-mobile"), Some("13800000000"));
+
+    let me = world.send(get("/auth/wecom/me").cookie_header(&cookie));
+    let me = json(&me);
+    assert_eq!(me["wecom_userid"], "zhangsan");
+    assert_eq!(me["user"]["name"], "张三");
+    assert_eq!(me["user"]["bindings"][0]["authenticator"], "wecom");
+
+    let out = world.send(request("POST", "/auth/wecom/logout").cookie_header(&cookie));
+    assert_eq!((out.status, location(&out)), (303, "/auth/wecom/"));
+    assert!(
+        set_cookie(&out, "wecom_auth_session")
+            .unwrap()
+            .starts_with("wecom_auth_session=; Max-Age=0; Path=/")
+    );
+}
+
+#[test]
+fn a_qr_login_of_a_bound_member_takes_one_wecom_call() {
+    let world = World::new(&[("auto_signup", "true")]);
+    session(&world);
+    world.wecom.sent.borrow_mut().clear();
+    let login = world.send(get("/auth/wecom/login?return_to=/after").ua(CHROME));
+    world.answer(USERINFO_WEB);
+    let done = world.send(callback_for(&login).ua(CHROME));
+    assert_eq!((done.status, location(&done)), (302, "/after"));
+    assert_eq!(world.wecom.paths(), ["auth/getuserinfo"]);
+}
+
+#[test]
+fn a_first_qr_login_and_a_non_member_get_pages_that_say_why() {
+    let world = World::new(&[]);
+    let login = world.send(
+        get("/auth/wecom/login")
+            .ua(CHROME)
+            .with("Accept-Language", "zh"),
+    );
+    world.answer(TOKEN_OK);
+    world.answer(USERINFO_WEB);
+    let first = world.send(
+        callback_for(&login)
+            .ua(CHROME)
+            .with("Accept-Language", "zh"),
+    );
+    assert_eq!(first.status, 403);
+    assert!(
+        body(&first).contains("首次登录需在企业微信客户端内完成"),
+        "{}",
+        body(&first)
+    );
+
+    let login = world.send(get("/auth/wecom/login").ua(WECOM_IPHONE_EN));
+    world.answer(r#"{"errcode":0,"errmsg":"ok","openid":"oAAA","external_userid":"wmAAA"}"#);
+    let outsider = world.send(
+        callback_for(&login)
+            .ua(WECOM_IPHONE_EN)
+            .with("Accept-Language", "zh"),
+    );
+    assert_eq!(outsider.status, 403);
+    // Inside WeCom the UA's language wins over Accept-Language.
+    assert!(
+        body(&outsider).contains("not a member of this company"),
+        "{}",
+        body(&outsider)
+    );
+}
+
+#[test]
+fn wecom_console_errors_tell_the_admin_what_to_fix() {
+    let world = World::new(&[]);
+    for (answer, status, needle) in [
+        (
+            r#"{"errcode":60020,"errmsg":"not allow to access from your ip, hint: [1], from ip: 203.0.113.7, more info at https://open.work.weixin.qq.com/devtool/query?e=60020"}"#,
+            500,
+            "企业可信IP",
+        ),
+        (
+            r#"{"errcode":50001,"errmsg":"redirect_uri not trusted"}"#,
+            500,
+            "可信域名",
+        ),
+        (
+            r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#,
+            503,
+            "frequency limit",
+        ),
+    ] {
+        let login = world.send(
+            get("/auth/wecom/login")
+                .ua(CHROME)
+                .with("Accept-Language", "en"),
+        );
+        world.answer(answer);
+        let r = world.send(
+            callback_for(&login)
+                .ua(CHROME)
+                .with("Accept-Language", "en"),
+        );
+        assert_eq!(r.status, status, "{answer}");
+        let html = body(&r);
+        assert!(
+            html.contains("For the administrator") && html.contains(needle),
+            "{html}"
+        );
+        if status == 500 {
+            assert!(html.contains("WeCom errcode"));
+            assert!(r.log.is_some());
+        }
+        let json_login = world.send(get("/auth/wecom/login").ua(CHROME));
+        world.answer(answer);
+        let j = world.send(
+            callback_for(&json_login)
+                .ua(CHROME)
+                .with("Accept", "application/json"),
+        );
+        let error = &json(&j)["error"];
+        assert_eq!(error["status"], status);
+        assert!(error["admin_hint"].as_str().unwrap().contains(needle));
+        assert!(error["errcode"].is_i64());
+    }
+    assert!(body(&world.send(get("/auth/wecom/login").ua(CHROME))).is_empty());
+}
+
+// ---- callback attacks ----
+
+#[test]
+fn callbacks_without_or_with_foreign_states_are_refused() {
+    let world = World::new(&[]);
+    let missing = world.send(get("/auth/wecom/callback?code=CODE"));
+    assert_eq!(missing.status, 400);
+    let garbage = world.send(get("/auth/wecom/callback?code=CODE&state=abc"));
+    assert_eq!(garbage.status, 401);
+    // A state of another deployment (same name, other keys).
+    let other = World::new(&[("signing_keys", "k9:another-deployment-key-0123456789abcdef")]);
+    let theirs = other.send(get("/auth/wecom/login").ua(CHROME));
+    let r = world.send(callback_for(&theirs).ua(CHROME));
+    assert_eq!(r.status, 401);
+    assert!(
+        world.wecom.sent.borrow().is_empty(),
+        "nothing reached WeCom"
+    );
+    // A state of ours without this browser's cookie (login CSRF).
+    let ours = world.send(get("/auth/wecom/login").ua(CHROME));
+    let state = query_param(location(&ours), "state").unwrap();
+    let csrf = world.send(get(&format!(
+        "/auth/wecom/callback?code=CODE&state={state}"
+    )));
+    assert_eq!(csrf.status, 401);
+    assert!(body(&csrf).contains("another browser"));
+}
+
+#[test]
+fn a_replayed_callback_of_a_failed_login_is_refused() {
+    let world = World::new(&[]);
+    let login = world.send(get("/auth/wecom/login").ua(CHROME));
+    world.answer(TOKEN_OK);
+    world.answer(r#"{"errcode":40029,"errmsg":"invalid code"}"#);
+    let first = world.send(callback_for(&login).ua(CHROME));
+    assert_eq!(first.status, 401);
+    let replay = world.send(callback_for(&login).ua(CHROME));
+    assert_eq!(replay.status, 401);
+    assert_eq!(world.wecom.paths(), ["gettoken", "auth/getuserinfo"]);
+}
+
+#[test]
+fn a_duplicate_callback_lands_the_browser_where_it_wanted() {
+    let world = World::new(&[("auto_signup", "true"), ("redirect_path", "/home")]);
+    let login = world.send(get("/auth/wecom/login?return_to=/wanted").ua(WECOM_IPHONE));
+    world.answer(TOKEN_OK);
+    world.answer(USERINFO_IN_CLIENT);
+    world.answer(USERDETAIL);
+    world.answer(USER_GET);
+    let first = world.send(callback_for(&login).ua(WECOM_IPHONE));
+    assert_eq!(location(&first), "/wanted");
+    let session = cookie_pair(&first, "wecom_auth_session");
+    let calls = world.wecom.sent.borrow().len();
+
+    // The same request again (pre-auth cookie still sent): the core repeats the login.
+    let again = world.send(callback_for(&login).ua(WECOM_IPHONE));
+    assert_eq!((again.status, location(&again)), (302, "/wanted"));
+    // Again after the first answer cleared the pre-auth cookie: the session decides.
+    let state = query_param(location(&login), "state").unwrap();
+    let target = format!("/auth/wecom/callback?code=CODE&state={state}");
+    let late = world.send(get(&target).cookie_header(&session));
+    assert_eq!((late.status, location(&late)), (302, "/home"));
+    assert_eq!(world.wecom.sent.borrow().len(), calls, "no WeCom call");
+    // Without a session, the same is an error.
+    assert_eq!(world.send(get(&target)).status, 401);
+
+    // A second login whose code WeCom calls spent (40029), by a browser with a session.
+    let second = world.send(get("/auth/wecom/login?return_to=/again").ua(WECOM_IPHONE));
+    world.answer(r#"{"errcode":40029,"errmsg":"invalid code"}"#);
+    let spent = world.send(
+        callback_for(&second)
+            .ua(WECOM_IPHONE)
+            .cookie_header(&session),
+    );
+    assert_eq!((spent.status, location(&spent)), (302, "/again"));
+    // and its replay (state used, login unfinished) likewise.
+    let used = world.send(
+        callback_for(&second)
+            .ua(WECOM_IPHONE)
+            .cookie_header(&session),
+    );
+    assert_eq!((used.status, location(&used)), (302, "/again"));
+    let used_no_session = world.send(callback_for(&second).ua(WECOM_IPHONE));
+    assert_eq!(used_no_session.status, 401);
+}
+
+#[test]
+fn open_redirect_payloads_never_leave_the_origin() {
+    let payloads: Vec<String> = serde_json::from_str(PAYLOADS).unwrap();
+    let world = World::new(&[("auto_signup", "true")]);
+    let session = session(&world);
+    let app = Url::parse("https://apps.example.com/some/page").unwrap();
+    let stays = |target: &str| {
+        target.starts_with('/')
+            && !target.starts_with("//")
+            && target.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+            && app.join(target).is_ok_and(|u| u.origin() == app.origin())
+    };
+    for payload in &payloads {
+        let encoded = url::form_urlencoded::byte_serialize(payload.as_bytes()).collect::<String>();
+        let login = world.send(get(&format!("/auth/wecom/login?return_to={encoded}")).ua(CHROME));
+        world.answer(USERINFO_WEB);
+        let done = world.send(callback_for(&login).ua(CHROME));
+        assert_eq!(done.status, 302, "{payload:?}: {}", body(&done));
+        assert!(stays(location(&done)), "{payload:?} → {}", location(&done));
+        for method in ["GET", "POST"] {
+            let out = world.send(
+                request(method, &format!("/auth/wecom/logout?return_to={encoded}"))
+                    .cookie_header(&session),
+            );
+            assert!(
+                stays(location(&out)),
+                "logout {payload:?} → {}",
+                location(&out)
+            );
+        }
+        let page = body(&world.send(get(&format!("/auth/wecom/?return_to={encoded}"))));
+        for href in page.split("href=\"").skip(1) {
+            let href = href.split('"').next().unwrap().replace("&amp;", "&");
+            assert!(
+                href.starts_with("/auth/wecom/login?"),
+                "{payload:?}: {href}"
+            );
+            if let Some(back) = query_param(&href, "return_to") {
+                assert!(stays(&back), "{payload:?}: page link returns to {back}");
+            }
+        }
+    }
+}
+
+// ---- sessions and forward auth ----
+
+#[test]
+fn verify_refuses_missing_forged_expired_and_orphaned_sessions() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let cookie = session(&world);
+    let verify = |cookie: &str| {
+        world
+            .send(get("/auth/wecom/verify").cookie_header(cookie))
+            .status
+    };
+    assert_eq!(verify(&cookie), 200);
+    assert_eq!(world.send(get("/auth/wecom/verify")).status, 401);
+    assert_eq!(verify("wecom_auth_session="), 401);
+    assert_eq!(verify("wecom_auth_session=v1.k1.e30.AAAA"), 401);
+    // Signed with a key this deployment does not have.
+    let forger = World::new(&[
+        ("auto_signup", "true"),
+        ("signing_keys", "k1:attacker-key-attacker-key-attacker-key"),
+    ]);
+    assert_eq!(verify(&session(&forger)), 401);
+    // A flipped character of a genuine token.
+    let mut flipped = cookie.clone().into_bytes();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(verify(&String::from_utf8(flipped).unwrap()), 401);
+    // Several cookies of that name: the valid one counts.
+    assert_eq!(verify(&format!("wecom_auth_session=junk; {cookie}")), 200);
+    world.now.set(NOW + 8 * 3600);
+    assert_eq!(verify(&cookie), 401, "expired");
+    world.now.set(NOW);
+    // The user deleted: the session ends.
+    let id = world.send(get("/auth/wecom/me").cookie_header(&cookie));
+    let id = json(&id)["user"]["id"].as_str().unwrap().to_owned();
+    crate::core::directory::delete(&world.kv, &id).unwrap();
+    let gone = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(gone.status, 401);
+    assert_eq!(json(&gone)["error"]["category"], "session-invalid");
+}
+
+#[test]
+fn client_sent_identity_headers_are_never_read_or_echoed() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let cookie = session(&world);
+    let spoof = |r: Request| {
+        r.with("X-User-Id", "admin")
+            .with("X-WeCom-UserId", "boss")
+            .with("X-User-Name", "Admin")
+    };
+    let anonymous = world.send(spoof(get("/auth/wecom/verify")));
+    assert_eq!(anonymous.status, 401);
+    assert!(
+        anonymous.header("x-user-id").is_none() && anonymous.header("x-wecom-userid").is_none()
+    );
+    let real = world.send(spoof(
+        request("POST", "/auth/wecom/verify").cookie_header(&cookie),
+    ));
+    assert_eq!(real.status, 200, "any method");
+    assert_eq!(real.headers_named("x-user-id").count(), 1);
+    assert_ne!(real.header("x-user-id"), Some("admin"));
+    assert_eq!(real.header("x-wecom-userid"), Some("zhangsan"));
+    assert_eq!(real.header("x-user-name"), Some("%E5%BC%A0%E4%B8%89"));
+}
+
+#[test]
+fn verify_can_send_browsers_to_log_in_for_proxies_that_pass_its_answer_on() {
+    let world = World::new(&[]);
+    let r = world.send(get("/auth/wecom/verify?redirect=1").with("X-Forwarded-Uri", "/app/x?y=1"));
+    assert_eq!(
+        (r.status, location(&r)),
+        (302, "/auth/wecom/login?return_to=%2Fapp%2Fx%3Fy%3D1")
+    );
+    let evil =
+        world.send(get("/auth/wecom/verify?redirect=1").with("X-Forwarded-Uri", "//evil.com/"));
+    assert_eq!(location(&evil), "/auth/wecom/login");
+    assert_eq!(world.send(get("/auth/wecom/verify")).status, 401);
+}
+
+#[test]
+fn me_answers_json_401_without_a_session() {
+    let world = World::new(&[]);
+    let r = world.send(get("/auth/wecom/me").with("Accept-Language", "zh"));
+    assert_eq!(r.status, 401);
+    let error = &json(&r)["error"];
+    assert_eq!(error["category"], "session-invalid");
+    assert_eq!(error["message"], "登录状态已失效，请重新登录。");
+}
+
+#[test]
+fn sessions_of_several_authenticators_verify_with_their_own_settings() {
+    let world = World::new(&[
+        ("authenticators", "hq,branch"),
+        ("auto_signup", "true"),
+        (
+            "branch_signing_keys",
+            "b1:branch-signing-key-0123456789abcdefgh",
+        ),
+    ]);
+    let login = world.send(get("/auth/wecom/login?authenticator=branch").ua(WECOM_IPHONE));
+    world.answer(TOKEN_OK);
+    world.answer(USERINFO_IN_CLIENT);
+    world.answer(USERDETAIL);
+    world.answer(USER_GET);
+    let done = world.send(callback_for(&login).ua(WECOM_IPHONE));
+    assert_eq!(done.status, 302, "{}", body(&done));
+    let cookie = cookie_pair(&done, "wecom_auth_session");
+    assert!(cookie.contains("=v1.b1."));
+    let verified = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(verified.header("x-wecom-authenticator"), Some("branch"));
+    // Dropping branch from the configuration ends its sessions.
+    let mut hq_only = World::new(&[("authenticators", "hq")]);
+    hq_only.kv = world.kv;
+    assert_eq!(
+        hq_only
+            .send(get("/auth/wecom/verify").cookie_header(&cookie))
+            .status,
+        401
+    );
+}
+
+// ---- the site: root, protected paths, auto-login ----
+
+#[test]
+fn wecom_visitors_without_a_session_are_logged_in_silently_and_come_back() {
+    let world = World::new(&[
+        ("auto_login", "true"),
+        ("auto_signup", "true"),
+        ("protected_paths", "/app"),
+    ]);
+    let r = world.send(get("/app/report?id=7").ua(WECOM_IPHONE));
+    assert_eq!(r.status, 302);
+    assert!(location(&r).starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?"));
+    world.answer(TOKEN_OK);
+    world.answer(USERINFO_IN_CLIENT);
+    world.answer(USERDETAIL);
+    world.answer(USER_GET);
+    let done = world.send(callback_for(&r).ua(WECOM_IPHONE));
+    assert_eq!((done.status, location(&done)), (302, "/app/report?id=7"));
+    let cookie = cookie_pair(&done, "wecom_auth_session");
+    let page = world.send(
+        get("/app/report?id=7")
+            .ua(WECOM_IPHONE)
+            .cookie_header(&cookie),
+    );
+    assert_eq!(page.status, 200);
+    let html = body(&page);
+    assert!(html.contains("张三") && html.contains("zhangsan"), "{html}");
+    assert!(html.contains("action=\"/auth/wecom/logout\""));
+    // The root too; other paths are not ours.
+    assert_eq!(world.send(get("/").ua(WECOM_IPHONE)).status, 302);
+    assert_eq!(world.send(get("/apple").ua(WECOM_IPHONE)).status, 404);
+}
+
+#[test]
+fn other_browsers_are_sent_to_the_login_route_and_without_auto_login_so_is_wecom() {
+    let world = World::new(&[("protected_paths", "/app")]);
+    let r = world.send(get("/app/x?y=1").ua(CHROME));
+    assert_eq!(
+        (r.status, location(&r)),
+        (302, "/auth/wecom/login?return_to=%2Fapp%2Fx%3Fy%3D1")
+    );
+    let r = world.send(get("/").ua(WECOM_IPHONE));
+    assert_eq!(location(&r), "/auth/wecom/login?return_to=%2F");
+    assert_eq!(world.send(request("POST", "/app")).status, 405);
+}
+
+#[test]
+fn hostile_names_are_escaped_on_the_signed_in_page() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let login = world.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    world.answer(TOKEN_OK);
+    world.answer(USERINFO_IN_CLIENT);
+    world.answer(USERDETAIL);
+    world.answer(
+        r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"<script>alert('x')</script>"}"#,
+    );
+    let cookie = cookie_pair(
+        &world.send(callback_for(&login).ua(WECOM_IPHONE)),
+        "wecom_auth_session",
+    );
+    let page = body(&world.send(get("/").cookie_header(&cookie)));
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
+    let verified = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(
+        verified.header("x-user-name"),
+        Some("<script>alert('x')</script>")
+    );
+}
+
+// ---- admin ----
+
+fn admin_world() -> World {
+    World::new(&[("admin_token", ADMIN_TOKEN)])
+}
+
+#[test]
+fn the_admin_api_is_off_without_a_token_and_closed_to_wrong_ones() {
+    let off = World::new(&[]);
+    assert_eq!(
+        off.send(get("/auth/wecom/admin/users").bearer("")).status,
+        404
+    );
+    let world = admin_world();
+    let none = world.send(get("/auth/wecom/admin/users"));
+    assert_eq!(none.status, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/admin/users").bearer("wrong"))
+            .status,
+        401
+    );
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/admin/users").bearer(&ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]))
+            .status,
+        401
+    );
+    let ok = world.send(get("/auth/wecom/admin/users").bearer(ADMIN_TOKEN));
+    assert_eq!(ok.status, 200);
+    assert_eq!(json(&ok)["users"], Value::Array(vec![]));
+}
+
+#[test]
+fn admins_upsert_find_list_and_delete_users() {
+    let world = admin_world();
+    let created = world.send(
+        request("POST", "/auth/wecom/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                r#"{"name":"张三","mobile":"+86 138 0000 0000","email":"z@x.cn"}"#,
+            ),
+    );
+    assert_eq!(created.status, 200, "{}", body(&created));
+    let user = json(&created);
+    assert_eq!(user["mobile"], "13800000000");
+    let id = user["id"].as_str().unwrap().to_owned();
+    let conflict = world.send(
+        request("POST", "/auth/wecom/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                r#"{"id":"other","name":"李四","mobile":"13800000000"}"#,
+            ),
+    );
+    assert_eq!(conflict.status, 409);
+    assert!(
+        json(&conflict)["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&id)
+    );
+    let typo = world.send(
+        request("POST", "/auth/wecom/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .body("application/json", r#"{"name":"x","phone":"1"}"#),
+    );
+    assert_eq!(typo.status, 400);
+    let found = world.send(get(&format!("/auth/wecom/admin/users/{id}")).bearer(ADMIN_TOKEN));
+    assert_eq!(json(&found)["name"], "张三");
+    let page = world.send(get("/auth/wecom/admin/users?limit=1").bearer(ADMIN_TOKEN));
+    assert_eq!(json(&page)["users"][0]["id"], id.as_str());
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/admin/users?limit=0").bearer(ADMIN_TOKEN))
+            .status,
+        400
+    );
+    let deleted =
+        world.send(request("DELETE", &format!("/auth/wecom/admin/users/{id}")).bearer(ADMIN_TOKEN));
+    assert_eq!(deleted.status, 200);
+    let again =
+        world.send(request("DELETE", &format!("/auth/wecom/admin/users/{id}")).bearer(ADMIN_TOKEN));
+    assert_eq!(again.status, 404);
+    let wrong = world.send(request("PUT", "/auth/wecom/admin/users").bearer(ADMIN_TOKEN));
+    assert_eq!(
+        (wrong.status, wrong.header("allow")),
+        (405, Some("GET, POST"))
+    );
+}
+
+#[test]
+fn csv_imports_take_quotes_and_report_bad_rows_by_line() {
+    let world = admin_world();
+    let csv = "\u{feff}name,mobile,email\r\n\
+               \"Zhang, San\",+86 138 0000 0001,z@x.cn\r\n\
+               李四,13800000002,\r\n\
+               \r\n\
+               bad mobile,12,\r\n\
+               ,13800000003,\r\n\
+               \"say \"\"hi\"\"\",13800000004,a@b.c,extra\r\n\
+               \"multi\nline\",13800000005,m@x.cn\r\n";
+    let r = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("text/csv; charset=utf-8", csv),
+    );
+    assert_eq!(r.status, 200, "{}", body(&r));
+    let result = json(&r);
+    assert_eq!(
+        (result["imported"].as_u64(), result["failed"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let rows: Vec<(u64, bool)> = result["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["line"].as_u64().unwrap(), r["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (2, true),
+            (3, true),
+            (5, false),
+            (6, false),
+            (7, false),
+            (8, true)
+        ]
+    );
+    assert!(
+        result["results"][2]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mobile")
+    );
+    let found = crate::core::directory::find(
+        &world.kv,
+        &crate::core::directory::UserQuery::Mobile("13800000001".into()),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(found.name, "Zhang, San");
+    // The same file again creates nobody twice.
+    let again = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("text/csv", csv),
+    );
+    assert_eq!(json(&again)["imported"], 3);
+    let listed = world.send(get("/auth/wecom/admin/users").bearer(ADMIN_TOKEN));
+    assert_eq!(json(&listed)["users"].as_array().unwrap().len(), 3);
+
+    let unknown = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("text/csv", "name,phone number\nx,1\n"),
+    );
+    assert_eq!(unknown.status, 400);
+    let chinese = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("text/csv", "姓名,手机号,邮箱\n王五,13800000009,\n"),
+    );
+    assert_eq!(json(&chinese)["imported"], 1);
+}
+
+#[test]
+fn json_imports_report_rows_by_index_and_other_types_are_refused() {
+    let world = admin_world();
+    let r = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                r#"[{"name":"A","mobile":"13800000011"},{"mobile":"13800000012"},{"name":"C"}]"#,
+            ),
+    );
+    let result = json(&r);
+    assert_eq!(
+        (result["imported"].as_u64(), result["failed"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(result["results"][1]["index"], 1);
+    assert_eq!(result["results"][1]["ok"], false);
+    let not_array = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("application/json", r#"{"name":"A"}"#),
+    );
+    assert_eq!(not_array.status, 400);
+    let xml = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body("application/xml", "<users/>"),
+    );
+    assert_eq!(xml.status, 415);
+}
+
+#[test]
+fn admins_unbind_members_and_read_the_console_links() {
+    let world = World::new(&[
+        ("admin_token", ADMIN_TOKEN),
+        ("auto_signup", "true"),
+        ("auto_login", "yes"),
+    ]);
+    let cookie = session(&world);
+    let unbound = world
+        .send(request("DELETE", "/auth/wecom/admin/bindings/wecom/zhangsan").bearer(ADMIN_TOKEN));
+    assert_eq!(unbound.status, 200, "{}", body(&unbound));
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/verify").cookie_header(&cookie))
+            .status,
+        401
+    );
+    let again = world
+        .send(request("DELETE", "/auth/wecom/admin/bindings/wecom/zhangsan").bearer(ADMIN_TOKEN));
+    assert_eq!(again.status, 404);
+    let links = json(&world.send(get("/auth/wecom/admin/links").bearer(ADMIN_TOKEN)));
+    let first = &links["authenticators"][0];
+    assert_eq!(
+        first["callback_url"],
+        "https://apps.example.com/auth/wecom/callback"
+    );
+    assert_eq!(
+        first["desktop_homepage"],
+        "https://apps.example.com/auth/wecom/login?authenticator=wecom"
+    );
+    assert_eq!(first["plain_homepage"], "https://apps.example.com/");
+}
+
+#[test]
+fn no_input_makes_the_front_panic() {
+    let world = World::new(&[("admin_token", ADMIN_TOKEN), ("protected_paths", "/")]);
+    let targets = [
+        "/",
+        "",
+        "?",
+        "/auth/wecom/callback?state=%ZZ&code=%00",
+        "/auth/wecom/login?return_to=%FF%FE",
+        "/auth/wecom/admin/users/%FF",
+        "/auth/wecom/admin/bindings/a/%C3",
+        "/auth/wecom/admin/",
+        "/auth/wecom/admin",
+        "/auth/wecom/verify?x=1#frag",
+        "/%2e%2e/auth/wecom/",
+    ];
+    for target in targets {
+        for method in ["GET", "POST", "DELETE", "HEAD", "OPTIONS", "BREW"] {
+            let r = world.send(
+                request(method, target)
+                    .bearer(ADMIN_TOKEN)
+                    .cookie_header("wecom_auth_session=v1.k1.%%%.===; wecom_auth_login=.....")
+                    .with("Accept", "application/json;q=nan, text/html;q=-1")
+                    .with("Accept-Language", ";;,,q=,zh;q=2")
+                    .body("text/csv", "\"\n,\"\"\"\r\r\n"),
+            );
+            assert!(r.status >= 200, "{method} {target}");
+        }
+    }
+}
