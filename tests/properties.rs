@@ -4,6 +4,7 @@
 use proptest::prelude::*;
 use url::Url;
 use wecom_auth::core::{browser, return_path, settings, state};
+use wecom_auth::http::Request;
 
 /// The characters open-redirect payloads are built from.
 fn redirect_alphabet() -> impl Strategy<Value = String> {
@@ -35,20 +36,25 @@ fn stays_on_origin(path: &str) -> bool {
 }
 
 fn authenticator() -> settings::Authenticator {
-    settings::Settings {
-        name: "corp".into(),
-        corp_id: "ww0123456789abcdef".into(),
-        agent_id: "1000002".into(),
-        secret: settings::Secret::new("app-secret"),
-        origin: "https://apps.example.com".into(),
-        signing_keys: vec![settings::SigningKey {
-            id: "k1".into(),
-            secret: settings::Secret::new("0123456789abcdef0123456789abcdef"),
-        }],
-        ..settings::Settings::default()
-    }
-    .check()
-    .unwrap()
+    wecom_auth::example::settings("corp").check().unwrap()
+}
+
+/// A `q` parameter in thousandths, spelled as RFC 9110 allows (`0.5`, `1.000`).
+fn qvalue() -> impl Strategy<Value = (u16, String)> {
+    (0u16..=1000, 0usize..=3).prop_map(|(thousandths, digits)| {
+        let text = match thousandths {
+            1000 => format!("1.{}", "0".repeat(digits)),
+            _ if digits == 0 => "0".to_owned(),
+            _ => format!("0.{:03}", thousandths)[..2 + digits].to_owned(),
+        };
+        // What the spelling means: `0.25` with 1 digit reads `0.2`.
+        let meant = match (thousandths, digits) {
+            (1000, _) => 1000,
+            (_, 0) => 0,
+            (t, d) => t / 10u16.pow(3 - d as u32) * 10u16.pow(3 - d as u32),
+        };
+        (meant, text)
+    })
 }
 
 proptest! {
@@ -92,5 +98,50 @@ proptest! {
         prop_assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
         let verified = state::verify(&authenticator, &issued.state, Some(&issued.pre_auth_cookie), 1_790_000_001);
         prop_assert_eq!(verified.map(|v| v.return_to), Ok(path));
+    }
+
+    /// Our own `Accept` weights (kept by hand: float parsing would add
+    /// kilobytes to the component): JSON wins exactly when its q beats HTML's.
+    #[test]
+    fn accept_weights_choose_json_exactly_when_it_outweighs_html(
+        (json, json_text) in qvalue(),
+        (html, html_text) in qvalue(),
+        order in any::<bool>(),
+    ) {
+        let (first, second) = (
+            format!("application/json;q={json_text}"),
+            format!("text/html; q={html_text}"),
+        );
+        let accept = if order { format!("{first}, {second}") } else { format!("{second},{first}") };
+        let request = Request {
+            headers: vec![("Accept".into(), accept.clone())],
+            ..Request::default()
+        };
+        prop_assert_eq!(request.prefers_json(), json > 0 && json > html, "{}", accept);
+    }
+
+    /// Our own cookie reading (kept by hand: the `cookie` crate brings a date
+    /// library into the component): a cookie is found among any others, in
+    /// any `Cookie` header, and never by a prefix or suffix of its name.
+    #[test]
+    fn a_cookie_is_read_whatever_surrounds_it(
+        value in "[A-Za-z0-9._~-]{0,40}",
+        others in prop::collection::vec(("[a-z_]{1,12}", "[A-Za-z0-9]{0,12}"), 0..6),
+        at in 0usize..6,
+        spaces in any::<bool>(),
+    ) {
+        let mut pairs: Vec<String> = others
+            .iter()
+            .filter(|(name, _)| name != "session")
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        pairs.push(format!("xsession=decoy; session_=decoy"));
+        pairs.insert(at.min(pairs.len()), format!("session={value}"));
+        let separator = if spaces { "; " } else { ";" };
+        let request = Request {
+            headers: vec![("cookie".into(), pairs.join(separator))],
+            ..Request::default()
+        };
+        prop_assert_eq!(request.cookie("session"), Some(value.as_str()));
     }
 }

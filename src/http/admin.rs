@@ -456,81 +456,77 @@ struct Record {
 }
 
 impl Record {
+    #[cfg(test)]
+    fn is_blank_fields(r: &(usize, Vec<String>, Option<String>)) -> bool {
+        r.2.is_none() && r.1.iter().all(|f| f.trim().is_empty())
+    }
+
     fn is_blank(&self) -> bool {
         self.error.is_none() && self.fields.iter().all(|f| f.trim().is_empty())
     }
 }
 
-/// RFC 4180 CSV: `,` separates, `"` quotes (`""` inside is a quote), quoted
-/// fields may span lines; CRLF, LF or CR end a record.
+/// RFC 4180 CSV by `csv-core` (`,` separates, `"` quotes, `""` inside is a
+/// quote, quoted fields may span lines; CRLF, LF or CR end a record). As in
+/// spreadsheets, a stray quote inside an unquoted field is kept as text; a
+/// quoted field still open at the end of the input is an error of its record.
 fn parse_csv(text: &str) -> Vec<Record> {
+    use csv_core::ReadRecordResult;
+
+    let bytes = text.as_bytes();
+    let mut reader = csv_core::Reader::new();
     let mut records = Vec::new();
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    while chars.peek().is_some() {
-        let start = line;
-        let mut fields = Vec::new();
-        let mut field = String::new();
-        let mut in_quotes = false;
-        let mut was_quoted = false;
-        let mut error: Option<String> = None;
+    // A record's fields are never longer than the input.
+    let mut output = vec![0; bytes.len() + 1];
+    let mut ends = vec![0; 16];
+    // CRLF, LF and CR each end one line.
+    let line_ends = |text: &str| {
+        text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count()
+    };
+    let (mut at, mut line, mut counted) = (0, 1, 0);
+    while at < bytes.len() {
+        let (mut read, mut written, mut fields) = (0, 0, 0);
         loop {
-            let Some(c) = chars.next() else {
-                if in_quotes {
-                    error.get_or_insert_with(|| "a quoted field is never closed".into());
-                }
-                fields.push(std::mem::take(&mut field));
-                break;
-            };
-            if in_quotes {
-                match c {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    '"' => in_quotes = false,
-                    c => {
-                        if c == '\n' || (c == '\r' && chars.peek() != Some(&'\n')) {
-                            line += 1;
-                        }
-                        field.push(c);
+            let input = &bytes[at + read..];
+            let (result, nin, nout, nend) =
+                reader.read_record(input, &mut output[written..], &mut ends[fields..]);
+            read += nin;
+            written += nout;
+            fields += nend;
+            match result {
+                ReadRecordResult::OutputEndsFull => ends.resize(ends.len() * 2, 0),
+                // All of the input was given: an empty read tells it ended.
+                ReadRecordResult::InputEmpty if !input.is_empty() => {}
+                ReadRecordResult::InputEmpty | ReadRecordResult::OutputFull => {
+                    if input.is_empty() && nend == 0 && nout == 0 {
+                        break;
                     }
                 }
-                continue;
-            }
-            match c {
-                '"' if field.trim().is_empty() && !was_quoted => {
-                    field.clear();
-                    in_quotes = true;
-                    was_quoted = true;
-                }
-                '"' => {
-                    error.get_or_insert_with(|| "has a quote inside an unquoted field".into());
-                }
-                ',' => {
-                    fields.push(std::mem::take(&mut field));
-                    was_quoted = false;
-                }
-                '\r' | '\n' => {
-                    if c == '\r' && chars.peek() == Some(&'\n') {
-                        chars.next();
-                    }
-                    line += 1;
-                    fields.push(std::mem::take(&mut field));
-                    break;
-                }
-                c if was_quoted && !c.is_whitespace() => {
-                    error.get_or_insert_with(|| "has text after a closing quote".into());
-                }
-                _ if was_quoted => {}
-                c => field.push(c),
+                ReadRecordResult::Record | ReadRecordResult::End => break,
             }
         }
-        records.push(Record {
-            line: start,
-            fields,
-            error,
-        });
+        let raw = &text[at..at + read];
+        // The record starts after the line ends the reader skipped.
+        let start = at + (raw.len() - raw.trim_start_matches(['\r', '\n']).len());
+        line += line_ends(&text[counted..start]);
+        counted = start;
+        let record = Record {
+            line,
+            fields: (0..fields)
+                .map(|i| {
+                    let from = if i == 0 { 0 } else { ends[i - 1] };
+                    String::from_utf8_lossy(&output[from..ends[i]]).into_owned()
+                })
+                .collect(),
+            // Quotes pair up in a record whose quoted fields all closed.
+            error: (at + read == bytes.len() && raw.matches('"').count() % 2 == 1)
+                .then(|| "a quoted field is never closed".to_owned()),
+        };
+        records.push(record);
+        if read == 0 {
+            break;
+        }
+        at += read;
     }
     records
 }
@@ -565,20 +561,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text ends, with records in line order; text without quotes
+        /// splits exactly at commas and line ends.
+        #[test]
+        fn csv_reads_any_text(text in "[a,\"\r\n 张]{0,40}") {
+            let records = parse_csv(&text);
+            let lines = text.matches('\n').count() + text.matches('\r').count() + 1;
+            proptest::prop_assert!(records.windows(2).all(|w| w[0].line < w[1].line));
+            proptest::prop_assert!(records.iter().all(|r| r.line <= lines));
+            if !text.contains('"') {
+                let expected: Vec<Vec<String>> = text
+                    .split(['\r', '\n'])
+                    .filter(|line| !line.is_empty())
+                    .map(|line| line.split(',').map(str::to_owned).collect())
+                    .collect();
+                let got: Vec<Vec<String>> = records
+                    .into_iter()
+                    .filter(|r| !(r.fields.len() <= 1 && r.fields.iter().all(String::is_empty)))
+                    .map(|r| r.fields)
+                    .collect();
+                proptest::prop_assert_eq!(got, expected);
+            }
+        }
+    }
+
     #[test]
-    fn csv_damage_is_reported_per_record() {
-        let parsed = fields("a\"b,c\n\"x\"y,z\n\"open");
-        assert!(parsed[0].2.as_deref().unwrap().contains("quote inside"));
-        assert!(
-            parsed[1]
-                .2
-                .as_deref()
-                .unwrap()
-                .contains("after a closing quote")
-        );
-        assert!(parsed[2].2.as_deref().unwrap().contains("never closed"));
+    fn csv_stray_quotes_are_text_and_an_open_quote_is_reported() {
+        let parsed = fields("a\"b,c\n\"x\"y,z\nok,1\n\"open,2\nlost,3");
+        assert_eq!(parsed[0], (1, strings(&["a\"b", "c"]), None));
+        assert_eq!(parsed[1], (2, strings(&["xy", "z"]), None));
+        assert_eq!(parsed[2], (3, strings(&["ok", "1"]), None));
+        assert_eq!(parsed[3].0, 4);
+        assert!(parsed[3].2.as_deref().unwrap().contains("never closed"));
         assert_eq!(fields(""), []);
-        assert_eq!(fields("\n\n").len(), 2);
+        assert!(fields("\n\n").iter().all(Record::is_blank_fields));
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl Request {
     }
 
     /// Every value of cookie `name`, across all `Cookie` headers, in order
-    /// (a browser may send two, e.g. a host-only and a domain cookie).
+    /// (a browser may send two, e.g. a host-only and a domain cookie). By
+    /// hand: the `cookie` crate would bring a date library into the component
+    /// for a split on `;` and `=` (property-tested in `tests/properties.rs`).
     pub fn cookies<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
         self.headers
             .iter()
@@ -175,7 +177,8 @@ fn weighted(header: &str) -> impl Iterator<Item = (&str, u16)> {
 }
 
 /// An RFC 9110 qvalue (`0`, `0.5`, `1.000`) in thousandths; anything else is
-/// 0. By hand: parsing floats would add kilobytes to the component.
+/// 0. By hand: parsing floats would add kilobytes to the component
+/// (property-tested in `tests/properties.rs`).
 fn quality(text: &str) -> u16 {
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
