@@ -135,7 +135,7 @@ proptest! {
             .filter(|(name, _)| name != "session")
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
-        pairs.push(format!("xsession=decoy; session_=decoy"));
+        pairs.push("xsession=decoy; session_=decoy".to_owned());
         pairs.insert(at.min(pairs.len()), format!("session={value}"));
         let separator = if spaces { "; " } else { ";" };
         let request = Request {
