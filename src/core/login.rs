@@ -354,7 +354,7 @@ fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), AuthError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::settings::tests::sample;
+    use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
 

@@ -122,7 +122,8 @@ fn mac(key: &SigningKey, payload: &str) -> Hmac<Sha256> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::settings::{Secret, tests::sample};
+    use crate::core::settings::Secret;
+    use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
 

@@ -589,23 +589,10 @@ fn check_lifetime(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
-    pub(crate) fn sample(name: &str) -> Settings {
-        Settings {
-            name: name.into(),
-            corp_id: "ww0123456789abcdef".into(),
-            agent_id: "1000002".into(),
-            secret: Secret::new("app-secret-DO-NOT-LEAK-0123456789"),
-            origin: "https://apps.example.com".into(),
-            signing_keys: vec![SigningKey {
-                id: "k1".into(),
-                secret: Secret::new("signing-key-DO-NOT-LEAK-0123456789abcdef"),
-            }],
-            ..Settings::default()
-        }
-    }
+    use crate::example::settings as sample;
 
     fn fields(errors: &[SettingsError]) -> Vec<String> {
         errors.iter().map(|e| e.field.to_string()).collect()

@@ -202,7 +202,8 @@ fn state_mac(key: &SigningKey, name: &str, signed: &[u8], cookie: &str) -> Hmac<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::settings::{Secret, tests::sample};
+    use crate::core::settings::Secret;
+    use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
     const RANDOM: [u8; RANDOM_BYTES] = [7; RANDOM_BYTES];

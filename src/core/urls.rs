@@ -86,7 +86,7 @@ pub fn login_path(prefix: &str, authenticator: Option<&str>, return_to: Option<&
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::settings::tests::sample;
+    use crate::example::settings as sample;
 
     fn corp() -> Authenticator {
         sample("corp").check().unwrap()

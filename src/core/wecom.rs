@@ -279,7 +279,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::core::ports::{HttpResponse, MemoryKv};
-    use crate::core::settings::tests::sample;
+    use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
 

@@ -496,20 +496,11 @@ fn truncated(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    pub(crate) const SIGNING_KEY: &str = "k1:signing-key-DO-NOT-LEAK-0123456789abcdef";
-    pub(crate) const SECRET: &str = "app-secret-DO-NOT-LEAK-0123456789";
-
     fn base() -> ConfigMap {
-        [
-            ("corp_id", "ww0123456789abcdef"),
-            ("agent_id", "1000002"),
-            ("secret", SECRET),
-            ("origin", "https://apps.example.com"),
-            ("signing_keys", SIGNING_KEY),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        crate::example::variables()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
     }
 
     fn with(mut map: ConfigMap, pairs: &[(&str, &str)]) -> ConfigMap {

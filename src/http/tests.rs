@@ -12,8 +12,6 @@ use crate::core::ports::{HttpResponse, MemoryKv};
 use crate::core::wecom::tests::{Scripted, TOKEN_OK};
 
 const NOW: u64 = 1_790_000_000;
-const APP_SECRET: &str = "app-secret-DO-NOT-LEAK-0123456789";
-const SIGNING_KEYS: &str = "k1:signing-key-DO-NOT-LEAK-0123456789abcdef";
 const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
 const ACCESS_TOKEN: &str = "accesstoken000001";
 const CHROME: &str =
@@ -30,22 +28,21 @@ const USER_GET: &str =
     r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1]}"#;
 const USERINFO_WEB: &str = r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#;
 
+/// The sample authenticator, with Spin's declared defaults: empty is unset.
 fn base_config() -> ConfigMap {
-    [
-        ("corp_id", "ww0123456789abcdef"),
-        ("agent_id", "1000002"),
-        ("secret", APP_SECRET),
-        ("origin", "https://apps.example.com"),
-        ("signing_keys", SIGNING_KEYS),
-        // Spin's declared defaults: empty is unset.
-        ("admin_token", ""),
-        ("protected_paths", ""),
-        ("session_cookie_domain", ""),
-        ("display_name", ""),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    crate::example::variables()
+        .into_iter()
+        .chain(
+            [
+                "admin_token",
+                "protected_paths",
+                "session_cookie_domain",
+                "display_name",
+            ]
+            .map(|key| (key, String::new())),
+        )
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 /// A browser's view of the component: configuration, store, WeCom, clock.
