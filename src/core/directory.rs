@@ -7,7 +7,14 @@
 //! |---|---|
 //! | `user/<id>` | [`User`] |
 //! | `mobile/<normalised mobile>` | the id of the user with that mobile |
-//! | `binding/<authenticator>/<wecom userid>` | the id of the bound user |
+//! | `binding/<authenticator>/<wecom userid, lowercase>` | the id of the bound user |
+//!
+//! WeCom compares userids ignoring case (its create-member API, doc 90195:
+//! the userid is unique "不区分大小写"), so `ZhangWu` and `zhangwu` are one
+//! member: binding keys and sign-up ids use the lowercase userid, every
+//! comparison ignores ASCII case, and the user record keeps the spelling
+//! WeCom gave first. (A binding written under a mixed-case key before this
+//! rule is still found when WeCom spells the userid as it did then.)
 //!
 //! Consistency without transactions:
 //! - The user record is the truth; `mobile/` and `binding/` keys are indexes
@@ -39,7 +46,22 @@ const MAX_ID: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
     pub authenticator: String,
+    /// As WeCom spelled it (userids compare ignoring case).
     pub wecom_userid: String,
+}
+
+impl Binding {
+    /// The same member of the same authenticator, however WeCom spells the
+    /// userid this time.
+    pub fn same_member(&self, other: &Binding) -> bool {
+        self.authenticator == other.authenticator
+            && self.wecom_userid.eq_ignore_ascii_case(&other.wecom_userid)
+    }
+
+    /// Whether a session's claims name this member.
+    pub fn names(&self, authenticator: &str, wecom_userid: &str) -> bool {
+        self.authenticator == authenticator && self.wecom_userid.eq_ignore_ascii_case(wecom_userid)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,14 +80,16 @@ pub struct User {
     pub created_by_signup: bool,
     pub created_at: u64,
     pub updated_at: u64,
-    /// Sessions issued at or before this (Unix seconds) are over: set by logout.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions_ended_at: Option<u64>,
+    /// Sessions carry the generation they were issued in; logout moves it on,
+    /// which ends every earlier session on every instance without comparing
+    /// clocks.
+    #[serde(default)]
+    pub session_generation: u64,
 }
 
 impl User {
-    fn is_bound_to(&self, binding: &Binding) -> bool {
-        self.bindings.contains(binding)
+    pub fn is_bound_to(&self, binding: &Binding) -> bool {
+        self.bindings.iter().any(|b| b.same_member(binding))
     }
 }
 
@@ -126,7 +150,17 @@ pub fn mobile_key(mobile: &str) -> String {
 }
 
 pub fn binding_key(binding: &Binding) -> String {
-    format!("binding/{}/{}", binding.authenticator, binding.wecom_userid)
+    format!(
+        "binding/{}/{}",
+        binding.authenticator,
+        binding.wecom_userid.to_ascii_lowercase()
+    )
+}
+
+/// Where a binding was kept before userids were compared ignoring case.
+fn legacy_binding_key(binding: &Binding) -> Option<String> {
+    let exact = format!("binding/{}/{}", binding.authenticator, binding.wecom_userid);
+    (exact != binding_key(binding)).then_some(exact)
 }
 
 /// The id sign-up gives the user of a member: the same for every racing login.
@@ -135,7 +169,7 @@ pub fn signup_id(binding: &Binding) -> String {
         .chain_update(b"wecom-auth signup\0")
         .chain_update(binding.authenticator.as_bytes())
         .chain_update([0])
-        .chain_update(binding.wecom_userid.as_bytes())
+        .chain_update(binding.wecom_userid.to_ascii_lowercase().as_bytes())
         .finalize();
     format!("wc-{}", hex::encode(&digest[..10]))
 }
@@ -169,10 +203,21 @@ fn find_by_mobile(kv: &impl KeyValue, mobile: &str) -> Result<Option<User>, Auth
 
 /// The user a binding names, if that user still lists the binding.
 fn find_by_binding(kv: &impl KeyValue, binding: &Binding) -> Result<Option<User>, AuthError> {
-    let Some(id) = get_json::<String>(kv, &binding_key(binding))? else {
+    let Some(id) = bound_id(kv, binding)? else {
         return Ok(None);
     };
     Ok(find_by_id(kv, &id)?.filter(|u| u.is_bound_to(binding)))
+}
+
+/// The user id a binding key names (the legacy key as a fallback).
+fn bound_id(kv: &impl KeyValue, binding: &Binding) -> Result<Option<String>, AuthError> {
+    if let Some(id) = get_json::<String>(kv, &binding_key(binding))? {
+        return Ok(Some(id));
+    }
+    match legacy_binding_key(binding) {
+        Some(legacy) => get_json::<String>(kv, &legacy),
+        None => Ok(None),
+    }
 }
 
 pub fn find(kv: &impl KeyValue, query: &UserQuery) -> Result<Option<User>, AuthError> {
@@ -256,7 +301,7 @@ fn create(
                 created_by_signup: true,
                 created_at: now,
                 updated_at: now,
-                sessions_ended_at: None,
+                session_generation: 0,
             }),
         })
     })?;
@@ -401,7 +446,7 @@ pub fn upsert(
             created_by_signup: false,
             created_at: now,
             updated_at: now,
-            sessions_ended_at: None,
+            session_generation: 0,
         });
         next.name = name.to_owned();
         next.mobile = mobile.clone();
@@ -424,6 +469,9 @@ pub fn delete(kv: &impl KeyValue, id: &str) -> Result<bool, AuthError> {
     };
     for binding in &user.bindings {
         drop_index_if_points_to(kv, &binding_key(binding), id)?;
+        if let Some(legacy) = legacy_binding_key(binding) {
+            drop_index_if_points_to(kv, &legacy, id)?;
+        }
     }
     if let Some(m) = &user.mobile {
         drop_index_if_points_to(kv, &mobile_key(m), id)?;
@@ -435,16 +483,18 @@ pub fn delete(kv: &impl KeyValue, id: &str) -> Result<bool, AuthError> {
 /// Removes a binding: the binding key first (logins stop finding it), then the
 /// entry in the user's record.
 pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, AuthError> {
-    let key = binding_key(binding);
-    let Some(id) = get_json::<String>(kv, &key)? else {
+    let Some(id) = bound_id(kv, binding)? else {
         return Ok(false);
     };
-    kv.delete(&key)?;
+    kv.delete(&binding_key(binding))?;
+    if let Some(legacy) = legacy_binding_key(binding) {
+        kv.delete(&legacy)?;
+    }
     update_json::<User, _>(kv, &user_key(&id), |current| {
         Ok(match current {
             Some(user) if user.is_bound_to(binding) => {
                 let mut next = user.clone();
-                next.bindings.retain(|b| b != binding);
+                next.bindings.retain(|b| !b.same_member(binding));
                 next.updated_at = now;
                 Update::Write(next)
             }
@@ -454,18 +504,20 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
     Ok(true)
 }
 
-/// Ends every session of user `id` issued up to `now` (logout: stateless
-/// tokens cannot be recalled one by one, so the user's record says when they
-/// stopped counting). False when there is no such user.
+/// Ends every session of user `id` issued so far (logout: stateless tokens
+/// cannot be recalled one by one, so the user's session generation moves on
+/// and tokens of earlier generations stop counting; no clock is compared).
+/// False when there is no such user.
 pub fn end_sessions(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
     let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
         Ok(match current {
-            Some(user) if user.sessions_ended_at < Some(now) => {
+            Some(user) => {
                 let mut next = user.clone();
-                next.sessions_ended_at = Some(now);
+                next.session_generation = user.session_generation.wrapping_add(1);
+                next.updated_at = now;
                 Update::Write(next)
             }
-            _ => Update::Keep,
+            None => Update::Keep,
         })
     })?;
     Ok(user.is_some())
@@ -552,6 +604,93 @@ mod tests {
         auto_signup: true,
         web_login: false,
     };
+
+    fn member(userid: &str) -> Binding {
+        Binding {
+            authenticator: "corp".into(),
+            wecom_userid: userid.into(),
+        }
+    }
+
+    const WEB: MatchPolicy = MatchPolicy {
+        auto_signup: false,
+        web_login: true,
+    };
+
+    #[test]
+    fn a_userid_is_one_member_whatever_its_case() {
+        let kv = MemoryKv::default();
+        provision(&kv, "13800000000");
+        let (bound, outcome) = resolve_login(
+            &kv,
+            &member("ZhangWu"),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((bound.id.as_str(), outcome), ("alice", Outcome::NewlyBound));
+        // A later QR login spells it otherwise: still the bound member.
+        for spelling in ["zhangwu", "ZHANGWU", "ZhangWu"] {
+            let (user, outcome) =
+                resolve_login(&kv, &member(spelling), &profile(None), WEB, NOW).unwrap();
+            assert_eq!(
+                (user.id.as_str(), outcome),
+                ("alice", Outcome::Existing),
+                "{spelling}"
+            );
+            assert_eq!(
+                user.bindings,
+                [member("ZhangWu")],
+                "the first spelling is kept"
+            );
+        }
+        let query = UserQuery::Binding(member("zhangWU"));
+        assert_eq!(find(&kv, &query).unwrap().unwrap().id, "alice");
+        // The admin unbinds with yet another spelling.
+        assert!(unbind(&kv, &member("zhangwu"), NOW).unwrap());
+        assert!(
+            find_by_id(&kv, "alice")
+                .unwrap()
+                .unwrap()
+                .bindings
+                .is_empty()
+        );
+        assert_eq!(find(&kv, &query).unwrap(), None);
+    }
+
+    #[test]
+    fn sign_up_gives_one_user_to_every_spelling_of_a_userid() {
+        let kv = MemoryKv::default();
+        let (first, _) =
+            resolve_login(&kv, &member("LiSi"), &profile(None), IN_CLIENT_SIGNUP, NOW).unwrap();
+        assert_eq!(signup_id(&member("LiSi")), signup_id(&member("lisi")));
+        let (again, outcome) =
+            resolve_login(&kv, &member("lisi"), &profile(None), IN_CLIENT_SIGNUP, NOW).unwrap();
+        assert_eq!((again.id, outcome), (first.id, Outcome::Existing));
+    }
+
+    #[test]
+    fn a_binding_kept_under_its_old_mixed_case_key_is_still_found_and_unbound() {
+        let kv = MemoryKv::default();
+        provision(&kv, "13800000000");
+        resolve_login(
+            &kv,
+            &member("ZhangWu"),
+            &profile(Some("13800000000")),
+            IN_CLIENT_SIGNUP,
+            NOW,
+        )
+        .unwrap();
+        // As an earlier release kept it: the exact spelling in the key.
+        let id = kv.get(&binding_key(&member("ZhangWu"))).unwrap().unwrap();
+        kv.delete(&binding_key(&member("ZhangWu"))).unwrap();
+        kv.set("binding/corp/ZhangWu", &id).unwrap();
+        let (user, _) = resolve_login(&kv, &member("ZhangWu"), &profile(None), WEB, NOW).unwrap();
+        assert_eq!(user.id, "alice");
+        assert!(unbind(&kv, &member("ZhangWu"), NOW).unwrap());
+        assert_eq!(kv.get("binding/corp/ZhangWu").unwrap(), None);
+    }
 
     fn provision(kv: &MemoryKv, mobile: &str) -> User {
         let input = UserInput {

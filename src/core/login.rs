@@ -238,7 +238,15 @@ pub fn complete_callback(
     if verified.nonce[0] < 4 {
         let _ = used_states::sweep(kv, now);
     }
-    let token = session::issue(authenticator, &user.id, &identity.userid, now);
+    let token = session::issue(
+        authenticator,
+        session::Subject {
+            user_id: &user.id,
+            wecom_userid: &identity.userid,
+            generation: user.session_generation,
+        },
+        now,
+    );
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
         session_cookie: session_cookie(authenticator, token),
@@ -261,7 +269,15 @@ fn repeat_finished_login(
 ) -> Result<LoginSuccess, AuthError> {
     let user = directory::find_by_id(kv, &finished.user_id)?
         .ok_or(AuthError::StateRejected(StateRejection::AlreadyUsed))?;
-    let token = session::issue(authenticator, &user.id, &finished.wecom_userid, now);
+    let token = session::issue(
+        authenticator,
+        session::Subject {
+            user_id: &user.id,
+            wecom_userid: &finished.wecom_userid,
+            generation: user.session_generation,
+        },
+        now,
+    );
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
         member: Member {
@@ -299,16 +315,13 @@ pub fn verify_session(
         session::verify(authenticator, token, now).map_err(AuthError::SessionRejected)?;
     let user = directory::find_by_id(kv, &verified.claims.user_id)?
         .filter(|user| {
-            user.bindings.iter().any(|b| {
-                b.authenticator == verified.claims.authenticator
-                    && b.wecom_userid == verified.claims.wecom_userid
-            })
+            let claims = &verified.claims;
+            user.bindings
+                .iter()
+                .any(|b| b.names(&claims.authenticator, &claims.wecom_userid))
         })
         .ok_or(AuthError::UserGone)?;
-    if user
-        .sessions_ended_at
-        .is_some_and(|ended| verified.claims.issued_at <= ended)
-    {
+    if verified.claims.generation != user.session_generation {
         return Err(AuthError::SessionRejected("ended by logout"));
     }
     Ok(Session { verified, user })
@@ -634,7 +647,7 @@ mod tests {
         }
 
         #[test]
-        fn logout_ends_the_users_sessions_and_a_later_login_works() {
+        fn logout_ends_the_users_sessions_and_a_login_in_the_same_second_works() {
             let mut s = sample("corp");
             s.auto_signup = true;
             let a = s.check().unwrap();
@@ -654,8 +667,19 @@ mod tests {
                 verify_session(&a, &token, NOW + 6, &kv).unwrap_err(),
                 AuthError::SessionRejected("ended by logout")
             );
-            let later = session::issue(&a, &first.user.id, "zhangsan", NOW + 6);
-            assert!(verify_session(&a, &later, NOW + 7, &kv).is_ok());
+            // Logged in again within the same second (and on an instance whose
+            // clock lags): the new session counts, the old one stays ended.
+            let warm = in_client_script();
+            warm.answers.borrow_mut().pop_front();
+            for at in [NOW + 5, NOW + 3] {
+                let again = complete(&a, &started(&a, LoginFlow::InClient, 41), at, &warm, &kv);
+                let token = again.unwrap().session_cookie.value;
+                assert!(verify_session(&a, &token, at, &kv).is_ok(), "at {at}");
+                let warm_again = in_client_script();
+                warm_again.answers.borrow_mut().pop_front();
+                *warm.answers.borrow_mut() = warm_again.answers.take();
+            }
+            assert!(verify_session(&a, &token, NOW + 5, &kv).is_err());
             assert!(!directory::end_sessions(&kv, "nobody", NOW).unwrap());
         }
 

@@ -1,5 +1,6 @@
 //! Session tokens: `v1.<key id>.<payload>.<mac>`, base64url without padding.
-//! The payload is JSON (authenticator, user id, WeCom userid, issued, expires);
+//! The payload is JSON (authenticator, user id, WeCom userid, issued, expires,
+//! the user's session generation);
 //! the MAC is HMAC-SHA256 with the key named by the id, so keys rotate: the
 //! first configured key signs, every configured key verifies.
 
@@ -28,6 +29,9 @@ pub struct SessionClaims {
     pub issued_at: u64,
     #[serde(rename = "exp")]
     pub expires_at: u64,
+    /// The user's session generation at issue: logout moves it on.
+    #[serde(rename = "g", default)]
+    pub generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,14 +40,23 @@ pub struct VerifiedSession {
     pub key_id: String,
 }
 
-/// Signs a session for `user_id` with the authenticator's first key.
-pub fn issue(authenticator: &Authenticator, user_id: &str, wecom_userid: &str, now: u64) -> String {
+/// Who a session is for: the user, the member, the user's session generation.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub wecom_userid: &'a str,
+    pub generation: u64,
+}
+
+/// Signs a session for `subject` with the authenticator's first key.
+pub fn issue(authenticator: &Authenticator, subject: Subject<'_>, now: u64) -> String {
     let claims = SessionClaims {
         authenticator: authenticator.name.clone(),
-        user_id: user_id.to_owned(),
-        wecom_userid: wecom_userid.to_owned(),
+        user_id: subject.user_id.to_owned(),
+        wecom_userid: subject.wecom_userid.to_owned(),
         issued_at: now,
         expires_at: now.saturating_add(u64::from(authenticator.session_lifetime)),
+        generation: subject.generation,
     };
     let payload =
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize to JSON"));
@@ -121,6 +134,14 @@ fn mac(key: &SigningKey, payload: &str) -> Hmac<Sha256> {
 
 #[cfg(test)]
 mod tests {
+    fn subject<'a>(user_id: &'a str, wecom_userid: &'a str) -> super::Subject<'a> {
+        super::Subject {
+            user_id,
+            wecom_userid,
+            generation: 0,
+        }
+    }
+
     use super::*;
     use crate::core::settings::Secret;
     use crate::example::settings as sample;
@@ -134,7 +155,7 @@ mod tests {
     #[test]
     fn a_fresh_token_verifies_until_it_expires() {
         let a = corp();
-        let token = issue(&a, "wc-1", "zhangsan", NOW);
+        let token = issue(&a, subject("wc-1", "zhangsan"), NOW);
         assert!(token.starts_with("v1.k1."));
         assert!(
             token
@@ -153,7 +174,7 @@ mod tests {
     #[test]
     fn every_altered_character_is_refused() {
         let a = corp();
-        let token = issue(&a, "wc-1", "zhangsan", NOW);
+        let token = issue(&a, subject("wc-1", "zhangsan"), NOW);
         for index in 0..token.len() {
             let mut bytes = token.clone().into_bytes();
             bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
@@ -167,7 +188,7 @@ mod tests {
     #[test]
     fn rotation_old_keys_verify_new_key_signs() {
         let before = corp();
-        let old = issue(&before, "u", "w", NOW);
+        let old = issue(&before, subject("u", "w"), NOW);
         let mut after = before.clone();
         after.signing_keys.insert(
             0,
@@ -177,7 +198,7 @@ mod tests {
             },
         );
         assert_eq!(verify(&after, &old, NOW).unwrap().key_id, "k1");
-        let new = issue(&after, "u", "w", NOW);
+        let new = issue(&after, subject("u", "w"), NOW);
         assert!(new.starts_with("v1.k2."));
         after.signing_keys.truncate(1);
         assert_eq!(
@@ -191,13 +212,13 @@ mod tests {
         let a = corp();
         let other = sample("other").check().unwrap();
         assert_eq!(
-            verify(&a, &issue(&other, "u", "w", NOW), NOW),
+            verify(&a, &issue(&other, subject("u", "w"), NOW), NOW),
             Err("issued by another authenticator")
         );
         let mut forger = a.clone();
         forger.signing_keys[0].secret = Secret::new("attacker-key-attacker-key-attacker-key");
         assert_eq!(
-            verify(&a, &issue(&forger, "u", "w", NOW), NOW),
+            verify(&a, &issue(&forger, subject("u", "w"), NOW), NOW),
             Err("bad signature")
         );
         for bad in [

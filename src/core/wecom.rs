@@ -85,16 +85,40 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// `auth/getuserinfo` (doc 91023) answers `userid` / `openid`; the legacy
+/// `user/getuserinfo` and some clients answer `UserId` / `OpenId`. Each
+/// spelling is a field of its own (a serde alias would refuse an answer that
+/// holds both), and the first non-empty one counts.
 #[derive(Deserialize)]
 struct UserInfoAnswer {
-    #[serde(default, alias = "UserId")]
+    #[serde(default)]
     userid: Option<String>,
+    #[serde(default, rename = "UserId")]
+    legacy_userid: Option<String>,
     #[serde(default)]
     user_ticket: Option<String>,
-    #[serde(default, alias = "OpenId")]
+    #[serde(default)]
     openid: Option<String>,
+    #[serde(default, rename = "OpenId")]
+    legacy_openid: Option<String>,
     #[serde(default)]
     external_userid: Option<String>,
+}
+
+impl UserInfoAnswer {
+    fn userid(&mut self) -> Option<String> {
+        non_empty(self.userid.take()).or_else(|| non_empty(self.legacy_userid.take()))
+    }
+
+    fn is_outsider(&self) -> bool {
+        [&self.openid, &self.legacy_openid, &self.external_userid]
+            .into_iter()
+            .any(|id| id.as_deref().is_some_and(|id| !id.is_empty()))
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.is_empty())
 }
 
 /// One app's view of the WeCom server API for one call of the component.
@@ -108,16 +132,14 @@ pub struct WecomApi<'a, T: Transport, K: KeyValue> {
 impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// `auth/getuserinfo`: the member behind a code (single use at WeCom).
     pub fn user_info(&self, code: &str) -> Result<CodeIdentity, AuthError> {
-        let answer: UserInfoAnswer =
+        let mut answer: UserInfoAnswer =
             self.call_with_token("auth/getuserinfo", &[("code", code)], None)?;
-        match answer.userid.filter(|id| !id.is_empty()) {
+        match answer.userid() {
             Some(userid) => Ok(CodeIdentity {
                 userid,
-                user_ticket: answer.user_ticket.filter(|t| !t.is_empty()),
+                user_ticket: non_empty(answer.user_ticket),
             }),
-            None if answer.openid.is_some() || answer.external_userid.is_some() => {
-                Err(AuthError::NotAMember)
-            }
+            None if answer.is_outsider() => Err(AuthError::NotAMember),
             None => Err(AuthError::WecomUnavailable(
                 "auth/getuserinfo answered neither userid nor openid".into(),
             )),
@@ -416,6 +438,39 @@ pub(crate) mod tests {
             let e = api(&a, &t2, &kv).user("zhangsan").unwrap_err();
             assert!(matches!(e, AuthError::Wecom(WecomError { errcode: c, .. }) if c == code));
             assert_eq!(t2.paths().len(), 3);
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_userid_and_openid_parses_in_any_combination() {
+        let a = sample("corp").check().unwrap();
+        for (answer, expected) in [
+            (r#""userid":"ZhangWu","UserId":"ZhangWu""#, Ok("ZhangWu")),
+            (r#""UserId":"ZhangWu","userid":"ZhangWu""#, Ok("ZhangWu")),
+            (r#""userid":"","UserId":"ZhangWu""#, Ok("ZhangWu")),
+            (r#""UserId":"ZhangWu","DeviceId":"d""#, Ok("ZhangWu")),
+            (r#""OpenId":"oA","openid":"oA""#, Err(AuthError::NotAMember)),
+            (
+                r#""OpenId":"oA","DeviceId":"d""#,
+                Err(AuthError::NotAMember),
+            ),
+            (
+                r#""openid":"","external_userid":"wmA""#,
+                Err(AuthError::NotAMember),
+            ),
+        ] {
+            let kv = MemoryKv::default();
+            let t = Scripted::default()
+                .json(TOKEN_OK)
+                .json(&format!(r#"{{"errcode":0,"errmsg":"ok",{answer}}}"#));
+            let got = api(&a, &t, &kv).user_info("C");
+            assert_eq!(
+                got.as_ref()
+                    .map(|i| i.userid.as_str())
+                    .map_err(Clone::clone),
+                expected,
+                "{answer}"
+            );
         }
     }
 
