@@ -517,6 +517,90 @@ async fn spoofed_identity_headers_never_reach_the_answer() {
     assert_eq!(reply.json()["error"]["category"], "session-invalid");
 }
 
+/// A spreadsheet as admins really have it: full-width digits, the `00`
+/// prefix, a float, a text mark. Each row is stored in the one form WeCom's
+/// mobile matches; what is no number is refused naming its line and field.
+#[tokio::test]
+async fn imported_mobiles_in_any_spelling_match_the_members_at_first_login() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let csv = "name,mobile\n\
+               Zhang,１３８ ００００ ００００\n\
+               Li,0086 139-0000-0001\n\
+               Hong Kong,＋８５２ ９１２３ ４５６７\n\
+               Float,13700000002.0\n\
+               Broken,1.38E+10\n";
+    let reply = front
+        .send(
+            "POST",
+            "/auth/wecom/admin/users/import",
+            &[("authorization", &auth), ("content-type", "text/csv")],
+            csv.as_bytes(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let result = reply.json();
+    assert_eq!(
+        (result["imported"].as_u64(), result["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{result}"
+    );
+    let refused = &result["results"][4];
+    assert_eq!(refused["line"], 6);
+    let why = refused["error"].to_string();
+    assert!(
+        why.contains("mobile") && why.contains("scientific"),
+        "{why}"
+    );
+    let users = front
+        .send(
+            "GET",
+            "/auth/wecom/admin/users",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+        .json();
+    let mut mobiles: Vec<String> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["mobile"].as_str().unwrap().to_owned())
+        .collect();
+    mobiles.sort();
+    assert_eq!(
+        mobiles,
+        ["+85291234567", "13700000002", "13800000000", "13900000001"]
+    );
+    // lisi's first login inside WeCom finds the row imported as `0086 139-…`.
+    let done = Browser::new(WECOM_ANDROID)
+        .log_in(&front, &sim, "/auth/wecom/login", "lisi")
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let users = front
+        .send(
+            "GET",
+            "/auth/wecom/admin/users",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+        .json();
+    let li = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["mobile"] == "13900000001")
+        .unwrap();
+    assert_eq!(li["bindings"][0]["wecom_userid"], "lisi", "{li}");
+    assert_eq!(
+        users["users"].as_array().unwrap().len(),
+        4,
+        "no one signed up"
+    );
+}
+
 #[tokio::test]
 async fn admins_import_csv_through_the_component() {
     let sim = Simulator::start(Model::sample()).await.unwrap();

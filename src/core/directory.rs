@@ -223,9 +223,9 @@ fn bound_id(kv: &impl KeyValue, binding: &Binding) -> Result<Option<String>, Aut
 pub fn find(kv: &impl KeyValue, query: &UserQuery) -> Result<Option<User>, AuthError> {
     match query {
         UserQuery::Id(id) => find_by_id(kv, id),
-        UserQuery::Mobile(raw) => match mobile::normalize(raw) {
-            Some(m) => find_by_mobile(kv, &m),
-            None => Err(AuthError::bad_request("mobile", "is not a phone number")),
+        UserQuery::Mobile(raw) => match mobile::parse(raw) {
+            Ok(m) => find_by_mobile(kv, &m),
+            Err(why) => Err(AuthError::bad_request("mobile", why.message())),
         },
         UserQuery::Binding(binding) => find_by_binding(kv, binding),
     }
@@ -398,8 +398,11 @@ pub fn upsert(
         .filter(|m| !m.is_empty())
     {
         None => None,
-        Some(raw) => Some(mobile::normalize(raw).ok_or_else(|| {
-            AuthError::bad_request("mobile", "is not a phone number, e.g. +86 138 0000 0000")
+        Some(raw) => Some(mobile::parse(raw).map_err(|why| {
+            AuthError::bad_request(
+                "mobile",
+                format!("{}, e.g. +86 138 0000 0000", why.message()),
+            )
         })?),
     };
     let email = input

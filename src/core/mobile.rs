@@ -1,35 +1,162 @@
 //! Mobile numbers: one spelling per number, so a member's WeCom mobile finds
-//! the user an admin stored as `+86 138 0000 0000`.
+//! the user an admin imported from a spreadsheet as `+86 138 0000 0000`.
+//!
+//! The rules, each with its source (no phone-number library: the metadata of
+//! one would weigh more than the whole component):
+//!
+//! - Full-width digits, plus, parentheses and hyphens (`１３８`, `＋８６`,
+//!   `（）`, `－`; Unicode "Halfwidth and Fullwidth Forms", which NFKC folds to
+//!   ASCII) are read as their ASCII forms: Chinese input methods type them.
+//! - Separators are dropped: blanks of every kind (space, no-break space,
+//!   ideographic space, tab), `-`, the dashes `‐ ‑ ‒ – — ―`, `.`, `/`-free
+//!   grouping such as `(010)`: ITU-T E.123 writes numbers with spaces and
+//!   parentheses, spreadsheets and forms add the rest. Invisible format
+//!   characters (zero-width space, BOM) are dropped too.
+//! - A leading `'` (a spreadsheet's "this is text" mark) is dropped, and so is
+//!   a trailing `.0` that a spreadsheet adds when it stored the number as a
+//!   float (`13800000000.0`). A number in scientific notation (`1.38E+10`)
+//!   lost digits: refused, with a hint.
+//! - `00` before a country code is the international call prefix (ITU-T
+//!   E.164 Annex; used in China and Europe): the same as `+`.
+//! - `(0)` after a country code is a trunk prefix that is not dialled from
+//!   abroad (E.123 §2.5, e.g. `+44 (0)20 …`): dropped.
+//! - A Chinese mobile (11 digits `1[3-9]…`, MIIT numbering plan) is kept as
+//!   its 11 digits, with or without `+86` / `86` / `0086`: that is how WeCom's
+//!   `getuserdetail` gives mainland members' mobiles.
+//! - Any other number with a country code keeps it as `+<digits>` (E.164),
+//!   so `+852 9123 4567` never equals a mainland number; a number without a
+//!   country code that is not a Chinese mobile is kept as its digits.
+//! - Anything else (letters, an extension, two numbers, fewer than 5 or more
+//!   than 15 digits: E.164's maximum) is not a phone number.
 
-/// Longest number accepted (E.164 allows 15 digits; room for a `+`).
-const MAX_DIGITS: usize = 20;
+/// Most digits of an E.164 number (ITU-T E.164 §6).
+const MAX_DIGITS: usize = 15;
+/// Fewer digits are no phone number (short codes are not mobiles).
+const MIN_DIGITS: usize = 5;
 
-/// Normalises a mobile number: blanks, `-`, `(`, `)` and `.` removed; a `+86`
-/// or `86` prefix dropped from 13-digit Chinese mobiles (11 digits starting with
-/// 1); other international numbers keep their `+`. None when it is not a phone
-/// number at all.
+/// Why a text is not a phone number, for the admin (the import names the
+/// row and the field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotANumber {
+    /// Letters, an extension, a second number, or a sign in the wrong place.
+    Characters,
+    /// Spreadsheet scientific notation: digits were lost.
+    Scientific,
+    /// Fewer than 5 or more than 15 digits.
+    Length,
+}
+
+impl NotANumber {
+    pub fn message(self) -> &'static str {
+        match self {
+            NotANumber::Characters => {
+                "is not a phone number (only digits, +, blanks, - ( ) and . may appear, one number per field)"
+            }
+            NotANumber::Scientific => {
+                "is in scientific notation (e.g. 1.38E+10), which lost digits: format the column as text and export again"
+            }
+            NotANumber::Length => "is not a phone number (it needs 5 to 15 digits)",
+        }
+    }
+}
+
+/// Normalises a mobile number (see the module's rules); None when it is not
+/// a phone number.
 pub fn normalize(raw: &str) -> Option<String> {
+    parse(raw).ok()
+}
+
+/// Normalises a mobile number, or says why it is not one.
+pub fn parse(raw: &str) -> Result<String, NotANumber> {
+    let folded: String = raw.chars().filter_map(fold).collect();
+    let mut text = folded.trim_matches(' ');
+    text = text
+        .strip_prefix('\'')
+        .unwrap_or(text)
+        .trim_start_matches(' ');
+    if is_scientific(text) {
+        return Err(NotANumber::Scientific);
+    }
+    // `13800000000.0`: a spreadsheet's float.
+    if let Some((whole, zeros)) = text.rsplit_once('.')
+        && !zeros.is_empty()
+        && zeros.bytes().all(|b| b == b'0')
+        && whole.bytes().all(|b| b.is_ascii_digit())
+    {
+        text = whole;
+    }
     let mut plus = false;
-    let mut digits = String::with_capacity(raw.len());
-    for c in raw.trim().chars() {
+    let mut digits = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        // `(0)` after a country code: a trunk prefix not dialled from abroad.
+        if let Some(after) = rest.strip_prefix("(0)")
+            && (plus || digits.starts_with("00"))
+            && !digits.is_empty()
+        {
+            rest = after;
+            continue;
+        }
         match c {
             '0'..='9' => digits.push(c),
             '+' if digits.is_empty() && !plus => plus = true,
-            ' ' | '-' | '(' | ')' | '.' | '\u{3000}' => {}
-            _ => return None,
+            ' ' | '-' | '(' | ')' | '.' => {}
+            _ => return Err(NotANumber::Characters),
         }
+        rest = &rest[c.len_utf8()..];
     }
-    if digits.len() < 5 || digits.len() > MAX_DIGITS {
-        return None;
+    // `00` + country code is `+` + country code.
+    if !plus && digits.len() > 2 + MIN_DIGITS && digits.starts_with("00") {
+        digits.drain(..2);
+        plus = true;
     }
-    let china = |d: &str| d.len() == 11 && d.starts_with('1');
-    if let Some(local) = digits.strip_prefix("86").filter(|d| china(d)) {
-        return Some(local.to_owned());
+    if digits.len() < MIN_DIGITS || digits.len() > MAX_DIGITS {
+        return Err(NotANumber::Length);
     }
-    if china(&digits) && !plus {
-        return Some(digits);
+    if let Some(local) = digits.strip_prefix("86").filter(|d| is_chinese_mobile(d))
+        && (plus || digits.len() == 13)
+    {
+        return Ok(local.to_owned());
     }
-    Some(if plus { format!("+{digits}") } else { digits })
+    if !plus && is_chinese_mobile(&digits) {
+        return Ok(digits);
+    }
+    Ok(if plus { format!("+{digits}") } else { digits })
+}
+
+/// `1.38E+10`, `1.38e10`: a digit, optional decimals, an exponent.
+fn is_scientific(text: &str) -> bool {
+    let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
+        return false;
+    };
+    let (whole, decimals) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    [whole, decimals, exponent]
+        .iter()
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// 11 digits `1[3-9]…`: the mainland mobile numbering plan (MIIT).
+fn is_chinese_mobile(digits: &str) -> bool {
+    let bytes = digits.as_bytes();
+    bytes.len() == 11 && bytes[0] == b'1' && (b'3'..=b'9').contains(&bytes[1])
+}
+
+/// One character as the parser reads it: full-width forms as ASCII, every
+/// blank and dash as a separator, invisible format characters dropped.
+fn fold(c: char) -> Option<char> {
+    Some(match c {
+        // Full-width digits and signs (U+FF10..U+FF19, U+FF0B, U+FF08/09, U+FF0D, U+FF0E).
+        '\u{FF10}'..='\u{FF19}' => char::from(b'0' + (c as u32 - 0xFF10) as u8),
+        '\u{FF0B}' => '+',
+        '\u{FF08}' => '(',
+        '\u{FF09}' => ')',
+        '\u{FF0D}' | '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
+        '\u{FF0E}' => '.',
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => return None,
+        c if c.is_whitespace() => ' ',
+        c => c,
+    })
 }
 
 #[cfg(test)]
@@ -37,7 +164,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chinese_mobiles_in_every_common_spelling_are_one_number() {
+    fn chinese_mobiles_in_every_spelling_people_store_are_one_number() {
         for spelling in [
             "13800000000",
             "+86 138 0000 0000",
@@ -46,28 +173,73 @@ mod tests {
             "86-138-0000-0000",
             " 138 0000 0000 ",
             "(+86) 138.0000.0000",
+            // Full-width, as Chinese input methods type it.
+            "１３８００００００００",
+            "＋８６ １３８ ００００ ００００",
+            "（＋８６）１３８－００００－００００",
+            // International call prefix instead of +.
+            "0086 138 0000 0000",
+            "008613800000000",
+            // Spreadsheets: a text mark, a float, no-break and ideographic spaces.
+            "'13800000000",
+            "13800000000.0",
+            "138\u{a0}0000\u{a0}0000",
+            "138\u{3000}0000\u{3000}0000",
+            "\t13800000000\t",
+            // Web forms: dashes of every width, invisible characters.
+            "138–0000–0000",
+            "138—0000—0000",
+            "\u{feff}138\u{200b}0000 0000",
         ] {
             assert_eq!(
                 normalize(spelling).as_deref(),
                 Some("13800000000"),
-                "{spelling}"
+                "{spelling:?}"
             );
         }
     }
 
     #[test]
-    fn other_numbers_keep_their_country_code() {
-        assert_eq!(
-            normalize("+1 415 555 0100").as_deref(),
-            Some("+14155550100")
-        );
-        assert_eq!(normalize("+852 9123 4567").as_deref(), Some("+85291234567"));
+    fn other_numbers_keep_their_country_code_and_stay_distinct() {
+        for (spelling, expected) in [
+            ("+1 415 555 0100", "+14155550100"),
+            ("001 415 555 0100", "+14155550100"),
+            ("+852 9123 4567", "+85291234567"),
+            ("00852-9123-4567", "+85291234567"),
+            ("＋８５２ ９１２３ ４５６７", "+85291234567"),
+            ("+44 (0)20 7946 0018", "+442079460018"),
+            // +86 with a number that is no mainland mobile keeps its code.
+            ("+86 10 6552 9988", "+861065529988"),
+            // No country code and no mainland mobile: its digits.
+            ("010 6552 9988", "01065529988"),
+        ] {
+            assert_eq!(
+                normalize(spelling).as_deref(),
+                Some(expected),
+                "{spelling:?}"
+            );
+        }
+        assert_ne!(normalize("+85213800000"), normalize("13800000000"));
     }
 
     #[test]
-    fn non_numbers_are_refused() {
-        for bad in ["", "abc", "138-0000-000x", "1+38", "12", &"1".repeat(30)] {
-            assert_eq!(normalize(bad), None, "{bad}");
+    fn what_is_not_a_phone_number_is_refused_and_says_why() {
+        for (bad, why) in [
+            ("", NotANumber::Length),
+            ("abc", NotANumber::Characters),
+            ("138-0000-000x", NotANumber::Characters),
+            ("1+38", NotANumber::Characters),
+            ("12", NotANumber::Length),
+            ("1234567890123456", NotANumber::Length),
+            ("13800000000 ext. 12", NotANumber::Characters),
+            ("13800000000 转 12", NotANumber::Characters),
+            ("13800000000/13900000000", NotANumber::Characters),
+            ("13800000000, 13900000000", NotANumber::Characters),
+            ("1.38E+10", NotANumber::Scientific),
+            ("1.38e10", NotANumber::Scientific),
+            ("1E+10", NotANumber::Scientific),
+        ] {
+            assert_eq!(parse(bad), Err(why), "{bad:?}");
         }
     }
 }
