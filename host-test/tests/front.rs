@@ -686,3 +686,61 @@ async fn a_configuration_problem_names_the_variable_on_every_route() {
     }
     assert!(front.log().contains("origin"));
 }
+
+/// A proxy that puts the browser's path into `return_to` unencoded sends
+/// `%20` and UTF-8 escapes that the query decoding turns into a blank and
+/// non-ASCII: the member still lands on that page. A return path naming the
+/// component's own routes lands on `redirect_path` instead (logout would log
+/// the member straight out again).
+#[tokio::test]
+async fn return_paths_survive_unencoded_and_never_land_on_our_own_routes() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true"), ("redirect_path", "/home")]);
+    for (return_to, lands_on) in [
+        ("/docs/Q3%20report.pdf", "/docs/Q3%20report.pdf"),
+        (
+            "/%E6%96%87%E6%A1%A3/Q3%20%E6%8A%A5%E5%91%8A",
+            "/%E6%96%87%E6%A1%A3/Q3%20%E6%8A%A5%E5%91%8A",
+        ),
+        ("/auth/wecom/logout", "/home"),
+        ("/auth/wecom/logout/", "/home"),
+        ("/auth/wecom/callback%3Fcode%3Dx", "/home"),
+        ("/auth/wecom/admin/users", "/home"),
+        ("//evil.example", "/home"),
+    ] {
+        let mut phone = Browser::new(WECOM_ANDROID);
+        let target = format!("/auth/wecom/login?return_to={return_to}");
+        let done = phone.log_in(&front, &sim, &target, "zhangsan").await;
+        assert_eq!(
+            (done.status, done.location()),
+            (302, lands_on),
+            "{return_to}"
+        );
+        let me = phone.get(&front, "/auth/wecom/me").await;
+        assert_eq!(me.status, 200, "{return_to}: still logged in");
+    }
+}
+
+#[tokio::test]
+async fn a_trailing_slash_reaches_the_same_route() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    for (path, status) in [
+        ("/auth/wecom/verify/", 401),
+        ("/auth/wecom/me/", 401),
+        ("/auth/wecom/", 200),
+    ] {
+        assert_eq!(phone.get(&front, path).await.status, status, "{path}");
+    }
+    let done = phone
+        .log_in(&front, &sim, "/auth/wecom/login/?return_to=/a", "zhangsan")
+        .await;
+    assert_eq!((done.status, done.location()), (302, "/a"));
+    for path in ["/auth/wecom/verify/", "/auth/wecom/me/", "/auth/wecom/me"] {
+        assert_eq!(phone.get(&front, path).await.status, 200, "{path}");
+    }
+    let out = phone.request(&front, "POST", "/auth/wecom/logout/").await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_eq!(phone.get(&front, "/auth/wecom/me/").await.status, 401);
+}

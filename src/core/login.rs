@@ -50,11 +50,11 @@ pub fn authorize(
     let flow = request
         .force_flow
         .unwrap_or_else(|| LoginFlow::for_browser(&browser));
-    let return_to = request
-        .return_to
-        .as_deref()
-        .and_then(return_path::sanitize)
-        .unwrap_or_else(|| authenticator.redirect_path.clone());
+    let return_to = return_path::for_login(
+        request.return_to.as_deref(),
+        &authenticator.route_prefix,
+        &authenticator.redirect_path,
+    );
     let issued = state::issue(authenticator, &return_to, flow, now, random);
     let url = match flow {
         LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),

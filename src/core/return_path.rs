@@ -19,8 +19,11 @@ pub fn sanitize(candidate: &str) -> Option<String> {
         return None;
     }
     // Browsers drop tab/CR/LF inside URLs (`/\t/evil.com` becomes `//evil.com`)
-    // and read a backslash as a slash: refuse them, and blanks, outright.
-    if candidate.chars().any(char::is_whitespace) || !is_local_path(candidate) {
+    // and read a backslash as a slash: refuse them outright (controls and
+    // backslashes anywhere, a blank right after the first slash). Other blanks
+    // are read as written: `/docs/Q3 report.pdf`, pasted unencoded, is one
+    // path, and leaves here as `/docs/Q3%20report.pdf`.
+    if !is_local_path(candidate) {
         return None;
     }
     // The same check on every decoding layer: a later hop (a framework that
@@ -59,6 +62,28 @@ pub fn sanitize(candidate: &str) -> Option<String> {
         path.push_str(fragment);
     }
     is_local_path(&path).then_some(path)
+}
+
+/// Where a login of an authenticator lands: `candidate` when it is a safe
+/// path (see [`sanitize`]) that is not one of the component's own routes,
+/// else `redirect_path`. Landing on `{route_prefix}/logout` would log the
+/// member straight out again, on the callback or login it would start over.
+pub fn for_login(candidate: Option<&str>, route_prefix: &str, redirect_path: &str) -> String {
+    candidate
+        .and_then(sanitize)
+        .filter(|path| !is_own_route(path, route_prefix))
+        .unwrap_or_else(|| redirect_path.to_owned())
+}
+
+/// Whether a sanitized path is the route prefix or under it, as the router
+/// would see it once any proxy decoded it.
+fn is_own_route(path: &str, route_prefix: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_decode_str(path).decode_utf8_lossy();
+    [path, &decoded].iter().any(|path| {
+        path.strip_prefix(route_prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// `/` not followed by a second slash (of any kind), backslash or blank, and no
@@ -116,6 +141,17 @@ mod tests {
             ("/@evil.com", "/@evil.com"),
             ("/文档", "/%E6%96%87%E6%A1%A3"),
             ("/search?q=a%20b", "/search?q=a%20b"),
+            // Pasted unencoded: read as written.
+            ("/docs/Q3 report.pdf", "/docs/Q3%20report.pdf"),
+            (
+                "/docs/Q3 report.pdf?v=2 final#p 3",
+                "/docs/Q3%20report.pdf?v=2%20final#p%203",
+            ),
+            (
+                "/文档/季度 报告",
+                "/%E6%96%87%E6%A1%A3/%E5%AD%A3%E5%BA%A6%20%E6%8A%A5%E5%91%8A",
+            ),
+            ("/a\u{a0}b", "/a%C2%A0b"),
         ] {
             assert_eq!(sanitize(input).as_deref(), Some(expected), "{input:?}");
         }
@@ -134,9 +170,52 @@ mod tests {
             "/\u{FF0F}evil.com",
             "/%252F%252Fevil.com",
             "/a/../..//evil.com",
+            "/ /evil.com",
+            "/\u{a0}/evil.com",
+            "/a\rb",
+            "/a\nb",
         ] {
             assert_eq!(sanitize(payload), None, "{payload:?}");
         }
         assert_eq!(sanitize(&format!("/{}", "a".repeat(MAX_RETURN_PATH))), None);
+    }
+
+    #[test]
+    fn a_login_never_returns_to_the_components_own_routes() {
+        for own in [
+            "/auth/wecom/logout",
+            "/auth/wecom/logout/",
+            "/auth/wecom/logout?return_to=/x",
+            "/auth/wecom/callback?code=C&state=S",
+            "/auth/wecom/login",
+            "/auth/wecom/admin/users",
+            "/auth/wecom",
+            "/auth/wecom/",
+            "/auth/wecom/%6Cogout",
+            "/x/../auth/wecom/logout",
+            "/auth/wecom/me",
+        ] {
+            assert_eq!(
+                for_login(Some(own), "/auth/wecom", "/home"),
+                "/home",
+                "{own:?}"
+            );
+        }
+        for other in [
+            "/auth/wecomx",
+            "/auth/wecom-docs/a",
+            "/reports?next=/auth/wecom/logout",
+        ] {
+            assert_eq!(
+                for_login(Some(other), "/auth/wecom", "/home"),
+                other,
+                "{other:?}"
+            );
+        }
+        assert_eq!(for_login(None, "/auth/wecom", "/home"), "/home");
+        assert_eq!(
+            for_login(Some("//evil.com"), "/auth/wecom", "/home"),
+            "/home"
+        );
     }
 }

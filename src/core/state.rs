@@ -160,10 +160,12 @@ pub fn verify(
         _ => return Err(StateRejection::Malformed),
     };
     // The cookie is signed, but its path is checked again: one rule, every time.
-    let return_to = path
-        .and_then(|encoded| percent_decode_str(encoded).decode_utf8().ok())
-        .and_then(|path| return_path::sanitize(&path))
-        .unwrap_or_else(|| authenticator.redirect_path.clone());
+    let path = path.and_then(|encoded| percent_decode_str(encoded).decode_utf8().ok());
+    let return_to = return_path::for_login(
+        path.as_deref(),
+        &authenticator.route_prefix,
+        &authenticator.redirect_path,
+    );
     Ok(VerifiedState {
         nonce,
         expires_at,

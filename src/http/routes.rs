@@ -96,8 +96,11 @@ fn route<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     if let Some(rest) = ctx.path.strip_prefix(ctx.config.route_prefix.as_str())
         && (rest.is_empty() || rest.starts_with('/'))
     {
+        // One trailing slash (added by proxies and pasted links) names the
+        // same route: `/login/` is `/login`, `/` the login page.
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
         return match rest {
-            "" | "/" => only(ctx, &get, || login_page(ctx, return_to_param(ctx))),
+            "" => only(ctx, &get, || login_page(ctx, return_to_param(ctx))),
             "/login" => only(ctx, &get, || login(ctx)),
             // Not HEAD: a HEAD would spend the code.
             "/callback" => only(ctx, &["GET"], || callback(ctx)),
