@@ -90,12 +90,23 @@ proptest! {
     }
 
     #[test]
-    fn any_issued_state_fits_wecom_and_verifies_once_bound(random in any::<[u8; state::RANDOM_BYTES]>(), path in "/[a-z0-9/?=&%]{0,40}") {
+    fn any_issued_state_fits_wecom_and_verifies_once_bound(
+        random in any::<[u8; state::RANDOM_BYTES]>(),
+        path in "/[a-z0-9/?=&%!. ]{0,40}",
+        in_flight in "[0-9a-f!.%/a-z]{0,120}",
+    ) {
         let authenticator = authenticator();
         let Some(path) = return_path::sanitize(&path) else { return Ok(()) };
-        let issued = state::issue(&authenticator, &path, wecom_auth::core::flow::LoginFlow::InClient, 1_790_000_000, &random);
+        let attempt = state::Attempt {
+            return_to: &path,
+            flow: wecom_auth::core::flow::LoginFlow::InClient,
+            restarted: false,
+            in_flight: Some(&in_flight),
+        };
+        let issued = state::issue(&authenticator, &attempt, 1_790_000_000, &random);
         prop_assert!(issued.state.len() <= state::MAX_STATE);
         prop_assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
+        prop_assert!(issued.pre_auth_cookie.bytes().all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)));
         let verified = state::verify(&authenticator, &issued.state, Some(&issued.pre_auth_cookie), 1_790_000_001);
         prop_assert_eq!(verified.map(|v| v.return_to), Ok(path));
     }

@@ -100,6 +100,7 @@ async fn started(
         return_to: None,
         force_flow: None,
         language: None,
+        pre_auth_cookie: None,
     };
     let auth = host
         .authorize_url(settings, &request)
@@ -180,6 +181,7 @@ fn main() -> wasmtime::Result<()> {
         return_to: Some("/reports?q=1".into()),
         force_flow: None,
         language: None,
+        pre_auth_cookie: None,
     };
     let settings = example::settings("corp");
     for (label, pooling) in [("pooling", true), ("on-demand", false)] {

@@ -197,6 +197,7 @@ async fn seed(
         return_to: None,
         force_flow: None,
         language: None,
+        pre_auth_cookie: None,
     };
     let auth = host
         .authorize_url(&settings, &request)

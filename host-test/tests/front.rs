@@ -744,3 +744,96 @@ async fn a_trailing_slash_reaches_the_same_route() {
     assert_eq!(out.status, 303, "{}", out.body);
     assert_eq!(phone.get(&front, "/auth/wecom/me/").await.status, 401);
 }
+
+/// A second tab, the back button, or the WeCom client opening the app twice
+/// starts another login in the same browser: every one of the latest four
+/// still finishes (each once, each landing on its own page); a fifth pushes
+/// the oldest out.
+#[tokio::test]
+async fn logins_started_in_parallel_in_one_browser_each_finish() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let mut started = Vec::new();
+    for tab in 1..=5 {
+        let start = phone
+            .get(&front, &format!("/auth/wecom/login?return_to=/tab{tab}"))
+            .await;
+        assert_eq!(start.status, 302, "{}", start.body);
+        started.push(start.location().to_owned());
+    }
+    let cookie = &phone.cookies["wecom_auth_login"];
+    assert!(
+        cookie.len() < 3600,
+        "the pre-auth cookie stays small: {}",
+        cookie.len()
+    );
+    // Finished in another order than started; the first was pushed out.
+    for tab in [2, 5, 3, 4] {
+        let back = sim.login(&started[tab - 1], "zhangsan").await.unwrap();
+        let done = phone.get(&front, &back).await;
+        assert_eq!(
+            (done.status, done.location()),
+            (302, format!("/tab{tab}").as_str()),
+            "{}",
+            done.body
+        );
+        // Single use: the same callback again is no new login.
+        let again = phone.get(&front, &back).await;
+        assert_ne!(again.location(), "", "tab {tab}: {}", again.body);
+    }
+    assert!(
+        !phone.cookies.contains_key("wecom_auth_login"),
+        "cleared once no login is left in flight"
+    );
+    let mut fresh = Browser::new(WECOM_ANDROID);
+    fresh.cookies = phone.cookies.clone();
+    fresh.cookies.remove("wecom_auth_session");
+    let back = sim.login(&started[0], "zhangsan").await.unwrap();
+    let pushed_out = fresh.get(&front, &back).await;
+    assert_eq!(pushed_out.status, 302, "restarted silently inside WeCom");
+    assert!(pushed_out.location().starts_with(&sim.base_url()));
+    let mut desktop = Browser::new(CHROME);
+    let refused = desktop.get(&front, &back).await;
+    assert_eq!(refused.status, 401, "outside WeCom: {}", refused.body);
+}
+
+/// Some WeCom webviews drop the pre-auth cookie: inside the WeCom client the
+/// in-client login starts again at once, silently, with every check; a
+/// second loss shows the error (never a loop). A desktop browser gets the
+/// error page at once.
+#[tokio::test]
+async fn a_pre_auth_cookie_lost_in_the_wecom_webview_restarts_the_login_once() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let start = phone.get(&front, "/auth/wecom/login?return_to=/x").await;
+    phone.cookies.clear();
+    let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    let restart = phone.get(&front, &back).await;
+    assert_eq!(restart.status, 302, "{}", restart.body);
+    assert!(
+        restart.location().contains("scope=snsapi_privateinfo"),
+        "{}",
+        restart.location()
+    );
+    assert!(phone.cookies.contains_key("wecom_auth_login"));
+    assert!(!phone.cookies.contains_key("wecom_auth_session"));
+    // Lost again: the restarted login is not restarted a second time.
+    let mut lossy = Browser::new(WECOM_ANDROID);
+    let back_again = sim.login(restart.location(), "zhangsan").await.unwrap();
+    let refused = lossy.get(&front, &back_again).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    // Kept this time: the restarted login finishes on the default page.
+    let back_kept = sim.login(restart.location(), "zhangsan").await.unwrap();
+    let done = phone.get(&front, &back_kept).await;
+    assert_eq!((done.status, done.location()), (302, "/"), "{}", done.body);
+    // A desktop browser is not in the WeCom client: the error, no restart.
+    let mut desktop = Browser::new(CHROME);
+    let start = desktop
+        .get(&front, "/auth/wecom/login?flow=in-client")
+        .await;
+    desktop.cookies.clear();
+    let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    assert_eq!(desktop.get(&front, &back).await.status, 401);
+}

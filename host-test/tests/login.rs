@@ -230,9 +230,22 @@ async fn a_state_verifies_only_with_its_own_browser_and_authenticator() {
     };
     assert!(step.starts_with("gettoken"), "{step}");
 
+    // Another browser's cookie holds no entry for this login.
     let foreign = callback(&mine, Some(&theirs.pre_auth_cookie.value));
     assert!(matches!(
         callback_error(&host, "corp", &foreign).await,
+        ErrorDetail::StateRejected(StateRejection::MissingCookie)
+    ));
+    // This login's entry with another binding does not verify.
+    let (_, path) = mine.pre_auth_cookie.value.split_once('.').unwrap();
+    let (theirs_id_and_binding, _) = theirs.pre_auth_cookie.value.split_once('.').unwrap();
+    let swapped = format!(
+        "{}{}.{path}",
+        &mine.pre_auth_cookie.value[..8],
+        &theirs_id_and_binding[8..]
+    );
+    assert!(matches!(
+        callback_error(&host, "corp", &callback(&mine, Some(&swapped))).await,
         ErrorDetail::StateRejected(StateRejection::BadSignature)
     ));
     assert!(matches!(
@@ -251,8 +264,9 @@ async fn a_tampered_or_forged_state_is_refused() {
     let auth = start_login(&host, "corp", None).await;
     let genuine = callback(&auth, Some(&auth.pre_auth_cookie.value));
     let state = genuine.state.clone();
-    // Flip one character of the MAC, of the expiry, of the nonce.
-    for index in [state.len() - 1, 12, 30] {
+    // Flip one character of the MAC, of the expiry, of the nonce (after the
+    // 8 characters that name the login's entry in the cookie).
+    for index in [state.len() - 1, 12, 40] {
         let mut tampered = state.clone().into_bytes();
         tampered[index] = if tampered[index] == b'a' { b'b' } else { b'a' };
         let request = CallbackRequest {

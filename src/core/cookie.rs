@@ -76,6 +76,27 @@ pub fn cleared_pre_auth_cookie(authenticator: &Authenticator) -> Cookie {
     )
 }
 
+/// The pre-auth cookie: scoped to the login routes, living as long as a state.
+pub fn pre_auth_cookie(authenticator: &Authenticator, value: String) -> Cookie {
+    Cookie::new(
+        PRE_AUTH_COOKIE,
+        value,
+        authenticator.state_lifetime,
+        &authenticator.route_prefix,
+        authenticator.is_https(),
+    )
+}
+
+/// The pre-auth cookie once a login finished: the logins still in flight in
+/// this browser (`remaining`, see `state`), or cleared when there are none.
+pub fn pre_auth_cookie_after(authenticator: &Authenticator, remaining: &str) -> Cookie {
+    if remaining.is_empty() {
+        cleared_pre_auth_cookie(authenticator)
+    } else {
+        pre_auth_cookie(authenticator, remaining.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

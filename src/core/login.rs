@@ -3,7 +3,7 @@
 //! types and WASI calls.
 
 use super::browser::{self, Language, MAX_USER_AGENT};
-use super::cookie::{Cookie, PRE_AUTH_COOKIE, cleared_pre_auth_cookie, session_cookie};
+use super::cookie::{Cookie, pre_auth_cookie, pre_auth_cookie_after, session_cookie};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
 use super::error::AuthError;
 use super::flow::LoginFlow;
@@ -28,6 +28,11 @@ pub struct AuthorizeRequest {
     pub return_to: Option<String>,
     pub force_flow: Option<LoginFlow>,
     pub language: Option<Language>,
+    /// The browser's pre-auth cookie, if any: the logins in flight in it stay
+    /// valid beside this one.
+    pub pre_auth_cookie: Option<String>,
+    /// A silent restart of an in-client login whose cookie was lost.
+    pub restarted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +60,17 @@ pub fn authorize(
         &authenticator.route_prefix,
         &authenticator.redirect_path,
     );
-    let issued = state::issue(authenticator, &return_to, flow, now, random);
+    let in_flight = request
+        .pre_auth_cookie
+        .as_deref()
+        .filter(|cookie| cookie.len() <= MAX_PRE_AUTH_COOKIE);
+    let attempt = state::Attempt {
+        return_to: &return_to,
+        flow,
+        restarted: request.restarted,
+        in_flight,
+    };
+    let issued = state::issue(authenticator, &attempt, now, random);
     let url = match flow {
         LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
         LoginFlow::Web => urls::web_login_url(
@@ -64,13 +79,7 @@ pub fn authorize(
             request.language.or(browser.language),
         ),
     };
-    let pre_auth_cookie = Cookie::new(
-        PRE_AUTH_COOKIE,
-        issued.pre_auth_cookie,
-        authenticator.state_lifetime,
-        &authenticator.route_prefix,
-        authenticator.is_https(),
-    );
+    let pre_auth_cookie = pre_auth_cookie(authenticator, issued.pre_auth_cookie);
     Ok(Authorization {
         url,
         flow,
@@ -153,6 +162,8 @@ pub struct LoginSuccess {
     pub member: Member,
     pub outcome: Outcome,
     pub session_cookie: Cookie,
+    /// The pre-auth cookie to set now: the logins still in flight in this
+    /// browser, or cleared when there are none.
     pub cleared_pre_auth_cookie: Cookie,
     pub redirect_to: String,
 }
@@ -250,7 +261,7 @@ pub fn complete_callback(
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
         session_cookie: session_cookie(authenticator, token),
-        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        cleared_pre_auth_cookie: pre_auth_cookie_after(authenticator, &verified.remaining_cookie),
         redirect_to: verified.return_to.clone(),
         user,
         member,
@@ -291,7 +302,7 @@ fn repeat_finished_login(
         user,
         outcome: Outcome::Existing,
         session_cookie: session_cookie(authenticator, token),
-        cleared_pre_auth_cookie: cleared_pre_auth_cookie(authenticator),
+        cleared_pre_auth_cookie: pre_auth_cookie_after(authenticator, &verified.remaining_cookie),
         redirect_to: verified.return_to.clone(),
     })
 }
@@ -434,7 +445,7 @@ mod tests {
     fn the_pre_auth_cookie_is_scoped_protected_and_lives_as_long_as_the_state() {
         let auth = authorize(&corp(), &request(CHROME, Some("/x")), NOW, &RANDOM).unwrap();
         let cookie = &auth.pre_auth_cookie;
-        assert_eq!(cookie.name, PRE_AUTH_COOKIE);
+        assert_eq!(cookie.name, crate::core::cookie::PRE_AUTH_COOKIE);
         assert_eq!(cookie.max_age_seconds, 600);
         assert!(
             cookie
@@ -548,7 +559,7 @@ mod tests {
             let auth = authorize(a, &request, NOW, &[seed; RANDOM_BYTES]).unwrap();
             CallbackRequest {
                 code: "CODE".into(),
-                state: auth.url.split("state=").nth(1).unwrap()[..82].to_owned(),
+                state: auth.url.split("state=").nth(1).unwrap()[..84].to_owned(),
                 pre_auth_cookie: Some(auth.pre_auth_cookie.value),
                 user_agent: CHROME.into(),
             }

@@ -1,11 +1,20 @@
 //! The OAuth `state` and the pre-auth cookie it is bound to.
 //!
-//! `state` = lowercase hex of `version ‖ authenticator tag ‖ expiry ‖ nonce ‖ MAC`:
-//! 41 bytes, 82 characters, within WeCom's `[A-Za-z0-9]{1,128}`. The MAC is
-//! HMAC-SHA256 (truncated to 128 bits) over the authenticator's name, the fields
-//! before it and a hash of the whole pre-auth cookie, so a state verifies only
-//! with the cookie of the browser that started the login. The cookie carries a
-//! random binding and the return path; the return path never enters `state`.
+//! `state` = lowercase hex of `version ‖ authenticator tag ‖ flags ‖ expiry ‖
+//! nonce ‖ MAC`: 42 bytes, 84 characters, within WeCom's `[A-Za-z0-9]{1,128}`.
+//! The flags say the flow (in-client or web) and whether the login is a silent
+//! restart after a lost cookie. The MAC is HMAC-SHA256 (truncated to 128 bits)
+//! over the authenticator's name, the fields before it and a hash of this
+//! login's entry in the pre-auth cookie, so a state verifies only with the
+//! cookie of the browser that started the login.
+//!
+//! The pre-auth cookie holds the logins in flight in one browser, newest
+//! first, at most [`MAX_LOGINS_IN_FLIGHT`], separated by `!`: a second tab, the
+//! back button or the WeCom client opening the app twice starts another login
+//! without ending the first. Each entry is `<id><binding>.<return path>`: the
+//! id (the first 4 bytes of the state's nonce, hex) finds the entry, the
+//! random binding (16 bytes, hex) ties it to this browser, and the return path
+//! (cookie-safe percent-encoding) never enters `state`.
 
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -15,7 +24,7 @@ use super::flow::LoginFlow;
 use super::return_path;
 use super::settings::{Authenticator, SigningKey};
 
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 /// WeCom refuses longer states (errcode 84025).
 pub const MAX_STATE: usize = 128;
 const TAG_LEN: usize = 4;
@@ -23,15 +32,31 @@ const EXPIRY_LEN: usize = 8;
 const NONCE_LEN: usize = 12;
 const BINDING_LEN: usize = 16;
 const MAC_LEN: usize = 16;
-const SIGNED_LEN: usize = 1 + TAG_LEN + EXPIRY_LEN + NONCE_LEN;
+/// Bytes of the nonce that name a login's entry in the cookie.
+const ENTRY_ID_LEN: usize = 4;
+const FLAGS_AT: usize = 1 + TAG_LEN;
+const EXPIRY_AT: usize = FLAGS_AT + 1;
+const NONCE_AT: usize = EXPIRY_AT + EXPIRY_LEN;
+const SIGNED_LEN: usize = NONCE_AT + NONCE_LEN;
 const STATE_BYTES: usize = SIGNED_LEN + MAC_LEN;
 /// Randomness one login attempt needs: the state's nonce and the cookie's binding.
 pub const RANDOM_BYTES: usize = NONCE_LEN + BINDING_LEN;
 /// Longer pre-auth cookies are refused before any work.
 pub const MAX_PRE_AUTH_COOKIE: usize = 4096;
-const MAC_CONTEXT: &[u8] = b"wecom-auth state v1\0";
+/// Logins one browser may have in flight; a newer one drops the oldest.
+pub const MAX_LOGINS_IN_FLIGHT: usize = 4;
+/// What the entries together may take, so the cookie (with its name and
+/// attributes) stays within the 4096 bytes every browser keeps (RFC 6265 §6.1).
+const COOKIE_BUDGET: usize = 3600;
+const ENTRY_SEPARATOR: char = '!';
+const MAC_CONTEXT: &[u8] = b"wecom-auth state v2\0";
 
-/// Cookie-safe encoding of the return path: alphanumerics and `-._~/` stay.
+const FLAG_IN_CLIENT: u8 = 1;
+const FLAG_RESTARTED: u8 = 2;
+
+/// Cookie-safe encoding of the return path: alphanumerics and `-._~/` stay
+/// (so neither `.` inside a path nor the `!` between entries is ambiguous:
+/// the path is everything after an entry's first dot, `!` is always encoded).
 const COOKIE_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -42,8 +67,22 @@ const COOKIE_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedState {
     pub state: String,
+    /// The whole cookie to set: this login first, then those still in flight.
     pub pre_auth_cookie: String,
     pub expires_at: u64,
+}
+
+/// What a login attempt starts with.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// Already sanitized.
+    pub return_to: &'a str,
+    pub flow: LoginFlow,
+    /// A silent restart of an in-client login whose cookie the webview lost:
+    /// a second loss is not restarted again.
+    pub restarted: bool,
+    /// The browser's current pre-auth cookie: its logins stay in flight.
+    pub in_flight: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +94,28 @@ pub struct VerifiedState {
     pub return_to: String,
     /// The flow the login was started with.
     pub flow: LoginFlow,
+    /// The pre-auth cookie without this login's entry (empty: no login left).
+    pub remaining_cookie: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateRejection {
+    /// The browser holds no entry for this login (another browser, cookies
+    /// blocked or dropped, or the login already finished here).
     MissingCookie,
     Malformed,
     WrongAuthenticator,
     BadSignature,
     Expired,
     AlreadyUsed,
+}
+
+/// What a state says before it is verified (to route it, and to decide on a
+/// silent restart when its cookie is gone; never to trust).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub flow: LoginFlow,
+    pub restarted: bool,
 }
 
 /// Four bytes naming the authenticator inside `state`, so a front serving several
@@ -79,38 +130,74 @@ pub fn authenticator_tag(name: &str) -> [u8; TAG_LEN] {
 
 /// Whether `state` claims to belong to the authenticator `name` (unverified).
 pub fn claims_authenticator(state: &str, name: &str) -> bool {
-    decode_state(state).is_some_and(|bytes| bytes[1..1 + TAG_LEN] == authenticator_tag(name))
+    decode_state(state).is_some_and(|bytes| bytes[1..FLAGS_AT] == authenticator_tag(name))
 }
 
-/// Issues a state and its pre-auth cookie. `return_to` must already be sanitized.
+/// The flow and restart flag `state` claims (unverified).
+pub fn claimed(state: &str) -> Option<Claimed> {
+    decode_state(state).map(|bytes| flags(bytes[FLAGS_AT]))
+}
+
+fn flags(byte: u8) -> Claimed {
+    Claimed {
+        flow: if byte & FLAG_IN_CLIENT != 0 {
+            LoginFlow::InClient
+        } else {
+            LoginFlow::Web
+        },
+        restarted: byte & FLAG_RESTARTED != 0,
+    }
+}
+
+/// Issues a state and the pre-auth cookie that carries it beside the logins
+/// already in flight.
 pub fn issue(
     authenticator: &Authenticator,
-    return_to: &str,
-    flow: LoginFlow,
+    attempt: &Attempt<'_>,
     now: u64,
     random: &[u8; RANDOM_BYTES],
 ) -> IssuedState {
     let (nonce, binding) = random.split_at(NONCE_LEN);
-    let pre_auth_cookie = format!(
-        "{}.{}.{}",
-        hex::encode(binding),
-        flow_tag(flow),
-        utf8_percent_encode(return_to, COOKIE_VALUE)
+    let mut path = utf8_percent_encode(attempt.return_to, COOKIE_VALUE).to_string();
+    // A path too long for the cookie is not kept: the login lands on the default.
+    if path.len() > COOKIE_BUDGET / 2 {
+        path.clear();
+    }
+    let entry = format!(
+        "{}{}.{path}",
+        hex::encode(&nonce[..ENTRY_ID_LEN]),
+        hex::encode(binding)
     );
     let expires_at = now.saturating_add(u64::from(authenticator.state_lifetime));
     let mut signed = [0u8; SIGNED_LEN];
     signed[0] = STATE_VERSION;
-    signed[1..1 + TAG_LEN].copy_from_slice(&authenticator_tag(&authenticator.name));
-    signed[1 + TAG_LEN..1 + TAG_LEN + EXPIRY_LEN].copy_from_slice(&expires_at.to_be_bytes());
-    signed[1 + TAG_LEN + EXPIRY_LEN..].copy_from_slice(nonce);
+    signed[1..FLAGS_AT].copy_from_slice(&authenticator_tag(&authenticator.name));
+    signed[FLAGS_AT] = match attempt.flow {
+        LoginFlow::InClient => FLAG_IN_CLIENT,
+        LoginFlow::Web => 0,
+    } | if attempt.restarted { FLAG_RESTARTED } else { 0 };
+    signed[EXPIRY_AT..NONCE_AT].copy_from_slice(&expires_at.to_be_bytes());
+    signed[NONCE_AT..].copy_from_slice(nonce);
     let signer = &authenticator.signing_keys[0];
-    let mac = state_mac(signer, &authenticator.name, &signed, &pre_auth_cookie).finalize();
+    let mac = state_mac(signer, &authenticator.name, &signed, &entry).finalize();
     let mut state_bytes = [0u8; STATE_BYTES];
     state_bytes[..SIGNED_LEN].copy_from_slice(&signed);
     state_bytes[SIGNED_LEN..].copy_from_slice(&mac.into_bytes()[..MAC_LEN]);
+    let id = entry[..2 * ENTRY_ID_LEN].to_owned();
+    let mut cookie = entry;
+    for kept in entries(attempt.in_flight.unwrap_or_default())
+        .filter(|kept| looks_like_entry(kept) && !kept.starts_with(&id))
+        .take(MAX_LOGINS_IN_FLIGHT - 1)
+    {
+        if cookie.len() + 1 + kept.len() > COOKIE_BUDGET {
+            break;
+        }
+        cookie.push(ENTRY_SEPARATOR);
+        cookie.push_str(kept);
+    }
     IssuedState {
         state: hex::encode(state_bytes),
-        pre_auth_cookie,
+        pre_auth_cookie: cookie,
         expires_at,
     }
 }
@@ -123,7 +210,7 @@ pub fn verify(
     now: u64,
 ) -> Result<VerifiedState, StateRejection> {
     let bytes = decode_state(state).ok_or(StateRejection::Malformed)?;
-    if bytes[1..1 + TAG_LEN] != authenticator_tag(&authenticator.name) {
+    if bytes[1..FLAGS_AT] != authenticator_tag(&authenticator.name) {
         return Err(StateRejection::WrongAuthenticator);
     }
     let cookie = pre_auth_cookie
@@ -133,9 +220,15 @@ pub fn verify(
         return Err(StateRejection::BadSignature);
     }
     let (signed, mac) = bytes.split_at(SIGNED_LEN);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&signed[NONCE_AT..]);
+    let id = hex::encode(&nonce[..ENTRY_ID_LEN]);
+    let entry = entries(cookie)
+        .find(|entry| entry.starts_with(&id))
+        .ok_or(StateRejection::MissingCookie)?;
     // Every key verifies (rotation); `verify_truncated_left` compares in constant time.
     let genuine = authenticator.signing_keys.iter().any(|key| {
-        state_mac(key, &authenticator.name, signed, cookie)
+        state_mac(key, &authenticator.name, signed, entry)
             .verify_truncated_left(mac)
             .is_ok()
     });
@@ -143,42 +236,52 @@ pub fn verify(
         return Err(StateRejection::BadSignature);
     }
     let mut expiry = [0u8; EXPIRY_LEN];
-    expiry.copy_from_slice(&signed[1 + TAG_LEN..1 + TAG_LEN + EXPIRY_LEN]);
+    expiry.copy_from_slice(&signed[EXPIRY_AT..NONCE_AT]);
     let expires_at = u64::from_be_bytes(expiry);
     if now >= expires_at {
         return Err(StateRejection::Expired);
     }
-    let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&signed[1 + TAG_LEN + EXPIRY_LEN..]);
-    // `binding.flow.path`; the binding is hex and the flow one letter, so the
-    // path (which may hold dots) is everything after the second dot.
-    let mut parts = cookie.splitn(3, '.');
-    let (_, flow, path) = (parts.next(), parts.next(), parts.next());
-    let flow = match flow {
-        Some("i") => LoginFlow::InClient,
-        Some("w") => LoginFlow::Web,
-        _ => return Err(StateRejection::Malformed),
-    };
-    // The cookie is signed, but its path is checked again: one rule, every time.
-    let path = path.and_then(|encoded| percent_decode_str(encoded).decode_utf8().ok());
+    // The entry is signed, but its path is checked again: one rule, every time.
+    let path = entry
+        .split_once('.')
+        .and_then(|(_, encoded)| percent_decode_str(encoded).decode_utf8().ok());
     let return_to = return_path::for_login(
         path.as_deref(),
         &authenticator.route_prefix,
         &authenticator.redirect_path,
     );
+    let remaining_cookie = entries(cookie)
+        .filter(|other| *other != entry)
+        .collect::<Vec<_>>()
+        .join("!");
     Ok(VerifiedState {
         nonce,
         expires_at,
         return_to,
-        flow,
+        flow: flags(signed[FLAGS_AT]).flow,
+        remaining_cookie,
     })
 }
 
-fn flow_tag(flow: LoginFlow) -> &'static str {
-    match flow {
-        LoginFlow::InClient => "i",
-        LoginFlow::Web => "w",
-    }
+/// The entries of a cookie, newest first, at most [`MAX_LOGINS_IN_FLIGHT`].
+fn entries(cookie: &str) -> impl Iterator<Item = &str> {
+    cookie
+        .split(ENTRY_SEPARATOR)
+        .filter(|entry| !entry.is_empty())
+        .take(MAX_LOGINS_IN_FLIGHT)
+}
+
+/// `<8 hex id><32 hex binding>.<path>`, as [`issue`] writes entries.
+fn looks_like_entry(entry: &str) -> bool {
+    let hex_len = 2 * (ENTRY_ID_LEN + BINDING_LEN);
+    entry.len() > hex_len
+        && entry.as_bytes()[hex_len] == b'.'
+        && entry.as_bytes()[..hex_len]
+            .iter()
+            .all(u8::is_ascii_hexdigit)
+        && entry
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
 }
 
 fn decode_state(state: &str) -> Option<[u8; STATE_BYTES]> {
@@ -190,14 +293,14 @@ fn decode_state(state: &str) -> Option<[u8; STATE_BYTES]> {
     (bytes[0] == STATE_VERSION).then_some(bytes)
 }
 
-fn state_mac(key: &SigningKey, name: &str, signed: &[u8], cookie: &str) -> Hmac<Sha256> {
+fn state_mac(key: &SigningKey, name: &str, signed: &[u8], entry: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.secret.expose().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(MAC_CONTEXT);
     mac.update(name.as_bytes());
     mac.update(&[0]);
     mac.update(signed);
-    mac.update(&Sha256::digest(cookie.as_bytes()));
+    mac.update(&Sha256::digest(entry.as_bytes()));
     mac
 }
 
@@ -210,13 +313,22 @@ mod tests {
     const NOW: u64 = 1_790_000_000;
     const RANDOM: [u8; RANDOM_BYTES] = [7; RANDOM_BYTES];
 
+    fn web(return_to: &str) -> Attempt<'_> {
+        Attempt {
+            return_to,
+            flow: LoginFlow::Web,
+            restarted: false,
+            in_flight: None,
+        }
+    }
+
     fn corp() -> Authenticator {
         sample("corp").check().unwrap()
     }
 
     #[test]
     fn state_is_alphanumeric_and_short_enough_for_wecom() {
-        let issued = issue(&corp(), "/docs?x=1", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&corp(), &web("/docs?x=1"), NOW, &RANDOM);
         assert!(issued.state.len() <= MAX_STATE);
         assert!(issued.state.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert!(
@@ -229,7 +341,7 @@ mod tests {
     #[test]
     fn a_fresh_state_verifies_with_its_cookie_and_yields_the_return_path() {
         let a = corp();
-        let issued = issue(&a, "/docs?x=1&y=%20#top", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&a, &web("/docs?x=1&y=%20#top"), NOW, &RANDOM);
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW + 599).unwrap();
         assert_eq!(verified.return_to, "/docs?x=1&y=%20#top");
         assert_eq!(verified.nonce, [7; NONCE_LEN]);
@@ -239,7 +351,7 @@ mod tests {
 
     #[test]
     fn cookie_value_holds_only_cookie_octets() {
-        let issued = issue(&corp(), "/a;b,c\"d?e=1&f=%22", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&corp(), &web("/a;b,c\"d?e=1&f=%22!"), NOW, &RANDOM);
         assert!(
             issued
                 .pre_auth_cookie
@@ -253,8 +365,8 @@ mod tests {
     #[test]
     fn different_randomness_gives_different_states_and_cookies() {
         let a = corp();
-        let one = issue(&a, "/", LoginFlow::Web, NOW, &[1; RANDOM_BYTES]);
-        let two = issue(&a, "/", LoginFlow::Web, NOW, &[2; RANDOM_BYTES]);
+        let one = issue(&a, &web("/"), NOW, &[1; RANDOM_BYTES]);
+        let two = issue(&a, &web("/"), NOW, &[2; RANDOM_BYTES]);
         assert_ne!(one.state, two.state);
         assert_ne!(one.pre_auth_cookie, two.pre_auth_cookie);
     }
@@ -262,7 +374,7 @@ mod tests {
     #[test]
     fn expired_states_are_refused() {
         let a = corp();
-        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&a, &web("/"), NOW, &RANDOM);
         let late = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW + 600);
         assert_eq!(late, Err(StateRejection::Expired));
     }
@@ -270,7 +382,7 @@ mod tests {
     #[test]
     fn every_flipped_character_of_the_state_is_refused() {
         let a = corp();
-        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&a, &web("/"), NOW, &RANDOM);
         for index in 0..issued.state.len() {
             let mut tampered = issued.state.clone().into_bytes();
             tampered[index] = if tampered[index] == b'0' { b'1' } else { b'0' };
@@ -283,19 +395,20 @@ mod tests {
     #[test]
     fn a_foreign_or_missing_or_altered_cookie_is_refused() {
         let a = corp();
-        let mine = issue(&a, "/", LoginFlow::Web, NOW, &[1; RANDOM_BYTES]);
-        let theirs = issue(&a, "/", LoginFlow::Web, NOW, &[2; RANDOM_BYTES]);
+        let mine = issue(&a, &web("/"), NOW, &[1; RANDOM_BYTES]);
+        let theirs = issue(&a, &web("/"), NOW, &[2; RANDOM_BYTES]);
         let check = |cookie: Option<&str>| verify(&a, &mine.state, cookie, NOW);
+        // Another browser's cookie holds no entry for this login.
         assert_eq!(
             check(Some(&theirs.pre_auth_cookie)),
-            Err(StateRejection::BadSignature)
+            Err(StateRejection::MissingCookie)
         );
         assert_eq!(check(None), Err(StateRejection::MissingCookie));
         assert_eq!(check(Some("")), Err(StateRejection::MissingCookie));
         // Swapping in another return path breaks the binding too.
         let (binding, _) = mine.pre_auth_cookie.split_once('.').unwrap();
         assert_eq!(
-            check(Some(&format!("{binding}.w.%2Fadmin"))),
+            check(Some(&format!("{binding}.%2Fadmin"))),
             Err(StateRejection::BadSignature)
         );
         assert_eq!(
@@ -308,7 +421,7 @@ mod tests {
     fn a_state_of_another_authenticator_is_refused() {
         let main = corp();
         let other = sample("other").check().unwrap();
-        let issued = issue(&other, "/", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&other, &web("/"), NOW, &RANDOM);
         let result = verify(&main, &issued.state, Some(&issued.pre_auth_cookie), NOW);
         assert_eq!(result, Err(StateRejection::WrongAuthenticator));
     }
@@ -318,7 +431,7 @@ mod tests {
         let a = corp();
         let mut forger = a.clone();
         forger.signing_keys[0].secret = Secret::new("attacker-key-attacker-key-attacker-key");
-        let forged = issue(&forger, "/", LoginFlow::Web, NOW, &RANDOM);
+        let forged = issue(&forger, &web("/"), NOW, &RANDOM);
         let result = verify(&a, &forged.state, Some(&forged.pre_auth_cookie), NOW);
         assert_eq!(result, Err(StateRejection::BadSignature));
     }
@@ -326,7 +439,7 @@ mod tests {
     #[test]
     fn rotated_keys_still_verify_states_signed_before_rotation() {
         let before = corp();
-        let issued = issue(&before, "/", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&before, &web("/"), NOW, &RANDOM);
         let mut after = before.clone();
         after.signing_keys.insert(
             0,
@@ -344,17 +457,17 @@ mod tests {
     #[test]
     fn malformed_states_are_refused_without_panicking() {
         let a = corp();
-        let issued = issue(&a, "/", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&a, &web("/"), NOW, &RANDOM);
         let cookie = Some(issued.pre_auth_cookie.as_str());
         let mut wrong_version = issued.state.clone();
-        wrong_version.replace_range(0..2, "02");
+        wrong_version.replace_range(0..2, "01");
         for state in [
             "",
             "abc",
-            &"0".repeat(82),
-            &"z".repeat(82),
-            &"é".repeat(41),
-            &issued.state[..80],
+            &"0".repeat(84),
+            &"z".repeat(84),
+            &"é".repeat(42),
+            &issued.state[..82],
             &format!("{}00", issued.state),
             &wrong_version,
         ] {
@@ -370,8 +483,92 @@ mod tests {
     fn an_unsafe_path_in_a_signed_cookie_falls_back_to_the_default() {
         // Only possible with the signing key, but the rule holds everywhere.
         let a = corp();
-        let issued = issue(&a, "//evil.com", LoginFlow::Web, NOW, &RANDOM);
+        let issued = issue(&a, &web("//evil.com"), NOW, &RANDOM);
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
         assert_eq!(verified.return_to, "/");
+    }
+
+    #[test]
+    fn several_logins_in_flight_in_one_browser_each_finish_once_bound() {
+        let a = corp();
+        let mut cookie = String::new();
+        let mut states = Vec::new();
+        for seed in 1..=5u8 {
+            let path = format!("/tab{seed}");
+            let attempt = Attempt {
+                in_flight: Some(&cookie),
+                ..web(&path)
+            };
+            let issued = issue(&a, &attempt, NOW, &[seed; RANDOM_BYTES]);
+            cookie = issued.pre_auth_cookie;
+            states.push(issued.state);
+        }
+        assert!(cookie.len() < COOKIE_BUDGET, "{}", cookie.len());
+        // The latest four finish, each landing on its own page.
+        for (seed, state) in (2..=5u8).zip(&states[1..]) {
+            let verified = verify(&a, state, Some(&cookie), NOW).unwrap();
+            assert_eq!(verified.return_to, format!("/tab{seed}"));
+            assert_eq!(verified.remaining_cookie.split('!').count(), 3);
+            assert!(!verified.remaining_cookie.contains(&format!("tab{seed}")));
+        }
+        // The fifth login pushed the first out.
+        assert_eq!(
+            verify(&a, &states[0], Some(&cookie), NOW),
+            Err(StateRejection::MissingCookie)
+        );
+        // Another login's entry relabelled with this login's id does not verify.
+        let id = |state: &str| state[2 * NONCE_AT..2 * NONCE_AT + 8].to_owned();
+        let entries: Vec<&str> = cookie.split('!').collect();
+        let relabelled = entries[1].replacen(&id(&states[3]), &id(&states[4]), 1);
+        let forged = format!("{relabelled}!{}", entries[2..].join("!"));
+        assert_eq!(
+            verify(&a, &states[4], Some(&forged), NOW),
+            Err(StateRejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_flow_and_a_restart_are_signed_into_the_state() {
+        let a = corp();
+        let attempt = Attempt {
+            flow: LoginFlow::InClient,
+            restarted: true,
+            ..web("/")
+        };
+        let issued = issue(&a, &attempt, NOW, &RANDOM);
+        assert_eq!(
+            claimed(&issued.state),
+            Some(Claimed {
+                flow: LoginFlow::InClient,
+                restarted: true
+            })
+        );
+        let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
+        assert_eq!(verified.flow, LoginFlow::InClient);
+        // Flipping the flags breaks the MAC.
+        let mut flipped = issued.state.clone();
+        flipped.replace_range(2 * FLAGS_AT..2 * FLAGS_AT + 2, "00");
+        assert_eq!(
+            verify(&a, &flipped, Some(&issued.pre_auth_cookie), NOW),
+            Err(StateRejection::BadSignature)
+        );
+    }
+
+    #[test]
+    fn junk_beside_the_entries_is_dropped_when_a_login_starts() {
+        let a = corp();
+        let junk = "x!;y!0123456789abcdef0123456789abcdef01234567.%2F";
+        let attempt = Attempt {
+            in_flight: Some(junk),
+            ..web("/")
+        };
+        let issued = issue(&a, &attempt, NOW, &RANDOM);
+        assert_eq!(
+            issued.pre_auth_cookie.split('!').count(),
+            2,
+            "{}",
+            issued.pre_auth_cookie
+        );
+        assert!(verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).is_ok());
     }
 }

@@ -34,6 +34,8 @@ impl wit::Guest for Component {
             return_to: request.return_to,
             force_flow: request.force_flow.map(Into::into),
             language: request.language.map(Into::into),
+            pre_auth_cookie: request.pre_auth_cookie,
+            restarted: false,
         };
         Ok(login::authorize(&authenticator, &request, now_seconds(), &random_bytes())?.into())
     }

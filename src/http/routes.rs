@@ -14,7 +14,7 @@ use super::message::{
     self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
 use crate::core::browser::{self, Language};
-use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_pre_auth_cookie, cleared_session_cookie};
+use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie};
 use crate::core::directory::{self, User};
 use crate::core::error::{AuthError, Category, errcode};
 use crate::core::flow::LoginFlow;
@@ -192,21 +192,25 @@ fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         Some("web") => Some(LoginFlow::Web),
         _ => None,
     };
-    start_login(ctx, entry, return_to, flow)
+    start_login(ctx, entry, return_to, flow, false)
 }
 
-/// 302 to WeCom with the pre-auth cookie.
+/// 302 to WeCom with the pre-auth cookie (the logins already in flight in
+/// this browser kept in it).
 fn start_login<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
     entry: &Entry,
     return_to: Option<String>,
     force_flow: Option<LoginFlow>,
+    restarted: bool,
 ) -> Response {
     let request = AuthorizeRequest {
         user_agent: ctx.request.user_agent().to_owned(),
         return_to,
         force_flow,
         language: ctx.language_known.then_some(ctx.language),
+        pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
+        restarted,
     };
     let mut random = [0u8; RANDOM_BYTES];
     random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
@@ -261,10 +265,20 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 && current_session(ctx)
                     .is_ok_and(|s| s.verified.claims.authenticator == authenticator.name) =>
         {
-            Response::redirect(302, &return_to).with_header(
-                "set-cookie",
-                cleared_pre_auth_cookie(authenticator).set_cookie,
-            )
+            // The pre-auth cookie stays: other logins may be in flight in it.
+            Response::redirect(302, &return_to)
+        }
+        // Some WeCom webviews (workbench links, some Android builds) drop the
+        // pre-auth cookie: inside the client, start the in-client login again
+        // at once, silently. The new state says it is a restart, so a second
+        // loss shows the error instead of looping.
+        Err(AuthError::StateRejected(StateRejection::MissingCookie))
+            if is_wecom(ctx.request)
+                && state::claimed(state).is_some_and(|claimed| {
+                    claimed.flow == LoginFlow::InClient && !claimed.restarted
+                }) =>
+        {
+            start_login(ctx, entry, None, Some(LoginFlow::InClient), true)
         }
         Err(e) => error_response(ctx, &e, Some(&authenticator.name)),
     }
@@ -472,7 +486,7 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             if let Some(entry) = ctx.config.auto_login()
                 && is_wecom(ctx.request)
             {
-                return start_login(ctx, entry, return_to, None);
+                return start_login(ctx, entry, return_to, None, false);
             }
             Response::redirect(
                 302,

@@ -44,6 +44,7 @@ pub fn authorize_request(user_agent: &str, return_to: Option<&str>) -> Authorize
         return_to: return_to.map(Into::into),
         force_flow: None,
         language: None,
+        pre_auth_cookie: None,
     }
 }
 
