@@ -837,3 +837,63 @@ async fn a_pre_auth_cookie_lost_in_the_wecom_webview_restarts_the_login_once() {
     let back = sim.login(start.location(), "zhangsan").await.unwrap();
     assert_eq!(desktop.get(&front, &back).await.status, 401);
 }
+
+/// Identity headers carry any name and email: emoji, non-ASCII, `+`, blanks,
+/// `%`. Decoded with a standard URL decoder (RFC 3986 percent-decoding, and
+/// form decoding, which reads `+` as a blank), each gives the value back.
+#[tokio::test]
+async fn identity_headers_decode_with_a_standard_url_decoder() {
+    let mut model = Model::sample();
+    let zhangsan = model.corps[0]
+        .members
+        .iter_mut()
+        .find(|m| m.userid == "zhangsan")
+        .unwrap();
+    zhangsan.name = "Zoë 张三 😀 100% + more".into();
+    zhangsan.biz_mail = Some("zoe+work@example.com".into());
+    let sim = Simulator::start(model).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let done = phone
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let verified = phone.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(verified.status, 200);
+    for (header, expected) in [
+        ("x-user-name", "Zoë 张三 😀 100% + more"),
+        ("x-user-email", "zoe+work@example.com"),
+        ("x-wecom-userid", "zhangsan"),
+    ] {
+        let raw = verified.header(header).unwrap();
+        assert!(raw.is_ascii(), "{header}: {raw}");
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .unwrap();
+        assert_eq!(decoded, expected, "{header}: {raw}");
+        let form: String = url::form_urlencoded::parse(format!("v={raw}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(form, expected, "{header} (form decoding): {raw}");
+    }
+}
+
+/// Nginx passes the original request in `X-Original-URI` (a header keeps
+/// `&` and `%` as they are, where a query parameter loses all but the first
+/// parameter); a 401 from `/verify` names the login that returns there.
+#[tokio::test]
+async fn verify_names_the_login_that_returns_to_the_original_request_intact() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let original = "/docs/Q3%20report.pdf?a=1&b=%2F2&c=%E6%96%87";
+    for header in ["x-original-uri", "x-forwarded-uri"] {
+        let refused = front
+            .send("GET", "/auth/wecom/verify", &[(header, original)], b"")
+            .await;
+        assert_eq!(refused.status, 401);
+        let login = refused.header("x-wecom-login").unwrap().to_owned();
+        let mut phone = Browser::new(WECOM_ANDROID);
+        let done = phone.log_in(&front, &sim, &login, "zhangsan").await;
+        assert_eq!((done.status, done.location()), (302, original), "{header}");
+    }
+}

@@ -226,11 +226,14 @@ pub fn language(request: &Request, params: &Params) -> (Language, bool) {
 }
 
 /// Bytes of identity header values that get percent-encoded: controls,
-/// non-ASCII (UTF-8 bytes) and `%` itself, so decoding is unambiguous.
-const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b'%');
+/// non-ASCII (UTF-8 bytes), `%` itself, and `+` (form decoders read it as a
+/// blank), so decoding is unambiguous with any URL decoder.
+const HEADER_VALUE: &AsciiSet = &CONTROLS.add(b'%').add(b'+');
 
-/// An identity header value: ASCII as is, everything else percent-encoded
-/// UTF-8 (`张三` → `%E5%BC%A0%E4%B8%89`). Decode with any URL decoder.
+/// An identity header value: printable ASCII as is but `%` and `+`, every
+/// other byte percent-encoded UTF-8 (`张三` → `%E5%BC%A0%E4%B8%89`,
+/// `a+b@x.cn` → `a%2Bb@x.cn`). Any URL decoder gets the value back: RFC 3986
+/// percent-decoding, and form decoding too (which reads `+` as a blank).
 pub fn identity_header_value(value: &str) -> String {
     utf8_percent_encode(value, HEADER_VALUE).to_string()
 }

@@ -409,6 +409,19 @@ fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// client sent is read or echoed. With `?redirect=1` (for proxies that hand
 /// the answer to the browser: Traefik, Envoy) no session is a 302 to the
 /// login route, back to `X-Forwarded-Uri`; Nginx needs the plain 401.
+/// On a 401 from `/verify`: the login path that returns to the original
+/// request (Nginx: `auth_request_set $wecom_login $upstream_http_x_wecom_login`).
+const LOGIN_HEADER: &str = "x-wecom-login";
+
+/// The original request's path and query, as the proxy passed it:
+/// `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-URI` (the Nginx
+/// convention, `proxy_set_header X-Original-URI $request_uri`).
+fn original_uri(request: &Request) -> Option<&str> {
+    ["x-forwarded-uri", "x-original-uri"]
+        .into_iter()
+        .find_map(|name| request.header(name))
+}
+
 fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match current_session(ctx) {
         Ok(session) => {
@@ -430,18 +443,17 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             add("x-user-mobile", user.mobile.as_deref());
             response
         }
-        Err(e)
-            if e.category() == Category::SessionInvalid
-                && matches!(ctx.params.get("redirect"), Some("1" | "true")) =>
-        {
-            let back = ctx
-                .request
-                .header("x-forwarded-uri")
-                .and_then(return_path::sanitize);
-            Response::redirect(
-                302,
-                &login_path(&ctx.config.route_prefix, None, back.as_deref()),
-            )
+        Err(e) if e.category() == Category::SessionInvalid => {
+            // Where to log in to come back to the original request, intact:
+            // the proxy tells it in a header (unlike a query parameter, a
+            // header carries `&` and `%` as they are).
+            let back = original_uri(ctx.request).and_then(return_path::sanitize);
+            let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
+            if matches!(ctx.params.get("redirect"), Some("1" | "true")) {
+                return Response::redirect(302, &login);
+            }
+            Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body())
+                .with_header(LOGIN_HEADER, login)
         }
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
