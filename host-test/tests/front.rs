@@ -897,3 +897,99 @@ async fn verify_names_the_login_that_returns_to_the_original_request_intact() {
         assert_eq!((done.status, done.location()), (302, original), "{header}");
     }
 }
+
+/// Logout ends the user's sessions; logging in again at once (within the
+/// same second, on any instance) gives a session that counts.
+#[tokio::test]
+async fn logging_in_again_right_after_logout_gives_a_live_session() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    phone
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    let old = phone.cookies["wecom_auth_session"].clone();
+    for round in 0..3 {
+        let out = phone.request(&front, "POST", "/auth/wecom/logout").await;
+        assert_eq!(out.status, 303, "{}", out.body);
+        assert_eq!(phone.get(&front, "/auth/wecom/me").await.status, 401);
+        let done = phone
+            .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+            .await;
+        assert_eq!(done.status, 302, "{}", done.body);
+        let me = phone.get(&front, "/auth/wecom/me").await;
+        assert_eq!(me.status, 200, "round {round}: {}", me.body);
+    }
+    // A copy of a session ended by logout stays ended.
+    let mut thief = Browser::new(CHROME);
+    thief.cookies.insert("wecom_auth_session".into(), old);
+    assert_eq!(thief.get(&front, "/auth/wecom/me").await.status, 401);
+}
+
+/// WeCom compares userids ignoring case: a member bound as `ZhangSan` whose
+/// later QR login says `zhangsan` is the same member, and an admin may unbind
+/// with any spelling.
+#[tokio::test]
+async fn a_userid_in_another_case_is_the_same_member() {
+    let spelled = |userid: &str| {
+        let mut model = Model::sample();
+        for member in &mut model.corps[0].members {
+            if member.userid == "zhangsan" {
+                member.userid = userid.into();
+            }
+        }
+        model
+    };
+    let sim = Simulator::start(spelled("ZhangSan")).await.unwrap();
+    let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let provisioned = front
+        .send(
+            "POST",
+            "/auth/wecom/admin/users",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            br#"{"id":"alice","name":"Alice","mobile":"13800000000"}"#,
+        )
+        .await;
+    assert_eq!(provisioned.status, 200, "{}", provisioned.body);
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let bound = phone
+        .log_in(&front, &sim, "/auth/wecom/login", "ZhangSan")
+        .await;
+    assert_eq!(bound.status, 302, "{}", bound.body);
+    // Later WeCom spells the member in lowercase: a QR login (which never
+    // carries a mobile) finds the binding.
+    let sim_lower = Simulator::start(spelled("zhangsan")).await.unwrap();
+    let mut front_lower = Front::new(&sim_lower, &[("admin_token", ADMIN_TOKEN)]);
+    front_lower.kv = front.kv.clone();
+    let mut desktop = Browser::new(CHROME);
+    let qr = desktop
+        .log_in(&front_lower, &sim_lower, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(qr.status, 302, "{}", qr.body);
+    let me = desktop.get(&front_lower, "/auth/wecom/me").await.json();
+    assert_eq!(me["user"]["id"], "alice", "{me}");
+    assert_eq!(me["user"]["bindings"][0]["wecom_userid"], "ZhangSan");
+    let unbound = front_lower
+        .send(
+            "DELETE",
+            "/auth/wecom/admin/bindings/wecom/ZHANGSAN",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
+    assert_eq!(unbound.status, 200, "{}", unbound.body);
+    let alice = front_lower
+        .send(
+            "GET",
+            "/auth/wecom/admin/users/alice",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+        .json();
+    assert_eq!(alice["bindings"], serde_json::json!([]), "{alice}");
+}
