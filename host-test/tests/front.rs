@@ -83,6 +83,29 @@ impl Front {
         }
     }
 
+    /// A CSV import through the admin API: its JSON answer.
+    async fn import_csv(&self, csv: &str) -> Value {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "text/csv"),
+        ];
+        let target = "/auth/wecom/admin/users/import";
+        let reply = self.send("POST", target, &headers, csv.as_bytes()).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    }
+
+    /// An admin API read, as JSON, with the admin token.
+    async fn admin_get(&self, target: &str) -> Value {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let reply = self
+            .send("GET", target, &[("authorization", &auth)], b"")
+            .await;
+        assert_eq!(reply.status, 200, "{target}: {}", reply.body);
+        reply.json()
+    }
+
     /// One request, in a fresh instance.
     async fn send(
         &self,
@@ -524,23 +547,13 @@ async fn spoofed_identity_headers_never_reach_the_answer() {
 async fn imported_mobiles_in_any_spelling_match_the_members_at_first_login() {
     let sim = Simulator::start(Model::sample()).await.unwrap();
     let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
-    let auth = format!("Bearer {ADMIN_TOKEN}");
     let csv = "name,mobile\n\
                Zhang,１３８ ００００ ００００\n\
                Li,0086 139-0000-0001\n\
                Hong Kong,＋８５２ ９１２３ ４５６７\n\
                Float,13700000002.0\n\
                Broken,1.38E+10\n";
-    let reply = front
-        .send(
-            "POST",
-            "/auth/wecom/admin/users/import",
-            &[("authorization", &auth), ("content-type", "text/csv")],
-            csv.as_bytes(),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let result = reply.json();
+    let result = front.import_csv(csv).await;
     assert_eq!(
         (result["imported"].as_u64(), result["failed"].as_u64()),
         (Some(4), Some(1)),
@@ -553,15 +566,7 @@ async fn imported_mobiles_in_any_spelling_match_the_members_at_first_login() {
         why.contains("mobile") && why.contains("scientific"),
         "{why}"
     );
-    let users = front
-        .send(
-            "GET",
-            "/auth/wecom/admin/users",
-            &[("authorization", &auth)],
-            b"",
-        )
-        .await
-        .json();
+    let users = front.admin_get("/auth/wecom/admin/users").await;
     let mut mobiles: Vec<String> = users["users"]
         .as_array()
         .unwrap()
@@ -578,15 +583,7 @@ async fn imported_mobiles_in_any_spelling_match_the_members_at_first_login() {
         .log_in(&front, &sim, "/auth/wecom/login", "lisi")
         .await;
     assert_eq!(done.status, 302, "{}", done.body);
-    let users = front
-        .send(
-            "GET",
-            "/auth/wecom/admin/users",
-            &[("authorization", &auth)],
-            b"",
-        )
-        .await
-        .json();
+    let users = front.admin_get("/auth/wecom/admin/users").await;
     let li = users["users"]
         .as_array()
         .unwrap()
@@ -607,16 +604,7 @@ async fn admins_import_csv_through_the_component() {
     let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let csv = "name,mobile,email\n\"Li, Si\",139 0000 0001,lisi@example.com\nbad,12,\n";
-    let reply = front
-        .send(
-            "POST",
-            "/auth/wecom/admin/users/import",
-            &[("authorization", &auth), ("content-type", "text/csv")],
-            csv.as_bytes(),
-        )
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let result = reply.json();
+    let result = front.import_csv(csv).await;
     assert_eq!(
         (result["imported"].as_u64(), result["failed"].as_u64()),
         (Some(1), Some(1))
@@ -636,15 +624,7 @@ async fn admins_import_csv_through_the_component() {
         .log_in(&front, &sim, "/auth/wecom/login", "lisi")
         .await;
     assert_eq!(done.status, 302, "{}", done.body);
-    let users = front
-        .send(
-            "GET",
-            "/auth/wecom/admin/users",
-            &[("authorization", &auth)],
-            b"",
-        )
-        .await
-        .json();
+    let users = front.admin_get("/auth/wecom/admin/users").await;
     assert_eq!(users["users"][0]["name"], "李四", "refreshed from WeCom");
     assert_eq!(users["users"][0]["bindings"][0]["wecom_userid"], "lisi");
     // More than 1 MiB is refused.
@@ -982,14 +962,6 @@ async fn a_userid_in_another_case_is_the_same_member() {
         )
         .await;
     assert_eq!(unbound.status, 200, "{}", unbound.body);
-    let alice = front_lower
-        .send(
-            "GET",
-            "/auth/wecom/admin/users/alice",
-            &[("authorization", &auth)],
-            b"",
-        )
-        .await
-        .json();
+    let alice = front_lower.admin_get("/auth/wecom/admin/users/alice").await;
     assert_eq!(alice["bindings"], serde_json::json!([]), "{alice}");
 }

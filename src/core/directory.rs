@@ -620,18 +620,18 @@ mod tests {
         web_login: true,
     };
 
+    /// `alice` provisioned with a mobile, then bound at the in-client login
+    /// of the member WeCom spells `ZhangWu`.
+    fn alice_bound_as_zhangwu(kv: &MemoryKv) -> (User, Outcome) {
+        provision(kv, "13800000000");
+        let login = profile(Some("13800000000"));
+        resolve_login(kv, &member("ZhangWu"), &login, IN_CLIENT_SIGNUP, NOW).unwrap()
+    }
+
     #[test]
     fn a_userid_is_one_member_whatever_its_case() {
         let kv = MemoryKv::default();
-        provision(&kv, "13800000000");
-        let (bound, outcome) = resolve_login(
-            &kv,
-            &member("ZhangWu"),
-            &profile(Some("13800000000")),
-            IN_CLIENT_SIGNUP,
-            NOW,
-        )
-        .unwrap();
+        let (bound, outcome) = alice_bound_as_zhangwu(&kv);
         assert_eq!((bound.id.as_str(), outcome), ("alice", Outcome::NewlyBound));
         // A later QR login spells it otherwise: still the bound member.
         for spelling in ["zhangwu", "ZHANGWU", "ZhangWu"] {
@@ -676,15 +676,7 @@ mod tests {
     #[test]
     fn a_binding_kept_under_its_old_mixed_case_key_is_still_found_and_unbound() {
         let kv = MemoryKv::default();
-        provision(&kv, "13800000000");
-        resolve_login(
-            &kv,
-            &member("ZhangWu"),
-            &profile(Some("13800000000")),
-            IN_CLIENT_SIGNUP,
-            NOW,
-        )
-        .unwrap();
+        alice_bound_as_zhangwu(&kv);
         // As an earlier release kept it: the exact spelling in the key.
         let id = kv.get(&binding_key(&member("ZhangWu"))).unwrap().unwrap();
         kv.delete(&binding_key(&member("ZhangWu"))).unwrap();
