@@ -542,15 +542,10 @@ pub fn list(kv: &impl KeyValue, cursor: Option<&str>, limit: u32) -> Result<User
     ids.sort();
     let more = ids.len() > limit as usize;
     ids.truncate(limit as usize);
-    let keys: Vec<String> = ids.iter().map(|id| user_key(id)).collect();
-    let mut users = Vec::with_capacity(keys.len());
-    for (key, value) in keys.iter().zip(kv.get_many(&keys)?) {
-        if let Some(bytes) = value {
-            users.push(
-                serde_json::from_slice::<User>(&bytes)
-                    .map_err(|e| AuthError::Store(format!("record {key:?} is unreadable: {e}")))?,
-            );
-        }
+    // One `get` per user: `get-many` is broken on Spin 3.6's Redis store.
+    let mut users = Vec::with_capacity(ids.len());
+    for id in &ids {
+        users.extend(find_by_id(kv, id)?);
     }
     let cursor = if more { ids.last().cloned() } else { None };
     Ok(UserPage { users, cursor })

@@ -244,9 +244,9 @@ pub fn complete_callback(
             wecom_userid: identity.userid.clone(),
         },
     );
-    // The store has no expiry: about one login in 64 (by its random nonce)
-    // removes the markers of states that can no longer come back.
-    if verified.nonce[0] < 4 {
+    // The store has no expiry: one login in 16 (by its random nonce) sweeps
+    // a bounded number of markers of states that can no longer come back.
+    if verified.nonce[0] < 16 {
         let _ = used_states::sweep(kv, now);
     }
     let token = session::issue(
@@ -624,37 +624,46 @@ mod tests {
             s.auto_signup = true;
             let a = s.check().unwrap();
             let kv = MemoryKv::default();
-            kv.set("used-state/old", br#"{"expires_at":1}"#).unwrap();
-            kv.set("used-state/garbage", b"?").unwrap();
-            kv.set(
-                "used-state/live",
-                format!(r#"{{"expires_at":{}}}"#, NOW + 60).as_bytes(),
-            )
-            .unwrap();
-            // Seed 9: a nonce that does not sweep; seed 0 does (nonce[0] < 4).
-            complete(
-                &a,
-                &started(&a, LoginFlow::InClient, 9),
-                NOW,
-                &in_client_script(),
-                &kv,
-            )
-            .unwrap();
-            assert!(kv.get("used-state/old").unwrap().is_some());
+            let markers = |kv: &MemoryKv| {
+                kv.keys()
+                    .into_iter()
+                    .filter(|k| k.starts_with("used-state"))
+                    .collect::<Vec<_>>()
+            };
+            // Seeds of 16 and more give nonces that do not sweep.
+            for seed in 20..23 {
+                let warm = in_client_script();
+                if seed > 20 {
+                    warm.answers.borrow_mut().pop_front();
+                }
+                complete(&a, &started(&a, LoginFlow::InClient, seed), NOW, &warm, &kv).unwrap();
+            }
+            // Three markers, numbered in one window: three slots and a count.
+            assert_eq!(markers(&kv).len(), 3 + 3 + 1, "{:?}", markers(&kv));
+            // Long after those states expired, a sweeping login (seed 0)
+            // removes them and keeps its own.
+            let later = NOW + 3 * 600;
             let warm = in_client_script();
             warm.answers.borrow_mut().pop_front();
-            complete(&a, &started(&a, LoginFlow::InClient, 0), NOW, &warm, &kv).unwrap();
-            let markers: Vec<String> = kv
-                .keys()
-                .into_iter()
-                .filter(|k| k.starts_with("used-state/"))
-                .collect();
+            let request = AuthorizeRequest {
+                force_flow: Some(LoginFlow::InClient),
+                ..request(CHROME, None)
+            };
+            let auth = authorize(&a, &request, later, &[0; RANDOM_BYTES]).unwrap();
+            let callback = CallbackRequest {
+                code: "CODE".into(),
+                state: auth.url.split("state=").nth(1).unwrap()[..84].to_owned(),
+                pre_auth_cookie: Some(auth.pre_auth_cookie.value),
+                user_agent: CHROME.into(),
+            };
+            complete(&a, &callback, later, &warm, &kv).unwrap();
+            let left = markers(&kv);
             assert_eq!(
-                markers.len(),
-                3,
-                "{markers:?}: two logins' markers and the live one"
+                left.iter().filter(|k| k.starts_with("used-state/")).count(),
+                1,
+                "{left:?}: only the live login's marker"
             );
-            assert!(markers.contains(&"used-state/live".to_owned()));
+            assert_eq!(kv.faults().count(host_drafts::keyvalue::Op::ListKeys), 0);
         }
 
         #[test]

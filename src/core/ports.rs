@@ -42,10 +42,9 @@ pub trait KeyValue {
     fn cas(&self, key: &str) -> Result<Self::Cas, StoreError>;
     fn cas_current(&self, cas: &Self::Cas) -> Result<Option<Vec<u8>>, StoreError>;
     fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Swap<Self::Cas>, StoreError>;
-
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        keys.iter().map(|key| self.get(key)).collect()
-    }
+    /// Adds `delta` to the counter at `key` atomically (absent: 0) and answers
+    /// the sum; `delta = 0` reads it.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
 }
 
 /// Conflicts one update may meet before giving up: each means another writer
@@ -103,10 +102,21 @@ where
         };
         match change(current.as_ref())? {
             Update::Keep => return Ok((current, false)),
-            Update::Write(next) => match kv.swap(cas, &encode(&next))? {
-                Swap::Done => return Ok((Some(next), true)),
-                Swap::Conflict(fresh) => cas = fresh,
-            },
+            Update::Write(next) => {
+                let bytes = encode(&next);
+                match kv.swap(cas, &bytes)? {
+                    Swap::Done => return Ok((Some(next), true)),
+                    // A conflict whose key now holds exactly what this swap
+                    // wrote: the write landed and the host misreported it
+                    // (Spin 3.6's Redis store sends `UNWATCH key`, which Redis
+                    // refuses, after every EXEC). Any other writer's value
+                    // differs and is retried against.
+                    Swap::Conflict(fresh) if kv.cas_current(&fresh)?.as_deref() == Some(&bytes) => {
+                        return Ok((Some(next), true));
+                    }
+                    Swap::Conflict(fresh) => cas = fresh,
+                }
+            }
         }
     }
     Err(AuthError::Store(format!(
@@ -158,6 +168,8 @@ pub trait Transport {
 #[cfg(test)]
 pub struct MemoryKv {
     store: host_drafts::keyvalue::MemoryStore,
+    /// Swaps that write, then answer a conflict (as Spin 3.6's Redis store does).
+    pub misreport_swaps: std::cell::Cell<bool>,
 }
 
 #[cfg(test)]
@@ -173,6 +185,7 @@ mod memory {
         fn default() -> Self {
             MemoryKv {
                 store: MemoryStore::new(CasMode::Strict, &[DEFAULT_STORE]),
+                misreport_swaps: std::cell::Cell::new(false),
             }
         }
     }
@@ -252,6 +265,13 @@ mod memory {
             Ok(cas.seen.as_ref().map(|(_, v)| v.clone()))
         }
 
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+            self.guarded(Op::Increment, key, || {
+                self.store.increment(DEFAULT_STORE, key, delta)
+            })?
+            .map_err(|e| StoreError(format!("increment: {e:?}")))
+        }
+
         fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap<MemoryCas>, StoreError> {
             let expected = cas.seen.as_ref().map(|(version, _)| *version);
             let outcome = self.guarded(Op::Swap, &cas.key, || {
@@ -259,6 +279,10 @@ mod memory {
                     .swap_versioned(DEFAULT_STORE, &cas.key, expected, value)
             })?;
             Ok(match outcome {
+                Ok(()) if self.misreport_swaps.get() => Swap::Conflict(MemoryCas {
+                    seen: self.store.versioned(DEFAULT_STORE, &cas.key),
+                    key: cas.key,
+                }),
                 Ok(()) => Swap::Done,
                 Err(now) => Swap::Conflict(MemoryCas {
                     key: cas.key,
@@ -287,6 +311,27 @@ mod tests {
         assert_eq!((written, wrote), (Some(6), true));
         let (kept, wrote) = update_json::<u32, _>(&kv, "n", |_| Ok(Update::Keep)).unwrap();
         assert_eq!((kept, wrote), (Some(6), false));
+    }
+
+    #[test]
+    fn a_swap_that_wrote_but_answered_a_conflict_counts_as_done() {
+        let kv = MemoryKv::default();
+        kv.misreport_swaps.set(true);
+        let (written, wrote) = update_json::<u32, _>(&kv, "n", |current| {
+            Ok(Update::Write(current.map_or(1, |n| n + 1)))
+        })
+        .unwrap();
+        assert_eq!((written, wrote), (Some(1), true));
+        let (written, _) = update_json::<u32, _>(&kv, "n", |current| {
+            Ok(Update::Write(current.map_or(1, |n| n + 1)))
+        })
+        .unwrap();
+        assert_eq!(
+            written,
+            Some(2),
+            "one increment per update, not one per retry"
+        );
+        assert_eq!(kv.faults().count(host_drafts::keyvalue::Op::Swap), 2);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 
 use crate::core::ports::{KeyPage, KeyValue, StoreError, Swap};
 
-use super::bindings::wasi::keyvalue::{atomics, batch, store};
+use super::bindings::wasi::keyvalue::{atomics, store};
 
 /// The store every piece of state lives in (Spin: `key_value_stores = ["default"]`).
 pub const STORE_NAME: &str = "default";
@@ -88,6 +88,10 @@ impl KeyValue for WasiKv {
         cas.current().map_err(|e| failed("cas current", e))
     }
 
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        atomics::increment(self.bucket()?, key, delta).map_err(|e| failed("increment", e))
+    }
+
     fn swap(&self, cas: atomics::Cas, value: &[u8]) -> Result<Swap<atomics::Cas>, StoreError> {
         match atomics::swap(cas, value) {
             Ok(()) => Ok(Swap::Done),
@@ -96,11 +100,7 @@ impl KeyValue for WasiKv {
         }
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = batch::get_many(self.bucket()?, keys).map_err(|e| failed("get-many", e))?;
-        // Answers come keyed; keep the order asked for whatever the host does.
-        let mut by_key: std::collections::HashMap<String, Option<Vec<u8>>> =
-            found.into_iter().collect();
-        Ok(keys.iter().map(|k| by_key.remove(k).flatten()).collect())
-    }
+    // No `get-many` override: Spin 3.6's Redis store implements it with `KEYS`
+    // (its Redis client then panics and the request fails), so the core's
+    // default, one `get` per key, serves every store Spin ships.
 }

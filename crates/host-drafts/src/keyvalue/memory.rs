@@ -181,6 +181,12 @@ impl MemoryStore {
     }
 
     pub(crate) async fn op_increment(&self, bucket: &str, key: &str, delta: i64) -> Outcome<i64> {
+        self.increment(bucket, key, delta)
+    }
+
+    /// Adds `delta` to the counter at `key` (absent: 0), atomically, as
+    /// `wasi:keyvalue/atomics.increment` does; for embedders calling directly.
+    pub fn increment(&self, bucket: &str, key: &str, delta: i64) -> Outcome<i64> {
         let mut buckets = self.lock();
         let current = parse_counter(key, buckets.read(bucket, key).map(|e| &e.value[..]))?;
         let next = super::shared::add(key, current, delta)?;
