@@ -677,10 +677,10 @@ async fn nothing_the_host_records_or_the_caller_sees_carries_a_secret_to_a_brows
 async fn a_store_fault_at_each_write_of_a_first_login_then_a_clean_retry_gives_one_user() {
     for provisioned in [false, true] {
         // A first login writes: token cache, used state, its sweep number
-        // (increment) and slot, mobile index, user, binding, finished state.
-        // Fail each in turn.
+        // (increment) and slot, mobile index, user index (sign-up only),
+        // user, binding, finished state. Fail each in turn.
         let mut failed_logins = 0;
-        for failing_write in 1..=8 {
+        for failing_write in 1..=9 {
             let f = fixture().await;
             if provisioned {
                 f.upsert(UserInput {
@@ -718,9 +718,9 @@ async fn a_store_fault_at_each_write_of_a_first_login_then_a_clean_retry_gives_o
             assert_eq!(by_mobile.map(|u| u.id), Some(users[0].id.clone()));
         }
         // The token cache, the sweep numbering and the finished-state marker
-        // are best effort; the used state, the index, the user and the
+        // are best effort; the used state, the indexes, the user and the
         // binding must each fail the login.
-        let expected_failures = if provisioned { 3 } else { 4 };
+        let expected_failures = if provisioned { 3 } else { 5 };
         assert_eq!(
             failed_logins, expected_failures,
             "provisioned: {provisioned}"

@@ -8,6 +8,7 @@
 //! | `user/<id>` | [`User`] |
 //! | `mobile/<normalised mobile>` | the id of the user with that mobile |
 //! | `binding/<authenticator>/<wecom userid, lowercase>` | the id of the bound user |
+//! | `user-index/<shard>` | the sorted ids of the users whose id hashes to the shard (16 shards) |
 //!
 //! WeCom compares userids ignoring case (its create-member API, doc 90195:
 //! the userid is unique "不区分大小写"), so `ZhangWu` and `zhangwu` are one
@@ -24,6 +25,11 @@
 //!   index is the commit point (`binding/` after the user lists the binding).
 //!   A failure at any step leaves nothing a later login misreads, and the retry
 //!   redoes the same writes.
+//! - Listing users reads the 16 `user-index/` shards, never the store's key
+//!   list (Spin's Redis store lists with `KEYS *`, the whole database). An id
+//!   enters its shard before its record is written and leaves it after the
+//!   record is deleted, so the index never misses a user; an id without a
+//!   record is skipped. Shards spread concurrent sign-ups over 16 keys.
 //! - A user created by sign-up gets an id derived from (authenticator, WeCom
 //!   userid), so racing first logins of one member all write the same user,
 //!   even on stores whose compare-and-swap on an absent key is an upsert
@@ -34,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::AuthError;
 use super::mobile;
-use super::ports::{KeyValue, Update, all_keys, get_json, update_json};
+use super::ports::{KeyValue, Update, get_json, update_json};
 
 pub const USER_PREFIX: &str = "user/";
 pub const MAX_PAGE: u32 = 1000;
@@ -143,6 +149,51 @@ pub struct MatchPolicy {
 
 pub fn user_key(id: &str) -> String {
     format!("{USER_PREFIX}{id}")
+}
+
+/// Shards of the user index.
+const INDEX_SHARDS: u8 = 16;
+
+fn index_key(shard: u8) -> String {
+    format!("user-index/{shard:x}")
+}
+
+fn shard_of(id: &str) -> u8 {
+    Sha256::digest(id.as_bytes())[0] % INDEX_SHARDS
+}
+
+/// Adds `id` to its index shard (no write when it is there already).
+fn index_add(kv: &impl KeyValue, id: &str) -> Result<(), AuthError> {
+    update_json::<Vec<String>, _>(kv, &index_key(shard_of(id)), |current| {
+        let ids = current.cloned().unwrap_or_default();
+        Ok(match ids.binary_search_by(|probe| probe.as_str().cmp(id)) {
+            Ok(_) => Update::Keep,
+            Err(at) => {
+                let mut next = ids;
+                next.insert(at, id.to_owned());
+                Update::Write(next)
+            }
+        })
+    })?;
+    Ok(())
+}
+
+/// Removes `id` from its index shard.
+fn index_remove(kv: &impl KeyValue, id: &str) -> Result<(), AuthError> {
+    update_json::<Vec<String>, _>(kv, &index_key(shard_of(id)), |current| {
+        let Some(ids) = current else {
+            return Ok(Update::Keep);
+        };
+        Ok(match ids.binary_search_by(|probe| probe.as_str().cmp(id)) {
+            Ok(at) => {
+                let mut next = ids.clone();
+                next.remove(at);
+                Update::Write(next)
+            }
+            Err(_) => Update::Keep,
+        })
+    })?;
+    Ok(())
 }
 
 pub fn mobile_key(mobile: &str) -> String {
@@ -280,6 +331,7 @@ fn create(
     if let Some(mobile) = &profile.mobile {
         kv.set(&mobile_key(mobile), &json_string(&id))?;
     }
+    index_add(kv, &id)?;
     let mut created = false;
     let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         created = current.is_none();
@@ -436,6 +488,7 @@ pub fn upsert(
     if let Some(m) = &mobile {
         kv.set(&mobile_key(m), &json_string(&id))?;
     }
+    index_add(kv, &id)?;
     let mut previous_mobile = None;
     let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         previous_mobile = current.and_then(|u| u.mobile.clone());
@@ -480,6 +533,7 @@ pub fn delete(kv: &impl KeyValue, id: &str) -> Result<bool, AuthError> {
         drop_index_if_points_to(kv, &mobile_key(m), id)?;
     }
     kv.delete(&user_key(id))?;
+    index_remove(kv, id)?;
     Ok(true)
 }
 
@@ -534,11 +588,15 @@ pub fn list(kv: &impl KeyValue, cursor: Option<&str>, limit: u32) -> Result<User
             format!("must be 1 to {MAX_PAGE}"),
         ));
     }
-    let mut ids: Vec<String> = all_keys(kv)?
-        .into_iter()
-        .filter_map(|key| key.strip_prefix(USER_PREFIX).map(str::to_owned))
-        .filter(|id| cursor.is_none_or(|c| id.as_str() > c))
-        .collect();
+    let mut ids = Vec::new();
+    for shard in 0..INDEX_SHARDS {
+        let shard: Vec<String> = get_json(kv, &index_key(shard))?.unwrap_or_default();
+        ids.extend(
+            shard
+                .into_iter()
+                .filter(|id| cursor.is_none_or(|c| id.as_str() > c)),
+        );
+    }
     ids.sort();
     let more = ids.len() > limit as usize;
     ids.truncate(limit as usize);
@@ -965,7 +1023,45 @@ mod tests {
         );
         assert!(delete(&kv, &user.id).unwrap());
         assert!(!delete(&kv, &user.id).unwrap());
-        assert!(kv.keys().is_empty(), "{:?}", kv.keys());
+        // An index shard may stay, empty (deleting it could race an add).
+        let left = kv.keys();
+        assert!(
+            left.iter().all(|k| k.starts_with("user-index/")
+                && kv.get(k).unwrap().as_deref() == Some(&b"[]"[..])),
+            "{left:?}"
+        );
+    }
+
+    #[test]
+    fn listing_reads_the_index_never_the_store_key_list() {
+        let kv = MemoryKv::default();
+        for n in 0..40 {
+            let input = UserInput {
+                id: Some(format!("u{n:02}")),
+                name: format!("User {n}"),
+                mobile: None,
+                email: None,
+            };
+            upsert(&kv, &input, NOW, &RANDOM).unwrap();
+        }
+        resolve_login(&kv, &member("new"), &profile(None), IN_CLIENT_SIGNUP, NOW).unwrap();
+        // Unrelated keys (another app sharing Redis) are never listed.
+        kv.set("someone-else/user/x", b"1").unwrap();
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = list(&kv, cursor.as_deref(), 7).unwrap();
+            seen.extend(page.users.into_iter().map(|u| u.id));
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 41);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(delete(&kv, "u07").unwrap());
+        assert_eq!(list(&kv, None, 100).unwrap().users.len(), 40);
+        assert_eq!(kv.faults().count(host_drafts::keyvalue::Op::ListKeys), 0);
     }
 
     #[test]

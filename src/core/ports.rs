@@ -25,19 +25,14 @@ pub enum Swap<C> {
     Conflict(C),
 }
 
-/// One page of keys.
-pub struct KeyPage {
-    pub keys: Vec<String>,
-    pub cursor: Option<String>,
-}
-
-/// A bucket of `wasi:keyvalue@0.2.0-draft2`.
+/// A bucket of `wasi:keyvalue@0.2.0-draft2`. No `list-keys` and no
+/// `get-many`: Spin's Redis store answers the first with `KEYS *` (the whole
+/// database) and breaks on the second, so nothing here needs them.
 pub trait KeyValue {
     type Cas;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
-    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError>;
     /// Takes a compare-and-swap handle: what `key` holds now.
     fn cas(&self, key: &str) -> Result<Self::Cas, StoreError>;
     fn cas_current(&self, cas: &Self::Cas) -> Result<Option<Vec<u8>>, StoreError>;
@@ -124,20 +119,6 @@ where
     )))
 }
 
-/// Reads every key of the bucket, page by page.
-pub fn all_keys(kv: &impl KeyValue) -> Result<Vec<String>, StoreError> {
-    let mut keys = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = kv.list_keys(cursor.as_deref())?;
-        keys.extend(page.keys);
-        match page.cursor {
-            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
-            _ => return Ok(keys),
-        }
-    }
-}
-
 /// An HTTP request to the WeCom server API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -163,8 +144,7 @@ pub trait Transport {
 
 /// The in-memory store of the host crate (`host-drafts`, the one the harness
 /// and the gateway run on) as a core bucket, for native tests: real
-/// compare-and-swap, the same fault injection, and small `list-keys` pages so
-/// cursors are exercised.
+/// compare-and-swap and the same fault injection.
 #[cfg(test)]
 pub struct MemoryKv {
     store: host_drafts::keyvalue::MemoryStore,
@@ -176,10 +156,7 @@ pub struct MemoryKv {
 mod memory {
     use host_drafts::keyvalue::{CasMode, DEFAULT_STORE, FaultTiming, Faults, MemoryStore, Op};
 
-    use super::{KeyPage, KeyValue, MemoryKv, StoreError, Swap};
-
-    /// Keys per `list-keys` page: small, so tests follow cursors.
-    const PAGE: usize = 2;
+    use super::{KeyValue, MemoryKv, StoreError, Swap};
 
     impl Default for MemoryKv {
         fn default() -> Self {
@@ -237,19 +214,6 @@ mod memory {
 
         fn delete(&self, key: &str) -> Result<(), StoreError> {
             self.guarded(Op::Delete, key, || self.store.delete(DEFAULT_STORE, key))
-        }
-
-        fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
-            let keys = self.guarded(Op::ListKeys, "", || self.keys())?;
-            let after: Vec<String> = keys
-                .into_iter()
-                .filter(|k| cursor.is_none_or(|c| k.as_str() > c))
-                .take(PAGE + 1)
-                .collect();
-            let more = after.len() > PAGE;
-            let keys: Vec<String> = after.into_iter().take(PAGE).collect();
-            let cursor = more.then(|| keys.last().cloned()).flatten();
-            Ok(KeyPage { keys, cursor })
         }
 
         fn cas(&self, key: &str) -> Result<MemoryCas, StoreError> {
@@ -342,15 +306,6 @@ mod tests {
             get_json::<u32>(&kv, "k"),
             Err(AuthError::Store(_))
         ));
-    }
-
-    #[test]
-    fn all_keys_follows_cursors() {
-        let kv = MemoryKv::default();
-        for key in ["a", "b", "c", "d", "e"] {
-            kv.set(key, b"1").unwrap();
-        }
-        assert_eq!(all_keys(&kv).unwrap(), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]

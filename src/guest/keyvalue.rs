@@ -2,7 +2,7 @@
 
 use std::cell::OnceCell;
 
-use crate::core::ports::{KeyPage, KeyValue, StoreError, Swap};
+use crate::core::ports::{KeyValue, StoreError, Swap};
 
 use super::bindings::wasi::keyvalue::{atomics, store};
 
@@ -67,17 +67,6 @@ impl KeyValue for WasiKv {
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.bucket()?.delete(key).map_err(|e| failed("delete", e))
-    }
-
-    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, StoreError> {
-        let page = self
-            .bucket()?
-            .list_keys(cursor)
-            .map_err(|e| failed("list-keys", e))?;
-        Ok(KeyPage {
-            keys: page.keys,
-            cursor: page.cursor,
-        })
     }
 
     fn cas(&self, key: &str) -> Result<atomics::Cas, StoreError> {
