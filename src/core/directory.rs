@@ -30,6 +30,9 @@
 //!   enters its shard before its record is written and leaves it after the
 //!   record is deleted, so the index never misses a user; an id without a
 //!   record is skipped. Shards spread concurrent sign-ups over 16 keys.
+//!   (On Spin's SQLite store the very first write of a shard is an upsert:
+//!   two users created at that same moment can lose one index entry, and
+//!   with it their place in the admin listing, never their login.)
 //! - A user created by sign-up gets an id derived from (authenticator, WeCom
 //!   userid), so racing first logins of one member all write the same user,
 //!   even on stores whose compare-and-swap on an absent key is an upsert

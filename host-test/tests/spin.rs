@@ -1,0 +1,465 @@
+//! The built component in a real Spin (`spin up` of the project's own
+//! `spin.toml`, variables from `SPIN_VARIABLE_*`), against the WeCom
+//! simulator: the login flows, forward auth, logout, the admin API and 50
+//! concurrent first logins of one member, on Spin's default SQLite store and
+//! on Redis (`deploy/runtime-config.redis.toml`) with two Spin instances
+//! sharing it.
+//!
+//! Needs `spin` on `PATH` (Spin 3.x; `.ci/run` installs 3.6.3) and, for the
+//! Redis half, `redis-server`. Skipped with a message when missing; a failure
+//! when `WECOM_AUTH_REQUIRE_SPIN=1` (CI).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
+use host_test::COMPONENT_PATH;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use wecom_simulator::{Member, Model, Simulator, SimulatorHandle};
+
+const REQUIRE_SPIN_ENV: &str = "WECOM_AUTH_REQUIRE_SPIN";
+const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
+const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const WECOM_ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; PGU110 Build/UKQ1.230924.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 Mobile Safari/537.36 wxwork/4.1.20 MicroMessenger/7.0.1 NetType/4G Language/zh";
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// `spin` on `PATH`, or why the test skips (a failure when required).
+fn spin() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("spin"))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        let required = std::env::var(REQUIRE_SPIN_ENV).is_ok_and(|v| v == "1");
+        assert!(!required, "spin is not on PATH and {REQUIRE_SPIN_ENV}=1");
+        eprintln!(
+            "*** SKIPPED: the component is NOT tested in a real Spin: no `spin` on PATH \
+             (install Spin 3.x; CI installs ../shared/tools/install-spin). \
+             Set {REQUIRE_SPIN_ENV}=1 to make this a failure. ***"
+        );
+    }
+    found
+}
+
+/// The project's `spin.toml`, with `source` pointing at the component built
+/// from this tree; everything else as shipped.
+fn manifest(dir: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(Path::new(REPO).join("spin.toml")).unwrap();
+    let source = "source = \"target/wasm32-wasip2/release/wecom_auth.wasm\"";
+    assert!(shipped.contains(source), "spin.toml's source moved");
+    let manifest = shipped.replace(source, &format!("source = {COMPONENT_PATH:?}"));
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+/// `deploy/runtime-config.redis.toml` with the test's Redis URL.
+fn redis_runtime_config(dir: &Path, url: &str) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(Path::new(REPO).join("deploy/runtime-config.redis.toml")).unwrap();
+    let line = "url = \"redis://127.0.0.1:6379\"";
+    assert!(shipped.contains(line), "the runtime config's URL moved");
+    let path = dir.join("runtime-config.redis.toml");
+    std::fs::write(&path, shipped.replace(line, &format!("url = {url:?}"))).unwrap();
+    path
+}
+
+/// One `spin up`, stopped when dropped.
+struct SpinUp {
+    child: Child,
+    addr: SocketAddr,
+    /// From the start of `spin up` to its first answer.
+    cold_start: Duration,
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SpinUp {
+    /// `spin up` of the project's manifest on `127.0.0.1:port`, serving
+    /// `origin`, WeCom at the simulator.
+    async fn start(
+        spin: &Path,
+        app_dir: &Path,
+        port: u16,
+        origin: &str,
+        sim: &SimulatorHandle,
+        runtime_config: Option<&Path>,
+    ) -> SpinUp {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let base = sim.base_url();
+        let variables = [
+            ("corp_id", wecom_auth::example::CORP_ID.to_owned()),
+            ("agent_id", wecom_auth::example::AGENT_ID.to_owned()),
+            ("secret", wecom_auth::example::APP_SECRET.to_owned()),
+            ("origin", origin.to_owned()),
+            (
+                "signing_keys",
+                format!("k1:{}", wecom_auth::example::SIGNING_KEY),
+            ),
+            ("api_base", base.clone()),
+            ("oauth_base", base.clone()),
+            ("sso_base", base),
+            ("admin_token", ADMIN_TOKEN.to_owned()),
+            ("auto_signup", "true".to_owned()),
+        ];
+        let mut command = Command::new(spin);
+        command
+            .current_dir(app_dir)
+            .args(["up", "--from"])
+            .arg(manifest(app_dir))
+            .args(["--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(app_dir.join(format!("spin-{port}.log"))).unwrap(),
+            ));
+        if let Some(config) = runtime_config {
+            command.arg("--runtime-config-file").arg(config);
+        }
+        for (name, value) in variables {
+            command.env(
+                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
+                value,
+            );
+        }
+        let started = Instant::now();
+        let child = command.spawn().expect("spin up starts");
+        let mut up = SpinUp {
+            child,
+            addr,
+            cold_start: Duration::ZERO,
+        };
+        let deadline = started + Duration::from_secs(120);
+        loop {
+            if let Ok(reply) = send(addr, "GET", "/auth/wecom/", &[], b"").await {
+                assert_eq!(reply.status, 200, "{}", reply.body);
+                up.cold_start = started.elapsed();
+                return up;
+            }
+            if let Ok(Some(status)) = up.child.try_wait() {
+                let log = std::fs::read_to_string(app_dir.join(format!("spin-{port}.log")));
+                panic!("spin up exited with {status}: {}", log.unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "spin up never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn location(&self) -> &str {
+        self.header("location").unwrap_or_default()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<Reply> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(target)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::copy_from_slice(body)))?)
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A browser: a User-Agent and a cookie jar, talking to whichever instance
+/// it is given (as behind a load balancer).
+struct Browser {
+    user_agent: &'static str,
+    cookies: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new(user_agent: &'static str) -> Self {
+        Browser {
+            user_agent,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn request(&mut self, at: SocketAddr, method: &str, target: &str) -> Reply {
+        let target = match target.find("/auth/") {
+            Some(at) if target.starts_with("http") => &target[at..],
+            _ => target,
+        };
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = vec![("user-agent", self.user_agent)];
+        if !cookie.is_empty() {
+            headers.push(("cookie", cookie.as_str()));
+        }
+        let reply = send(at, method, target, &headers, b"").await.unwrap();
+        for (name, value) in &reply.headers {
+            if name.eq_ignore_ascii_case("set-cookie") {
+                let pair = value.split(';').next().unwrap();
+                let (k, v) = pair.split_once('=').unwrap();
+                if value.contains("Max-Age=0") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        reply
+    }
+
+    /// Starts a login on `start`, logs `who` in at WeCom, and brings the
+    /// callback to `finish` (another instance behind the same origin).
+    async fn log_in(
+        &mut self,
+        start: SocketAddr,
+        finish: SocketAddr,
+        sim: &SimulatorHandle,
+        who: &str,
+    ) -> Reply {
+        let begun = self.request(start, "GET", "/auth/wecom/login").await;
+        assert_eq!(begun.status, 302, "{}", begun.body);
+        let back = sim.login(begun.location(), who).await.unwrap();
+        self.request(finish, "GET", &back).await
+    }
+}
+
+async fn admin(
+    at: SocketAddr,
+    method: &str,
+    target: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Reply {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", content_type),
+    ];
+    send(at, method, target, &headers, body).await.unwrap()
+}
+
+/// The sample company plus `zhouqi`, a consenting member no user has yet.
+fn model(trusted: &str) -> Model {
+    let mut model = Model::sample().with_trusted_domain(trusted);
+    model.corps[0].members.push(Member {
+        userid: "zhouqi".into(),
+        name: "周七".into(),
+        mobile: Some("13500000005".into()),
+        ..Member::default()
+    });
+    model
+}
+
+/// The walk of the issue, `a` and `b` sharing one store: returns the median
+/// login time (start to session, through the simulator).
+async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
+    let (a, b) = (a.addr, b.addr);
+    // Admin: provision alice (张三's mobile), import lisi's row.
+    let alice = admin(
+        a,
+        "POST",
+        "/auth/wecom/admin/users",
+        "application/json",
+        br#"{"id":"alice","name":"Alice","mobile":"+86 138 0000 0000"}"#,
+    )
+    .await;
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    let import = admin(
+        b,
+        "POST",
+        "/auth/wecom/admin/users/import",
+        "text/csv",
+        "name,mobile\nLi Si,１３９ ００００ ０００１\n".as_bytes(),
+    )
+    .await;
+    assert_eq!(import.status, 200, "{}", import.body);
+    assert_eq!(import.json()["imported"], 1, "{}", import.body);
+
+    // A first in-client login matched by mobile, started on a, finished on b.
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let done = phone.log_in(a, b, sim, "zhangsan").await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let me = phone.request(a, "GET", "/auth/wecom/me").await;
+    assert_eq!(me.json()["user"]["id"], "alice", "{}", me.body);
+
+    // The bound member by QR code on a desktop browser.
+    let mut desktop = Browser::new(CHROME);
+    let qr = desktop.log_in(b, a, sim, "zhangsan").await;
+    assert_eq!(qr.status, 302, "{}", qr.body);
+
+    // Auto-signup: wangwu declines to share the mobile; a user is created.
+    let mut newcomer = Browser::new(WECOM_ANDROID);
+    assert_eq!(newcomer.log_in(a, a, sim, "wangwu").await.status, 302);
+
+    // Forward auth, then logout on one instance ends it on the other.
+    let verified = desktop.request(a, "GET", "/auth/wecom/verify").await;
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert_eq!(verified.header("x-user-id"), Some("alice"));
+    let out = desktop.request(b, "POST", "/auth/wecom/logout").await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    let mut copy = Browser::new(CHROME);
+    copy.cookies = phone.cookies.clone();
+    assert_eq!(
+        copy.request(a, "GET", "/auth/wecom/verify").await.status,
+        401
+    );
+    // Logging in again at once gives a live session.
+    assert_eq!(desktop.log_in(a, b, sim, "zhangsan").await.status, 302);
+    assert_eq!(
+        desktop.request(a, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+
+    // 50 concurrent first logins of one member, over both instances: one user.
+    let mut logins = tokio::task::JoinSet::new();
+    for n in 0..50 {
+        let (start, finish) = if n % 2 == 0 { (a, b) } else { (b, a) };
+        let sim = sim.clone();
+        logins.spawn(async move {
+            let started = Instant::now();
+            let mut phone = Browser::new(WECOM_ANDROID);
+            let begun = phone.request(start, "GET", "/auth/wecom/login").await;
+            assert_eq!(begun.status, 302, "{}", begun.body);
+            let back = sim.login(begun.location(), "zhouqi").await.unwrap();
+            let done = phone.request(finish, "GET", &back).await;
+            assert_eq!(done.status, 302, "login {n}: {}", done.body);
+            started.elapsed()
+        });
+    }
+    let mut times = Vec::new();
+    while let Some(time) = logins.join_next().await {
+        times.push(time.unwrap());
+    }
+    let users = admin(
+        a,
+        "GET",
+        "/auth/wecom/admin/users?limit=100",
+        "text/plain",
+        b"",
+    )
+    .await
+    .json();
+    let users = users["users"].as_array().unwrap().clone();
+    let zhouqi: Vec<&Value> = users
+        .iter()
+        .filter(|u| u["mobile"] == "13500000005")
+        .collect();
+    assert_eq!(zhouqi.len(), 1, "exactly one user for zhouqi: {users:?}");
+    let ids: Vec<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(users.len(), 4, "alice, lisi's row, wangwu, zhouqi: {ids:?}");
+
+    // Sequential logins, for the median.
+    let mut sequential = Vec::new();
+    for _ in 0..9 {
+        let started = Instant::now();
+        let mut again = Browser::new(CHROME);
+        assert_eq!(again.log_in(a, a, sim, "zhangsan").await.status, 302);
+        sequential.push(started.elapsed());
+    }
+    sequential.sort();
+    sequential[sequential.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_component_in_a_real_spin_on_its_default_sqlite_store() {
+    let Some(spin) = spin() else { return };
+    let dir = TempDir::new("spin-sqlite").unwrap();
+    let port = free_port().unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    // One instance: SQLite is a file of one `spin up`. The callback's origin
+    // is the instance's own address.
+    let up = SpinUp::start(&spin, dir.path(), port, &origin, &sim, None).await;
+    let median = walk(&up, &up, &sim).await;
+    eprintln!(
+        "spin (SQLite): cold start to first answer {:?}; sequential login median {median:?}",
+        up.cold_start
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_spin_instances_share_one_redis() {
+    let Some(spin) = spin() else { return };
+    let Some(redis) = RedisServer::start().expect("redis-server starts") else {
+        return;
+    };
+    let dir = TempDir::new("spin-redis").unwrap();
+    let config = redis_runtime_config(dir.path(), &redis.url());
+    let port = free_port().unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let a = SpinUp::start(&spin, dir.path(), port, &origin, &sim, Some(&config)).await;
+    let other = free_port().unwrap();
+    let b = SpinUp::start(&spin, dir.path(), other, &origin, &sim, Some(&config)).await;
+    let median = walk(&a, &b, &sim).await;
+    eprintln!(
+        "spin (Redis, 2 instances): cold start to first answer {:?}; sequential login median {median:?}",
+        a.cold_start
+    );
+}
