@@ -256,8 +256,10 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     });
     match completed {
         Ok(success) => Response::redirect(302, &success.redirect_to)
-            .with_header("set-cookie", success.session_cookie.set_cookie)
-            .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie),
+            // The session cookie last: a host that keeps one header per name
+            // (jco's Node HTTP server) keeps the one that logs the member in.
+            .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie)
+            .with_header("set-cookie", success.session_cookie.set_cookie),
         // WeCom clients are known to open the callback twice: when the browser
         // already holds this authenticator's session, land it where it wanted.
         Err(e)
@@ -319,8 +321,8 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
         Response::redirect(if post { 303 } else { 302 }, &target)
     };
-    // The token is stateless: the user's record notes that its sessions
-    // ended, so a copied cookie stops working too. The cookie goes either way.
+    // The token is stateless: the user's session generation moves on, so a
+    // copied cookie stops working too. The cookie goes either way.
     if let Ok(session) = current_session(ctx) {
         let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
     }
