@@ -965,3 +965,146 @@ async fn a_userid_in_another_case_is_the_same_member() {
     let alice = front_lower.admin_get("/auth/wecom/admin/users/alice").await;
     assert_eq!(alice["bindings"], serde_json::json!([]), "{alice}");
 }
+
+/// Envoy, Istio and Gateway API `ExternalAuth` append the original path to
+/// the auth service's path: `/verify/<original path>` is forward auth too.
+#[tokio::test]
+async fn verify_answers_in_path_prefix_mode_as_envoy_asks() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let refused = front
+        .send("GET", "/auth/wecom/verify/app/report?id=7", &[], b"")
+        .await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let login = refused.header("x-wecom-login").unwrap().to_owned();
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let done = phone.log_in(&front, &sim, &login, "zhangsan").await;
+    assert_eq!((done.status, done.location()), (302, "/app/report?id=7"));
+    for (method, target) in [
+        ("GET", "/auth/wecom/verify/app/report?id=7"),
+        ("POST", "/auth/wecom/verify/api/orders"),
+        ("DELETE", "/auth/wecom/verify/"),
+    ] {
+        let granted = phone.request(&front, method, target).await;
+        assert_eq!(granted.status, 200, "{method} {target}: {}", granted.body);
+        assert_eq!(granted.header("x-wecom-userid"), Some("zhangsan"));
+    }
+}
+
+/// A script (fetch/XHR) cannot follow a redirect to a login page: it gets
+/// the 401 (with where to log in) even from `/verify?redirect=1`; a page
+/// navigation gets the 302.
+#[tokio::test]
+async fn scripts_get_401_and_page_navigations_a_redirect() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[]);
+    let target = "/auth/wecom/verify?redirect=1";
+    for script in [
+        vec![("accept", "application/json")],
+        vec![("x-requested-with", "XMLHttpRequest")],
+        vec![("sec-fetch-mode", "cors"), ("accept", "*/*")],
+    ] {
+        let mut headers = script.clone();
+        headers.push(("x-forwarded-uri", "/api/data?x=1"));
+        let reply = front.send("GET", target, &headers, b"").await;
+        assert_eq!(reply.status, 401, "{script:?}: {}", reply.body);
+        assert_eq!(
+            reply.header("x-wecom-login"),
+            Some("/auth/wecom/login?return_to=%2Fapi%2Fdata%3Fx%3D1")
+        );
+    }
+    let page = front
+        .send(
+            "GET",
+            target,
+            &[
+                ("sec-fetch-mode", "navigate"),
+                ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+                ("x-forwarded-uri", "/reports?q=1"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location()),
+        (302, "/auth/wecom/login?return_to=%2Freports%3Fq%3D1")
+    );
+}
+
+/// Every standard way a proxy tells the original request brings the member
+/// back to exactly that page, under whatever prefix the proxy stripped.
+#[tokio::test]
+async fn the_original_request_comes_from_every_forwarded_header() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    for (headers, back) in [
+        (vec![("x-forwarded-uri", "/a?b=1&c=2")], "/a?b=1&c=2"),
+        (vec![("x-original-uri", "/n?x=%2F")], "/n?x=%2F"),
+        (
+            vec![("x-original-url", "https://apps.example.com/i/j?k=1")],
+            "/i/j?k=1",
+        ),
+        (vec![("x-envoy-original-path", "/e?f=1")], "/e?f=1"),
+        (
+            vec![
+                ("x-forwarded-prefix", "/crm"),
+                ("x-forwarded-uri", "/deals?id=3"),
+            ],
+            "/crm/deals?id=3",
+        ),
+    ] {
+        let refused = front.send("GET", "/auth/wecom/verify", &headers, b"").await;
+        assert_eq!(refused.status, 401);
+        let login = refused.header("x-wecom-login").unwrap().to_owned();
+        let mut phone = Browser::new(WECOM_ANDROID);
+        let done = phone.log_in(&front, &sim, &login, "zhangsan").await;
+        assert_eq!((done.status, done.location()), (302, back), "{headers:?}");
+    }
+}
+
+/// `identity_headers` adds the conventions users' proxy configs expect.
+#[tokio::test]
+async fn identity_headers_come_in_the_conventions_asked_for() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("identity_headers", "wecom, oauth2-proxy, remote"),
+        ],
+    );
+    let mut phone = Browser::new(WECOM_ANDROID);
+    phone
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    let granted = phone.get(&front, "/auth/wecom/verify").await;
+    let id = granted.header("x-user-id").unwrap().to_owned();
+    for (header, value) in [
+        ("x-wecom-userid", "zhangsan"),
+        ("x-auth-request-user", id.as_str()),
+        ("x-auth-request-preferred-username", "zhangsan"),
+        ("x-auth-request-email", "zhangsan@example.wecom.work"),
+        ("remote-user", id.as_str()),
+        ("remote-name", "%E5%BC%A0%E4%B8%89"),
+        ("remote-email", "zhangsan@example.wecom.work"),
+    ] {
+        assert_eq!(granted.header(header), Some(value), "{header}");
+    }
+    let only = Front::new(
+        &sim,
+        &[("auto_signup", "true"), ("identity_headers", "remote")],
+    );
+    let mut other = Browser::new(WECOM_ANDROID);
+    other.log_in(&only, &sim, "/auth/wecom/login", "lisi").await;
+    let remote_only = other.get(&only, "/auth/wecom/verify").await;
+    assert!(remote_only.header("remote-user").is_some());
+    assert_eq!(remote_only.header("x-wecom-userid"), None);
+    let bad = Front::new(&sim, &[("identity_headers", "wecom,nginx")]);
+    let refused = bad.send("GET", "/auth/wecom/verify", &[], b"").await;
+    assert_eq!(refused.status, 500);
+    assert!(
+        refused.body.contains("identity_headers"),
+        "{}",
+        refused.body
+    );
+}

@@ -44,6 +44,33 @@ pub struct FrontConfig {
     /// Path prefixes guarded by auto-login, each starting with `/`.
     pub protected_paths: Vec<String>,
     pub route_prefix: String,
+    /// The identity header conventions `/verify` answers in; never empty.
+    pub identity_headers: Vec<HeaderConvention>,
+}
+
+/// A family of identity headers that proxies' users already configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderConvention {
+    /// `X-WeCom-UserId`, `X-WeCom-Authenticator`, `X-User-Id`, `-Name`,
+    /// `-Email`, `-Mobile` (ours).
+    Wecom,
+    /// `X-Auth-Request-User`, `-Email`, `-Preferred-Username` (oauth2-proxy's
+    /// `--set-xauthrequest`).
+    Oauth2Proxy,
+    /// `Remote-User`, `Remote-Name`, `Remote-Email` (Authelia, Authentik).
+    Remote,
+}
+
+impl HeaderConvention {
+    /// The setting's words: `wecom`, `oauth2-proxy`, `remote` (`authelia` too).
+    fn parse(word: &str) -> Option<Self> {
+        match word {
+            "wecom" => Some(HeaderConvention::Wecom),
+            "oauth2-proxy" | "oauth2_proxy" => Some(HeaderConvention::Oauth2Proxy),
+            "remote" | "authelia" | "authentik" => Some(HeaderConvention::Remote),
+            _ => None,
+        }
+    }
 }
 
 impl FrontConfig {
@@ -85,13 +112,14 @@ pub struct ConfigProblem {
 
 /// The global variables the front reads (Spin variables; `spin.toml` must
 /// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 6] = [
+pub const GLOBAL_VARIABLES: [&str; 7] = [
     "authenticators",
     "admin_token",
     "protected_paths",
     "route_prefix",
     "session_cookie_name",
     "session_cookie_domain",
+    "identity_headers",
 ];
 
 /// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
@@ -188,6 +216,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     let session_cookie_domain = reader.get("session_cookie_domain").map(str::to_owned);
     let admin_token = admin_token(&mut reader);
     let protected_paths = protected_paths(&mut reader);
+    let identity_headers = identity_headers(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: the variable each settings field came from.
@@ -255,6 +284,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 .collect(),
             admin_token,
             protected_paths,
+            identity_headers,
             route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
         }),
         _ => Err(reader.problems),
@@ -386,6 +416,32 @@ fn admin_token(reader: &mut Reader<'_>) -> Option<Secret> {
         return None;
     }
     Some(Secret::new(token))
+}
+
+/// `identity_headers`: comma-separated conventions, default `wecom`.
+fn identity_headers(reader: &mut Reader<'_>) -> Vec<HeaderConvention> {
+    let Some(raw) = reader.get("identity_headers") else {
+        return vec![HeaderConvention::Wecom];
+    };
+    let mut conventions = Vec::new();
+    for word in raw.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        match HeaderConvention::parse(&word.to_ascii_lowercase()) {
+            Some(c) if !conventions.contains(&c) => conventions.push(c),
+            Some(_) => {}
+            None => reader.problem(
+                "identity_headers",
+                None,
+                format!(
+                    "{:?} is not a header convention: use wecom, oauth2-proxy or remote (comma-separated)",
+                    truncated(word, 32)
+                ),
+            ),
+        }
+    }
+    if conventions.is_empty() {
+        conventions.push(HeaderConvention::Wecom);
+    }
+    conventions
 }
 
 fn protected_paths(reader: &mut Reader<'_>) -> Vec<String> {

@@ -12,7 +12,7 @@
 //! | `GET {prefix}/callback?code=&state=` | 302 to the return path, session cookie |
 //! | `POST|GET {prefix}/logout[?return_to=]` | session cookie cleared, 303/302 |
 //! | `GET {prefix}/me` | JSON of the session's user, or 401 |
-//! | `* {prefix}/verify[?redirect=1]` | forward auth: 200 with identity headers, or 401 (302 to login with `redirect=1`) |
+//! | `* {prefix}/verify[/original path][?redirect=1]` | forward auth (`forward_auth.rs`): 200 with identity headers, or 401 with `X-WeCom-Login` (302 to login with `redirect=1` for page navigations) |
 //! | `{prefix}/admin/...` | admin API (bearer `admin_token`) |
 //! | `GET /`, protected paths | signed-in page, auto-login or 302 to login |
 //!
@@ -22,6 +22,7 @@ mod admin;
 mod config;
 mod context;
 mod errors;
+mod forward_auth;
 mod html;
 mod message;
 mod routes;

@@ -9,6 +9,7 @@ use super::context::{Ctx, Env, RANDOM_LEN};
 use super::errors::{
     ErrorJson, config_error, error_response, log_line, method_not_allowed, not_found, plain,
 };
+use super::forward_auth;
 use super::html::{self, Choice};
 use super::message::{
     self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
@@ -96,6 +97,13 @@ fn route<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     if let Some(rest) = ctx.path.strip_prefix(ctx.config.route_prefix.as_str())
         && (rest.is_empty() || rest.starts_with('/'))
     {
+        // Forward auth in path-prefix mode (Envoy, Istio): the original
+        // path follows `/verify`. Proxies send the original method: any.
+        if let Some(after) = rest.strip_prefix("/verify")
+            && (after.is_empty() || after.starts_with('/'))
+        {
+            return verify(ctx, after);
+        }
         // One trailing slash (added by proxies and pasted links) names the
         // same route: `/login/` is `/login`, `/` the login page.
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -106,8 +114,6 @@ fn route<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             "/callback" => only(ctx, &["GET"], || callback(ctx)),
             "/logout" => only(ctx, &["GET", "POST"], || logout(ctx)),
             "/me" => only(ctx, &get, || me(ctx)),
-            // Proxies send the original method (or GET): any method.
-            "/verify" => verify(ctx),
             _ => match rest.strip_prefix("/admin") {
                 Some(admin) if admin.is_empty() || admin.starts_with('/') => {
                     admin::handle(ctx, admin)
@@ -411,51 +417,19 @@ fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// client sent is read or echoed. With `?redirect=1` (for proxies that hand
 /// the answer to the browser: Traefik, Envoy) no session is a 302 to the
 /// login route, back to `X-Forwarded-Uri`; Nginx needs the plain 401.
-/// On a 401 from `/verify`: the login path that returns to the original
-/// request (Nginx: `auth_request_set $wecom_login $upstream_http_x_wecom_login`).
-const LOGIN_HEADER: &str = "x-wecom-login";
-
-/// The original request's path and query, as the proxy passed it:
-/// `X-Forwarded-Uri` (Traefik, Caddy) or `X-Original-URI` (the Nginx
-/// convention, `proxy_set_header X-Original-URI $request_uri`).
-fn original_uri(request: &Request) -> Option<&str> {
-    ["x-forwarded-uri", "x-original-uri"]
-        .into_iter()
-        .find_map(|name| request.header(name))
-}
-
-fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+/// `{prefix}/verify[/original path]`: see [`forward_auth`].
+fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Response {
     match current_session(ctx) {
-        Ok(session) => {
-            let claims = &session.verified.claims;
-            let user = &session.user;
-            let mut response = Response::new(200);
-            let mut add = |name: &str, value: Option<&str>| {
-                if let Some(value) = value.filter(|v| !v.is_empty()) {
-                    response
-                        .headers
-                        .push((name.to_owned(), message::identity_header_value(value)));
-                }
-            };
-            add("x-wecom-userid", Some(&claims.wecom_userid));
-            add("x-wecom-authenticator", Some(&claims.authenticator));
-            add("x-user-id", Some(&user.id));
-            add("x-user-name", Some(&user.name));
-            add("x-user-email", user.email.as_deref());
-            add("x-user-mobile", user.mobile.as_deref());
-            response
-        }
+        Ok(session) => forward_auth::granted(&session, &ctx.config.identity_headers),
         Err(e) if e.category() == Category::SessionInvalid => {
-            // Where to log in to come back to the original request, intact:
-            // the proxy tells it in a header (unlike a query parameter, a
-            // header carries `&` and `%` as they are).
-            let back = original_uri(ctx.request).and_then(return_path::sanitize);
+            let back = forward_auth::return_path(ctx.request, after_verify);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
-            if matches!(ctx.params.get("redirect"), Some("1" | "true")) {
+            let redirect = matches!(ctx.params.get("redirect"), Some("1" | "true"));
+            if redirect && !forward_auth::is_script(ctx.request) {
                 return Response::redirect(302, &login);
             }
             Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body())
-                .with_header(LOGIN_HEADER, login)
+                .with_header(forward_auth::LOGIN_HEADER, login)
         }
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
