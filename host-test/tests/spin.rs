@@ -9,20 +9,19 @@
 //! Redis half, `redis-server`. Skipped with a message when missing; a failure
 //! when `WECOM_AUTH_REQUIRE_SPIN=1` (CI).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
 use host_test::COMPONENT_PATH;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
 use wecom_simulator::{Member, Model, Simulator, SimulatorHandle};
+
+mod common;
+
+use common::http::{Browser, Reply, send};
 
 const REQUIRE_SPIN_ENV: &str = "WECOM_AUTH_REQUIRE_SPIN";
 const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
@@ -156,132 +155,6 @@ impl SpinUp {
             assert!(Instant::now() < deadline, "spin up never answered");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn location(&self) -> &str {
-        self.header("location").unwrap_or_default()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection.
-async fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> anyhow::Result<Reply> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(target)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = sender
-        .send_request(request.body(Full::new(Bytes::copy_from_slice(body)))?)
-        .await?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok(Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-/// A browser: a User-Agent and a cookie jar, talking to whichever instance
-/// it is given (as behind a load balancer).
-struct Browser {
-    user_agent: &'static str,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(user_agent: &'static str) -> Self {
-        Browser {
-            user_agent,
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn request(&mut self, at: SocketAddr, method: &str, target: &str) -> Reply {
-        let target = match target.find("/auth/") {
-            Some(at) if target.starts_with("http") => &target[at..],
-            _ => target,
-        };
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut headers = vec![("user-agent", self.user_agent)];
-        if !cookie.is_empty() {
-            headers.push(("cookie", cookie.as_str()));
-        }
-        let reply = send(at, method, target, &headers, b"").await.unwrap();
-        for (name, value) in &reply.headers {
-            if name.eq_ignore_ascii_case("set-cookie") {
-                let pair = value.split(';').next().unwrap();
-                let (k, v) = pair.split_once('=').unwrap();
-                if value.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_owned(), v.to_owned());
-                }
-            }
-        }
-        reply
-    }
-
-    /// Starts a login on `start`, logs `who` in at WeCom, and brings the
-    /// callback to `finish` (another instance behind the same origin).
-    async fn log_in(
-        &mut self,
-        start: SocketAddr,
-        finish: SocketAddr,
-        sim: &SimulatorHandle,
-        who: &str,
-    ) -> Reply {
-        let begun = self.request(start, "GET", "/auth/wecom/login").await;
-        assert_eq!(begun.status, 302, "{}", begun.body);
-        let back = sim.login(begun.location(), who).await.unwrap();
-        self.request(finish, "GET", &back).await
     }
 }
 

@@ -8,11 +8,12 @@
 //! | Envoy / Istio / Gateway API `ExternalAuth` (HTTP service) | the original method on `/verify` + the original path (path-prefix mode: `/verify/app/report?id=7`), `X-Envoy-Original-Path` when rewritten | 2xx: `allowed_upstream_headers`; anything else to the client |
 //! | Nginx ingress | `X-Original-URL: https://host/path?q`, `X-Original-Method` | as Nginx |
 //!
-//! Answers: **200** with the identity headers for a live session; **401**
-//! (JSON, with `X-WeCom-Login`: the login path that returns to the original
-//! request) without one; **302** to that login only when the proxy hands it
-//! to a browser that can follow it (`?redirect=1`) and the client is a page
-//! navigation, never for a script (`fetch`/XHR), which needs the 401.
+//! Answers: **200** with the identity headers for a live session; without
+//! one, **401** (JSON) — for a page navigation with `X-WeCom-Login`, the
+//! login path that returns to the original request, or, when the proxy hands
+//! the answer to the browser (`?redirect=1`), a **302** to it. A script
+//! (`fetch`/XHR), which cannot follow a redirect to a login page, always
+//! gets the bare 401.
 //! The original request's path comes, first found, from `X-Forwarded-Uri`,
 //! `X-Original-URI`, `X-Original-URL`, `X-Envoy-Original-Path`, the path
 //! after `/verify`; `X-Forwarded-Prefix` (a prefix the proxy stripped) goes
@@ -23,8 +24,9 @@ use super::message::{self, Request, Response};
 use crate::core::login::Session;
 use crate::core::return_path;
 
-/// On a 401: the login path that returns to the original request (Nginx:
-/// `auth_request_set $wecom_login $upstream_http_x_wecom_login`).
+/// On a 401 to a page navigation: the login path that returns to the
+/// original request (Nginx: `auth_request_set $wecom_login
+/// $upstream_http_x_wecom_login`); absent for scripts.
 pub const LOGIN_HEADER: &str = "x-wecom-login";
 
 /// The original request's path and query, as the member's browser will

@@ -424,12 +424,15 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Respon
         Err(e) if e.category() == Category::SessionInvalid => {
             let back = forward_auth::return_path(ctx.request, after_verify);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
-            let redirect = matches!(ctx.params.get("redirect"), Some("1" | "true"));
-            if redirect && !forward_auth::is_script(ctx.request) {
+            let refused = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
+            // Scripts get the bare 401; a page navigation is sent to log in.
+            if forward_auth::is_script(ctx.request) {
+                return refused;
+            }
+            if matches!(ctx.params.get("redirect"), Some("1" | "true")) {
                 return Response::redirect(302, &login);
             }
-            Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body())
-                .with_header(forward_auth::LOGIN_HEADER, login)
+            refused.with_header(forward_auth::LOGIN_HEADER, login)
         }
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::OnceLock;
 
 use host_test::COMPONENT_PATH;

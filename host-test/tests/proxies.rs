@@ -1,0 +1,377 @@
+//! Forward auth through real proxies: Debian's Nginx (`auth_request`) and
+//! Caddy (`forward_auth`) on loopback, running the very recipes in `deploy/`
+//! (addresses swapped), in front of the reference gateway (against the WeCom
+//! simulator) and a small app that echoes what it receives.
+//!
+//! Needs `nginx` and `caddy`; skipped with a message when missing, a failure
+//! when `WECOM_AUTH_REQUIRE_PROXIES=1` (CI).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use host_drafts::keyvalue::testing::{TempDir, free_port};
+use host_test::COMPONENT_PATH;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use wecom_auth_gateway::{Gateway, GatewayConfig, GatewayHandle};
+use wecom_simulator::{Model, Simulator, SimulatorHandle};
+
+use common::http::{Browser, send};
+use common::{CHROME, WECOM_ANDROID};
+
+const REQUIRE_ENV: &str = "WECOM_AUTH_REQUIRE_PROXIES";
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The program on `PATH` (or in `/usr/sbin`), or why the test skips.
+fn program(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&paths)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
+        assert!(!required, "{name} is not installed and {REQUIRE_ENV}=1");
+        eprintln!(
+            "*** SKIPPED: forward auth is NOT tested through a real {name} (not installed; \
+             Debian: apt-get install {name}). Set {REQUIRE_ENV}=1 to make this a failure. ***"
+        );
+    }
+    found
+}
+
+/// The app behind the proxy: answers every request with what it received.
+async fn echo_app() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async move {
+                        let headers: BTreeMap<String, Vec<String>> = request
+                            .headers()
+                            .keys()
+                            .map(|name| {
+                                let values = request
+                                    .headers()
+                                    .get_all(name)
+                                    .iter()
+                                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                                    .collect();
+                                (name.to_string(), values)
+                            })
+                            .collect();
+                        let body = json!({
+                            "method": request.method().as_str(),
+                            "path": request.uri().path_and_query().map(|p| p.as_str()),
+                            "headers": headers,
+                        });
+                        let mut response =
+                            hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, Infallible>(response)
+                    },
+                );
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The gateway with the sample authenticator, its origin the proxy's.
+async fn gateway(sim: &SimulatorHandle, origin: &str) -> GatewayHandle {
+    let base = sim.base_url();
+    let variables: BTreeMap<String, String> = wecom_auth::example::variables()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            [
+                ("origin", origin.to_owned()),
+                ("api_base", base.clone()),
+                ("oauth_base", base.clone()),
+                ("sso_base", base.clone()),
+                ("auto_signup", "true".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        )
+        .collect();
+    let config = GatewayConfig::in_process(COMPONENT_PATH, variables).allow_outbound(base);
+    Gateway::start(config).await.unwrap()
+}
+
+/// A proxy process, stopped when dropped.
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(addr: SocketAddr, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the proxy exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "the proxy never listened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `deploy/nginx.conf`, addresses swapped, in a minimal main config.
+async fn nginx(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    component: SocketAddr,
+    app: SocketAddr,
+) -> Proxy {
+    let recipe = std::fs::read_to_string(Path::new(REPO).join("deploy/nginx.conf")).unwrap();
+    let site = swap(
+        &recipe,
+        &[
+            ("server 127.0.0.1:3000;", &format!("server {component};")),
+            ("server 127.0.0.1:8080;", &format!("server {app};")),
+            ("listen 80;", &format!("listen 127.0.0.1:{port};")),
+        ],
+    );
+    std::fs::write(dir.join("site.conf"), site).unwrap();
+    let d = dir.display();
+    let main = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    let log = dir.join("error.log");
+    let mut child = Command::new(binary)
+        .args([
+            "-p",
+            &d.to_string(),
+            "-c",
+            &format!("{d}/nginx.conf"),
+            "-e",
+            &log.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for(addr, &mut child, &log).await;
+    Proxy { child, addr }
+}
+
+/// `deploy/Caddyfile`, addresses swapped, without TLS or an admin endpoint.
+async fn caddy(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    component: SocketAddr,
+    app: SocketAddr,
+) -> Proxy {
+    let recipe = std::fs::read_to_string(Path::new(REPO).join("deploy/Caddyfile")).unwrap();
+    let site = swap(
+        &recipe,
+        &[
+            (
+                "reverse_proxy 127.0.0.1:3000",
+                &format!("reverse_proxy {component}"),
+            ),
+            (
+                "forward_auth 127.0.0.1:3000",
+                &format!("forward_auth {component}"),
+            ),
+            (
+                "reverse_proxy 127.0.0.1:8080",
+                &format!("reverse_proxy {app}"),
+            ),
+            ("apps.example.com {", &format!("http://127.0.0.1:{port} {{")),
+        ],
+    );
+    let config = format!("{{\n\tadmin off\n}}\n\n{site}");
+    std::fs::write(dir.join("Caddyfile"), config).unwrap();
+    let log = dir.join("caddy.log");
+    let mut child = Command::new(binary)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.join("Caddyfile"))
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .expect("caddy starts");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_for(addr, &mut child, &log).await;
+    Proxy { child, addr }
+}
+
+/// `text` with each `from` (which must be there) replaced.
+fn swap(text: &str, pairs: &[(&str, &str)]) -> String {
+    pairs.iter().fold(text.to_owned(), |text, (from, to)| {
+        assert!(text.contains(from), "the recipe lost {from:?}");
+        text.replace(from, to)
+    })
+}
+
+/// The member's walk through `proxy`: a protected page sends them to WeCom
+/// and back to the same URL; the app gets the identity, never a spoofed
+/// one; a script gets 401; logout ends it.
+async fn walk(proxy: &Proxy, sim: &SimulatorHandle) {
+    let page = "/docs/Q3%20report?a=1&b=%2F2";
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let sent = phone.request(proxy.addr, "GET", page).await;
+    assert_eq!(sent.status, 302, "{}", sent.body);
+    let to_login = sent.location().to_owned();
+    assert!(
+        to_login.contains("/auth/wecom/login?return_to="),
+        "{to_login}"
+    );
+    let begun = phone.request(proxy.addr, "GET", &to_login).await;
+    assert_eq!(begun.status, 302, "{}", begun.body);
+    let back = sim.login(begun.location(), "zhangsan").await.unwrap();
+    let done = phone.request(proxy.addr, "GET", &back).await;
+    assert_eq!((done.status, done.location()), (302, page), "{}", done.body);
+
+    // The app gets the identity, whatever the client claims.
+    let mut spoofing = Browser::new(phone.user_agent);
+    spoofing.cookies = phone.cookies.clone();
+    let cookie: Vec<String> = spoofing
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let cookie = cookie.join("; ");
+    let spoofed = [
+        ("cookie", cookie.as_str()),
+        ("x-user-id", "admin"),
+        ("x-wecom-userid", "boss"),
+        ("x-wecom-authenticator", "evil"),
+        ("x-auth-request-user", "admin"),
+        ("remote-user", "admin"),
+        ("remote-email", "admin@evil.example"),
+    ];
+    let reply = send(proxy.addr, "GET", page, &spoofed, b"").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen: Value = reply.json();
+    assert_eq!(seen["path"], page);
+    let header = |name: &str| -> Vec<String> {
+        seen["headers"][name]
+            .as_array()
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(header("x-wecom-userid"), ["zhangsan"], "{seen}");
+    let user_id = header("x-user-id");
+    assert_eq!(user_id.len(), 1, "{seen}");
+    assert!(user_id[0].starts_with("wc-"), "{seen}");
+    for spoof in ["x-auth-request-user", "remote-user", "remote-email"] {
+        assert!(
+            header(spoof).iter().all(|v| v.is_empty()),
+            "{spoof} reached the app: {seen}"
+        );
+    }
+    // The recipe may pass the authenticator on or clear it: never the client's.
+    assert!(
+        header("x-wecom-authenticator").iter().all(|v| v != "evil"),
+        "{seen}"
+    );
+
+    // A script without a session gets the 401, not a login page.
+    let script = send(
+        proxy.addr,
+        "GET",
+        "/api/data",
+        &[("accept", "application/json"), ("user-agent", CHROME)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(script.status, 401, "{}", script.body);
+
+    // Logout through the proxy ends the session there.
+    let out = phone
+        .request(proxy.addr, "POST", "/auth/wecom/logout")
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    let after = phone.request(proxy.addr, "GET", page).await;
+    assert_eq!(after.status, 302, "logged out: {}", after.body);
+}
+
+async fn run(which: &str) {
+    let Some(binary) = program(which) else { return };
+    let dir = TempDir::new(which).unwrap();
+    let port = free_port().unwrap();
+    let origin = format!("http://127.0.0.1:{port}");
+    let sim = Simulator::start(Model::sample().with_trusted_domain(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap();
+    let gateway = gateway(&sim, &origin).await;
+    let app = echo_app().await;
+    let proxy = match which {
+        "nginx" => nginx(&binary, dir.path(), port, gateway.addr(), app).await,
+        _ => caddy(&binary, dir.path(), port, gateway.addr(), app).await,
+    };
+    walk(&proxy, &sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_through_nginx_auth_request() {
+    run("nginx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_through_caddy_forward_auth() {
+    run("caddy").await;
+}
+
+/// DEPLOY.md shows the recipes the tests run, verbatim.
+#[test]
+fn deploy_md_shows_the_tested_recipes() {
+    let guide = std::fs::read_to_string(Path::new(REPO).join("docs/DEPLOY.md")).unwrap();
+    for file in ["deploy/nginx.conf", "deploy/Caddyfile"] {
+        let recipe = std::fs::read_to_string(Path::new(REPO).join(file)).unwrap();
+        assert!(
+            guide.contains(recipe.trim()),
+            "docs/DEPLOY.md does not show {file} as it is"
+        );
+    }
+}
