@@ -169,7 +169,7 @@ async fn first_in_client_login_with_sign_up_creates_and_binds_the_member() {
     );
     assert_eq!(bindings_of(u), ["corp/zhangsan"]);
     let cookie = &success.session_cookie.set_cookie;
-    assert!(cookie.starts_with("wecom_auth_session=v1.k1."), "{cookie}");
+    assert!(cookie.starts_with("wecom_auth_session=v2.k1."), "{cookie}");
     assert!(
         cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure"),
         "{cookie}"

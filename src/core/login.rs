@@ -19,6 +19,10 @@ use super::urls;
 use super::used_states::{self, Claim, FinishedLogin};
 use super::wecom::WecomApi;
 
+/// How long after a finished login a second opening of its callback gets
+/// the login again (WeCom clients open it twice, at once).
+pub const REPEAT_WINDOW_SECONDS: u64 = 60;
+
 /// WeCom codes are at most 512 bytes.
 pub const MAX_CODE: usize = 512;
 
@@ -242,6 +246,8 @@ pub fn complete_callback(
         FinishedLogin {
             user_id: user.id.clone(),
             wecom_userid: identity.userid.clone(),
+            generation: user.session_generation,
+            at: now,
         },
     );
     // The store has no expiry: one login in 16 (by its random nonce) sweeps
@@ -278,8 +284,15 @@ fn repeat_finished_login(
     now: u64,
     kv: &impl KeyValue,
 ) -> Result<LoginSuccess, AuthError> {
+    // Only the client's immediate second opening, and never past a logout:
+    // a callback URL from the history must not log the member in again.
+    let used = AuthError::StateRejected(StateRejection::AlreadyUsed);
+    if now > finished.at.saturating_add(REPEAT_WINDOW_SECONDS) {
+        return Err(used);
+    }
     let user = directory::find_by_id(kv, &finished.user_id)?
-        .ok_or(AuthError::StateRejected(StateRejection::AlreadyUsed))?;
+        .filter(|user| user.session_generation == finished.generation)
+        .ok_or(used)?;
     let token = session::issue(
         authenticator,
         session::Subject {
@@ -664,6 +677,37 @@ mod tests {
                 "{left:?}: only the live login's marker"
             );
             assert_eq!(kv.faults().count(host_drafts::keyvalue::Op::ListKeys), 0);
+        }
+
+        #[test]
+        fn a_callback_opened_again_after_logout_or_later_logs_nobody_in() {
+            let mut s = sample("corp");
+            s.auto_signup = true;
+            let a = s.check().unwrap();
+            let kv = MemoryKv::default();
+            let request = started(&a, LoginFlow::InClient, 44);
+            let first = complete(&a, &request, NOW, &in_client_script(), &kv).unwrap();
+            let none = Scripted::default();
+            // Within the window the second opening gets the login again...
+            assert!(complete(&a, &request, NOW + 5, &none, &kv).is_ok());
+            // ...but not after the member logged out (a shared computer's
+            // history), nor once the window has passed.
+            assert!(directory::end_sessions(&kv, &first.user.id, NOW + 6).unwrap());
+            let replay = complete(&a, &request, NOW + 7, &none, &kv).unwrap_err();
+            assert_eq!(
+                replay,
+                AuthError::StateRejected(StateRejection::AlreadyUsed)
+            );
+            let other = started(&a, LoginFlow::InClient, 45);
+            let warm = in_client_script();
+            warm.answers.borrow_mut().pop_front();
+            complete(&a, &other, NOW, &warm, &kv).unwrap();
+            let late = complete(&a, &other, NOW + REPEAT_WINDOW_SECONDS + 1, &none, &kv);
+            assert_eq!(
+                late.unwrap_err(),
+                AuthError::StateRejected(StateRejection::AlreadyUsed)
+            );
+            assert!(none.paths().is_empty());
         }
 
         #[test]

@@ -14,12 +14,16 @@
 //!   characters (zero-width space, BOM) are dropped too.
 //! - A leading `'` (a spreadsheet's "this is text" mark) is dropped, and so is
 //!   a trailing `.0` that a spreadsheet adds when it stored the number as a
-//!   float (`13800000000.0`). A number in scientific notation (`1.38E+10`)
+//!   float (`13800000000.0`; only after 11 to 15 digits). A number in scientific notation (`1.38E+10`)
 //!   lost digits: refused, with a hint.
 //! - `00` before a country code is the international call prefix (ITU-T
 //!   E.164 Annex; used in China and Europe): the same as `+`.
-//! - `(0)` after a country code is a trunk prefix that is not dialled from
-//!   abroad (E.123 §2.5, e.g. `+44 (0)20 …`): dropped.
+//! - `(0)` right after a country code is a trunk prefix that is not dialled
+//!   from abroad (E.123 §2.5, e.g. `+44 (0)20 …`): dropped; elsewhere it is
+//!   a digit.
+//! - A lone leading `1` group (`1 345 555 0100`, `1 (345) 555-0100`) is the
+//!   North American country code written without `+` (NANP notation): kept
+//!   as `+1…`, never read as a mainland mobile, which is written 3-4-4.
 //! - A Chinese mobile (11 digits `1[3-9]…`, MIIT numbering plan) is kept as
 //!   its 11 digits, with or without `+86` / `86` / `0086`: that is how WeCom's
 //!   `getuserdetail` gives mainland members' mobiles.
@@ -77,33 +81,56 @@ pub fn parse(raw: &str) -> Result<String, NotANumber> {
     if is_scientific(text) {
         return Err(NotANumber::Scientific);
     }
-    // `13800000000.0`: a spreadsheet's float.
+    // `13800000000.0`: a spreadsheet's float (only a whole number's length,
+    // so `12345678.000` is not cut to 8 digits).
     if let Some((whole, zeros)) = text.rsplit_once('.')
         && !zeros.is_empty()
         && zeros.bytes().all(|b| b == b'0')
+        && (11..=MAX_DIGITS).contains(&whole.len())
         && whole.bytes().all(|b| b.is_ascii_digit())
     {
         text = whole;
     }
     let mut plus = false;
     let mut digits = String::with_capacity(text.len());
+    // Digit groups seen so far (a separator between digits starts a group).
+    let mut groups = 0;
+    let mut first_group = 0;
+    let mut in_group = false;
     let mut rest = text;
     while let Some(c) = rest.chars().next() {
-        // `(0)` after a country code: a trunk prefix not dialled from abroad.
+        // `(0)` right after the country code: a trunk prefix not dialled
+        // from abroad (E.123 `+44 (0)20 …`); anywhere else it is a digit.
         if let Some(after) = rest.strip_prefix("(0)")
             && (plus || digits.starts_with("00"))
-            && !digits.is_empty()
+            && groups == 1
+            && digits.len() == first_group
         {
             rest = after;
             continue;
         }
         match c {
-            '0'..='9' => digits.push(c),
+            '0'..='9' => {
+                if !in_group {
+                    groups += 1;
+                    in_group = true;
+                }
+                digits.push(c);
+                if groups == 1 {
+                    first_group = digits.len();
+                }
+            }
             '+' if digits.is_empty() && !plus => plus = true,
-            ' ' | '-' | '(' | ')' | '.' => {}
+            ' ' | '-' | '(' | ')' | '.' => in_group = false,
             _ => return Err(NotANumber::Characters),
         }
         rest = &rest[c.len_utf8()..];
+    }
+    // `1 345 555 0100`, `1 (345) 555-0100`: a lone leading `1` is the North
+    // American country code written without `+` (NANP, E.123); mainland
+    // mobiles are written 3-4-4 (`138 0000 0000`).
+    if !plus && groups > 1 && first_group == 1 && digits.starts_with('1') && digits.len() == 11 {
+        return Ok(format!("+{digits}"));
     }
     // `00` + country code is `+` + country code.
     if !plus && digits.len() > 2 + MIN_DIGITS && digits.starts_with("00") {
@@ -208,6 +235,12 @@ mod tests {
             ("00852-9123-4567", "+85291234567"),
             ("＋８５２ ９１２３ ４５６７", "+85291234567"),
             ("+44 (0)20 7946 0018", "+442079460018"),
+            // A lone leading 1 is North America, not a mainland mobile.
+            ("1 (345) 555-0100", "+13455550100"),
+            ("1-345-555-0100", "+13455550100"),
+            // (0) only right after the country code.
+            ("+44 20 (0)123 4567", "+442001234567"),
+            ("12345678.000", "12345678000"),
             // +86 with a number that is no mainland mobile keeps its code.
             ("+86 10 6552 9988", "+861065529988"),
             // No country code and no mainland mobile: its digits.

@@ -26,22 +26,7 @@ pub fn sanitize(candidate: &str) -> Option<String> {
     if !is_local_path(candidate) {
         return None;
     }
-    // The same check on every decoding layer: a later hop (a framework that
-    // decodes before redirecting) must not find `//`, `/\` or a control either.
-    let mut layer = candidate.to_owned();
-    let mut settled = false;
-    for _ in 0..4 {
-        let decoded = percent_decode_str(&layer).decode_utf8_lossy().into_owned();
-        if decoded == layer {
-            settled = true;
-            break;
-        }
-        if !is_local_path(&decoded) {
-            return None;
-        }
-        layer = decoded;
-    }
-    if !settled {
+    if !local_on_every_layer(candidate) {
         return None;
     }
     let encoded = utf8_percent_encode(candidate, NON_ASCII).to_string();
@@ -61,7 +46,26 @@ pub fn sanitize(candidate: &str) -> Option<String> {
         path.push('#');
         path.push_str(fragment);
     }
-    is_local_path(&path).then_some(path)
+    // Dot segments collapsed can bring an encoded `//` to the front
+    // (`/x/../%2F%2Fevil.com`): every layer of the result is checked too.
+    local_on_every_layer(&path).then_some(path)
+}
+
+/// The same check on every decoding layer: a later hop (a framework that
+/// decodes before redirecting) must not find `//`, `/\` or a control either.
+fn local_on_every_layer(path: &str) -> bool {
+    let mut layer = path.to_owned();
+    for _ in 0..4 {
+        if !is_local_path(&layer) {
+            return false;
+        }
+        let decoded = percent_decode_str(&layer).decode_utf8_lossy().into_owned();
+        if decoded == layer {
+            return true;
+        }
+        layer = decoded;
+    }
+    false
 }
 
 /// Where a login of an authenticator lands: `candidate` when it is a safe
@@ -172,6 +176,11 @@ mod tests {
             "/a/../..//evil.com",
             "/ /evil.com",
             "/\u{a0}/evil.com",
+            // Encoded slashes brought to the front by collapsing dot segments.
+            "/x/../%2F%2Fevil.com",
+            "/x/../%252F%252Fevil.com",
+            "/%2e%2e/%EF%BC%8Fevil.com",
+            "/x/../%E3%80%80/evil.com",
             "/a\rb",
             "/a\nb",
         ] {

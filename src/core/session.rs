@@ -1,4 +1,4 @@
-//! Session tokens: `v1.<key id>.<payload>.<mac>`, base64url without padding.
+//! Session tokens: `v2.<key id>.<payload>.<mac>`, base64url without padding.
 //! The payload is JSON (authenticator, user id, WeCom userid, issued, expires,
 //! the user's session generation);
 //! the MAC is HMAC-SHA256 with the key named by the id, so keys rotate: the
@@ -12,8 +12,10 @@ use sha2::Sha256;
 
 use super::settings::{Authenticator, SigningKey};
 
-const VERSION: &str = "v1";
-const MAC_CONTEXT: &[u8] = b"wecom-auth session v1\0";
+/// v2 carries the user's session generation (`g`). v1 tokens, which
+/// logout ended by a time the store no longer keeps, do not verify.
+const VERSION: &str = "v2";
+const MAC_CONTEXT: &[u8] = b"wecom-auth session v2\0";
 /// Longer tokens are refused before any work.
 pub const MAX_SESSION_TOKEN: usize = 2048;
 
@@ -156,7 +158,7 @@ mod tests {
     fn a_fresh_token_verifies_until_it_expires() {
         let a = corp();
         let token = issue(&a, subject("wc-1", "zhangsan"), NOW);
-        assert!(token.starts_with("v1.k1."));
+        assert!(token.starts_with("v2.k1."));
         assert!(
             token
                 .bytes()
@@ -199,7 +201,7 @@ mod tests {
         );
         assert_eq!(verify(&after, &old, NOW).unwrap().key_id, "k1");
         let new = issue(&after, subject("u", "w"), NOW);
-        assert!(new.starts_with("v1.k2."));
+        assert!(new.starts_with("v2.k2."));
         after.signing_keys.truncate(1);
         assert_eq!(
             verify(&after, &old, NOW),
@@ -224,8 +226,8 @@ mod tests {
         for bad in [
             "",
             "v1",
-            "v1.k1.x",
-            "v1.k1.x.y.z",
+            "v2.k1.x",
+            "v2.k1.x.y.z",
             "v2.k1.e30.AA",
             &"a".repeat(3000),
         ] {

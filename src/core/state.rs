@@ -251,7 +251,7 @@ pub fn verify(
         &authenticator.redirect_path,
     );
     let remaining_cookie = entries(cookie)
-        .filter(|other| *other != entry)
+        .filter(|other| *other != entry && looks_like_entry(other))
         .collect::<Vec<_>>()
         .join("!");
     Ok(VerifiedState {
@@ -261,6 +261,27 @@ pub fn verify(
         flow: flags(signed[FLAGS_AT]).flow,
         remaining_cookie,
     })
+}
+
+/// Of the pre-auth cookies a browser sent (a sibling host may have set
+/// another with a narrower path), the one holding this state's login, else
+/// the first.
+pub fn cookie_for<'a>(state: &str, mut cookies: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let first = cookies.next()?;
+    let Some(bytes) = decode_state(state) else {
+        return Some(first);
+    };
+    let id = hex::encode(&bytes[NONCE_AT..NONCE_AT + ENTRY_ID_LEN]);
+    let holds = |cookie: &str| entries(cookie).any(|entry| entry.starts_with(&id));
+    if holds(first) {
+        return Some(first);
+    }
+    Some(
+        cookies
+            .take(7)
+            .find(|cookie| holds(cookie))
+            .unwrap_or(first),
+    )
 }
 
 /// The entries of a cookie, newest first, at most [`MAX_LOGINS_IN_FLIGHT`].
@@ -552,6 +573,27 @@ mod tests {
             verify(&a, &flipped, Some(&issued.pre_auth_cookie), NOW),
             Err(StateRejection::BadSignature)
         );
+    }
+
+    #[test]
+    fn the_cookie_holding_the_login_is_found_among_several() {
+        let a = corp();
+        let issued = issue(&a, &web("/"), NOW, &RANDOM);
+        let tossed = "0123456789abcdef0123456789abcdef01234567.%2Fx";
+        let cookies = [tossed, issued.pre_auth_cookie.as_str()];
+        let chosen = cookie_for(&issued.state, cookies.into_iter()).unwrap();
+        assert_eq!(chosen, issued.pre_auth_cookie);
+        assert!(verify(&a, &issued.state, Some(chosen), NOW).is_ok());
+        assert_eq!(
+            cookie_for(&issued.state, [tossed].into_iter()),
+            Some(tossed)
+        );
+        assert_eq!(cookie_for("junk", [tossed].into_iter()), Some(tossed));
+        assert_eq!(cookie_for(&issued.state, std::iter::empty()), None);
+        // What the browser sent beside the entry is not written back.
+        let planted = format!("{}!x;y!zz", issued.pre_auth_cookie);
+        let verified = verify(&a, &issued.state, Some(&planted), NOW).unwrap();
+        assert_eq!(verified.remaining_cookie, "");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const SWEEP_BUDGET: u32 = 64;
 /// Where the very first sweep starts: an hour back (the longest state lifetime).
 const FIRST_SWEEP_WINDOWS_BACK: u64 = 3600 / WINDOW_SECONDS;
 const SWEEP_KEY: &str = "used-states/sweep";
+/// How far behind another instance's clock may be: its states are not swept yet.
+const CLOCK_MARGIN_SECONDS: u64 = 120;
 
 /// What the marker of a used state holds.
 #[derive(Serialize, Deserialize)]
@@ -44,11 +46,17 @@ struct UsedState {
     finished: Option<FinishedLogin>,
 }
 
-/// Whom a finished login logged in.
+/// Whom a finished login logged in, in which session generation, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinishedLogin {
     pub user_id: String,
     pub wecom_userid: String,
+    /// The user's session generation then: a logout since ends the repeat.
+    #[serde(default)]
+    pub generation: u64,
+    /// Unix seconds.
+    #[serde(default)]
+    pub at: u64,
 }
 
 /// What claiming a state found.
@@ -134,14 +142,15 @@ pub fn finish(
 /// [`SWEEP_BUDGET`] at a time; returns how many it deleted. Running twice at
 /// once only repeats deletes.
 pub fn sweep(kv: &impl KeyValue, now: u64) -> Result<usize, AuthError> {
-    let current = now / WINDOW_SECONDS;
+    // Window `w` is over once `w·W <= now`; a margin spares instances whose
+    // clocks run behind, which would still take those states.
+    let current = now.saturating_sub(CLOCK_MARGIN_SECONDS) / WINDOW_SECONDS;
     let mut at = get_json::<SweepPoint>(kv, SWEEP_KEY)?.unwrap_or(SweepPoint {
         window: current.saturating_sub(FIRST_SWEEP_WINDOWS_BACK),
         slot: 1,
     });
     let mut budget = SWEEP_BUDGET;
     let mut swept = 0;
-    // Window `w` is over once `w·W <= now`.
     while at.window <= current && budget > 0 {
         budget -= 1;
         // An increment by 0 reads the count in every store's own format.
@@ -199,6 +208,8 @@ mod tests {
         let who = FinishedLogin {
             user_id: "u".into(),
             wecom_userid: "w".into(),
+            generation: 0,
+            at: NOW,
         };
         finish(&kv, &s, who.clone()).unwrap();
         assert_eq!(claim(&kv, &s).unwrap(), Claim::Finished(who));
@@ -214,7 +225,7 @@ mod tests {
         }
         let live = state(999, NOW + 3000);
         claim(&kv, &live).unwrap();
-        let later = NOW + 1200 + 600 + WINDOW_SECONDS;
+        let later = NOW + 1200 + 600 + WINDOW_SECONDS + CLOCK_MARGIN_SECONDS;
         let mut total = 0;
         let mut sweeps = 0;
         loop {

@@ -247,7 +247,8 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let request = CallbackRequest {
         code: code.to_owned(),
         state: state.to_owned(),
-        pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
+        pre_auth_cookie: state::cookie_for(state, ctx.request.cookies(PRE_AUTH_COOKIE))
+            .map(str::to_owned),
         user_agent: ctx.request.user_agent().to_owned(),
     };
     let env = ctx.env;

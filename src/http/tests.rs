@@ -702,7 +702,7 @@ fn verify_refuses_missing_forged_expired_and_orphaned_sessions() {
     assert_eq!(verify(&cookie), 200);
     assert_eq!(world.send(get("/auth/wecom/verify")).status, 401);
     assert_eq!(verify("wecom_auth_session="), 401);
-    assert_eq!(verify("wecom_auth_session=v1.k1.e30.AAAA"), 401);
+    assert_eq!(verify("wecom_auth_session=v2.k1.e30.AAAA"), 401);
     // Signed with a key this deployment does not have.
     let forger = World::new(&[
         ("auto_signup", "true"),
@@ -794,7 +794,7 @@ fn sessions_of_several_authenticators_verify_with_their_own_settings() {
     let done = world.send(callback_for(&login).ua(WECOM_IPHONE));
     assert_eq!(done.status, 302, "{}", body(&done));
     let cookie = cookie_pair(&done, "wecom_auth_session");
-    assert!(cookie.contains("=v1.b1."));
+    assert!(cookie.contains("=v2.b1."));
     let verified = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
     assert_eq!(verified.header("x-wecom-authenticator"), Some("branch"));
     // Dropping branch from the configuration ends its sessions.
@@ -1137,7 +1137,7 @@ fn no_input_makes_the_front_panic() {
             let r = world.send(
                 request(method, target)
                     .bearer(ADMIN_TOKEN)
-                    .cookie_header("wecom_auth_session=v1.k1.%%%.===; wecom_auth_login=.....")
+                    .cookie_header("wecom_auth_session=v2.k1.%%%.===; wecom_auth_login=.....")
                     .with("Accept", "application/json;q=nan, text/html;q=-1")
                     .with("Accept-Language", ";;,,q=,zh;q=2")
                     .body("text/csv", "\"\n,\"\"\"\r\r\n"),
