@@ -1109,3 +1109,72 @@ async fn identity_headers_come_in_the_conventions_asked_for() {
         refused.body
     );
 }
+
+/// Sliding sessions: a session in use is renewed (a fresh cookie from
+/// `/verify`, `/me` and the site pages) once it is older than the refresh
+/// age, never past the absolute maximum after the login.
+#[tokio::test]
+async fn a_session_in_use_is_renewed_but_never_past_the_maximum() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("session_refresh_seconds", "1"),
+            // The 8 h lifetime plus a minute: renewals may add a minute at most.
+            ("session_max_seconds", "28860"),
+        ],
+    );
+    let mut phone = Browser::new(WECOM_ANDROID);
+    phone
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    let fresh = phone.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.header("set-cookie"), None, "not due yet");
+    let old = phone.cookies["wecom_auth_session"].clone();
+    for route in ["/auth/wecom/verify", "/auth/wecom/me"] {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let used = phone.get(&front, route).await;
+        assert_eq!(used.status, 200, "{route}");
+        let cookie = used.header("set-cookie").unwrap_or_default().to_owned();
+        assert!(
+            cookie.starts_with("wecom_auth_session="),
+            "{route}: {cookie}"
+        );
+        let max_age: u64 = cookie
+            .split("Max-Age=")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(max_age <= 8 * 3600, "{cookie}");
+    }
+    assert_ne!(phone.cookies["wecom_auth_session"], old, "renewed");
+    assert_eq!(phone.get(&front, "/auth/wecom/me").await.status, 200);
+    let token = phone.cookies["wecom_auth_session"].clone();
+    let payload = token.split('.').nth(2).unwrap();
+    let claims: Value = serde_json::from_slice(&base64_url_decode(payload)).unwrap();
+    // Renewed: issued later than the login, expiring no later than the
+    // login plus the maximum.
+    assert!(claims["iat"].as_u64().unwrap() > claims["auth"].as_u64().unwrap());
+    assert!(claims["exp"].as_u64().unwrap() <= claims["auth"].as_u64().unwrap() + 28_860);
+}
+
+fn base64_url_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes() {
+        let value = ALPHABET.iter().position(|&b| b == byte).unwrap() as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}

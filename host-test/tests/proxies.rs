@@ -112,6 +112,8 @@ async fn gateway(sim: &SimulatorHandle, origin: &str) -> GatewayHandle {
                 ("oauth_base", base.clone()),
                 ("sso_base", base.clone()),
                 ("auto_signup", "true".to_owned()),
+                // Renew sessions a second old, so the walk sees a renewal.
+                ("session_refresh_seconds", "1".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         )
@@ -250,7 +252,7 @@ fn swap(text: &str, pairs: &[(&str, &str)]) -> String {
 /// The member's walk through `proxy`: a protected page sends them to WeCom
 /// and back to the same URL; the app gets the identity, never a spoofed
 /// one; a script gets 401; logout ends it.
-async fn walk(proxy: &Proxy, sim: &SimulatorHandle) {
+async fn walk(proxy: &Proxy, sim: &SimulatorHandle, passes_renewal: bool) {
     let page = "/docs/Q3%20report?a=1&b=%2F2";
     let mut phone = Browser::new(WECOM_ANDROID);
     let sent = phone.request(proxy.addr, "GET", page).await;
@@ -284,8 +286,15 @@ async fn walk(proxy: &Proxy, sim: &SimulatorHandle) {
         ("remote-user", "admin"),
         ("remote-email", "admin@evil.example"),
     ];
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let reply = send(proxy.addr, "GET", page, &spoofed, b"").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // The renewed session cookie reaches the browser where the proxy can pass it.
+    let renewed = reply
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("set-cookie") && v.starts_with("wecom_auth_session="));
+    assert_eq!(renewed, passes_renewal, "{:?}", reply.headers);
     let seen: Value = reply.json();
     assert_eq!(seen["path"], page);
     let header = |name: &str| -> Vec<String> {
@@ -350,7 +359,9 @@ async fn run(which: &str) {
         "nginx" => nginx(&binary, dir.path(), port, gateway.addr(), app).await,
         _ => caddy(&binary, dir.path(), port, gateway.addr(), app).await,
     };
-    walk(&proxy, &sim).await;
+    // Caddy's forward_auth copies answer headers to the request only: its
+    // members renew at `/auth/wecom/me` and the login routes instead.
+    walk(&proxy, &sim, which == "nginx").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

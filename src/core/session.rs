@@ -34,6 +34,10 @@ pub struct SessionClaims {
     /// The user's session generation at issue: logout moves it on.
     #[serde(rename = "g", default)]
     pub generation: u64,
+    /// When the member logged in (Unix seconds); renewals keep it, and no
+    /// renewal reaches past it plus the absolute maximum.
+    #[serde(rename = "auth", default)]
+    pub logged_in_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +63,59 @@ pub fn issue(authenticator: &Authenticator, subject: Subject<'_>, now: u64) -> S
         issued_at: now,
         expires_at: now.saturating_add(u64::from(authenticator.session_lifetime)),
         generation: subject.generation,
+        logged_in_at: now,
     };
+    sign(authenticator, &claims)
+}
+
+/// How sessions in use are renewed (sliding sessions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// A session older than this (seconds since it was issued) is renewed
+    /// when used; 0: never.
+    pub after_seconds: u32,
+    /// No renewal reaches past the login plus this many seconds.
+    pub max_seconds: u32,
+}
+
+/// A fresh token for a verified session in use, when it is due: the same
+/// member and generation, issued now, expiring after the lifetime but never
+/// past the login plus `renewal.max_seconds`. None: not due, or no time left.
+pub fn renew(
+    authenticator: &Authenticator,
+    verified: &VerifiedSession,
+    renewal: Renewal,
+    now: u64,
+) -> Option<String> {
+    let claims = &verified.claims;
+    let age = now.saturating_sub(claims.issued_at);
+    if renewal.after_seconds == 0 || age < u64::from(renewal.after_seconds) {
+        return None;
+    }
+    let logged_in_at = if claims.logged_in_at == 0 {
+        claims.issued_at
+    } else {
+        claims.logged_in_at
+    };
+    let latest = logged_in_at.saturating_add(u64::from(renewal.max_seconds));
+    let expires_at = now
+        .saturating_add(u64::from(authenticator.session_lifetime))
+        .min(latest);
+    if expires_at <= claims.expires_at {
+        return None;
+    }
+    let renewed = SessionClaims {
+        issued_at: now,
+        expires_at,
+        logged_in_at,
+        ..claims.clone()
+    };
+    Some(sign(authenticator, &renewed))
+}
+
+fn sign(authenticator: &Authenticator, claims: &SessionClaims) -> String {
     let payload =
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialize to JSON"));
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize to JSON"));
     let key = &authenticator.signing_keys[0];
     let mac = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
     format!("{VERSION}.{}.{payload}.{mac}", key.id)
@@ -132,6 +186,55 @@ fn mac(key: &SigningKey, payload: &str) -> Hmac<Sha256> {
     mac.update(b".");
     mac.update(payload.as_bytes());
     mac
+}
+
+#[cfg(test)]
+mod renewal_tests {
+    use super::*;
+    use crate::example::settings as sample;
+
+    const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn a_session_in_use_is_renewed_once_due_never_past_the_absolute_maximum() {
+        let a = sample("corp").check().unwrap();
+        let subject = Subject {
+            user_id: "u",
+            wecom_userid: "w",
+            generation: 3,
+        };
+        let token = issue(&a, subject, NOW);
+        let renewal = Renewal {
+            after_seconds: 3600,
+            max_seconds: 86_400,
+        };
+        let first = verify(&a, &token, NOW + 10).unwrap();
+        assert_eq!(renew(&a, &first, renewal, NOW + 10), None, "not due yet");
+        let later = verify(&a, &token, NOW + 3600).unwrap();
+        let renewed = renew(&a, &later, renewal, NOW + 3600).unwrap();
+        let claims = verify(&a, &renewed, NOW + 3600).unwrap().claims;
+        assert_eq!(claims.issued_at, NOW + 3600);
+        assert_eq!(claims.expires_at, NOW + 3600 + 8 * 3600);
+        assert_eq!((claims.logged_in_at, claims.generation), (NOW, 3));
+        // Near the maximum a renewal stops at it; past it, none.
+        let near = NOW + 86_400 - 100;
+        let mut chain = renewed;
+        for at in (NOW + 7200..near).step_by(7200) {
+            let verified = verify(&a, &chain, at).unwrap();
+            chain = renew(&a, &verified, renewal, at).unwrap_or(chain);
+        }
+        let last = verify(&a, &chain, near).unwrap();
+        assert!(last.claims.expires_at <= NOW + 86_400);
+        assert!(
+            verify(&a, &chain, NOW + 86_400).is_err(),
+            "the absolute maximum holds"
+        );
+        let off = Renewal {
+            after_seconds: 0,
+            max_seconds: 86_400,
+        };
+        assert_eq!(renew(&a, &later, off, NOW + 3600), None);
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
 //! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
 
+use crate::core::session::Renewal;
 use crate::core::settings::{
     self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
 };
@@ -46,6 +47,8 @@ pub struct FrontConfig {
     pub route_prefix: String,
     /// The identity header conventions `/verify` answers in; never empty.
     pub identity_headers: Vec<HeaderConvention>,
+    /// Sliding sessions: `session_refresh_seconds`, `session_max_seconds`.
+    pub renewal: Renewal,
 }
 
 /// A family of identity headers that proxies' users already configure.
@@ -112,7 +115,7 @@ pub struct ConfigProblem {
 
 /// The global variables the front reads (Spin variables; `spin.toml` must
 /// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 7] = [
+pub const GLOBAL_VARIABLES: [&str; 9] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -120,7 +123,13 @@ pub const GLOBAL_VARIABLES: [&str; 7] = [
     "session_cookie_name",
     "session_cookie_domain",
     "identity_headers",
+    "session_refresh_seconds",
+    "session_max_seconds",
 ];
+/// Renew a session in use once it is an hour old...
+pub const DEFAULT_SESSION_REFRESH: u32 = 3600;
+/// ...but never past a week after the login.
+pub const DEFAULT_SESSION_MAX: u32 = 7 * 24 * 3600;
 
 /// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
 /// in the order problems are reported.
@@ -217,6 +226,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     let admin_token = admin_token(&mut reader);
     let protected_paths = protected_paths(&mut reader);
     let identity_headers = identity_headers(&mut reader);
+    let renewal = renewal(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: the variable each settings field came from.
@@ -285,6 +295,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             admin_token,
             protected_paths,
             identity_headers,
+            renewal,
             route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
         }),
         _ => Err(reader.problems),
@@ -416,6 +427,40 @@ fn admin_token(reader: &mut Reader<'_>) -> Option<Secret> {
         return None;
     }
     Some(Secret::new(token))
+}
+
+/// `session_refresh_seconds` (0: never renew) and `session_max_seconds`.
+fn renewal(reader: &mut Reader<'_>) -> Renewal {
+    let mut read = |name: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
+        let value = reader.get(name).map(str::trim).filter(|v| !v.is_empty());
+        match value.map(str::parse::<u32>) {
+            None => default,
+            Some(Ok(n)) if range.contains(&n) => n,
+            Some(_) => {
+                let (min, max) = (range.start(), range.end());
+                reader.problem(
+                    name,
+                    None,
+                    format!("must be a number of seconds from {min} to {max}"),
+                );
+                default
+            }
+        }
+    };
+    let after_seconds = read(
+        "session_refresh_seconds",
+        DEFAULT_SESSION_REFRESH,
+        0..=30 * 24 * 3600,
+    );
+    let max_seconds = read(
+        "session_max_seconds",
+        DEFAULT_SESSION_MAX,
+        60..=365 * 24 * 3600,
+    );
+    Renewal {
+        after_seconds,
+        max_seconds,
+    }
 }
 
 /// `identity_headers`: comma-separated conventions, default `wecom`.

@@ -15,7 +15,7 @@ use super::message::{
     self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
 use crate::core::browser::{self, Language};
-use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie};
+use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
 use crate::core::directory::{self, User};
 use crate::core::error::{AuthError, Category, errcode};
 use crate::core::flow::LoginFlow;
@@ -403,9 +403,34 @@ fn session_json(session: &Session) -> Me<'_> {
     }
 }
 
+/// The session cookie of a renewed session in use (sliding sessions), when due.
+fn renewed<K, T>(ctx: &Ctx<'_, '_, K, T>, session: &Session) -> Option<String> {
+    let entry = ctx.config.find(&session.verified.claims.authenticator)?;
+    let authenticator = &entry.authenticator;
+    let token = session::renew(
+        authenticator,
+        &session.verified,
+        ctx.config.renewal,
+        ctx.env.now,
+    )?;
+    Some(session_cookie(authenticator, token).set_cookie)
+}
+
+/// `response` with the renewed session cookie, when one is due.
+fn with_renewal<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    session: &Session,
+    mut response: Response,
+) -> Response {
+    if let Some(cookie) = renewed(ctx, session) {
+        response.headers.push(("set-cookie".into(), cookie));
+    }
+    response
+}
+
 fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match current_session(ctx) {
-        Ok(session) => Response::json(200, &session_json(&session)),
+        Ok(session) => with_renewal(ctx, &session, Response::json(200, &session_json(&session))),
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
             response.log = log_line(ctx, &e);
@@ -421,7 +446,11 @@ fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// `{prefix}/verify[/original path]`: see [`forward_auth`].
 fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Response {
     match current_session(ctx) {
-        Ok(session) => forward_auth::granted(&session, &ctx.config.identity_headers),
+        Ok(session) => with_renewal(
+            ctx,
+            &session,
+            forward_auth::granted(&session, &ctx.config.identity_headers),
+        ),
         Err(e) if e.category() == Category::SessionInvalid => {
             let back = forward_auth::return_path(ctx.request, after_verify);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
@@ -458,15 +487,13 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match current_session(ctx) {
         Ok(session) => {
             let logout = format!("{}/logout", ctx.config.route_prefix);
-            Response::html(
-                200,
-                html::signed_in_page(
-                    ctx.language,
-                    &session.user.name,
-                    &session.verified.claims.wecom_userid,
-                    &logout,
-                ),
-            )
+            let page = html::signed_in_page(
+                ctx.language,
+                &session.user.name,
+                &session.verified.claims.wecom_userid,
+                &logout,
+            );
+            with_renewal(ctx, &session, Response::html(200, page))
         }
         Err(e @ AuthError::Store(_)) => error_response(ctx, &e, None),
         Err(_) => {
