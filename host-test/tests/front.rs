@@ -1178,3 +1178,65 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// `public_paths` (and methods) pass `/verify` without a session, matched
+/// segment-wise after dot segments are resolved; CORS preflights pass only
+/// when `allow_preflight` says so.
+#[tokio::test]
+async fn public_paths_and_preflights_pass_verify_as_configured() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("public_paths", "/health, GET /static/, post /hooks"),
+            ("allow_preflight", "true"),
+        ],
+    );
+    let ask =
+        |method: &'static str, path: &'static str, extra: Option<(&'static str, &'static str)>| {
+            let front = &front;
+            async move {
+                let mut headers = vec![("x-forwarded-method", method), ("x-forwarded-uri", path)];
+                headers.extend(extra);
+                front
+                    .send("GET", "/auth/wecom/verify", &headers, b"")
+                    .await
+                    .status
+            }
+        };
+    for (method, path, status) in [
+        ("GET", "/health", 200),
+        ("DELETE", "/health/deep?x=1", 200),
+        ("GET", "/static/app.js", 200),
+        ("POST", "/static/app.js", 401),
+        ("POST", "/hooks/wecom", 200),
+        ("GET", "/hooks/wecom", 401),
+        ("GET", "/healthz", 401),
+        ("GET", "/static/../admin", 401),
+        ("GET", "/static%2F..%2Fadmin", 401),
+        ("GET", "/admin", 401),
+    ] {
+        assert_eq!(ask(method, path, None).await, status, "{method} {path}");
+    }
+    let preflight = Some(("access-control-request-method", "POST"));
+    assert_eq!(ask("OPTIONS", "/api/orders", preflight).await, 200);
+    assert_eq!(
+        ask("OPTIONS", "/api/orders", None).await,
+        401,
+        "no preflight"
+    );
+    let strict = Front::new(&sim, &[]);
+    let headers = [
+        ("x-forwarded-method", "OPTIONS"),
+        ("x-forwarded-uri", "/api/orders"),
+        ("access-control-request-method", "POST"),
+    ];
+    let refused = strict
+        .send("GET", "/auth/wecom/verify", &headers, b"")
+        .await;
+    assert_eq!(refused.status, 401, "preflights need allow_preflight");
+    let bad = Front::new(&sim, &[("public_paths", "/ok, /a/../b")]);
+    let problem = bad.send("GET", "/auth/wecom/verify", &[], b"").await;
+    assert_eq!(problem.status, 500);
+    assert!(problem.body.contains("public_paths"), "{}", problem.body);
+}

@@ -49,6 +49,20 @@ pub struct FrontConfig {
     pub identity_headers: Vec<HeaderConvention>,
     /// Sliding sessions: `session_refresh_seconds`, `session_max_seconds`.
     pub renewal: Renewal,
+    /// Paths (and methods) `/verify` passes without a session.
+    pub public_paths: Vec<PublicPath>,
+    /// Whether `/verify` passes CORS preflights (`OPTIONS` with
+    /// `Access-Control-Request-Method`) without a session.
+    pub allow_preflight: bool,
+}
+
+/// A path prefix `/verify` passes without a session, for one method or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicPath {
+    /// Upper case; None: every method.
+    pub method: Option<String>,
+    /// Starts with `/`; segment-wise (`/static` covers `/static/x`, not `/staticx`).
+    pub prefix: String,
 }
 
 /// A family of identity headers that proxies' users already configure.
@@ -115,7 +129,7 @@ pub struct ConfigProblem {
 
 /// The global variables the front reads (Spin variables; `spin.toml` must
 /// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 9] = [
+pub const GLOBAL_VARIABLES: [&str; 11] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -125,6 +139,8 @@ pub const GLOBAL_VARIABLES: [&str; 9] = [
     "identity_headers",
     "session_refresh_seconds",
     "session_max_seconds",
+    "public_paths",
+    "allow_preflight",
 ];
 /// Renew a session in use once it is an hour old...
 pub const DEFAULT_SESSION_REFRESH: u32 = 3600;
@@ -227,6 +243,13 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     let protected_paths = protected_paths(&mut reader);
     let identity_headers = identity_headers(&mut reader);
     let renewal = renewal(&mut reader);
+    let public_paths = public_paths(&mut reader);
+    let allow_preflight = {
+        let value = reader.get("allow_preflight").map(str::to_owned);
+        boolean(value.as_deref(), &mut |why| {
+            reader.problem("allow_preflight", None, why);
+        })
+    };
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: the variable each settings field came from.
@@ -296,6 +319,8 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             protected_paths,
             identity_headers,
             renewal,
+            public_paths,
+            allow_preflight,
             route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
         }),
         _ => Err(reader.problems),
@@ -461,6 +486,60 @@ fn renewal(reader: &mut Reader<'_>) -> Renewal {
         after_seconds,
         max_seconds,
     }
+}
+
+/// `public_paths`: comma-separated `[METHOD ]/prefix` entries.
+fn public_paths(reader: &mut Reader<'_>) -> Vec<PublicPath> {
+    let Some(raw) = reader.get("public_paths") else {
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for (index, item) in raw
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        let (method, prefix) = match item.split_once(char::is_whitespace) {
+            Some((method, prefix)) => (Some(method.to_ascii_uppercase()), prefix.trim()),
+            None => (None, item),
+        };
+        let method_ok = method.as_deref().is_none_or(|m| {
+            !m.is_empty() && m.len() <= 16 && m.bytes().all(|b| b.is_ascii_alphabetic())
+        });
+        let prefix_ok = prefix.starts_with('/')
+            && !prefix.starts_with("//")
+            && prefix.len() <= 256
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"?#\\%".contains(&b))
+            && !prefix
+                .split('/')
+                .any(|segment| segment == "." || segment == "..");
+        if method_ok && prefix_ok {
+            paths.push(PublicPath {
+                method,
+                prefix: prefix.to_owned(),
+            });
+        } else {
+            reader.problem(
+                "public_paths",
+                None,
+                format!(
+                    "entry {} is not [METHOD ]/prefix, like /health or GET /static/ (no query, %, dot segments or backslash)",
+                    index + 1
+                ),
+            );
+        }
+    }
+    if paths.len() > MAX_PROTECTED_PATHS {
+        reader.problem(
+            "public_paths",
+            None,
+            format!("lists more than {MAX_PROTECTED_PATHS} entries"),
+        );
+    }
+    paths
 }
 
 /// `identity_headers`: comma-separated conventions, default `wecom`.

@@ -19,7 +19,7 @@
 //! after `/verify`; `X-Forwarded-Prefix` (a prefix the proxy stripped) goes
 //! in front.
 
-use super::config::HeaderConvention;
+use super::config::{FrontConfig, HeaderConvention};
 use super::message::{self, Request, Response};
 use crate::core::login::Session;
 use crate::core::return_path;
@@ -63,6 +63,46 @@ fn path_of_url(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+/// The original request's method: `X-Forwarded-Method` (Traefik, Caddy),
+/// `X-Original-Method` (Nginx ingress), else the method of this request
+/// (Envoy sends the original one).
+pub fn original_method(request: &Request) -> String {
+    ["x-forwarded-method", "x-original-method"]
+        .into_iter()
+        .find_map(|name| request.header(name))
+        .unwrap_or(&request.method)
+        .trim()
+        .to_ascii_uppercase()
+}
+
+/// Whether the original request may pass without a session: a public path
+/// (and method), or a CORS preflight when those are let through. The path is
+/// matched after dot segments are resolved (`/static/../admin` is `/admin`)
+/// and segment-wise; an encoded slash never matches one.
+pub fn is_public(request: &Request, after_verify: &str, config: &FrontConfig) -> bool {
+    let method = original_method(request);
+    if config.allow_preflight
+        && method == "OPTIONS"
+        && request.header("access-control-request-method").is_some()
+    {
+        return true;
+    }
+    if config.public_paths.is_empty() {
+        return false;
+    }
+    let Some(path) = return_path(request, after_verify) else {
+        return false;
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    config.public_paths.iter().any(|public| {
+        public.method.as_deref().is_none_or(|m| m == method)
+            && (path == public.prefix
+                || path
+                    .strip_prefix(public.prefix.as_str())
+                    .is_some_and(|rest| public.prefix.ends_with('/') || rest.starts_with('/')))
+    })
 }
 
 /// A script (`fetch`, XHR, an API client) rather than a page navigation: it

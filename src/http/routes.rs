@@ -451,6 +451,12 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Respon
             &session,
             forward_auth::granted(&session, &ctx.config.identity_headers),
         ),
+        Err(e)
+            if e.category() == Category::SessionInvalid
+                && forward_auth::is_public(ctx.request, after_verify, ctx.config) =>
+        {
+            Response::new(200)
+        }
         Err(e) if e.category() == Category::SessionInvalid => {
             let back = forward_auth::return_path(ctx.request, after_verify);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
