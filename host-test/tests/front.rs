@@ -1240,3 +1240,63 @@ async fn public_paths_and_preflights_pass_verify_as_configured() {
     assert_eq!(problem.status, 500);
     assert!(problem.body.contains("public_paths"), "{}", problem.body);
 }
+
+/// With `session_cookie_domain` shared, a login started on a sibling app
+/// (the proxy's `X-Forwarded-Host`) returns there, if the host is on the
+/// `return_hosts` allow-list; any other host lands on the app's own page.
+#[tokio::test]
+async fn a_login_from_a_sibling_app_returns_there_only_when_allowed() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("session_cookie_domain", "example.com"),
+            ("return_hosts", "crm.example.com, *.tools.example.com"),
+        ],
+    );
+    for (host, lands) in [
+        ("crm.example.com", "https://crm.example.com/deals?id=3"),
+        (
+            "wiki.tools.example.com",
+            "https://wiki.tools.example.com/deals?id=3",
+        ),
+        ("evil.com", "/"),
+        ("crm.example.com.evil.com", "/"),
+    ] {
+        let refused = front
+            .send(
+                "GET",
+                "/auth/wecom/verify",
+                &[
+                    ("x-forwarded-host", host),
+                    ("x-forwarded-proto", "https"),
+                    ("x-forwarded-uri", "/deals?id=3"),
+                ],
+                b"",
+            )
+            .await;
+        assert_eq!(refused.status, 401);
+        let login = refused.header("x-wecom-login").unwrap().to_owned();
+        let mut phone = Browser::new(WECOM_ANDROID);
+        let done = phone.log_in(&front, &sim, &login, "zhangsan").await;
+        assert_eq!((done.status, done.location()), (302, lands), "{host}");
+        let cookie = done
+            .headers
+            .iter()
+            .find(|(n, v)| n == "set-cookie" && v.starts_with("wecom_auth_session="))
+            .unwrap();
+        assert!(cookie.1.contains("Domain=example.com"), "{}", cookie.1);
+    }
+    // Asked directly, an absolute return_to obeys the same list.
+    let mut phone = Browser::new(WECOM_ANDROID);
+    let done = phone
+        .log_in(
+            &front,
+            &sim,
+            "/auth/wecom/login?return_to=https%3A%2F%2Fevil.com%2F",
+            "zhangsan",
+        )
+        .await;
+    assert_eq!(done.location(), "/");
+}

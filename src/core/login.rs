@@ -9,7 +9,6 @@ use super::error::AuthError;
 use super::flow::LoginFlow;
 use super::mobile;
 use super::ports::{KeyValue, Transport};
-use super::return_path;
 use super::session;
 use super::settings::Authenticator;
 use super::state::{
@@ -59,11 +58,9 @@ pub fn authorize(
     let flow = request
         .force_flow
         .unwrap_or_else(|| LoginFlow::for_browser(&browser));
-    let return_to = return_path::for_login(
-        request.return_to.as_deref(),
-        &authenticator.route_prefix,
-        &authenticator.redirect_path,
-    );
+    let return_to = authenticator
+        .landing()
+        .resolve(request.return_to.as_deref());
     let in_flight = request
         .pre_auth_cookie
         .as_deref()

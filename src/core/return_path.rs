@@ -68,15 +68,84 @@ fn local_on_every_layer(path: &str) -> bool {
     false
 }
 
-/// Where a login of an authenticator lands: `candidate` when it is a safe
-/// path (see [`sanitize`]) that is not one of the component's own routes,
-/// else `redirect_path`. Landing on `{route_prefix}/logout` would log the
-/// member straight out again, on the callback or login it would start over.
-pub fn for_login(candidate: Option<&str>, route_prefix: &str, redirect_path: &str) -> String {
-    candidate
-        .and_then(sanitize)
-        .filter(|path| !is_own_route(path, route_prefix))
-        .unwrap_or_else(|| redirect_path.to_owned())
+/// Where a login of an authenticator may land.
+#[derive(Debug, Clone, Copy)]
+pub struct Landing<'a> {
+    /// The component's own routes: never a landing.
+    pub route_prefix: &'a str,
+    /// Where a login lands when the return path is missing or refused.
+    pub redirect_path: &'a str,
+    /// `scheme://host[:port]` of the app.
+    pub origin: &'a str,
+    /// Sibling hosts an absolute return URL may name (`crm.example.com`,
+    /// `*.example.com`: subdomains only); empty: relative paths only.
+    pub return_hosts: &'a [String],
+}
+
+impl Landing<'_> {
+    /// Where a login lands: `candidate` when it is a safe path (see
+    /// [`sanitize`]) that is not one of the component's own routes, or an
+    /// absolute URL on an allowed sibling host (same scheme, default port,
+    /// no user info, its path as safe as a relative one); else
+    /// `redirect_path`. Landing on `{route_prefix}/logout` would log the
+    /// member straight out again, on the callback or login it would start over.
+    pub fn resolve(&self, candidate: Option<&str>) -> String {
+        candidate
+            .and_then(|candidate| match absolute(candidate) {
+                Some(url) => self.sibling(&url),
+                None => sanitize(candidate).filter(|path| !is_own_route(path, self.route_prefix)),
+            })
+            .unwrap_or_else(|| self.redirect_path.to_owned())
+    }
+
+    fn sibling(&self, url: &Url) -> Option<String> {
+        let origin = Url::parse(self.origin).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        let same_scheme = url.scheme() == origin.scheme();
+        let plain = url.username().is_empty() && url.password().is_none() && url.port().is_none();
+        if !same_scheme || !plain {
+            return None;
+        }
+        let mut path = url.path().to_owned();
+        if let Some(query) = url.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        if let Some(fragment) = url.fragment() {
+            path.push('#');
+            path.push_str(fragment);
+        }
+        let path = sanitize(&path)?;
+        if origin.host_str() == Some(host.as_str()) {
+            return (!is_own_route(&path, self.route_prefix)).then_some(path);
+        }
+        let allowed = self
+            .return_hosts
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                None => *pattern == host,
+            });
+        allowed.then(|| format!("{}://{host}{path}", url.scheme()))
+    }
+}
+
+/// `candidate` as an absolute http(s) URL, when it is written as one.
+fn absolute(candidate: &str) -> Option<Url> {
+    let lower = candidate.get(..8)?.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return None;
+    }
+    // Blanks and controls a browser would drop or fold are refused here too.
+    if candidate
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Url::parse("http://refused.invalid/").ok();
+    }
+    Url::parse(candidate).ok()
 }
 
 /// Whether a sanitized path is the route prefix or under it, as the router
@@ -187,6 +256,87 @@ mod tests {
             assert_eq!(sanitize(payload), None, "{payload:?}");
         }
         assert_eq!(sanitize(&format!("/{}", "a".repeat(MAX_RETURN_PATH))), None);
+    }
+
+    fn landing<'a>(return_hosts: &'a [String]) -> Landing<'a> {
+        Landing {
+            route_prefix: "/auth/wecom",
+            redirect_path: "/home",
+            origin: "https://apps.example.com",
+            return_hosts,
+        }
+    }
+
+    fn for_login(candidate: Option<&str>, route_prefix: &str, redirect_path: &str) -> String {
+        Landing {
+            route_prefix,
+            redirect_path,
+            origin: "https://apps.example.com",
+            return_hosts: &[],
+        }
+        .resolve(candidate)
+    }
+
+    #[test]
+    fn sibling_hosts_on_the_allow_list_are_landings_and_nothing_else_is() {
+        let hosts = [
+            "crm.example.com".to_owned(),
+            "*.tools.example.com".to_owned(),
+        ];
+        let l = landing(&hosts);
+        for (candidate, lands) in [
+            (
+                "https://crm.example.com/deals?id=3#x",
+                "https://crm.example.com/deals?id=3#x",
+            ),
+            (
+                "https://CRM.example.com/a%20b",
+                "https://crm.example.com/a%20b",
+            ),
+            (
+                "https://wiki.tools.example.com/",
+                "https://wiki.tools.example.com/",
+            ),
+            ("https://apps.example.com/reports", "/reports"),
+            ("https://apps.example.com/auth/wecom/logout", "/home"),
+        ] {
+            assert_eq!(l.resolve(Some(candidate)), lands, "{candidate}");
+        }
+        let payloads: Vec<String> = serde_json::from_str(PAYLOADS).unwrap();
+        let sibling_tricks = [
+            "https://evil.com/",
+            "https://crm.example.com.evil.com/",
+            "https://evil.com\\@crm.example.com/",
+            "https://crm.example.com@evil.com/",
+            "https://user:pw@crm.example.com/",
+            "https://crm.example.com:8443/",
+            "http://crm.example.com/",
+            "https://crm.example.com./",
+            "https://tools.example.com/",
+            "https://.tools.example.com/",
+            "https://evil.com#.tools.example.com",
+            "https://crm.example.com//evil.com",
+            "https://crm.example.com/%2F%2Fevil.com",
+            "https://crm.example.com/\t/evil.com",
+            "https:crm.example.com",
+            "https://xn--crm-example-com.evil.com/",
+        ];
+        for payload in payloads.iter().map(String::as_str).chain(sibling_tricks) {
+            let landed = l.resolve(Some(payload));
+            let ok = landed == "/home"
+                || (landed.starts_with('/') && !landed.starts_with("//"))
+                || landed.starts_with("https://crm.example.com/") && !landed[24..].starts_with('/')
+                || landed.starts_with("https://wiki.tools.example.com/");
+            assert!(ok, "{payload:?} landed on {landed:?}");
+        }
+        for refused in &sibling_tricks[..12] {
+            assert_eq!(l.resolve(Some(refused)), "/home", "{refused:?}");
+        }
+        // Without an allow-list, absolute URLs never land elsewhere.
+        assert_eq!(
+            landing(&[]).resolve(Some("https://crm.example.com/x")),
+            "/home"
+        );
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct Settings {
     pub api_timeout_ms: Option<u32>,
     pub session_cookie_name: Option<String>,
     pub session_cookie_domain: Option<String>,
+    /// Sibling hosts a login may return to (`crm.example.com`,
+    /// `*.example.com`), all under `session_cookie_domain`. The typed API
+    /// leaves it empty: its callers return to relative paths.
+    pub return_hosts: Vec<String>,
 }
 
 /// Checked settings with defaults filled in.
@@ -101,9 +105,21 @@ pub struct Authenticator {
     pub session_cookie_name: String,
     /// Lowercase host name, without a leading dot.
     pub session_cookie_domain: Option<String>,
+    /// Lowercase `host` or `*.domain`, each under `session_cookie_domain`.
+    pub return_hosts: Vec<String>,
 }
 
 impl Authenticator {
+    /// Where its logins may land.
+    pub fn landing(&self) -> return_path::Landing<'_> {
+        return_path::Landing {
+            route_prefix: &self.route_prefix,
+            redirect_path: &self.redirect_path,
+            origin: &self.origin,
+            return_hosts: &self.return_hosts,
+        }
+    }
+
     /// Whether cookies get the `Secure` attribute.
     pub fn is_https(&self) -> bool {
         self.origin.starts_with("https://")
@@ -138,6 +154,7 @@ pub enum Field {
     ApiTimeoutMs,
     SessionCookieName,
     SessionCookieDomain,
+    ReturnHosts,
 }
 
 impl Field {
@@ -165,6 +182,7 @@ impl Field {
             Field::ApiTimeoutMs => "api-timeout-ms",
             Field::SessionCookieName => "session-cookie-name",
             Field::SessionCookieDomain => "session-cookie-domain",
+            Field::ReturnHosts => "return-hosts",
         }
     }
 
@@ -355,6 +373,11 @@ impl Settings {
             self.session_cookie_domain.as_deref(),
             &origin,
         );
+        let return_hosts = check_return_hosts(
+            &mut problems,
+            &self.return_hosts,
+            session_cookie_domain.as_deref(),
+        );
         if !problems.found.is_empty() {
             return Err(problems.found);
         }
@@ -377,6 +400,7 @@ impl Settings {
             api_timeout_ms,
             session_cookie_name,
             session_cookie_domain,
+            return_hosts,
         })
     }
 }
@@ -539,6 +563,43 @@ fn check_signing_keys(problems: &mut Problems<'_>, keys: &[SigningKey]) {
             );
         }
     }
+}
+
+/// Sibling hosts must share the session cookie (sit under its `Domain`), or
+/// a member returned there would not be signed in.
+fn check_return_hosts(
+    problems: &mut Problems<'_>,
+    hosts: &[String],
+    cookie_domain: Option<&str>,
+) -> Vec<String> {
+    let mut checked = Vec::new();
+    for host in hosts {
+        let host = host.trim().to_ascii_lowercase();
+        let name = host.strip_prefix("*.").unwrap_or(&host);
+        let well_formed = !name.is_empty()
+            && name.len() <= 253
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        let under_cookie = cookie_domain
+            .is_some_and(|domain| name == domain || name.ends_with(&format!(".{domain}")));
+        if !well_formed {
+            problems.add(
+                Field::ReturnHosts,
+                format!("{host:?} is not a host name or *.domain"),
+            );
+        } else if !under_cookie {
+            problems.add(
+                Field::ReturnHosts,
+                format!("{host:?} must be under session-cookie-domain (set it to the shared parent domain)"),
+            );
+        } else {
+            checked.push(host);
+        }
+    }
+    checked
 }
 
 /// A cookie `Domain` must be the origin's host or a parent of it, or browsers
@@ -761,6 +822,33 @@ mod tests {
         );
         assert!(errors[0].message.ends_with("seconds"));
         assert!(errors[1].message.ends_with("milliseconds"));
+    }
+
+    #[test]
+    fn return_hosts_must_share_the_session_cookie() {
+        let without = Settings {
+            return_hosts: vec!["crm.example.com".into()],
+            ..sample("corp")
+        };
+        assert_eq!(fields(&without.check().unwrap_err()), ["return-hosts"]);
+        let with = Settings {
+            session_cookie_domain: Some("example.com".into()),
+            return_hosts: vec!["CRM.example.com".into(), "*.tools.example.com".into()],
+            ..sample("corp")
+        };
+        assert_eq!(
+            with.check().unwrap().return_hosts,
+            ["crm.example.com", "*.tools.example.com"]
+        );
+        let outside = Settings {
+            session_cookie_domain: Some("example.com".into()),
+            return_hosts: vec!["evil.com".into(), "bad host".into()],
+            ..sample("corp")
+        };
+        assert_eq!(
+            fields(&outside.check().unwrap_err()),
+            ["return-hosts", "return-hosts"]
+        );
     }
 
     #[test]

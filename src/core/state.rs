@@ -21,7 +21,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use sha2::{Digest, Sha256};
 
 use super::flow::LoginFlow;
-use super::return_path;
 use super::settings::{Authenticator, SigningKey};
 
 pub const STATE_VERSION: u8 = 2;
@@ -245,11 +244,7 @@ pub fn verify(
     let path = entry
         .split_once('.')
         .and_then(|(_, encoded)| percent_decode_str(encoded).decode_utf8().ok());
-    let return_to = return_path::for_login(
-        path.as_deref(),
-        &authenticator.route_prefix,
-        &authenticator.redirect_path,
-    );
+    let return_to = authenticator.landing().resolve(path.as_deref());
     let remaining_cookie = entries(cookie)
         .filter(|other| *other != entry && looks_like_entry(other))
         .collect::<Vec<_>>()

@@ -39,6 +39,7 @@ impl From<wit::Settings> for settings::Settings {
             api_timeout_ms: s.api_timeout_ms,
             session_cookie_name: s.session_cookie_name,
             session_cookie_domain: s.session_cookie_domain,
+            return_hosts: Vec::new(),
         }
     }
 }

@@ -129,7 +129,7 @@ pub struct ConfigProblem {
 
 /// The global variables the front reads (Spin variables; `spin.toml` must
 /// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 11] = [
+pub const GLOBAL_VARIABLES: [&str; 12] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -141,6 +141,7 @@ pub const GLOBAL_VARIABLES: [&str; 11] = [
     "session_max_seconds",
     "public_paths",
     "allow_preflight",
+    "return_hosts",
 ];
 /// Renew a session in use once it is an hour old...
 pub const DEFAULT_SESSION_REFRESH: u32 = 3600;
@@ -239,6 +240,16 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     let route_prefix = reader.get("route_prefix").map(str::to_owned);
     let session_cookie_name = reader.get("session_cookie_name").map(str::to_owned);
     let session_cookie_domain = reader.get("session_cookie_domain").map(str::to_owned);
+    let return_hosts: Vec<String> = reader
+        .get("return_hosts")
+        .map(|raw| {
+            raw.split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     let admin_token = admin_token(&mut reader);
     let protected_paths = protected_paths(&mut reader);
     let identity_headers = identity_headers(&mut reader);
@@ -261,6 +272,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             route_prefix: route_prefix.clone(),
             session_cookie_name: session_cookie_name.clone(),
             session_cookie_domain: session_cookie_domain.clone(),
+            return_hosts: return_hosts.clone(),
             ..Settings::default()
         };
         let mut fields = Vec::with_capacity(FIELDS.len());
@@ -352,9 +364,10 @@ fn report(
                 error.message
             ),
         ),
-        Field::RoutePrefix | Field::SessionCookieName | Field::SessionCookieDomain => {
-            reader.problem(&key, None, error.message)
-        }
+        Field::RoutePrefix
+        | Field::SessionCookieName
+        | Field::SessionCookieDomain
+        | Field::ReturnHosts => reader.problem(&key, None, error.message),
         _ => {
             let source = index.and_then(|i| sources[i].iter().find(|(k, _, _)| *k == key));
             let (variable, unset) = match source {

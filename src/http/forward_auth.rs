@@ -122,6 +122,28 @@ pub fn return_path(request: &Request, after_verify: &str) -> Option<String> {
     original_path(request, after_verify).and_then(|path| return_path::sanitize(&path))
 }
 
+/// Where the login of a refused request should return: the original
+/// request's path, or, for a sibling host (`X-Forwarded-Host` other than the
+/// app's), its absolute URL; the login checks it against `return_hosts`.
+pub fn return_target(request: &Request, after_verify: &str, origin: &str) -> Option<String> {
+    let path = return_path(request, after_verify)?;
+    let own_host = origin.split_once("://").map_or(origin, |(_, host)| host);
+    match request.header("x-forwarded-host").map(str::trim) {
+        Some(host) if !host.eq_ignore_ascii_case(own_host) && !host.contains(['/', '@', '\\']) => {
+            let scheme = request
+                .header("x-forwarded-proto")
+                .filter(|p| matches!(*p, "http" | "https"))
+                .unwrap_or(if origin.starts_with("https:") {
+                    "https"
+                } else {
+                    "http"
+                });
+            Some(format!("{scheme}://{host}{path}"))
+        }
+        _ => Some(path),
+    }
+}
+
 /// 200 with the identity headers of `session`, in each convention asked for.
 /// Values are percent-encoded UTF-8 ([`message::identity_header_value`]).
 pub fn granted(session: &Session, conventions: &[HeaderConvention]) -> Response {

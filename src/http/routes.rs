@@ -139,8 +139,19 @@ fn only<K, T>(
 
 // ---- login ----
 
+/// `return_to` for the links of a page: a safe path of this app only.
 fn return_to_param<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<String> {
     ctx.params.get("return_to").and_then(return_path::sanitize)
+}
+
+/// `return_to` as the login route was asked: the login checks it
+/// (`Landing::resolve`), which also lets a sibling host on `return_hosts`
+/// through.
+fn return_to_asked<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<String> {
+    ctx.params
+        .get("return_to")
+        .filter(|raw| raw.len() <= return_path::MAX_RETURN_PATH)
+        .map(str::to_owned)
 }
 
 fn label(entry: &Entry, count: usize, language: Language) -> String {
@@ -178,7 +189,7 @@ fn is_wecom(request: &Request) -> bool {
 }
 
 fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    let return_to = return_to_param(ctx);
+    let return_to = return_to_asked(ctx);
     let entry = match ctx.params.get("authenticator") {
         Some(name) => match ctx.config.find(name) {
             Some(entry) => entry,
@@ -190,7 +201,7 @@ fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         None if ctx.config.entries.len() == 1 => &ctx.config.entries[0],
         None => match ctx.config.auto_login() {
             Some(entry) if is_wecom(ctx.request) => entry,
-            _ => return login_page(ctx, return_to),
+            _ => return login_page(ctx, return_to_param(ctx)),
         },
     };
     let flow = match ctx.params.get("flow") {
@@ -458,7 +469,8 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Respon
             Response::new(200)
         }
         Err(e) if e.category() == Category::SessionInvalid => {
-            let back = forward_auth::return_path(ctx.request, after_verify);
+            let origin = &ctx.config.entries[0].authenticator.origin;
+            let back = forward_auth::return_target(ctx.request, after_verify, origin);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
             let refused = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
             // Scripts get the bare 401; a page navigation is sent to log in.
