@@ -6,13 +6,19 @@
 //! Run: `cargo bench -p host-test --bench gateway_load` (needs `wrk` on PATH).
 //! Prints a Markdown table to paste into docs/PERFORMANCE.md.
 
-use std::process::Command;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use bytes::Bytes;
-use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+use host_drafts::keyvalue::testing::{TempDir, free_port};
+use host_test::COMPONENT_PATH;
+use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT, variables};
+use host_test::proxy::{echo_app, write_nginx_config};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use wecom_auth_gateway::{Gateway, GatewayConfig, StoreSpec};
 use wecom_simulator::SimulatorHandle;
 
 const DURATION: &str = "10s";
@@ -137,5 +143,72 @@ async fn main() -> anyhow::Result<()> {
         "\nrequests served by the gateway: {}",
         demo.gateway.requests_served()
     );
+    through_nginx(&demo, &session).await
+}
+
+/// A page behind Nginx (`deploy/nginx.conf`, `auth_request` to the gateway,
+/// an echo app upstream) with a session: without renewal, and with a
+/// renewal on every request (`session_refresh_seconds = 1`, an aged cookie).
+async fn through_nginx(demo: &Demo, session: &str) -> anyhow::Result<()> {
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        println!("\nnginx is not installed (apt-get install nginx): no Nginx rows");
+        return Ok(());
+    };
+    let app = echo_app().await;
+    // A second gateway on the demo's store, renewing sessions a second old.
+    let mut renewing_vars = variables(&demo.url(), &demo.simulator.base_url());
+    renewing_vars.insert("session_refresh_seconds".into(), "1".into());
+    let renewing = Gateway::start(
+        GatewayConfig::in_process(COMPONENT_PATH, renewing_vars)
+            .with_store(StoreSpec::Backend(demo.gateway.keyvalue().clone()))
+            .allow_outbound(demo.simulator.base_url()),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    println!(
+        "\n| through Nginx `auth_request` ({DURATION}, {CONNECTIONS} connections) | requests/s | p50 | p99 | non-2xx/3xx |"
+    );
+    println!("|---|---|---|---|---|");
+    for (label, gateway) in [
+        (
+            "GET /page with a session, no renewal due",
+            demo.gateway.addr(),
+        ),
+        (
+            "GET /page with a session renewed on every request",
+            renewing.addr(),
+        ),
+    ] {
+        let dir = TempDir::new("bench-nginx")?;
+        let port = free_port()?;
+        write_nginx_config(dir.path(), port, gateway, app);
+        let d = dir.path().display().to_string();
+        let mut child = Command::new(nginx)
+            .args([
+                "-p",
+                &d,
+                "-c",
+                &format!("{d}/nginx.conf"),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = format!("http://{addr}/docs/page?a=1");
+        let headers = vec![format!("Cookie: {session}")];
+        let (rps, p50, p99, errors) =
+            tokio::task::spawn_blocking(move || wrk(&url, &headers)).await??;
+        println!("| {label} | {rps} | {p50} | {p99} | {errors} |");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     Ok(())
 }

@@ -10,12 +10,14 @@
 //! | [`outgoing`] | outgoing HTTP recorded, then routed (simulator, loopback) |
 //! | [`example`] | the sample authenticator as the typed API takes it |
 //! | [`demo`] | simulator + gateway + seeded directory |
+//! | [`proxy`] | the `deploy/` proxy recipes for real Nginx and Caddy, an echo app |
 
 pub mod bindings;
 pub mod demo;
 pub mod example;
 pub mod host;
 pub mod outgoing;
+pub mod proxy;
 
 /// The component built from this tree's source by `build.rs` (release profile).
 pub const COMPONENT_PATH: &str = env!("WECOM_AUTH_COMPONENT");

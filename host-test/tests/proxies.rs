@@ -9,21 +9,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::COMPONENT_PATH;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use host_test::proxy::{REPO, echo_app, write_caddyfile, write_nginx_config};
+use serde_json::Value;
 use wecom_auth_gateway::{Gateway, GatewayConfig, GatewayHandle};
 use wecom_simulator::{Model, Simulator, SimulatorHandle};
 
@@ -31,7 +25,6 @@ use common::http::{Browser, send};
 use common::{CHROME, WECOM_ANDROID};
 
 const REQUIRE_ENV: &str = "WECOM_AUTH_REQUIRE_PROXIES";
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The program on `PATH` (or in `/usr/sbin`), or why the test skips.
 fn program(name: &str) -> Option<PathBuf> {
@@ -49,54 +42,6 @@ fn program(name: &str) -> Option<PathBuf> {
         );
     }
     found
-}
-
-/// The app behind the proxy: answers every request with what it received.
-async fn echo_app() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(
-                    |request: hyper::Request<hyper::body::Incoming>| async move {
-                        let headers: BTreeMap<String, Vec<String>> = request
-                            .headers()
-                            .keys()
-                            .map(|name| {
-                                let values = request
-                                    .headers()
-                                    .get_all(name)
-                                    .iter()
-                                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                                    .collect();
-                                (name.to_string(), values)
-                            })
-                            .collect();
-                        let body = json!({
-                            "method": request.method().as_str(),
-                            "path": request.uri().path_and_query().map(|p| p.as_str()),
-                            "headers": headers,
-                        });
-                        let mut response =
-                            hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-                        response.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static("application/json"),
-                        );
-                        Ok::<_, Infallible>(response)
-                    },
-                );
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// The gateway with the sample authenticator, its origin the proxy's.
@@ -157,29 +102,13 @@ async fn nginx(
     component: SocketAddr,
     app: SocketAddr,
 ) -> Proxy {
-    let recipe = std::fs::read_to_string(Path::new(REPO).join("deploy/nginx.conf")).unwrap();
-    let site = swap(
-        &recipe,
-        &[
-            ("server 127.0.0.1:3000;", &format!("server {component};")),
-            ("server 127.0.0.1:8080;", &format!("server {app};")),
-            ("listen 80;", &format!("listen 127.0.0.1:{port};")),
-        ],
-    );
-    std::fs::write(dir.join("site.conf"), site).unwrap();
-    let d = dir.display();
-    let main = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
-         events {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
-         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
-         scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), main).unwrap();
+    write_nginx_config(dir, port, component, app);
+    let d = dir.display().to_string();
     let log = dir.join("error.log");
     let mut child = Command::new(binary)
         .args([
             "-p",
-            &d.to_string(),
+            &d,
             "-c",
             &format!("{d}/nginx.conf"),
             "-e",
@@ -203,27 +132,7 @@ async fn caddy(
     component: SocketAddr,
     app: SocketAddr,
 ) -> Proxy {
-    let recipe = std::fs::read_to_string(Path::new(REPO).join("deploy/Caddyfile")).unwrap();
-    let site = swap(
-        &recipe,
-        &[
-            (
-                "reverse_proxy 127.0.0.1:3000",
-                &format!("reverse_proxy {component}"),
-            ),
-            (
-                "forward_auth 127.0.0.1:3000",
-                &format!("forward_auth {component}"),
-            ),
-            (
-                "reverse_proxy 127.0.0.1:8080",
-                &format!("reverse_proxy {app}"),
-            ),
-            ("apps.example.com {", &format!("http://127.0.0.1:{port} {{")),
-        ],
-    );
-    let config = format!("{{\n\tadmin off\n}}\n\n{site}");
-    std::fs::write(dir.join("Caddyfile"), config).unwrap();
+    write_caddyfile(dir, port, component, app);
     let log = dir.join("caddy.log");
     let mut child = Command::new(binary)
         .args(["run", "--adapter", "caddyfile", "--config"])
@@ -239,14 +148,6 @@ async fn caddy(
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for(addr, &mut child, &log).await;
     Proxy { child, addr }
-}
-
-/// `text` with each `from` (which must be there) replaced.
-fn swap(text: &str, pairs: &[(&str, &str)]) -> String {
-    pairs.iter().fold(text.to_owned(), |text, (from, to)| {
-        assert!(text.contains(from), "the recipe lost {from:?}");
-        text.replace(from, to)
-    })
 }
 
 /// The member's walk through `proxy`: a protected page sends them to WeCom
