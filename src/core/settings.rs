@@ -487,7 +487,9 @@ fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
     let Ok(url) = Url::parse(origin) else {
         problems.add(
             Field::Origin,
-            format!("is not a URL: write scheme://host[:port], {EXAMPLE}"),
+            format!(
+                "is not a URL: write scheme://host[:port], {EXAMPLE} (a non-ASCII host name in punycode, xn--…)"
+            ),
         );
         return String::new();
     };
@@ -822,6 +824,26 @@ mod tests {
         );
         assert!(errors[0].message.ends_with("seconds"));
         assert!(errors[1].message.ends_with("milliseconds"));
+    }
+
+    #[test]
+    fn a_non_ascii_origin_asks_for_punycode() {
+        let unicode = Settings {
+            origin: "https://应用.example.com".into(),
+            ..sample("corp")
+        };
+        let errors = unicode.check().unwrap_err();
+        assert_eq!(fields(&errors), ["origin"]);
+        assert!(
+            errors[0].message.contains("punycode"),
+            "{}",
+            errors[0].message
+        );
+        let punycode = Settings {
+            origin: "https://xn--kxae4bafwg.example.com".into(),
+            ..sample("corp")
+        };
+        assert!(punycode.check().is_ok());
     }
 
     #[test]
