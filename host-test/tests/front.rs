@@ -1300,3 +1300,43 @@ async fn a_login_from_a_sibling_app_returns_there_only_when_allowed() {
         .await;
     assert_eq!(done.location(), "/");
 }
+
+/// Probes: `/ping` answers whenever the component runs (even with broken
+/// settings); `/ready` only when the settings parse and the store answers.
+/// Neither needs a session or shows a setting.
+#[tokio::test]
+async fn ping_and_ready_tell_an_orchestrator_what_it_needs() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[]);
+    let ping = front.send("GET", "/auth/wecom/ping", &[], b"").await;
+    assert_eq!((ping.status, ping.body.as_str()), (200, "ok\n"));
+    let ready = front.send("GET", "/auth/wecom/ready", &[], b"").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["status"], "ready");
+    // The store stops answering, then comes back.
+    front.kv.faults().fail_op(host_drafts::keyvalue::Op::Get, 1);
+    let down = front.send("GET", "/auth/wecom/ready/", &[], b"").await;
+    assert_eq!(down.status, 503, "{}", down.body);
+    assert_eq!(down.json()["reason"], "the key-value store does not answer");
+    assert_eq!(
+        front
+            .send("GET", "/auth/wecom/ready", &[], b"")
+            .await
+            .status,
+        200
+    );
+    // Broken settings: alive, not ready, and nothing of the settings shown.
+    let broken = Front::new(&sim, &[("corp_id", ""), ("secret", "")]);
+    assert_eq!(
+        broken
+            .send("GET", "/auth/wecom/ping", &[], b"")
+            .await
+            .status,
+        200
+    );
+    let not_ready = broken.send("GET", "/auth/wecom/ready", &[], b"").await;
+    assert_eq!(not_ready.status, 503);
+    assert_eq!(not_ready.json()["reason"], "the settings have problems");
+    assert!(!not_ready.body.contains("corp_id"), "{}", not_ready.body);
+    assert!(!not_ready.body.contains("DO-NOT-LEAK"));
+}

@@ -14,6 +14,7 @@
 //! | `GET {prefix}/me` | JSON of the session's user, or 401 |
 //! | `* {prefix}/verify[/original path][?redirect=1]` | forward auth (`forward_auth.rs`): 200 with identity headers, or 401 with `X-WeCom-Login` (302 to login with `redirect=1` for page navigations) |
 //! | `{prefix}/admin/...` | admin API (bearer `admin_token`) |
+//! | `GET {prefix}/ping`, `{prefix}/ready` | probes (`probes.rs`): 200, or 503 with the reason |
 //! | `GET /`, protected paths | signed-in page, auto-login or 302 to login |
 //!
 //! Anything else is 404.
@@ -25,6 +26,7 @@ mod errors;
 mod forward_auth;
 mod html;
 mod message;
+mod probes;
 mod routes;
 
 #[cfg(test)]

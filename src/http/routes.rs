@@ -14,6 +14,7 @@ use super::html::{self, Choice};
 use super::message::{
     self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
+use super::probes;
 use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
 use crate::core::directory::{self, User};
@@ -23,6 +24,7 @@ use crate::core::login::{self, AuthorizeRequest, CallbackRequest, Session};
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::return_path;
 use crate::core::session::{self, MAX_SESSION_TOKEN};
+use crate::core::settings::DEFAULT_ROUTE_PREFIX;
 use crate::core::state::{self, RANDOM_BYTES, StateRejection};
 use crate::core::texts;
 use crate::core::urls::login_path;
@@ -43,8 +45,22 @@ pub(super) fn dispatch<K: KeyValue, T: Transport>(
     let params = Params::parse(query);
     let (language, language_known) = message::language(request, &params);
     let json = request.prefers_json() || is_api_path(path);
+    // Liveness answers even when the settings do not: under the configured
+    // prefix, or the default one while the settings are unreadable.
+    let prefix = env
+        .config
+        .ok()
+        .and_then(|map| map.get("route_prefix"))
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .unwrap_or(DEFAULT_ROUTE_PREFIX);
+    let probe = probes::probe_of(path, prefix);
+    if probe == Some("/ping") {
+        return probes::ping();
+    }
     let map = match env.config {
         Ok(map) => map,
+        Err(_) if probe.is_some() => return probes::not_ready("the settings cannot be read"),
         Err(why) => {
             let problem = ConfigProblem {
                 variable: "wasi:config/store".into(),
@@ -56,8 +72,12 @@ pub(super) fn dispatch<K: KeyValue, T: Transport>(
     };
     let config = match parse_config(map) {
         Ok(config) => config,
+        Err(_) if probe.is_some() => return probes::not_ready("the settings have problems"),
         Err(problems) => return config_error(language, json, &problems),
     };
+    if probe.is_some() {
+        return probes::ready(env.kv);
+    }
     let ctx = Ctx {
         request,
         env,
