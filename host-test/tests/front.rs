@@ -177,6 +177,30 @@ impl Front {
             })
             .collect();
         let log = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
+        // Every audit line is JSON with only the trail's own fields, and
+        // never a session token.
+        const AUDIT_FIELDS: [&str; 13] = [
+            "ts",
+            "event",
+            "outcome",
+            "authenticator",
+            "wecom_userid",
+            "user_id",
+            "category",
+            "errcode",
+            "client",
+            "request_id",
+            "wecom_calls",
+            "detail",
+            "reason",
+        ];
+        for line in log.lines().filter(|l| l.starts_with('{')) {
+            let event: Value = serde_json::from_str(line).expect("audit lines are JSON");
+            for key in event.as_object().unwrap().keys() {
+                assert!(AUDIT_FIELDS.contains(&key.as_str()), "{key} in {line}");
+            }
+            assert!(!line.contains("v2.k"), "a session token in {line}");
+        }
         let shown = format!("{reply:?}{log}");
         for secret in [APP_SECRET, SIGNING_KEY, ADMIN_TOKEN, "DO-NOT-LEAK"]
             .into_iter()
@@ -1339,4 +1363,83 @@ async fn ping_and_ready_tell_an_orchestrator_what_it_needs() {
     assert_eq!(not_ready.json()["reason"], "the settings have problems");
     assert!(!not_ready.body.contains("corp_id"), "{}", not_ready.body);
     assert!(!not_ready.body.contains("DO-NOT-LEAK"));
+}
+
+/// The audit trail: one JSON line per login started, finished or refused,
+/// logout, admin change and `/verify` refusal, on stderr.
+#[tokio::test]
+async fn every_login_logout_refusal_and_admin_change_leaves_one_audit_line() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[("auto_signup", "true"), ("admin_token", ADMIN_TOKEN)],
+    );
+    let mut phone = Browser::new(WECOM_ANDROID);
+    phone
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    let mut stranger = Browser::new(WECOM_ANDROID);
+    stranger
+        .log_in(&front, &sim, "/auth/wecom/login", "outsider")
+        .await;
+    assert_eq!(
+        front
+            .send("GET", "/auth/wecom/verify", &[], b"")
+            .await
+            .status,
+        401
+    );
+    phone.request(&front, "POST", "/auth/wecom/logout").await;
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    front
+        .send(
+            "DELETE",
+            "/auth/wecom/admin/users/nobody",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await;
+    front
+        .send(
+            "POST",
+            "/auth/wecom/admin/users",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            br#"{"id":"carol","name":"Carol"}"#,
+        )
+        .await;
+    let events: Vec<Value> = front
+        .log()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |event: &str, outcome: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == event && e["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {event}/{outcome} in {events:#?}"))
+    };
+    let started = find("login-started", "ok");
+    assert_eq!(started["detail"], "in-client");
+    assert_eq!(started["client"], "wecom-mobile");
+    let finished = find("login-finished", "created");
+    assert_eq!(finished["wecom_userid"], "zhangsan");
+    assert_eq!(finished["wecom_calls"], 4, "gettoken + 3 calls");
+    assert!(finished["user_id"].as_str().unwrap().starts_with("wc-"));
+    let refused = find("login-refused", "refused");
+    assert_eq!(refused["category"], "access-denied");
+    assert_eq!(
+        find("verify-refused", "refused")["category"],
+        "session-invalid"
+    );
+    assert_eq!(find("logout", "ok")["wecom_userid"], "zhangsan");
+    assert_eq!(find("admin", "refused")["detail"], "delete-user");
+    assert_eq!(find("admin", "ok")["detail"], "upsert-user");
+    for event in &events {
+        assert_eq!(event["request_id"].as_str().unwrap().len(), 16);
+        assert!(event["ts"].as_u64().unwrap() > 1_700_000_000);
+    }
 }

@@ -41,6 +41,9 @@ impl Guest for Component {
         if let Some(line) = &response.log {
             eprintln!("{line}");
         }
+        if let Some(line) = &response.audit {
+            eprintln!("{line}");
+        }
         write_response(response, response_out);
     }
 }

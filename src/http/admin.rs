@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::audit::{self, Audited as _};
 use super::context::Ctx;
 use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
 use super::message::Response;
@@ -47,6 +48,14 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
     }
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     let method = ctx.request.method.as_str();
+    // Changes are audited; reads are not.
+    let change = match (method, segments.as_slice()) {
+        ("POST", ["users"]) => Some("upsert-user"),
+        ("POST", ["users", "import"]) => Some("import-users"),
+        ("DELETE", ["users", _]) => Some("delete-user"),
+        ("DELETE", ["bindings", _, _]) => Some("unbind"),
+        _ => None,
+    };
     let result = match (method, segments.as_slice()) {
         ("GET", ["users"]) => list(ctx),
         ("POST", ["users"]) => upsert_one(ctx),
@@ -64,12 +73,26 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
         (_, ["links"]) => return method_not_allowed(ctx, &["GET"]),
         _ => Err(AuthError::NotFound("no such admin route".into())),
     };
+    let audited = |response: Response, event: audit::Event<'_>| match change {
+        Some(action) => response.audited(&audit::Event {
+            detail: Some(action),
+            ..event
+        }),
+        None => response,
+    };
     match result {
-        Ok(response) => response,
+        Ok(response) => {
+            let status_ok = response.status < 400;
+            let outcome = if status_ok { "ok" } else { "refused" };
+            audited(response, audit::Event::of(ctx, "admin", outcome))
+        }
         Err(e) => {
             let mut response = Response::json(e.status(), &admin_error(&e).body());
             response.log = log_line(ctx, &e);
-            response
+            audited(
+                response,
+                audit::Event::of(ctx, "admin", "refused").failed(&e),
+            )
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Response {
     /// A line for the operator's log (stderr), for server-side failures.
     /// Never holds a secret.
     pub log: Option<String>,
+    /// The audit line of this request (JSON, `audit.rs`), for stderr.
+    pub audit: Option<String>,
 }
 
 impl Response {
@@ -262,6 +264,7 @@ impl Response {
             headers: vec![("content-type".into(), HTML.into())],
             body: body.into_bytes(),
             log: None,
+            audit: None,
         }
     }
 
@@ -271,6 +274,7 @@ impl Response {
             headers: vec![("content-type".into(), JSON.into())],
             body: serde_json::to_vec(value).unwrap_or_default(),
             log: None,
+            audit: None,
         }
     }
 

@@ -20,6 +20,7 @@
 //! Anything else is 404.
 
 mod admin;
+mod audit;
 mod config;
 mod context;
 mod errors;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::admin;
+use super::audit::{self, Audited as _};
 use super::config::{ConfigProblem, Entry, parse_config};
 use super::context::{Ctx, Env, RANDOM_LEN};
 use super::errors::{
@@ -251,10 +252,30 @@ fn start_login<K, T>(
     };
     let mut random = [0u8; RANDOM_BYTES];
     random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
+    let name = entry.authenticator.name.as_str();
     match login::authorize(&entry.authenticator, &request, ctx.env.now, &random) {
-        Ok(authorization) => Response::redirect(302, &authorization.url)
-            .with_header("set-cookie", authorization.pre_auth_cookie.set_cookie),
-        Err(e) => error_response(ctx, &e, Some(&entry.authenticator.name)),
+        Ok(authorization) => {
+            let event = audit::Event {
+                authenticator: Some(name),
+                detail: Some(match (authorization.flow, restarted) {
+                    (LoginFlow::InClient, true) => "in-client, restarted after a lost cookie",
+                    (LoginFlow::InClient, false) => "in-client",
+                    (LoginFlow::Web, _) => "web",
+                }),
+                ..audit::Event::of(ctx, "login-started", "ok")
+            };
+            Response::redirect(302, &authorization.url)
+                .with_header("set-cookie", authorization.pre_auth_cookie.set_cookie)
+                .audited(&event)
+        }
+        Err(e) => {
+            let event = audit::Event {
+                authenticator: Some(name),
+                ..audit::Event::of(ctx, "login-refused", "refused")
+            }
+            .failed(&e);
+            error_response(ctx, &e, Some(name)).audited(&event)
+        }
     }
 }
 
@@ -289,15 +310,34 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .as_ref()
         .map_or(&authenticator.redirect_path, |v| &v.state.return_to)
         .clone();
+    let counted = audit::Counting::new(env.transport);
     let completed = verified.and_then(|callback| {
-        login::complete_callback(authenticator, &callback, env.now, env.transport, env.kv)
+        login::complete_callback(authenticator, &callback, env.now, &counted, env.kv)
     });
+    let event = |event, outcome| audit::Event {
+        authenticator: Some(authenticator.name.as_str()),
+        wecom_calls: Some(counted.calls.get()),
+        ..audit::Event::of(ctx, event, outcome)
+    };
     match completed {
-        Ok(success) => Response::redirect(302, &success.redirect_to)
-            // The session cookie last: a host that keeps one header per name
-            // (jco's Node HTTP server) keeps the one that logs the member in.
-            .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie)
-            .with_header("set-cookie", success.session_cookie.set_cookie),
+        Ok(success) => {
+            let outcome = match success.outcome {
+                directory::Outcome::Created => "created",
+                directory::Outcome::NewlyBound => "newly-bound",
+                directory::Outcome::Existing => "existing",
+            };
+            let finished = audit::Event {
+                wecom_userid: Some(&success.member.wecom_userid),
+                user_id: Some(&success.user.id),
+                ..event("login-finished", outcome)
+            };
+            Response::redirect(302, &success.redirect_to)
+                // The session cookie last: a host that keeps one header per name
+                // (jco's Node HTTP server) keeps the one that logs the member in.
+                .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie)
+                .with_header("set-cookie", success.session_cookie.set_cookie)
+                .audited(&finished)
+        }
         // WeCom clients are known to open the callback twice: when the browser
         // already holds this authenticator's session, land it where it wanted.
         Err(e)
@@ -320,7 +360,10 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         {
             start_login(ctx, entry, None, Some(LoginFlow::InClient), true)
         }
-        Err(e) => error_response(ctx, &e, Some(&authenticator.name)),
+        Err(e) => {
+            let refused = event("login-refused", "refused").failed(&e);
+            error_response(ctx, &e, Some(&authenticator.name)).audited(&refused)
+        }
     }
 }
 
@@ -361,9 +404,29 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     };
     // The token is stateless: the user's session generation moves on, so a
     // copied cookie stops working too. The cookie goes either way.
-    if let Ok(session) = current_session(ctx) {
+    let session = current_session(ctx).ok();
+    if let Some(session) = &session {
         let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
     }
+    let event = audit::Event {
+        authenticator: session
+            .as_ref()
+            .map(|s| s.verified.claims.authenticator.as_str()),
+        wecom_userid: session
+            .as_ref()
+            .map(|s| s.verified.claims.wecom_userid.as_str()),
+        user_id: session.as_ref().map(|s| s.user.id.as_str()),
+        ..audit::Event::of(
+            ctx,
+            "logout",
+            if session.is_some() {
+                "ok"
+            } else {
+                "no-session"
+            },
+        )
+    };
+    response.audit = Some(event.line());
     let mut cleared: Vec<String> = Vec::new();
     for entry in &ctx.config.entries {
         let cookie = cleared_session_cookie(&entry.authenticator).set_cookie;
@@ -492,13 +555,15 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Respon
             let origin = &ctx.config.entries[0].authenticator.origin;
             let back = forward_auth::return_target(ctx.request, after_verify, origin);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
-            let refused = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
+            let event = audit::Event::of(ctx, "verify-refused", "refused").failed(&e);
+            let refused =
+                Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body()).audited(&event);
             // Scripts get the bare 401; a page navigation is sent to log in.
             if forward_auth::is_script(ctx.request) {
                 return refused;
             }
             if matches!(ctx.params.get("redirect"), Some("1" | "true")) {
-                return Response::redirect(302, &login);
+                return Response::redirect(302, &login).audited(&event);
             }
             refused.with_header(forward_auth::LOGIN_HEADER, login)
         }

@@ -1,0 +1,134 @@
+//! The audit trail: one JSON line per login started, login finished or
+//! refused, logout, admin change and `/verify` refusal, written where the
+//! host collects the component's output (stderr: Spin's component log, the
+//! gateway's stderr). Fields: `ts` (Unix s), `event`, `outcome`, and where
+//! known `authenticator`, `wecom_userid`, `user_id`, `category`, `errcode`,
+//! `client`, `request_id`, `wecom_calls`, `detail`. Never a secret, token,
+//! code, state or cookie: only the fields below exist.
+
+use std::cell::Cell;
+
+use serde::Serialize;
+
+use super::context::Ctx;
+use super::message::Response;
+use crate::core::browser::{self, ClientKind};
+use crate::core::error::{AuthError, Category};
+use crate::core::ports::{HttpRequest, HttpResponse, Transport};
+
+/// One line of the trail.
+#[derive(Debug, Default, Serialize)]
+pub struct Event<'a> {
+    pub ts: u64,
+    /// `login-started`, `login-finished`, `login-refused`, `logout`,
+    /// `verify-refused`, `admin`.
+    pub event: &'a str,
+    /// `ok`, `created`, `newly-bound`, `existing`, `refused`, `error`, or the
+    /// admin action done.
+    pub outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authenticator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wecom_userid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errcode: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<&'static str>,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wecom_calls: Option<u32>,
+    /// A fixed phrase of ours (e.g. a flow or a refusal reason), never input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'static str>,
+}
+
+impl<'a> Event<'a> {
+    /// An event of this request: time, request id and client filled in.
+    pub fn of<K, T>(ctx: &Ctx<'_, '_, K, T>, event: &'a str, outcome: &'a str) -> Self {
+        Event {
+            ts: ctx.env.now,
+            event,
+            outcome,
+            client: Some(client_name(
+                browser::detect(ctx.request.user_agent()).client,
+            )),
+            request_id: request_id(ctx),
+            ..Event::default()
+        }
+    }
+
+    /// The error's category and WeCom errcode.
+    pub fn failed(mut self, e: &AuthError) -> Self {
+        self.category = Some(super::errors::category_name(e.category()));
+        self.errcode = match e {
+            AuthError::Wecom(w) => Some(w.errcode),
+            _ => None,
+        };
+        self.outcome = if e.category() == Category::StoreUnavailable
+            || e.category() == Category::WecomUnavailable
+            || e.category() == Category::Misconfigured
+        {
+            "error"
+        } else {
+            "refused"
+        };
+        self
+    }
+
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A response with its audit line.
+pub trait Audited {
+    fn audited(self, event: &Event<'_>) -> Self;
+}
+
+impl Audited for Response {
+    fn audited(mut self, event: &Event<'_>) -> Self {
+        self.audit = Some(event.line());
+        self
+    }
+}
+
+/// 8 bytes of the request's randomness, hex: ties a line to its request.
+fn request_id<K, T>(ctx: &Ctx<'_, '_, K, T>) -> String {
+    let random = ctx.env.random;
+    hex::encode(&random[random.len() - 8..])
+}
+
+fn client_name(client: ClientKind) -> &'static str {
+    match client {
+        ClientKind::WecomMobile => "wecom-mobile",
+        ClientKind::WecomDesktop => "wecom-desktop",
+        ClientKind::Wechat => "wechat",
+        ClientKind::Browser => "browser",
+    }
+}
+
+/// A transport that counts the WeCom calls made through it.
+pub struct Counting<'a, T> {
+    pub inner: &'a T,
+    pub calls: Cell<u32>,
+}
+
+impl<'a, T> Counting<'a, T> {
+    pub fn new(inner: &'a T) -> Self {
+        Counting {
+            inner,
+            calls: Cell::new(0),
+        }
+    }
+}
+
+impl<T: Transport> Transport for Counting<'_, T> {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        self.calls.set(self.calls.get() + 1);
+        self.inner.send(request)
+    }
+}
