@@ -1443,3 +1443,82 @@ async fn every_login_logout_refusal_and_admin_change_leaves_one_audit_line() {
         assert!(event["ts"].as_u64().unwrap() > 1_700_000_000);
     }
 }
+
+/// `GET {prefix}/admin/setup` with the admin token.
+async fn setup(front: &Front) -> Reply {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    front
+        .send(
+            "GET",
+            "/auth/wecom/admin/setup",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+}
+
+/// The admin's setup check: what the console must hold, and a live
+/// `gettoken` with the configured corp id and Secret, naming the setting to
+/// fix in English and Chinese, never showing the Secret.
+#[tokio::test]
+async fn the_setup_check_names_the_console_setting_to_fix() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let good = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
+    let fine = setup(&good).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    let report = fine.json();
+    assert_eq!(report["ok"], true);
+    let console = &report["authenticators"][0]["console"];
+    assert_eq!(console["trusted_domain"], "apps.example.com");
+    assert!(
+        console["callback_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/auth/wecom/callback")
+    );
+    for (extra, errcode, en, zh) in [
+        (
+            ("secret", "wrong-secret-value-0123456789"),
+            40001,
+            "Secret",
+            "Secret 错误",
+        ),
+        (
+            ("corp_id", "wwffffffffffffffff"),
+            40013,
+            "corp-id",
+            "企业ID",
+        ),
+    ] {
+        let front = Front::new(&sim, &[("admin_token", ADMIN_TOKEN), extra]);
+        let bad = setup(&front).await;
+        assert_eq!(bad.status, 503, "{}", bad.body);
+        let check = &bad.json()["authenticators"][0]["checks"][0];
+        assert_eq!(check["errcode"], errcode, "{check}");
+        assert!(check["hint_en"].as_str().unwrap().contains(en), "{check}");
+        assert!(check["hint_zh"].as_str().unwrap().contains(zh), "{check}");
+        assert!(
+            !bad.body.contains("wrong-secret-value"),
+            "the Secret is never shown"
+        );
+    }
+    sim.update_model(|model| {
+        model.corps[0].agents[0].trusted_ips = Some(vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
+    });
+    let untrusted = setup(&good).await;
+    let check = &untrusted.json()["authenticators"][0]["checks"][0];
+    assert_eq!(check["errcode"], 60020);
+    assert!(
+        check["hint_zh"]
+            .as_str()
+            .unwrap()
+            .contains("企业可信IP 中加入本服务器的出口IP 127.0.0.1"),
+        "{check}"
+    );
+    assert!(
+        check["hint_en"].as_str().unwrap().contains("127.0.0.1"),
+        "{check}"
+    );
+    let anonymous = good.send("GET", "/auth/wecom/admin/setup", &[], b"").await;
+    assert_eq!(anonymous.status, 401, "behind the admin token");
+}

@@ -198,6 +198,31 @@ impl AuthError {
         }
     }
 
+    /// The admin hint in Chinese, for the console settings WeCom rollouts
+    /// most often get wrong (the setup check shows both languages).
+    pub fn admin_hint_zh(&self) -> Option<String> {
+        let AuthError::Wecom(e) = self else {
+            return None;
+        };
+        use errcode::*;
+        Some(match e.errcode {
+            UNTRUSTED_IP => {
+                let ip = e.errmsg.split("from ip: ").nth(1).and_then(|rest| rest.split([',', ' ']).next());
+                format!(
+                    "60020：请在 应用管理 → 本应用 → 企业可信IP 中加入本服务器的出口IP{}",
+                    ip.map(|ip| format!(" {ip}")).unwrap_or_default()
+                )
+            }
+            REDIRECT_UNTRUSTED => {
+                "50001：请把 应用管理 → 本应用 → 网页授权及JS-SDK → 可信域名（以及 企业微信授权登录 → 授权回调域）设为 origin 的域名（含端口）".into()
+            }
+            INVALID_CORP_ID => "40013：企业ID错误，请从 我的企业 → 企业信息 → 企业ID 复制".into(),
+            INVALID_SECRET => "40001：Secret 错误或已重置，请从 应用管理 → 本应用 复制 Secret".into(),
+            INVALID_AGENT_ID => "40056：AgentId 错误，请从 应用管理 → 本应用 复制 AgentId".into(),
+            _ => return None,
+        })
+    }
+
     /// What the admin should fix, when the admin can fix something.
     pub fn admin_hint(&self) -> Option<String> {
         match self {

@@ -196,6 +196,18 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         self.exchange(api, url, body, &[token])
     }
 
+    /// A fresh `gettoken` with the configured corp id and Secret, whatever is
+    /// cached (the admin's setup check): Ok, or WeCom's refusal (40013 corp
+    /// id, 40001 Secret, 60020 with the IP WeCom saw).
+    pub fn check_credentials(&self) -> Result<(), AuthError> {
+        let cached = get_json::<CachedToken>(self.kv, &token_key(self.authenticator))
+            .ok()
+            .flatten()
+            .map(|cached| cached.access_token);
+        self.access_token(Some(cached.as_deref().unwrap_or_default()))?;
+        Ok(())
+    }
+
     /// The cached token, unless it is `stale` (the one WeCom just refused) or
     /// near its expiry: then a new one from `gettoken`, cached.
     fn access_token(&self, stale: Option<&str>) -> Result<String, AuthError> {

@@ -27,6 +27,7 @@ use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
+use crate::core::wecom::WecomApi;
 
 /// Most users one import takes.
 pub const MAX_IMPORT_ROWS: usize = 10_000;
@@ -66,11 +67,12 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
             decoded(authenticator).and_then(|a| decoded(userid).and_then(|u| unbind(ctx, a, u)))
         }
         ("GET", ["links"]) => Ok(links(ctx)),
+        ("GET", ["setup"]) => Ok(setup(ctx)),
         (_, ["users"]) => return method_not_allowed(ctx, &["GET", "POST"]),
         (_, ["users", "import"]) => return method_not_allowed(ctx, &["POST"]),
         (_, ["users", _]) => return method_not_allowed(ctx, &["GET", "DELETE"]),
         (_, ["bindings", _, _]) => return method_not_allowed(ctx, &["DELETE"]),
-        (_, ["links"]) => return method_not_allowed(ctx, &["GET"]),
+        (_, ["links"] | ["setup"]) => return method_not_allowed(ctx, &["GET"]),
         _ => Err(AuthError::NotFound("no such admin route".into())),
     };
     let audited = |response: Response, event: audit::Event<'_>| match change {
@@ -269,6 +271,112 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         })
         .collect();
     Response::json(200, &All { authenticators })
+}
+
+// ---- setup check ----
+
+/// `GET {prefix}/admin/setup`: per authenticator, what the WeCom console must
+/// hold and the live checks the server can make (a fresh `gettoken` with the
+/// configured corp id and Secret; the store), each failure naming the
+/// setting and the value to enter, in English and Chinese. Never the Secret.
+fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    #[derive(Serialize)]
+    struct Check {
+        check: &'static str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        errcode: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint_en: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint_zh: Option<String>,
+    }
+    #[derive(Serialize)]
+    struct Console {
+        trusted_domain: String,
+        callback_url: String,
+        desktop_homepage: String,
+        mobile_homepage: String,
+        domain_check_file: String,
+    }
+    #[derive(Serialize)]
+    struct Authenticator<'a> {
+        authenticator: &'a str,
+        console: Console,
+        checks: Vec<Check>,
+    }
+    #[derive(Serialize)]
+    struct Setup<'a> {
+        ok: bool,
+        authenticators: Vec<Authenticator<'a>>,
+        store: Check,
+    }
+    let check = |name, result: Result<(), AuthError>| match result {
+        Ok(()) => Check {
+            check: name,
+            ok: true,
+            errcode: None,
+            hint_en: None,
+            hint_zh: None,
+        },
+        Err(e) => Check {
+            check: name,
+            ok: false,
+            errcode: match &e {
+                AuthError::Wecom(w) => Some(w.errcode),
+                _ => None,
+            },
+            hint_zh: e.admin_hint_zh(),
+            hint_en: e.admin_hint().or_else(|| Some(e.to_string())),
+        },
+    };
+    let authenticators: Vec<Authenticator> = ctx
+        .config
+        .entries
+        .iter()
+        .map(|entry| {
+            let a = &entry.authenticator;
+            let links = login::homepage_links(a);
+            let api = WecomApi {
+                authenticator: a,
+                transport: ctx.env.transport,
+                kv: ctx.env.kv,
+                now: ctx.env.now,
+            };
+            let domain = a.origin.split_once("://").map_or(a.origin.as_str(), |(_, host)| host);
+            Authenticator {
+                authenticator: &a.name,
+                console: Console {
+                    trusted_domain: domain.to_owned(),
+                    callback_url: links.callback_url,
+                    desktop_homepage: links.desktop_homepage,
+                    mobile_homepage: links.mobile_homepage,
+                    domain_check_file: format!(
+                        "{}/WW_verify_<token>.txt: serve the file WeCom offers when you set the trusted domain",
+                        a.origin
+                    ),
+                },
+                checks: vec![check("gettoken", api.check_credentials())],
+            }
+        })
+        .collect();
+    let store = check(
+        "store",
+        ctx.env
+            .kv
+            .get("ready-probe")
+            .map(drop)
+            .map_err(AuthError::from),
+    );
+    let ok = store.ok && authenticators.iter().all(|a| a.checks.iter().all(|c| c.ok));
+    Response::json(
+        if ok { 200 } else { 503 },
+        &Setup {
+            ok,
+            authenticators,
+            store,
+        },
+    )
 }
 
 // ---- import ----
