@@ -4,9 +4,9 @@
 //!
 //! Rules:
 //! - An empty value is unset (Spin declares defaults as `""`); values are trimmed.
-//! - Global: `authenticators` (comma list, default `wecom`), `admin_token`,
-//!   `protected_paths`, `route_prefix`, `session_cookie_name`,
-//!   `session_cookie_domain`.
+//! - Global: [`GLOBAL_VARIABLES`] (`authenticators`, default `wecom`, a comma
+//!   list; `admin_token`, `protected_paths`, `route_prefix`, the session
+//!   cookie, forward-auth and renewal settings).
 //! - Per authenticator `NAME`: `NAME_<field>`, else the plain `<field>`.
 //! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
 //! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
