@@ -7,14 +7,14 @@
 //! Prints a Markdown table to paste into docs/PERFORMANCE.md.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::COMPONENT_PATH;
 use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT, variables};
-use host_test::proxy::{echo_app, write_nginx_config};
+use host_test::proxy::{echo_app, spawn_nginx, write_nginx_config};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -185,19 +185,7 @@ async fn through_nginx(demo: &Demo, session: &str) -> anyhow::Result<()> {
         let dir = TempDir::new("bench-nginx")?;
         let port = free_port()?;
         write_nginx_config(dir.path(), port, gateway, app);
-        let d = dir.path().display().to_string();
-        let mut child = Command::new(nginx)
-            .args([
-                "-p",
-                &d,
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-e",
-                &format!("{d}/error.log"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let mut child = spawn_nginx(std::path::Path::new(nginx), dir.path())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -48,6 +49,18 @@ pub fn write_nginx_config(dir: &Path, port: u16, component: SocketAddr, app: Soc
          scgi_temp_path {d}/scgi;\n  include {d}/site.conf;\n}}\n"
     );
     std::fs::write(dir.join("nginx.conf"), main).unwrap();
+}
+
+/// Nginx on the config [`write_nginx_config`] wrote to `dir`.
+pub fn spawn_nginx(binary: &Path, dir: &Path) -> std::io::Result<Child> {
+    let d = dir.display();
+    Command::new(binary)
+        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .args(["-e", &format!("{d}/error.log")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 /// `deploy/Caddyfile` for `component` and `app` on `http://127.0.0.1:port`,

@@ -272,18 +272,7 @@ impl Browser {
             headers.push(("cookie", cookie.as_str()));
         }
         let reply = front.send(method, target, &headers, b"").await;
-        for (name, value) in &reply.headers {
-            if !name.eq_ignore_ascii_case("set-cookie") {
-                continue;
-            }
-            let pair = value.split(';').next().unwrap();
-            let (k, v) = pair.split_once('=').unwrap();
-            if value.contains("Max-Age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-        }
+        common::http::keep_cookies(&mut self.cookies, &reply.headers);
         reply
     }
 

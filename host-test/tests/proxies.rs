@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::COMPONENT_PATH;
-use host_test::proxy::{REPO, echo_app, write_caddyfile, write_nginx_config};
+use host_test::proxy::{REPO, echo_app, spawn_nginx, write_caddyfile, write_nginx_config};
 use serde_json::Value;
 use wecom_auth_gateway::{Gateway, GatewayConfig, GatewayHandle};
 use wecom_simulator::{Model, Simulator, SimulatorHandle};
@@ -103,22 +103,8 @@ async fn nginx(
     app: SocketAddr,
 ) -> Proxy {
     write_nginx_config(dir, port, component, app);
-    let d = dir.display().to_string();
     let log = dir.join("error.log");
-    let mut child = Command::new(binary)
-        .args([
-            "-p",
-            &d,
-            "-c",
-            &format!("{d}/nginx.conf"),
-            "-e",
-            &log.display().to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx starts");
+    let mut child = spawn_nginx(binary, dir).expect("nginx starts");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for(addr, &mut child, &log).await;
     Proxy { child, addr }

@@ -108,17 +108,7 @@ impl Browser {
             headers.push(("cookie", cookie.as_str()));
         }
         let reply = send(at, method, target, &headers, b"").await.unwrap();
-        for (name, value) in &reply.headers {
-            if name.eq_ignore_ascii_case("set-cookie") {
-                let pair = value.split(';').next().unwrap();
-                let (k, v) = pair.split_once('=').unwrap();
-                if value.contains("Max-Age=0") {
-                    self.cookies.remove(k);
-                } else {
-                    self.cookies.insert(k.to_owned(), v.to_owned());
-                }
-            }
-        }
+        keep_cookies(&mut self.cookies, &reply.headers);
         reply
     }
 
@@ -135,5 +125,24 @@ impl Browser {
         assert_eq!(begun.status, 302, "{}", begun.body);
         let back = sim.login(begun.location(), who).await.unwrap();
         self.request(finish, "GET", &back).await
+    }
+}
+
+/// What a browser keeps of an answer's `Set-Cookie`s: each cookie set, or
+/// removed when cleared (`Max-Age=0`).
+pub fn keep_cookies(jar: &mut BTreeMap<String, String>, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("set-cookie") {
+            continue;
+        }
+        let pair = value.split(';').next().unwrap_or_default();
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        if value.contains("Max-Age=0") {
+            jar.remove(k);
+        } else {
+            jar.insert(k.to_owned(), v.to_owned());
+        }
     }
 }
