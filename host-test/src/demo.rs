@@ -99,6 +99,8 @@ impl Demo {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             store: StoreSpec::Backend(store.clone()),
             access_log: options.access_log,
+            // The audit trail shows beside the access log.
+            component_log: options.access_log,
             precompiled_cache_dir: options.precompiled_cache_dir,
             ..GatewayConfig::in_process(crate::COMPONENT_PATH, variables)
         }

@@ -190,6 +190,9 @@ pub struct GatewayConfig {
     pub routes: Routes,
     /// One line per request on stdout: method, path (no query), status, µs.
     pub access_log: bool,
+    /// The component's stderr (its audit trail, one JSON line per login
+    /// event, and its failure lines) on the gateway's stderr.
+    pub component_log: bool,
     /// Longest a request may take before the gateway answers 504.
     pub request_timeout: Duration,
 }
@@ -208,6 +211,7 @@ impl Default for GatewayConfig {
             precompiled_cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
             routes: Routes::default(),
             access_log: true,
+            component_log: true,
             request_timeout: Duration::from_secs(60),
         }
     }
@@ -225,6 +229,7 @@ impl fmt::Debug for GatewayConfig {
             .field("precompiled_cache_dir", &self.precompiled_cache_dir)
             .field("routes", &self.routes)
             .field("access_log", &self.access_log)
+            .field("component_log", &self.component_log)
             .field("request_timeout", &self.request_timeout)
             .finish()
     }
@@ -250,6 +255,7 @@ struct Section {
     allowed_outbound_hosts: Option<Vec<String>>,
     precompiled_cache_dir: Option<PathBuf>,
     access_log: Option<bool>,
+    component_log: Option<bool>,
     request_timeout_seconds: Option<u64>,
 }
 
@@ -265,6 +271,7 @@ impl GatewayConfig {
             variables,
             precompiled_cache_dir: None,
             access_log: false,
+            component_log: false,
             ..GatewayConfig::default()
         }
     }
@@ -340,6 +347,9 @@ impl GatewayConfig {
         }
         if let Some(access_log) = section.access_log {
             config.access_log = access_log;
+        }
+        if let Some(component_log) = section.component_log {
+            config.component_log = component_log;
         }
         if let Some(seconds) = section.request_timeout_seconds {
             config.request_timeout = Duration::from_secs(seconds.max(1));

@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use wasmtime::Store;
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -75,6 +76,7 @@ struct Shared {
     variables: Variables,
     hooks: GatewayHooks,
     access_log: bool,
+    component_log: bool,
     request_timeout: Duration,
     served: AtomicU64,
 }
@@ -121,6 +123,7 @@ impl Gateway {
             variables: Arc::new(config.variables.clone()),
             hooks: GatewayHooks::new(allowed, config.routes.clone()),
             access_log: config.access_log,
+            component_log: config.component_log,
             request_timeout: config.request_timeout,
             served: AtomicU64::new(0),
         });
@@ -289,12 +292,17 @@ const LOGGED_PATH: usize = 200;
 
 impl Shared {
     fn new_store(&self) -> Store<HostState> {
-        HostState::new(
+        let state = HostState::new(
             self.keyvalue.clone(),
             self.variables.clone(),
             self.hooks.clone(),
-        )
-        .into_store(self.pre.engine())
+        );
+        let state = if self.component_log {
+            state.with_wasi(WasiCtx::builder().inherit_stderr().build())
+        } else {
+            state
+        };
+        state.into_store(self.pre.engine())
     }
 
     async fn handle(
