@@ -105,8 +105,8 @@ impl ComponentHost {
             log: self.outgoing.clone(),
             routes: self.routes.clone(),
         };
-        HostState::new(self.keyvalue.clone(), self.config.clone(), hooks)
-            .with_wasi(WasiCtx::builder().wall_clock(self.clock.clone()).build())
+        let wasi = WasiCtx::builder().wall_clock(self.clock.clone()).build();
+        HostState::new(wasi, self.keyvalue.clone(), self.config.clone(), hooks)
             .into_store(self.pre.engine())
     }
 

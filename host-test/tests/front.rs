@@ -116,9 +116,13 @@ impl Front {
     ) -> Reply {
         let mut wasi = WasiCtx::builder();
         wasi.stderr(self.stderr.clone());
-        let mut store = HostState::new(self.kv.clone(), self.config.clone(), self.hooks.clone())
-            .with_wasi(wasi.build())
-            .into_store(self.pre.engine());
+        let mut store = HostState::new(
+            wasi.build(),
+            self.kv.clone(),
+            self.config.clone(),
+            self.hooks.clone(),
+        )
+        .into_store(self.pre.engine());
         let mut request = http::Request::builder()
             .method(method)
             .uri(target)

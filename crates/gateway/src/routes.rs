@@ -53,10 +53,6 @@ impl Routes {
     pub fn target(&self, uri: &Uri) -> Option<&Route> {
         self.0.get(uri.host()?)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// What `WasiHttpHooks::send_request` answers.

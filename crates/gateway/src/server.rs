@@ -292,17 +292,17 @@ const LOGGED_PATH: usize = 200;
 
 impl Shared {
     fn new_store(&self) -> Store<HostState> {
-        let state = HostState::new(
+        let mut wasi = WasiCtx::builder();
+        if self.component_log {
+            wasi.inherit_stderr();
+        }
+        HostState::new(
+            wasi.build(),
             self.keyvalue.clone(),
             self.variables.clone(),
             self.hooks.clone(),
-        );
-        let state = if self.component_log {
-            state.with_wasi(WasiCtx::builder().inherit_stderr().build())
-        } else {
-            state
-        };
-        state.into_store(self.pre.engine())
+        )
+        .into_store(self.pre.engine())
     }
 
     async fn handle(

@@ -32,15 +32,17 @@ pub struct HostState {
 
 impl HostState {
     /// A state over the shared store and variables, sending outgoing HTTP
-    /// through `hooks`; WASI gets the host's clocks and randomness and no
-    /// stdio, environment, arguments or files (see [`HostState::with_wasi`]).
+    /// through `hooks`. `wasi` holds what the call sees of the host: the
+    /// gateway's gives clocks, randomness and (optionally) stderr, never
+    /// stdio in, environment, arguments or files.
     pub fn new(
+        wasi: WasiCtx,
         keyvalue: KeyValueBackend,
         variables: Variables,
         hooks: impl WasiHttpHooks + 'static,
     ) -> Self {
         HostState {
-            wasi: WasiCtx::builder().build(),
+            wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             hooks: Box::new(hooks),
@@ -48,12 +50,6 @@ impl HostState {
             variables,
             limits: StoreLimitsBuilder::new().memory_size(MEMORY_LIMIT).build(),
         }
-    }
-
-    /// Replaces the WASI context (e.g. a skewed clock or a captured stderr).
-    pub fn with_wasi(mut self, wasi: WasiCtx) -> Self {
-        self.wasi = wasi;
-        self
     }
 
     /// A store holding this state, its memory capped at [`MEMORY_LIMIT`].
