@@ -92,6 +92,22 @@ pub fn write_caddyfile(dir: &Path, port: u16, component: SocketAddr, app: Socket
     .unwrap();
 }
 
+/// Caddy on the Caddyfile [`write_caddyfile`] wrote to `dir`, its state and
+/// log (`caddy.log`) there too.
+pub fn spawn_caddy(binary: &Path, dir: &Path) -> std::io::Result<Child> {
+    let log = std::fs::File::create(dir.join("caddy.log"))?;
+    Command::new(binary)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.join("Caddyfile"))
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+}
+
 /// An app that answers every request with what it received, as JSON
 /// (`method`, `path`, `headers`: name → values). Serves until the runtime ends.
 pub async fn echo_app() -> SocketAddr {

@@ -775,9 +775,25 @@ async fn logins_started_in_parallel_in_one_browser_each_finish() {
             "{}",
             done.body
         );
-        // Single use: the same callback again is no new login.
+        // Single use: the same callback again (its entry gone from the
+        // cookie) logs nobody in again and exchanges no code; the browser,
+        // already signed in, lands on the default page.
+        let exchanged = sim.calls(Endpoint::GetUserInfo);
         let again = phone.get(&front, &back).await;
-        assert_ne!(again.location(), "", "tab {tab}: {}", again.body);
+        assert_eq!(
+            (again.status, again.location()),
+            (302, "/"),
+            "{}",
+            again.body
+        );
+        assert_eq!(sim.calls(Endpoint::GetUserInfo), exchanged, "tab {tab}");
+        assert!(
+            !again
+                .headers
+                .iter()
+                .any(|(n, v)| n == "set-cookie" && v.starts_with("wecom_auth_session=")),
+            "tab {tab}: no new session"
+        );
     }
     assert!(
         !phone.cookies.contains_key("wecom_auth_login"),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use host_drafts::keyvalue::testing::{TempDir, free_port};
+use host_drafts::keyvalue::testing::free_port;
 use host_test::COMPONENT_PATH;
 use wecom_simulator::{Model, Simulator};
 
@@ -56,8 +56,7 @@ async fn node_runs_the_component_through_jco() {
     // The transpiled code must sit beside the shims' node_modules.
     let artifacts = jco_dir().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let work = TempDir::new("jco").unwrap();
-    let out_dir = artifacts.join(work.path().file_name().unwrap());
+    let out_dir = artifacts.join(format!("run-{}-{port}", std::process::id()));
     let mut child = Command::new("node")
         .current_dir(jco_dir())
         .arg("check.mjs")

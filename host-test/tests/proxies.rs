@@ -11,12 +11,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::COMPONENT_PATH;
-use host_test::proxy::{REPO, echo_app, spawn_nginx, write_caddyfile, write_nginx_config};
+use host_test::proxy::{
+    REPO, echo_app, spawn_caddy, spawn_nginx, write_caddyfile, write_nginx_config,
+};
 use serde_json::Value;
 use wecom_auth_gateway::{Gateway, GatewayConfig, GatewayHandle};
 use wecom_simulator::{Model, Simulator, SimulatorHandle};
@@ -120,17 +122,7 @@ async fn caddy(
 ) -> Proxy {
     write_caddyfile(dir, port, component, app);
     let log = dir.join("caddy.log");
-    let mut child = Command::new(binary)
-        .args(["run", "--adapter", "caddyfile", "--config"])
-        .arg(dir.join("Caddyfile"))
-        .env("HOME", dir)
-        .env("XDG_DATA_HOME", dir)
-        .env("XDG_CONFIG_HOME", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .expect("caddy starts");
+    let mut child = spawn_caddy(binary, dir).expect("caddy starts");
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_for(addr, &mut child, &log).await;
     Proxy { child, addr }

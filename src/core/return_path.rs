@@ -91,14 +91,25 @@ impl Landing<'_> {
     /// member straight out again, on the callback or login it would start over.
     pub fn resolve(&self, candidate: Option<&str>) -> String {
         candidate
-            .and_then(|candidate| match absolute(candidate) {
-                Some(url) => self.sibling(&url),
-                None => sanitize(candidate).filter(|path| !is_own_route(path, self.route_prefix)),
+            .and_then(|candidate| {
+                if is_absolute(candidate) {
+                    self.sibling(candidate)
+                } else {
+                    sanitize(candidate).filter(|path| !is_own_route(path, self.route_prefix))
+                }
             })
             .unwrap_or_else(|| self.redirect_path.to_owned())
     }
 
-    fn sibling(&self, url: &Url) -> Option<String> {
+    fn sibling(&self, candidate: &str) -> Option<String> {
+        // Blanks and controls a browser would drop or fold are refused here too.
+        if candidate
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+        {
+            return None;
+        }
+        let url = Url::parse(candidate).ok()?;
         let origin = Url::parse(self.origin).ok()?;
         let host = url.host_str()?.to_ascii_lowercase();
         let same_scheme = url.scheme() == origin.scheme();
@@ -132,20 +143,12 @@ impl Landing<'_> {
     }
 }
 
-/// `candidate` as an absolute http(s) URL, when it is written as one.
-fn absolute(candidate: &str) -> Option<Url> {
-    let lower = candidate.get(..8)?.to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return None;
-    }
-    // Blanks and controls a browser would drop or fold are refused here too.
-    if candidate
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
-    {
-        return Url::parse("http://refused.invalid/").ok();
-    }
-    Url::parse(candidate).ok()
+/// Whether `candidate` is written as an absolute http(s) URL.
+fn is_absolute(candidate: &str) -> bool {
+    candidate.get(..8).is_some_and(|head| {
+        let head = head.to_ascii_lowercase();
+        head.starts_with("http://") || head.starts_with("https://")
+    })
 }
 
 /// Whether a sanitized path is the route prefix or under it, as the router

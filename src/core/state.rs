@@ -221,10 +221,7 @@ pub fn verify(
     let (signed, mac) = bytes.split_at(SIGNED_LEN);
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&signed[NONCE_AT..]);
-    let id = hex::encode(&nonce[..ENTRY_ID_LEN]);
-    let entry = entries(cookie)
-        .find(|entry| entry.starts_with(&id))
-        .ok_or(StateRejection::MissingCookie)?;
+    let entry = entry_of(cookie, &entry_id(&bytes)).ok_or(StateRejection::MissingCookie)?;
     // Every key verifies (rotation); `verify_truncated_left` compares in constant time.
     let genuine = authenticator.signing_keys.iter().any(|key| {
         state_mac(key, &authenticator.name, signed, entry)
@@ -266,8 +263,8 @@ pub fn cookie_for<'a>(state: &str, mut cookies: impl Iterator<Item = &'a str>) -
     let Some(bytes) = decode_state(state) else {
         return Some(first);
     };
-    let id = hex::encode(&bytes[NONCE_AT..NONCE_AT + ENTRY_ID_LEN]);
-    let holds = |cookie: &str| entries(cookie).any(|entry| entry.starts_with(&id));
+    let id = entry_id(&bytes);
+    let holds = |cookie: &str| entry_of(cookie, &id).is_some();
     if holds(first) {
         return Some(first);
     }
@@ -277,6 +274,16 @@ pub fn cookie_for<'a>(state: &str, mut cookies: impl Iterator<Item = &'a str>) -
             .find(|cookie| holds(cookie))
             .unwrap_or(first),
     )
+}
+
+/// The id of a state's entry in the cookie: its nonce's first bytes, hex.
+fn entry_id(state: &[u8; STATE_BYTES]) -> String {
+    hex::encode(&state[NONCE_AT..NONCE_AT + ENTRY_ID_LEN])
+}
+
+/// The entry of `cookie` named `id`.
+fn entry_of<'c>(cookie: &'c str, id: &str) -> Option<&'c str> {
+    entries(cookie).find(|entry| entry.starts_with(id))
 }
 
 /// The entries of a cookie, newest first, at most [`MAX_LOGINS_IN_FLIGHT`].

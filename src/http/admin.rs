@@ -21,6 +21,7 @@ use super::audit::{self, Audited as _};
 use super::context::Ctx;
 use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
 use super::message::Response;
+use super::probes;
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
@@ -362,11 +363,7 @@ fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .collect();
     let store = check(
         "store",
-        ctx.env
-            .kv
-            .get("ready-probe")
-            .map(drop)
-            .map_err(AuthError::from),
+        probes::store_answers(ctx.env.kv).map_err(AuthError::from),
     );
     let ok = store.ok && authenticators.iter().all(|a| a.checks.iter().all(|c| c.ok));
     Response::json(

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::message::Response;
-use crate::core::ports::KeyValue;
+use crate::core::ports::{KeyValue, StoreError};
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";
@@ -33,11 +33,16 @@ pub fn ping() -> Response {
         .with_body("ok\n")
 }
 
+/// Whether the store answers a read (absent or not, an answer is enough).
+pub fn store_answers(kv: &impl KeyValue) -> Result<(), StoreError> {
+    kv.get(PROBE_KEY).map(drop)
+}
+
 /// `{prefix}/ready` with usable settings: 200 when the store answers a read,
 /// else 503 naming the store (never its error, which may name a host).
 pub fn ready(kv: &impl KeyValue) -> Response {
-    match kv.get(PROBE_KEY) {
-        Ok(_) => Response::json(
+    match store_answers(kv) {
+        Ok(()) => Response::json(
             200,
             &Readiness {
                 status: "ready",
