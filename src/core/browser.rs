@@ -13,6 +13,16 @@ pub enum ClientKind {
 }
 
 impl ClientKind {
+    /// `wecom-mobile`, `wecom-desktop`, `wechat`, `browser` (the WIT enum's names).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientKind::WecomMobile => "wecom-mobile",
+            ClientKind::WecomDesktop => "wecom-desktop",
+            ClientKind::Wechat => "wechat",
+            ClientKind::Browser => "browser",
+        }
+    }
+
     pub fn is_wecom(self) -> bool {
         matches!(self, ClientKind::WecomMobile | ClientKind::WecomDesktop)
     }
@@ -175,15 +185,6 @@ mod tests {
     /// Real User-Agents: `expected_client<TAB>user_agent` (the project's own copy).
     const CORPUS: &str = include_str!("../../testdata/user-agents.tsv");
 
-    fn client_name(kind: ClientKind) -> &'static str {
-        match kind {
-            ClientKind::WecomMobile => "wecom-mobile",
-            ClientKind::WecomDesktop => "wecom-desktop",
-            ClientKind::Wechat => "wechat",
-            ClientKind::Browser => "browser",
-        }
-    }
-
     #[test]
     fn every_corpus_user_agent_is_classified_as_expected() {
         let mut cases = 0;
@@ -192,7 +193,7 @@ mod tests {
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         {
             let (expected, ua) = line.split_once('\t').expect("tab-separated line");
-            assert_eq!(client_name(detect(ua).client), expected, "UA: {ua}");
+            assert_eq!(detect(ua).client.name(), expected, "UA: {ua}");
             cases += 1;
         }
         assert!(cases >= 15, "corpus shrank to {cases} cases");

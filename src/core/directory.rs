@@ -141,6 +141,17 @@ pub enum Outcome {
     Created,
 }
 
+impl Outcome {
+    /// `existing`, `newly-bound`, `created` (the WIT enum's names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Existing => "existing",
+            Outcome::NewlyBound => "newly-bound",
+            Outcome::Created => "created",
+        }
+    }
+}
+
 /// How a login may find its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatchPolicy {

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::context::Ctx;
 use super::message::Response;
-use crate::core::browser::{self, ClientKind};
+use crate::core::browser;
 use crate::core::error::{AuthError, Category};
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
 
@@ -53,9 +53,7 @@ impl<'a> Event<'a> {
             ts: ctx.env.now,
             event,
             outcome,
-            client: Some(client_name(
-                browser::detect(ctx.request.user_agent()).client,
-            )),
+            client: Some(browser::detect(ctx.request.user_agent()).client.name()),
             request_id: request_id(ctx),
             ..Event::default()
         }
@@ -100,15 +98,6 @@ impl Audited for Response {
 fn request_id<K, T>(ctx: &Ctx<'_, '_, K, T>) -> String {
     let random = ctx.env.random;
     hex::encode(&random[random.len() - 8..])
-}
-
-fn client_name(client: ClientKind) -> &'static str {
-    match client {
-        ClientKind::WecomMobile => "wecom-mobile",
-        ClientKind::WecomDesktop => "wecom-desktop",
-        ClientKind::Wechat => "wechat",
-        ClientKind::Browser => "browser",
-    }
 }
 
 /// A transport that counts the WeCom calls made through it.

@@ -321,15 +321,10 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     };
     match completed {
         Ok(success) => {
-            let outcome = match success.outcome {
-                directory::Outcome::Created => "created",
-                directory::Outcome::NewlyBound => "newly-bound",
-                directory::Outcome::Existing => "existing",
-            };
             let finished = audit::Event {
                 wecom_userid: Some(&success.member.wecom_userid),
                 user_id: Some(&success.user.id),
-                ..event("login-finished", outcome)
+                ..event("login-finished", success.outcome.name())
             };
             Response::redirect(302, &success.redirect_to)
                 // The session cookie last: a host that keeps one header per name
