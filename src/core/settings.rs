@@ -120,6 +120,13 @@ impl Authenticator {
         }
     }
 
+    /// The origin's `host[:port]`, as WeCom's trusted domain holds it.
+    pub fn origin_host(&self) -> &str {
+        self.origin
+            .split_once("://")
+            .map_or(self.origin.as_str(), |(_, host)| host)
+    }
+
     /// Whether cookies get the `Secure` attribute.
     pub fn is_https(&self) -> bool {
         self.origin.starts_with("https://")

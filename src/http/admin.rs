@@ -344,11 +344,10 @@ fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 kv: ctx.env.kv,
                 now: ctx.env.now,
             };
-            let domain = a.origin.split_once("://").map_or(a.origin.as_str(), |(_, host)| host);
             Authenticator {
                 authenticator: &a.name,
                 console: Console {
-                    trusted_domain: domain.to_owned(),
+                    trusted_domain: a.origin_host().to_owned(),
                     callback_url: links.callback_url,
                     desktop_homepage: links.desktop_homepage,
                     mobile_homepage: links.mobile_homepage,

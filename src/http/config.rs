@@ -108,13 +108,19 @@ impl FrontConfig {
     /// Whether `path` is a protected path or below one (segment-wise: `/app`
     /// covers `/app` and `/app/x`, not `/apple`).
     pub fn is_protected(&self, path: &str) -> bool {
-        self.protected_paths.iter().any(|prefix| {
-            path == prefix
-                || path
-                    .strip_prefix(prefix.as_str())
-                    .is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
-        })
+        self.protected_paths
+            .iter()
+            .any(|prefix| is_under(path, prefix))
     }
+}
+
+/// Whether `path` is `prefix` or below it, segment-wise: `/app` covers `/app`
+/// and `/app/x`, not `/apple`; `/static/` covers what starts with it.
+pub fn is_under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| prefix.ends_with('/') || rest.starts_with('/'))
 }
 
 /// A problem with one variable. Never quotes a secret value.

@@ -19,10 +19,11 @@
 //! after `/verify`; `X-Forwarded-Prefix` (a prefix the proxy stripped) goes
 //! in front.
 
-use super::config::{FrontConfig, HeaderConvention};
+use super::config::{FrontConfig, HeaderConvention, is_under};
 use super::message::{self, Request, Response};
 use crate::core::login::Session;
 use crate::core::return_path;
+use crate::core::settings::Authenticator;
 
 /// On a 401 to a page navigation: the login path that returns to the
 /// original request (Nginx: `auth_request_set $wecom_login
@@ -97,11 +98,7 @@ pub fn is_public(request: &Request, after_verify: &str, config: &FrontConfig) ->
     };
     let path = path.split(['?', '#']).next().unwrap_or_default();
     config.public_paths.iter().any(|public| {
-        public.method.as_deref().is_none_or(|m| m == method)
-            && (path == public.prefix
-                || path
-                    .strip_prefix(public.prefix.as_str())
-                    .is_some_and(|rest| public.prefix.ends_with('/') || rest.starts_with('/')))
+        public.method.as_deref().is_none_or(|m| m == method) && is_under(path, &public.prefix)
     })
 }
 
@@ -125,15 +122,21 @@ pub fn return_path(request: &Request, after_verify: &str) -> Option<String> {
 /// Where the login of a refused request should return: the original
 /// request's path, or, for a sibling host (`X-Forwarded-Host` other than the
 /// app's), its absolute URL; the login checks it against `return_hosts`.
-pub fn return_target(request: &Request, after_verify: &str, origin: &str) -> Option<String> {
+pub fn return_target(
+    request: &Request,
+    after_verify: &str,
+    authenticator: &Authenticator,
+) -> Option<String> {
     let path = return_path(request, after_verify)?;
-    let own_host = origin.split_once("://").map_or(origin, |(_, host)| host);
     match request.header("x-forwarded-host").map(str::trim) {
-        Some(host) if !host.eq_ignore_ascii_case(own_host) && !host.contains(['/', '@', '\\']) => {
+        Some(host)
+            if !host.eq_ignore_ascii_case(authenticator.origin_host())
+                && !host.contains(['/', '@', '\\']) =>
+        {
             let scheme = request
                 .header("x-forwarded-proto")
                 .filter(|p| matches!(*p, "http" | "https"))
-                .unwrap_or(if origin.starts_with("https:") {
+                .unwrap_or(if authenticator.is_https() {
                     "https"
                 } else {
                     "http"

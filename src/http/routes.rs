@@ -547,8 +547,8 @@ fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Respon
             Response::new(200)
         }
         Err(e) if e.category() == Category::SessionInvalid => {
-            let origin = &ctx.config.entries[0].authenticator.origin;
-            let back = forward_auth::return_target(ctx.request, after_verify, origin);
+            let authenticator = &ctx.config.entries[0].authenticator;
+            let back = forward_auth::return_target(ctx.request, after_verify, authenticator);
             let login = login_path(&ctx.config.route_prefix, None, back.as_deref());
             let event = audit::Event::of(ctx, "verify-refused", "refused").failed(&e);
             let refused =
