@@ -72,7 +72,11 @@ pub enum Claim {
 
 /// The key of a state's marker.
 pub fn used_state_key(verified: &VerifiedState) -> String {
-    format!("{USED_STATE_PREFIX}{}", hex::encode(verified.nonce))
+    marker_key(&hex::encode(verified.nonce))
+}
+
+fn marker_key(hex_nonce: &str) -> String {
+    format!("{USED_STATE_PREFIX}{hex_nonce}")
 }
 
 /// Marks the state used, unless it already was.
@@ -158,7 +162,7 @@ pub fn sweep(kv: &impl KeyValue, now: u64) -> Result<usize, AuthError> {
         while at.slot <= count && budget > 0 {
             let slot = slot_key(at.window, at.slot);
             if let Some(nonce) = get_json::<String>(kv, &slot)? {
-                kv.delete(&format!("{USED_STATE_PREFIX}{nonce}"))?;
+                kv.delete(&marker_key(&nonce))?;
                 swept += 1;
             }
             kv.delete(&slot)?;

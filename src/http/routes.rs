@@ -492,26 +492,23 @@ fn session_json(session: &Session) -> Me<'_> {
     }
 }
 
-/// The session cookie of a renewed session in use (sliding sessions), when due.
-fn renewed<K, T>(ctx: &Ctx<'_, '_, K, T>, session: &Session) -> Option<String> {
-    let entry = ctx.config.find(&session.verified.claims.authenticator)?;
-    let authenticator = &entry.authenticator;
-    let token = session::renew(
-        authenticator,
-        &session.verified,
-        ctx.config.renewal,
-        ctx.env.now,
-    )?;
-    Some(session_cookie(authenticator, token).set_cookie)
-}
-
-/// `response` with the renewed session cookie, when one is due.
+/// `response` with a renewed session cookie, when the session in use is due
+/// (sliding sessions).
 fn with_renewal<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
     session: &Session,
     mut response: Response,
 ) -> Response {
-    if let Some(cookie) = renewed(ctx, session) {
+    let due = ctx
+        .config
+        .find(&session.verified.claims.authenticator)
+        .and_then(|entry| {
+            let authenticator = &entry.authenticator;
+            let renewal = ctx.config.renewal;
+            session::renew(authenticator, &session.verified, renewal, ctx.env.now)
+                .map(|token| session_cookie(authenticator, token).set_cookie)
+        });
+    if let Some(cookie) = due {
         response.headers.push(("set-cookie".into(), cookie));
     }
     response
