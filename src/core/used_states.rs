@@ -247,7 +247,7 @@ mod tests {
         assert!(
             left.iter().all(|k| k == SWEEP_KEY
                 || k.contains(&window_of(NOW + 3000).to_string())
-                || k == &format!("{USED_STATE_PREFIX}{}", hex::encode(live.nonce))),
+                || *k == used_state_key(&live)),
             "{left:?}"
         );
         assert_eq!(
