@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use host_drafts::keyvalue::KeyValueBackend;
 use host_test::example::{APP_SECRET, SIGNING_KEY};
+use host_test::host::SkewedClock;
 use host_test::outgoing::RecordingHooks;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -35,6 +36,8 @@ struct Front {
     config: Arc<BTreeMap<String, String>>,
     hooks: RecordingHooks,
     stderr: MemoryOutputPipe,
+    /// The wall clock instances see.
+    clock: SkewedClock,
 }
 
 /// Variables for the sample authenticator, WeCom's three hosts at the simulator.
@@ -80,6 +83,7 @@ impl Front {
                 ..RecordingHooks::default()
             },
             stderr: MemoryOutputPipe::new(1 << 20),
+            clock: SkewedClock::default(),
         }
     }
 
@@ -115,7 +119,8 @@ impl Front {
         payload: &[u8],
     ) -> Reply {
         let mut wasi = WasiCtx::builder();
-        wasi.stderr(self.stderr.clone());
+        wasi.stderr(self.stderr.clone())
+            .wall_clock(self.clock.clone());
         let mut store = HostState::new(
             wasi.build(),
             self.kv.clone(),
@@ -183,7 +188,7 @@ impl Front {
         let log = String::from_utf8_lossy(&self.stderr.contents()).into_owned();
         // Every audit line is JSON with only the trail's own fields, and
         // never a session token.
-        const AUDIT_FIELDS: [&str; 13] = [
+        const AUDIT_FIELDS: [&str; 14] = [
             "ts",
             "event",
             "outcome",
@@ -195,6 +200,7 @@ impl Front {
             "client",
             "request_id",
             "wecom_calls",
+            "duration_ms",
             "detail",
             "reason",
         ];
@@ -1450,6 +1456,7 @@ async fn every_login_logout_refusal_and_admin_change_leaves_one_audit_line() {
     for event in &events {
         assert_eq!(event["request_id"].as_str().unwrap().len(), 16);
         assert!(event["ts"].as_u64().unwrap() > 1_700_000_000);
+        assert!(event["duration_ms"].is_u64(), "{event}");
     }
 }
 
@@ -1530,4 +1537,89 @@ async fn the_setup_check_names_the_console_setting_to_fix() {
     );
     let anonymous = good.send("GET", "/auth/wecom/admin/setup", &[], b"").await;
     assert_eq!(anonymous.status, 401, "behind the admin token");
+}
+
+/// Limits on login requests: past a client address's limit, 429 with
+/// `Retry-After` (audited) while other addresses get in, and in again once
+/// the minute is over; the authenticator's limit bounds callbacks from every
+/// address together.
+#[tokio::test]
+async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("rate_limit_per_client", "3"),
+            ("rate_limit_per_authenticator", "4"),
+        ],
+    );
+    let login = |address: &'static str| {
+        let front = &front;
+        async move {
+            let headers = [("spin-client-addr", address), ("accept-language", "zh-CN")];
+            front.send("GET", "/auth/wecom/login", &headers, b"").await
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(login("203.0.113.7:40000").await.status, 302);
+    }
+    // Another port of the same address is the same client.
+    let refused = login("203.0.113.7:40001").await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.body.contains("登录尝试过于频繁"),
+        "{}",
+        refused.body
+    );
+    let line = front
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "rate-limited")
+        .expect("an audit line");
+    assert_eq!(line["detail"], "per-client limit");
+    assert_eq!(login("203.0.113.8:40000").await.status, 302);
+    // The next minute.
+    front
+        .clock
+        .advance(std::time::Duration::from_secs(retry_after));
+    let again = login("203.0.113.7:40000").await;
+    assert_eq!(again.status, 302, "{}", again.body);
+
+    // Callbacks of one authenticator, each from its own address: the fifth
+    // is refused before WeCom is called.
+    let state = again
+        .location()
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let target = format!("/auth/wecom/callback?code=CODE&state={state}");
+    let calls_before = front.hooks.log.requests().len();
+    for n in 0..5 {
+        let address = format!("198.51.100.{n}:5000");
+        let headers = [
+            ("spin-client-addr", address.as_str()),
+            ("accept", "application/json"),
+        ];
+        let reply = front.send("GET", &target, &headers, b"").await;
+        if n < 4 {
+            assert_ne!(reply.status, 429, "{}", reply.body);
+        } else {
+            assert_eq!(reply.status, 429, "{}", reply.body);
+            assert_eq!(reply.json()["error"]["category"], "rate-limited");
+        }
+    }
+    assert!(front.hooks.log.requests().len() - calls_before <= 4 * 2);
+    // A client address header that is not an address counts nobody.
+    for _ in 0..5 {
+        let headers = [("spin-client-addr", "unknown")];
+        let reply = front.send("GET", "/auth/wecom/login", &headers, b"").await;
+        assert_eq!(reply.status, 302);
+    }
 }

@@ -13,16 +13,19 @@
 //! | [`login`] | the login flow over all of the above |
 //! | [`session`], [`cookie`] | session tokens; the cookies we set |
 //! | [`error`], [`texts`] | one error type; every zh/en text |
+//! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
 
 pub mod browser;
 pub mod cookie;
 pub mod directory;
 pub mod error;
+pub mod expiring;
 pub mod flow;
 pub mod login;
 pub mod mobile;
 pub mod ports;
+pub mod rate_limit;
 pub mod return_path;
 pub mod session;
 pub mod settings;

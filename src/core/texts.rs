@@ -45,6 +45,7 @@ pub const TITLE_SERVICE_UNAVAILABLE: Text = text("Service unavailable", "服务�
 pub const TITLE_MISCONFIGURED: Text = text("Configuration error", "配置有误");
 pub const TITLE_CONFLICT: Text = text("Conflict", "数据冲突");
 pub const TITLE_NOT_FOUND: Text = text("Not found", "页面不存在");
+pub const TITLE_TOO_MANY_REQUESTS: Text = text("Too many login attempts", "登录尝试过于频繁");
 
 // Error messages.
 pub const REQUEST_INCOMPLETE: Text = text(
@@ -100,3 +101,11 @@ pub const CONFLICT: Text = text(
     "请求与已有数据冲突。",
 );
 pub const NOT_FOUND: Text = text("Not found.", "未找到。");
+pub const TOO_MANY_FROM_CLIENT: Text = text(
+    "Too many login attempts from your network. Please wait a minute and try again.",
+    "您所在网络的登录尝试过于频繁，请稍候一分钟再试。",
+);
+pub const TOO_MANY_FOR_APP: Text = text(
+    "Too many people are logging in right now. Please wait a minute and try again.",
+    "当前登录人数过多，请稍候一分钟再试。",
+);

@@ -3,40 +3,31 @@
 //! and completed with whom it logged in, so WeCom's known double opening of
 //! a callback gets the finished login again.
 //!
-//! The store has no expiry, and listing its keys is no option (Spin's Redis
-//! store lists with `KEYS *`, the whole database, blocking Redis): each
-//! marker is also numbered in the window of time its state expires in, with
-//! the store's atomic increment (no compare-and-swap, no contention), and an
-//! occasional sweep walks the expired windows slot by slot from a watermark,
-//! a bounded amount of work at a time.
+//! The markers are short-lived keys of the family [`USED_STATES`]
+//! ([`super::expiring`]), swept once their states have expired.
 //!
 //! | key | value |
 //! |---|---|
 //! | `used-state/<hex nonce>` | `{"expires_at": unix s, "finished": {"user_id", "wecom_userid"} \| null}` |
-//! | `used-states/<window>/count` | how many markers the window numbered (atomic increment) |
-//! | `used-states/<window>/<n>` | the hex nonce of marker `n` (from 1) |
-//! | `used-states/sweep` | `{"window", "slot"}`: where the next sweep starts |
-//!
-//! A window is [`WINDOW_SECONDS`] long; window `w` holds the states that
-//! expire in `((w - 1)·W, w·W]`, so it is swept once `w·W <= now`.
+//! | `used-states/...` | the sweep's bookkeeping; slots hold the hex nonce |
 
 use serde::{Deserialize, Serialize};
 
 use super::error::AuthError;
+use super::expiring::Family;
 use super::ports::{KeyValue, get_json, set_json};
 use super::state::VerifiedState;
 
 const USED_STATE_PREFIX: &str = "used-state/";
-/// Length of a sweep window, in seconds.
-pub const WINDOW_SECONDS: u64 = 300;
-/// Markers (or empty windows) one sweep handles at most: about 2 store
-/// operations each, so a sweep adds a bounded delay to the login it runs in.
-pub const SWEEP_BUDGET: u32 = 64;
-/// Where the very first sweep starts: an hour back (the longest state lifetime).
-const FIRST_SWEEP_WINDOWS_BACK: u64 = 3600 / WINDOW_SECONDS;
-const SWEEP_KEY: &str = "used-states/sweep";
-/// How far behind another instance's clock may be: its states are not swept yet.
-const CLOCK_MARGIN_SECONDS: u64 = 120;
+
+/// The used-state markers as short-lived keys: 5-minute windows, the first
+/// sweep an hour back (the longest state lifetime).
+pub static USED_STATES: Family = Family {
+    name: "used-states",
+    window_seconds: 300,
+    first_sweep_windows_back: 12,
+    key_of: marker_key,
+};
 
 /// What the marker of a used state holds.
 #[derive(Serialize, Deserialize)]
@@ -99,30 +90,8 @@ pub fn claim(kv: &impl KeyValue, verified: &VerifiedState) -> Result<Claim, Auth
         },
     )?;
     // Numbered for the sweep. Losing this only leaves the marker behind.
-    let window = window_of(verified.expires_at);
-    if let Ok(slot) = kv.increment(&count_key(window), 1) {
-        let _ = set_json(kv, &slot_key(window, slot), &hex::encode(verified.nonce));
-    }
+    USED_STATES.register(kv, verified.expires_at, &hex::encode(verified.nonce));
     Ok(Claim::Fresh)
-}
-
-fn window_of(expires_at: u64) -> u64 {
-    expires_at.div_ceil(WINDOW_SECONDS)
-}
-
-fn count_key(window: u64) -> String {
-    format!("used-states/{window}/count")
-}
-
-fn slot_key(window: u64, slot: i64) -> String {
-    format!("used-states/{window}/{slot}")
-}
-
-/// Where a sweep starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct SweepPoint {
-    window: u64,
-    slot: i64,
 }
 
 /// Records whom the state's login logged in. Losing this write only costs the
@@ -142,43 +111,10 @@ pub fn finish(
     )
 }
 
-/// Deletes the markers of expired states, from the watermark on, at most
-/// [`SWEEP_BUDGET`] at a time; returns how many it deleted. Running twice at
-/// once only repeats deletes.
+/// Deletes the markers of expired states, a bounded number at a time
+/// ([`Family::sweep`]); returns how many it deleted.
 pub fn sweep(kv: &impl KeyValue, now: u64) -> Result<usize, AuthError> {
-    // Window `w` is over once `w·W <= now`; a margin spares instances whose
-    // clocks run behind, which would still take those states.
-    let current = now.saturating_sub(CLOCK_MARGIN_SECONDS) / WINDOW_SECONDS;
-    let mut at = get_json::<SweepPoint>(kv, SWEEP_KEY)?.unwrap_or(SweepPoint {
-        window: current.saturating_sub(FIRST_SWEEP_WINDOWS_BACK),
-        slot: 1,
-    });
-    let mut budget = SWEEP_BUDGET;
-    let mut swept = 0;
-    while at.window <= current && budget > 0 {
-        budget -= 1;
-        // An increment by 0 reads the count in every store's own format.
-        let count = kv.increment(&count_key(at.window), 0)?;
-        while at.slot <= count && budget > 0 {
-            let slot = slot_key(at.window, at.slot);
-            if let Some(nonce) = get_json::<String>(kv, &slot)? {
-                kv.delete(&marker_key(&nonce))?;
-                swept += 1;
-            }
-            kv.delete(&slot)?;
-            at.slot += 1;
-            budget = budget.saturating_sub(1);
-        }
-        if at.slot > count {
-            kv.delete(&count_key(at.window))?;
-            at = SweepPoint {
-                window: at.window + 1,
-                slot: 1,
-            };
-        }
-    }
-    set_json(kv, SWEEP_KEY, &at)?;
-    Ok(swept)
+    USED_STATES.sweep(kv, now)
 }
 
 #[cfg(test)]
@@ -186,6 +122,7 @@ mod tests {
     use host_drafts::keyvalue::Op;
 
     use super::*;
+    use crate::core::expiring::{CLOCK_MARGIN_SECONDS, SWEEP_BUDGET};
     use crate::core::flow::LoginFlow;
     use crate::core::ports::MemoryKv;
 
@@ -229,7 +166,7 @@ mod tests {
         }
         let live = state(999, NOW + 3000);
         claim(&kv, &live).unwrap();
-        let later = NOW + 1200 + 600 + WINDOW_SECONDS + CLOCK_MARGIN_SECONDS;
+        let later = NOW + 1200 + 600 + USED_STATES.window_seconds + CLOCK_MARGIN_SECONDS;
         let mut total = 0;
         let mut sweeps = 0;
         loop {
@@ -245,8 +182,8 @@ mod tests {
         assert_eq!(kv.faults().count(Op::ListKeys), 0, "never lists the store");
         let left: Vec<String> = kv.keys();
         assert!(
-            left.iter().all(|k| k == SWEEP_KEY
-                || k.contains(&window_of(NOW + 3000).to_string())
+            left.iter().all(|k| k == "used-states/sweep"
+                || k.contains(&USED_STATES.window(NOW + 3000).to_string())
                 || *k == used_state_key(&live)),
             "{left:?}"
         );

@@ -1,4 +1,4 @@
-//! What WASI gives every call besides its arguments: the wall clock and
+//! What WASI gives every call besides its arguments: the clocks and
 //! randomness.
 
 use super::bindings::wasi;
@@ -6,6 +6,12 @@ use crate::core::state::RANDOM_BYTES;
 
 pub fn now_seconds() -> u64 {
     wasi::clocks::wall_clock::now().seconds
+}
+
+/// A stopwatch started now: milliseconds elapsed on `wasi:clocks/monotonic-clock`.
+pub fn stopwatch() -> impl Fn() -> u64 {
+    let started = wasi::clocks::monotonic_clock::now();
+    move || wasi::clocks::monotonic_clock::now().saturating_sub(started) / 1_000_000
 }
 
 pub fn random_bytes() -> [u8; RANDOM_BYTES] {

@@ -12,7 +12,7 @@ use super::bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 use super::bindings::wasi::io::streams::StreamError;
-use super::environment::{now_seconds, random_array};
+use super::environment::{now_seconds, random_array, stopwatch};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
 use crate::http::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
@@ -22,6 +22,7 @@ const WRITE_CHUNK: usize = 4096;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let elapsed_ms = stopwatch();
         let request = read_request(&request);
         let map: Result<HashMap<String, String>, String> = config::get_all()
             .map(|pairs| pairs.into_iter().collect())
@@ -36,6 +37,7 @@ impl Guest for Component {
             transport: &WasiTransport,
             now: now_seconds(),
             random: &random,
+            elapsed_ms: &elapsed_ms,
         };
         let response = http::handle(&request, &env);
         if let Some(line) = &response.log {

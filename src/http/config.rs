@@ -54,7 +54,32 @@ pub struct FrontConfig {
     /// Whether `/verify` passes CORS preflights (`OPTIONS` with
     /// `Access-Control-Request-Method`) without a session.
     pub allow_preflight: bool,
+    /// Login request rates: `rate_limit_per_client`,
+    /// `rate_limit_per_authenticator`, `client_address_header`.
+    pub rate_limits: RateLimits,
 }
+
+/// How many login requests are let through per minute (0: no limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `/login` and `/callback` requests per client address.
+    pub per_client: u32,
+    /// `/callback` requests per authenticator: each costs WeCom calls, and
+    /// WeCom allows a company 10 000 calls of one API a minute (doc 90312).
+    pub per_authenticator: u32,
+    /// The request header holding the client address (lower case), set by
+    /// the host or a trusted proxy; a client must not be able to set it.
+    pub client_address_header: String,
+}
+
+/// 30 logins a minute from one address (a login is two requests): a busy
+/// office behind one NAT logs in in the morning without meeting it.
+pub const DEFAULT_RATE_PER_CLIENT: u32 = 60;
+/// 3 000 logins a minute (up to 3 calls of one API each) stays well under
+/// WeCom's 10 000 calls of one API a minute per company (doc 90312).
+pub const DEFAULT_RATE_PER_AUTHENTICATOR: u32 = 3000;
+/// Spin sets it to the peer's `ip:port`; so does the reference gateway.
+pub const DEFAULT_CLIENT_ADDRESS_HEADER: &str = "spin-client-addr";
 
 /// A path prefix `/verify` passes without a session, for one method or all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +160,7 @@ pub struct ConfigProblem {
 
 /// The global variables the front reads (Spin variables; `spin.toml` must
 /// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 12] = [
+pub const GLOBAL_VARIABLES: [&str; 15] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -148,6 +173,9 @@ pub const GLOBAL_VARIABLES: [&str; 12] = [
     "public_paths",
     "allow_preflight",
     "return_hosts",
+    "rate_limit_per_client",
+    "rate_limit_per_authenticator",
+    "client_address_header",
 ];
 /// Renew a session in use once it is an hour old...
 pub const DEFAULT_SESSION_REFRESH: u32 = 3600;
@@ -267,6 +295,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             reader.problem("allow_preflight", None, why);
         })
     };
+    let rate_limits = rate_limits(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: the variable each settings field came from.
@@ -339,6 +368,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             renewal,
             public_paths,
             allow_preflight,
+            rate_limits,
             route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
         }),
         _ => Err(reader.problems),
@@ -504,6 +534,50 @@ fn renewal(reader: &mut Reader<'_>) -> Renewal {
     Renewal {
         after_seconds,
         max_seconds,
+    }
+}
+
+/// `rate_limit_per_client`, `rate_limit_per_authenticator` (requests a
+/// minute, 0: none) and `client_address_header` (a header name).
+fn rate_limits(reader: &mut Reader<'_>) -> RateLimits {
+    let mut read = |name: &str, default: u32| {
+        let value = reader.get(name).map(str::trim).filter(|v| !v.is_empty());
+        match value.map(str::parse::<u32>) {
+            None => default,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                reader.problem(
+                    name,
+                    None,
+                    "must be a whole number of requests a minute (0: no limit)",
+                );
+                default
+            }
+        }
+    };
+    let per_client = read("rate_limit_per_client", DEFAULT_RATE_PER_CLIENT);
+    let per_authenticator = read(
+        "rate_limit_per_authenticator",
+        DEFAULT_RATE_PER_AUTHENTICATOR,
+    );
+    let header = reader
+        .get("client_address_header")
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .unwrap_or(DEFAULT_CLIENT_ADDRESS_HEADER)
+        .to_ascii_lowercase();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if header.len() > 64 || !header.bytes().all(token) {
+        reader.problem(
+            "client_address_header",
+            None,
+            "must be one header name, e.g. spin-client-addr or x-real-ip",
+        );
+    }
+    RateLimits {
+        per_client,
+        per_authenticator,
+        client_address_header: header,
     }
 }
 

@@ -17,6 +17,9 @@ pub struct Env<'a, K, T> {
     /// Unix seconds.
     pub now: u64,
     pub random: &'a [u8; RANDOM_LEN],
+    /// Milliseconds since the request came in (a monotonic clock), for the
+    /// audit trail's `duration_ms`.
+    pub elapsed_ms: &'a dyn Fn() -> u64,
 }
 
 /// One request with its configuration, parsed once.

@@ -14,6 +14,7 @@
 //! | `GET {prefix}/me` | JSON of the session's user, or 401 |
 //! | `* {prefix}/verify[/original path][?redirect=1]` | forward auth (`forward_auth.rs`): 200 with identity headers, or 401 with `X-WeCom-Login` (302 to login with `redirect=1` for page navigations) |
 //! | `{prefix}/admin/...` | admin API (bearer `admin_token`) |
+//! | `/login`, `/callback` over a rate limit (`limits.rs`) | 429 with `Retry-After` |
 //! | `GET {prefix}/ping`, `{prefix}/ready` | probes (`probes.rs`): 200, or 503 with the reason |
 //! | `GET /`, protected paths | signed-in page, auto-login or 302 to login |
 //!
@@ -26,6 +27,7 @@ mod context;
 mod errors;
 mod forward_auth;
 mod html;
+mod limits;
 mod message;
 mod probes;
 mod routes;

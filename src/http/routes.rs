@@ -12,6 +12,7 @@ use super::errors::{
 };
 use super::forward_auth;
 use super::html::{self, Choice};
+use super::limits;
 use super::message::{
     self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
@@ -210,6 +211,9 @@ fn is_wecom(request: &Request) -> bool {
 }
 
 fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    if let Some(refused) = limits::check(ctx, None) {
+        return refused;
+    }
     let return_to = return_to_asked(ctx);
     let entry = match ctx.params.get("authenticator") {
         Some(name) => match ctx.config.find(name) {
@@ -282,12 +286,15 @@ fn start_login<K, T>(
 fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let code = ctx.params.get("code").unwrap_or_default();
     let state = ctx.params.get("state").unwrap_or_default();
-    let Some(entry) = ctx
+    let entry = ctx
         .config
         .entries
         .iter()
-        .find(|e| state::claims_authenticator(state, &e.authenticator.name))
-    else {
+        .find(|e| state::claims_authenticator(state, &e.authenticator.name));
+    if let Some(refused) = limits::check(ctx, entry.map(|e| e.authenticator.name.as_str())) {
+        return refused;
+    }
+    let Some(entry) = entry else {
         let e = if state.is_empty() {
             AuthError::bad_request("state", "is missing: WeCom did not send the login back")
         } else {

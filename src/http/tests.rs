@@ -80,6 +80,7 @@ impl World {
             transport: &self.wecom,
             now: self.now.get(),
             random: &random,
+            elapsed_ms: &|| 0,
         };
         let response = handle(&request, &env);
         assert_no_secret(&response);
@@ -248,6 +249,7 @@ fn an_unreadable_configuration_is_a_500_too() {
         transport: &Scripted::default(),
         now: NOW,
         random: &[0; RANDOM_LEN],
+        elapsed_ms: &|| 0,
     };
     let r = handle(&get("/auth/wecom/me"), &env);
     assert_eq!(r.status, 500);

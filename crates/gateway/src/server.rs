@@ -225,8 +225,8 @@ async fn accept_loop(
         tokio::select! {
             _ = &mut stopped => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(stream, shared.clone()));
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, shared.clone()));
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
@@ -239,9 +239,16 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
-    let service = hyper::service::service_fn(move |request| {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    // As Spin does: the component counts login rates per client address.
+    let peer = http::HeaderValue::from_str(&peer.to_string()).ok();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let shared = shared.clone();
+        // Replaced, never appended: a client cannot choose its own address.
+        match &peer {
+            Some(peer) => request.headers_mut().insert(CLIENT_ADDRESS, peer.clone()),
+            None => request.headers_mut().remove(CLIENT_ADDRESS),
+        };
         async move { Ok::<_, Infallible>(shared.handle(request).await) }
     });
     // Client resets and malformed requests end the connection; nothing to log.
@@ -286,6 +293,10 @@ impl Failure {
         response
     }
 }
+
+/// The header carrying the peer's `ip:port` to the component, as Spin's HTTP
+/// trigger names it.
+pub const CLIENT_ADDRESS: &str = "spin-client-addr";
 
 /// At most this much of a path goes into the access log.
 const LOGGED_PATH: usize = 200;
