@@ -47,6 +47,8 @@ pub struct DemoOptions {
     pub store: StoreSpec,
     pub access_log: bool,
     pub precompiled_cache_dir: Option<PathBuf>,
+    /// Where the gateway serves Prometheus metrics, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for DemoOptions {
@@ -58,6 +60,7 @@ impl Default for DemoOptions {
             store: StoreSpec::Sqlite(PathBuf::from(".wecom-auth/demo.db")),
             access_log: true,
             precompiled_cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
+            metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))),
         }
     }
 }
@@ -71,6 +74,7 @@ impl DemoOptions {
             store: StoreSpec::Memory,
             access_log: false,
             precompiled_cache_dir: None,
+            metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
         }
     }
 }
@@ -102,6 +106,7 @@ impl Demo {
             // The audit trail shows beside the access log.
             component_log: options.access_log,
             precompiled_cache_dir: options.precompiled_cache_dir,
+            metrics_listen: options.metrics_listen,
             ..GatewayConfig::in_process(crate::COMPONENT_PATH, variables)
         }
         .allow_outbound(simulator.base_url());

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
@@ -651,4 +653,75 @@ async fn the_http_front_serves_login_and_verify_through_the_gateway() {
     assert!((200..400).contains(&status), "login: {status}");
     let (status, _) = get(gateway.addr(), "/auth/wecom/verify").await;
     assert_eq!(status, 401, "no session, no identity");
+}
+
+/// The gateway's metrics after a scripted run: a QR login, `/verify`, a
+/// refused login, a rate-limited one; counters by route and status, WeCom
+/// calls by API and errcode, store operations, instances in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_wecom_calls_and_store_operations_of_a_scripted_run() {
+    use common::http::{Browser, send};
+    use host_test::demo::{Demo, DemoOptions};
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let mut member = Browser::new(common::CHROME);
+    let landed = member.log_in(at, at, &demo.simulator, "zhangsan").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(
+        member.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    let mut stranger = Browser::new(common::CHROME);
+    let refused = stranger.log_in(at, at, &demo.simulator, "outsider").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let metrics = demo.gateway.metrics_addr().expect("metrics are served");
+    let scraped = send(metrics, "GET", "/metrics", &[], b"").await.unwrap();
+    assert_eq!(scraped.status, 200);
+    assert!(
+        scraped
+            .header("content-type")
+            .unwrap()
+            .contains("openmetrics")
+    );
+    let text = scraped.body;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value(r#"wecom_auth_http_requests_total{route="login",status="302"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"wecom_auth_http_requests_total{route="callback",status="302"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"wecom_auth_http_requests_total{route="callback",status="403"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"wecom_auth_http_requests_total{route="verify",status="200"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"wecom_auth_http_request_duration_seconds_count{route="callback"}"#),
+        2.0
+    );
+    // QR logins: auth/getuserinfo each (the token is warm from seeding).
+    assert_eq!(
+        value(r#"wecom_auth_wecom_requests_total{api="auth/getuserinfo",errcode="0"}"#),
+        2.0
+    );
+    assert!(value(r#"wecom_auth_store_operations_total{op="get"}"#) > 0.0);
+    assert_eq!(value(r#"wecom_auth_store_errors_total{op="get"}"#), 0.0);
+    assert_eq!(value("wecom_auth_instances_in_flight"), 0.0);
+    assert!(value("wecom_auth_instance_pool_slots") > 0.0);
+    // Labels name routes and APIs, never a query.
+    assert!(
+        !text.contains("access_token") && !text.contains('?'),
+        "{text}"
+    );
 }

@@ -10,6 +10,8 @@
 //! cas_mode = "strict"                    # | "upsert-when-absent" (as Spin's SQLite store)
 //! allowed_outbound_hosts = ["https://qyapi.weixin.qq.com"]
 //! precompiled_cache_dir = ".wecom-auth/precompiled"
+//! metrics_listen = "127.0.0.1:9090"      # Prometheus: GET /metrics (default: off)
+//! log_format = "text"                    # | "json": the gateway's access and error lines
 //!
 //! [variables]
 //! authenticators = "wecom"
@@ -32,6 +34,7 @@ use anyhow::{Context as _, bail};
 use http::uri::Authority;
 use serde::Deserialize;
 
+use crate::log::LogFormat;
 use crate::outbound::AllowedHost;
 use crate::routes::Routes;
 use host_drafts::keyvalue::{CasMode, KeyValueBackend};
@@ -195,6 +198,10 @@ pub struct GatewayConfig {
     pub component_log: bool,
     /// Longest a request may take before the gateway answers 504.
     pub request_timeout: Duration,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The gateway's own lines: text or JSON.
+    pub log_format: LogFormat,
 }
 
 impl Default for GatewayConfig {
@@ -213,6 +220,8 @@ impl Default for GatewayConfig {
             access_log: true,
             component_log: true,
             request_timeout: Duration::from_secs(60),
+            metrics_listen: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -231,6 +240,8 @@ impl fmt::Debug for GatewayConfig {
             .field("access_log", &self.access_log)
             .field("component_log", &self.component_log)
             .field("request_timeout", &self.request_timeout)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -257,6 +268,8 @@ struct Section {
     access_log: Option<bool>,
     component_log: Option<bool>,
     request_timeout_seconds: Option<u64>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
 }
 
 impl GatewayConfig {
@@ -353,6 +366,16 @@ impl GatewayConfig {
         }
         if let Some(seconds) = section.request_timeout_seconds {
             config.request_timeout = Duration::from_secs(seconds.max(1));
+        }
+        if let Some(listen) = section.metrics_listen {
+            config.metrics_listen = Some(
+                listen
+                    .parse()
+                    .with_context(|| format!("[gateway] metrics_listen: {listen:?}"))?,
+            );
+        }
+        if let Some(format) = section.log_format {
+            config.log_format = format.parse().context("[gateway] log_format")?;
         }
         for (key, value) in file.variables {
             if !is_variable_name(&key) {

@@ -9,7 +9,7 @@ pub const MEMORY_LIMIT: usize = 64 << 20;
 const KEEP_RESIDENT: usize = 1 << 20;
 /// Pooling allocator slots: concurrent component instances one engine can hold.
 /// Each needs a few core instances, tables and memories (Rust std's WASI adapter).
-const POOL_SLOTS: u32 = 1000;
+pub const POOL_SLOTS: u32 = 1000;
 const CORE_PER_COMPONENT: u32 = 4;
 
 /// How to build the engine.

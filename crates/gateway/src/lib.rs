@@ -11,6 +11,7 @@
 //! | [`engine`] | the wasmtime engine (pooling allocator) |
 //! | [`state`] | one `Store`'s data and the linker of every import |
 //! | [`server`] | accepting connections, an instance per request |
+//! | [`metrics`], [`log`] | Prometheus metrics on their own address; text or JSON lines |
 //! | [`config`] | TOML + `WECOM_AUTH_*` settings, secrets redacted |
 //! | [`outbound`] | the outbound allow-list (Spin's `allowed_outbound_hosts`) |
 //! | [`routes`] | rerouting outbound hosts (loopback, in-process) |
@@ -29,6 +30,8 @@
 pub mod cache;
 pub mod config;
 pub mod engine;
+pub mod log;
+pub mod metrics;
 pub mod outbound;
 pub mod routes;
 pub mod server;
@@ -37,6 +40,8 @@ pub mod state;
 pub use self::cache::{CacheOutcome, load_component};
 pub use self::config::{GatewayConfig, StoreSpec, is_secret_key, redacted};
 pub use self::engine::{EngineOptions, MEMORY_LIMIT, engine, wasmtime_error};
+pub use self::log::LogFormat;
+pub use self::metrics::Metrics;
 pub use self::outbound::{AllowedHost, GatewayHooks};
 pub use self::routes::{InProcess, Route, Routes};
 pub use self::server::{ColdStart, Gateway, GatewayHandle, open_store};

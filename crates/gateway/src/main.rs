@@ -57,6 +57,16 @@ struct Args {
     /// No access log.
     #[arg(long)]
     quiet: bool,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address, e.g. 127.0.0.1:9090.
+    #[arg(
+        long,
+        env = "WECOM_AUTH_GATEWAY_METRICS_LISTEN",
+        hide_env_values = true
+    )]
+    metrics_listen: Option<SocketAddr>,
+    /// The gateway's access and error lines: `text` or `json`.
+    #[arg(long, env = "WECOM_AUTH_GATEWAY_LOG_FORMAT", hide_env_values = true)]
+    log_format: Option<String>,
 }
 
 fn configure(args: Args) -> anyhow::Result<GatewayConfig> {
@@ -83,6 +93,12 @@ fn configure(args: Args) -> anyhow::Result<GatewayConfig> {
     if args.quiet {
         config.access_log = false;
     }
+    if let Some(listen) = args.metrics_listen {
+        config.metrics_listen = Some(listen);
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format.parse().context("--log-format")?;
+    }
     Ok(config)
 }
 
@@ -106,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Gateway::start(config).await?;
     println!("{}", gateway.cold_start());
     println!("listening on {}", gateway.url());
+    if let Some(metrics) = gateway.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     // Serve until the process is stopped; committed writes are durable (SQLite WAL).
     std::future::pending::<()>().await;
     Ok(())

@@ -5,13 +5,15 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use http::uri::Uri;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::log::LogFormat;
+use crate::metrics::Metrics;
 use crate::routes::{ResponseFuture, Routes, send_routed};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +186,8 @@ const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct GatewayHooks {
     allowed: Arc<[AllowedHost]>,
     routes: Routes,
+    metrics: Option<Arc<Metrics>>,
+    log_format: LogFormat,
 }
 
 impl GatewayHooks {
@@ -191,7 +195,21 @@ impl GatewayHooks {
         GatewayHooks {
             allowed: allowed.into(),
             routes,
+            metrics: None,
+            log_format: LogFormat::Text,
         }
+    }
+
+    /// Counts every outbound call in `metrics` (by WeCom API and errcode).
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Writes refusals in this format.
+    pub fn with_log_format(mut self, format: LogFormat) -> Self {
+        self.log_format = format;
+        self
     }
 
     pub fn allowed(&self) -> &[AllowedHost] {
@@ -208,11 +226,16 @@ impl WasiHttpHooks for GatewayHooks {
     ) -> ResponseFuture {
         let allowed = is_allowed(&self.allowed, request.uri());
         let routes = self.routes.clone();
+        let metrics = self.metrics.clone();
+        let log_format = self.log_format;
         Box::new(async move {
             if !allowed {
                 eprintln!(
-                    "outbound request refused (not in allowed_outbound_hosts): {}",
-                    destination(request.uri())
+                    "{}",
+                    log_format.error(&format!(
+                        "outbound request refused (not in allowed_outbound_hosts): {}",
+                        destination(request.uri())
+                    ))
                 );
                 return Err(Error::HttpRequestDenied);
             }
@@ -226,14 +249,48 @@ impl WasiHttpHooks for GatewayHooks {
             // writing it from seeing a reset.
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
-            send_routed(
+            let path = parts.uri.path().to_owned();
+            let started = Instant::now();
+            let answer = send_routed(
                 &routes,
                 http::Request::from_parts(parts, body),
                 Some(options),
                 true,
             )
-            .await
+            .await;
+            let Some(metrics) = metrics else {
+                return answer;
+            };
+            // WeCom answers are small JSON: read the errcode, then hand the
+            // same bytes on.
+            let (errcode, answer) = match answer {
+                Ok((response, io)) => {
+                    let (parts, body) = response.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    let errcode = errcode_label(parts.status, &bytes);
+                    let response = http::Response::from_parts(parts, crate::routes::body(bytes));
+                    (errcode, Ok((response, io)))
+                }
+                Err(e) => ("transport".to_owned(), Err(e)),
+            };
+            metrics.wecom_request(&path, errcode, started.elapsed());
+            answer
         })
+    }
+}
+
+/// The `errcode` label of a WeCom answer (see [`crate::metrics`]).
+fn errcode_label(status: http::StatusCode, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        errcode: i64,
+    }
+    if status != http::StatusCode::OK {
+        return format!("http-{}", status.as_u16());
+    }
+    match serde_json::from_slice::<Answer>(body) {
+        Ok(answer) => answer.errcode.to_string(),
+        Err(_) => "unreadable".to_owned(),
     }
 }
 

@@ -28,7 +28,9 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::cache::{CacheOutcome, load_component};
 use crate::config::{GatewayConfig, StoreSpec};
-use crate::engine::{EngineOptions, engine, wasmtime_error};
+use crate::engine::{EngineOptions, POOL_SLOTS, engine, wasmtime_error};
+use crate::log::LogFormat;
+use crate::metrics::{Metrics, route_of};
 use crate::outbound::{AllowedHost, GatewayHooks};
 use crate::state::{HostState, Variables, linker};
 
@@ -77,8 +79,12 @@ struct Shared {
     hooks: GatewayHooks,
     access_log: bool,
     component_log: bool,
+    log_format: LogFormat,
     request_timeout: Duration,
     served: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
+    /// For the `route` of metrics and JSON access lines.
+    route_prefix: String,
 }
 
 /// The gateway.
@@ -117,15 +123,43 @@ impl Gateway {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let (metrics, metrics_listener) = match config.metrics_listen {
+            Some(listen) => {
+                let listener = TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("listening for metrics on {listen}"))?;
+                (
+                    Some(Metrics::new(POOL_SLOTS, keyvalue.clone())),
+                    Some(listener),
+                )
+            }
+            None => (None, None),
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        };
+        let route_prefix = config
+            .variables
+            .get("route_prefix")
+            .map(|p| p.trim())
+            .filter(|p| !p.is_empty())
+            .unwrap_or(DEFAULT_ROUTE_PREFIX)
+            .to_owned();
         let shared = Arc::new(Shared {
             pre,
             keyvalue: keyvalue.clone(),
             variables: Arc::new(config.variables.clone()),
-            hooks: GatewayHooks::new(allowed, config.routes.clone()),
+            hooks: GatewayHooks::new(allowed, config.routes.clone())
+                .with_metrics(metrics.clone())
+                .with_log_format(config.log_format),
             access_log: config.access_log,
             component_log: config.component_log,
+            log_format: config.log_format,
             request_timeout: config.request_timeout,
             served: AtomicU64::new(0),
+            metrics: metrics.clone(),
+            route_prefix,
         });
         let cold_start = ColdStart {
             total: started.elapsed(),
@@ -133,9 +167,15 @@ impl Gateway {
             cache: loaded.outcome,
         };
         let (stop, stopped) = oneshot::channel();
+        let (metrics_stop, metrics_stopped) = oneshot::channel();
+        if let (Some(listener), Some(metrics)) = (metrics_listener, metrics) {
+            tokio::spawn(serve_metrics(listener, metrics, metrics_stopped));
+        }
         let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
         Ok(GatewayHandle {
             addr,
+            metrics_addr,
+            metrics_stop: Some(metrics_stop),
             shared,
             cold_start,
             stop: Some(stop),
@@ -147,6 +187,8 @@ impl Gateway {
 /// A running gateway; dropping it stops it (open connections are cut).
 pub struct GatewayHandle {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    metrics_stop: Option<oneshot::Sender<()>>,
     shared: Arc<Shared>,
     cold_start: ColdStart,
     stop: Option<oneshot::Sender<()>>,
@@ -162,6 +204,11 @@ impl GatewayHandle {
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the metrics are served (`GET /metrics`), when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The store the component sees (tests seed it and inject faults).
@@ -185,6 +232,9 @@ impl GatewayHandle {
 
     /// Stops accepting, cuts open connections and waits for the server task.
     pub async fn shutdown(mut self) {
+        if let Some(stop) = self.metrics_stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -196,6 +246,9 @@ impl GatewayHandle {
 
 impl Drop for GatewayHandle {
     fn drop(&mut self) {
+        if let Some(stop) = self.metrics_stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -214,6 +267,56 @@ impl fmt::Debug for GatewayHandle {
     }
 }
 
+/// `GET /metrics` on the metrics address: the text exposition.
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let metrics = metrics.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                        let metrics = metrics.clone();
+                        async move {
+                            let (status, body) = if request.uri().path() == "/metrics" {
+                                (200, metrics.render())
+                            } else {
+                                (404, "GET /metrics\n".to_owned())
+                            };
+                            let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+                            *response.status_mut() = http::StatusCode::from_u16(status)
+                                .unwrap_or(http::StatusCode::NOT_FOUND);
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+                            );
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// What prometheus-client writes: OpenMetrics text, which Prometheus reads.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -230,7 +333,7 @@ async fn accept_loop(
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
-                    eprintln!("gateway: accept failed: {e}");
+                    eprintln!("{}", shared.log_format.error(&format!("accept failed: {e}")));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -294,6 +397,9 @@ impl Failure {
     }
 }
 
+/// The component's default route prefix (its `route_prefix` variable).
+const DEFAULT_ROUTE_PREFIX: &str = "/auth/wecom";
+
 /// The header carrying the peer's `ip:port` to the component, as Spin's HTTP
 /// trigger names it.
 pub const CLIENT_ADDRESS: &str = "spin-client-addr";
@@ -302,6 +408,10 @@ pub const CLIENT_ADDRESS: &str = "spin-client-addr";
 const LOGGED_PATH: usize = 200;
 
 impl Shared {
+    fn log_error(&self, message: &str) {
+        eprintln!("{}", self.log_format.error(message));
+    }
+
     fn new_store(&self) -> Store<HostState> {
         let mut wasi = WasiCtx::builder();
         if self.component_log {
@@ -329,12 +439,17 @@ impl Shared {
             Err(failure) => failure.response(),
         };
         self.served.fetch_add(1, Ordering::SeqCst);
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let route = route_of(&path, &self.route_prefix);
+        if let Some(metrics) = &self.metrics {
+            metrics.request(route, status, elapsed);
+        }
         if self.access_log {
-            println!(
-                "{method} {path} {} {}µs",
-                response.status().as_u16(),
-                started.elapsed().as_micros()
-            );
+            let line = self
+                .log_format
+                .access(method.as_str(), &path, route, status, elapsed);
+            println!("{line}");
         }
         response
     }
@@ -358,9 +473,11 @@ impl Shared {
             .new_response_outparam(sender)
             .map_err(|_| Failure::Internal)?;
         let pre = self.pre.clone();
+        let in_flight = InFlight::new(self.metrics.clone());
         // The instance runs in a task of its own, so it can go on streaming
         // the body after the response head is sent.
         let mut task = tokio::spawn(async move {
+            let _in_flight = in_flight;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
@@ -370,23 +487,30 @@ impl Shared {
         match tokio::time::timeout(self.request_timeout, receiver).await {
             Ok(Ok(Ok(response))) => Ok(response),
             Ok(Ok(Err(code))) => {
-                eprintln!("gateway: {method} {path}: the component answered an error: {code:?}");
+                self.log_error(&format!(
+                    "{method} {path}: the component answered an error: {code:?}"
+                ));
                 Err(Failure::Internal)
             }
             Ok(Err(_)) => {
                 // The outparam was dropped unset: the call failed or trapped.
                 let failure = match (&mut task).await {
                     Ok(Ok(())) => {
-                        eprintln!("gateway: {method} {path}: the component set no response");
+                        self.log_error(&format!("{method} {path}: the component set no response"));
                         Failure::Internal
                     }
-                    Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => Failure::Busy,
+                    Ok(Err(e)) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+                        if let Some(metrics) = &self.metrics {
+                            metrics.refused();
+                        }
+                        Failure::Busy
+                    }
                     Ok(Err(e)) => {
-                        eprintln!("gateway: {method} {path}: the component failed: {e:#}");
+                        self.log_error(&format!("{method} {path}: the component failed: {e:#}"));
                         Failure::Internal
                     }
                     Err(e) => {
-                        eprintln!("gateway: {method} {path}: the request task failed: {e}");
+                        self.log_error(&format!("{method} {path}: the request task failed: {e}"));
                         Failure::Internal
                     }
                 };
@@ -394,12 +518,32 @@ impl Shared {
             }
             Err(_elapsed) => {
                 task.abort();
-                eprintln!(
-                    "gateway: {method} {path}: no response within {:?}",
+                self.log_error(&format!(
+                    "{method} {path}: no response within {:?}",
                     self.request_timeout
-                );
+                ));
                 Err(Failure::Timeout)
             }
+        }
+    }
+}
+
+/// Counts an instance in flight for as long as it lives.
+struct InFlight(Option<Arc<Metrics>>);
+
+impl InFlight {
+    fn new(metrics: Option<Arc<Metrics>>) -> Self {
+        if let Some(metrics) = &metrics {
+            metrics.instances(1);
+        }
+        InFlight(metrics)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.0 {
+            metrics.instances(-1);
         }
     }
 }

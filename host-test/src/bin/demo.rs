@@ -20,6 +20,9 @@ struct Args {
     /// Keep users in memory only (default: `.wecom-auth/demo.db`).
     #[arg(long)]
     memory: bool,
+    /// The gateway's Prometheus metrics port (0: none).
+    #[arg(long, default_value_t = 9090)]
+    metrics_port: u16,
 }
 
 #[tokio::main]
@@ -28,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
     let mut options = DemoOptions {
         port: args.port,
         simulator_port: args.simulator_port,
+        metrics_listen: (args.metrics_port != 0)
+            .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], args.metrics_port))),
         ..DemoOptions::default()
     };
     if args.memory {
@@ -36,6 +41,10 @@ async fn main() -> anyhow::Result<()> {
     let demo = Demo::start(options).await?;
     let url = demo.url();
     let sim = demo.simulator.base_url();
+    let metrics = match demo.gateway.metrics_addr() {
+        Some(addr) => format!("http://{addr}/metrics"),
+        None => "off".to_owned(),
+    };
     println!(
         r#"
 wecom-auth demo
@@ -58,6 +67,7 @@ Open {url}/ in a browser and try:
   5. {url}/auth/wecom/me shows your session; POST {url}/auth/wecom/logout ends it;
      {url}/auth/wecom/verify is the forward-auth check.
   Admin API: curl -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/auth/wecom/admin/users
+  Probes: {url}/auth/wecom/ping, {url}/auth/wecom/ready; metrics: {metrics}
 
 Ctrl-C stops both."#
     );

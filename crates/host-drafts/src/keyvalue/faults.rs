@@ -57,6 +57,23 @@ impl Op {
         )
     }
 
+    /// The WIT name, e.g. `get`, `cas.new`, `increment`: for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Exists => "exists",
+            Op::ListKeys => "list-keys",
+            Op::GetMany => "get-many",
+            Op::CasNew => "cas.new",
+            Op::Set => "set",
+            Op::Delete => "delete",
+            Op::Increment => "increment",
+            Op::Swap => "swap",
+            Op::SetMany => "set-many",
+            Op::DeleteMany => "delete-many",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -107,6 +124,7 @@ pub const INJECTED_FAULT: &str = "injected fault";
 #[derive(Debug, Default)]
 pub struct Faults {
     counts: [AtomicU64; Op::ALL.len()],
+    errors: [AtomicU64; Op::ALL.len()],
     injected: AtomicU64,
     rules: Mutex<Vec<Rule>>,
 }
@@ -188,6 +206,17 @@ impl Faults {
     /// Calls of `op` so far (failed ones included).
     pub fn count(&self, op: Op) -> u64 {
         self.counts[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// How many `op` calls answered an error so far (injected or the
+    /// backend's own: Redis gone, SQLite busy).
+    pub fn errors(&self, op: Op) -> u64 {
+        self.errors[op.index()].load(Ordering::SeqCst)
+    }
+
+    /// Counts an `op` call that answered an error.
+    pub fn failed(&self, op: Op) {
+        self.errors[op.index()].fetch_add(1, Ordering::SeqCst);
     }
 
     /// Read operations so far: get, exists, list-keys, get-many, cas.new.

@@ -128,7 +128,7 @@ impl KeyValueBackend {
         self.common().known.contains(name)
     }
 
-    /// Fault injection and operation counts of the host functions.
+    /// Fault injection, operation and error counts of the host functions.
     pub fn faults(&self) -> &Faults {
         &self.common().faults
     }
@@ -169,14 +169,18 @@ impl KeyValueBackend {
 
     /// Counts `op`, injects a fault if one is due, else runs `work`.
     async fn guarded<T>(&self, op: Op, work: impl Future<Output = Outcome<T>>) -> Outcome<T> {
-        match self.faults().enter(op) {
+        let outcome = match self.faults().enter(op) {
             Some(FaultTiming::Before) => Err(faults::injected_fault()),
-            Some(FaultTiming::After) => {
-                work.await?;
-                Err(faults::injected_fault())
-            }
+            Some(FaultTiming::After) => match work.await {
+                Ok(_) => Err(faults::injected_fault()),
+                Err(e) => Err(e),
+            },
             None => work.await,
+        };
+        if outcome.is_err() {
+            self.faults().failed(op);
         }
+        outcome
     }
 
     async fn swap(
