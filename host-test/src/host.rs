@@ -175,6 +175,17 @@ impl ComponentHost {
             .await
     }
 
+    pub async fn check_setup(
+        &self,
+        settings: &login::Settings,
+    ) -> wasmtime::Result<Result<login::SetupReport, login::AuthError>> {
+        let (instance, mut store) = self.instantiate().await?;
+        instance
+            .wecom_auth_login()
+            .call_check_setup(&mut store, settings)
+            .await
+    }
+
     pub async fn validate_settings(
         &self,
         authenticators: &[login::Settings],

@@ -727,3 +727,40 @@ async fn a_store_fault_at_each_write_of_a_first_login_then_a_clean_retry_gives_o
         );
     }
 }
+
+/// The typed setup check: the same live checks as `GET /admin/setup`, for
+/// hosts that call the typed API.
+#[tokio::test]
+async fn the_typed_setup_check_calls_wecom_and_names_what_to_fix() {
+    let f = fixture().await;
+    let good = settings("corp");
+    let report = f.host.check_setup(&good).await.unwrap().unwrap();
+    assert_eq!(report.trusted_domain, "apps.example.com");
+    assert!(report.links.callback_url.ends_with("/auth/wecom/callback"));
+    let passed: Vec<(&str, bool)> = report
+        .checks
+        .iter()
+        .map(|c| (c.check.as_str(), c.ok))
+        .collect();
+    assert_eq!(
+        passed,
+        [
+            ("gettoken", true),
+            ("agent", true),
+            ("trusted-domain", true)
+        ]
+    );
+
+    let wrong = Settings {
+        secret: "wrong-secret-DO-NOT-LEAK-0123".into(),
+        ..settings("corp")
+    };
+    let report = f.host.check_setup(&wrong).await.unwrap().unwrap();
+    assert_eq!(report.checks.len(), 1, "no agent/get without a token");
+    let gettoken = &report.checks[0];
+    assert_eq!((gettoken.ok, gettoken.errcode), (false, Some(40001)));
+    assert!(gettoken.hint_zh.as_deref().unwrap().contains("Secret"));
+    let shown = format!("{report:?}");
+    assert_no_secret(&shown);
+    assert!(!shown.contains("DO-NOT-LEAK"), "{shown}");
+}

@@ -1623,3 +1623,68 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
         assert_eq!(reply.status, 302);
     }
 }
+
+/// The setup check reads the app back from WeCom (`agent/get`): an agent id
+/// of no app (40056) or of another app than the Secret's (301002), and a
+/// trusted domain that is not the origin's host, each named with the value
+/// to enter.
+#[tokio::test]
+async fn the_setup_check_compares_the_app_wecom_holds_with_the_settings() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let good = Front::new(&sim, &[("admin_token", ADMIN_TOKEN)]);
+    let fine = setup(&good).await.json();
+    let names: Vec<&str> = fine["authenticators"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gettoken", "agent", "trusted-domain"]);
+    assert_eq!(fine["ok"], true, "{fine}");
+
+    sim.update_model(|model| {
+        let mut other = model.corps[0].agents[0].clone();
+        other.agent_id = 1000099;
+        other.secret = "another-apps-secret".into();
+        model.corps[0].agents.push(other);
+    });
+    for (agent_id, errcode, zh) in [
+        ("1000099", 301002, "同一个应用"),
+        ("1000777", 40056, "AgentId 错误"),
+    ] {
+        let front = Front::new(
+            &sim,
+            &[("admin_token", ADMIN_TOKEN), ("agent_id", agent_id)],
+        );
+        let bad = setup(&front).await;
+        assert_eq!(bad.status, 503, "{}", bad.body);
+        let check = &bad.json()["authenticators"][0]["checks"][1];
+        assert_eq!(check["check"], "agent");
+        assert_eq!(check["errcode"], errcode, "{check}");
+        assert!(check["hint_zh"].as_str().unwrap().contains(zh), "{check}");
+        assert!(
+            check["hint_en"].as_str().unwrap().contains("agent-id"),
+            "{check}"
+        );
+    }
+
+    sim.update_model(|model| {
+        model.corps[0].agents[0].trusted_domain = "old.example.com".into();
+    });
+    let moved = setup(&good).await;
+    assert_eq!(moved.status, 503);
+    let check = &moved.json()["authenticators"][0]["checks"][2];
+    assert_eq!(check["check"], "trusted-domain");
+    assert_eq!(check["ok"], false);
+    let en = check["hint_en"].as_str().unwrap();
+    assert!(
+        en.contains("old.example.com") && en.contains("apps.example.com"),
+        "{en}"
+    );
+    assert!(
+        check["hint_zh"]
+            .as_str()
+            .unwrap()
+            .contains("可信域名当前为 old.example.com")
+    );
+}

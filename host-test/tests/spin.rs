@@ -113,6 +113,9 @@ impl SpinUp {
             ("sso_base", base),
             ("admin_token", ADMIN_TOKEN.to_owned()),
             ("auto_signup", "true".to_owned()),
+            // Every login of the walk comes from 127.0.0.1; the walk ends
+            // by running into this limit.
+            ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
         ];
         let mut command = Command::new(spin);
         command
@@ -292,8 +295,29 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
         sequential.push(started.elapsed());
     }
     sequential.sort();
+
+    // The per-client limit, counted in Spin's store by the address Spin
+    // passes (`spin-client-addr`), across both instances.
+    let mut refused = None;
+    for n in 0..=RATE_PER_CLIENT {
+        let at = if n % 2 == 0 { a } else { b };
+        let reply = send(at, "GET", "/auth/wecom/login", &[], b"")
+            .await
+            .unwrap();
+        if reply.status == 429 {
+            refused = Some(reply);
+            break;
+        }
+        assert_eq!(reply.status, 302, "{}", reply.body);
+    }
+    let refused = refused.expect("the per-client limit is reached");
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
     sequential[sequential.len() / 2]
 }
+
+/// Login requests a minute one client address may make in the Spin tests.
+const RATE_PER_CLIENT: u32 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_component_in_a_real_spin_on_its_default_sqlite_store() {

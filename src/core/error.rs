@@ -118,6 +118,8 @@ pub mod errcode {
     pub const NO_SUCH_USERID: i32 = 60111;
     pub const TICKET_EXPIRED: i32 = 84014;
     pub const TICKET_INVALID: i32 = 84015;
+    /// `agent/get` of an app other than the token's (doc 90227).
+    pub const ANOTHER_APP: i32 = 301002;
 }
 
 /// The first problem of one authenticator's settings, for a single call.
@@ -219,6 +221,7 @@ impl AuthError {
             INVALID_CORP_ID => "40013：企业ID错误，请从 我的企业 → 企业信息 → 企业ID 复制".into(),
             INVALID_SECRET => "40001：Secret 错误或已重置，请从 应用管理 → 本应用 复制 Secret".into(),
             INVALID_AGENT_ID => "40056：AgentId 错误，请从 应用管理 → 本应用 复制 AgentId".into(),
+            ANOTHER_APP => "301002：AgentId 与 Secret 不属于同一个应用，请从 应用管理 → 本应用 一并复制 AgentId 和 Secret".into(),
             _ => return None,
         })
     }
@@ -252,7 +255,7 @@ fn wecom_category(code: i32) -> Category {
         MEMBER_OUT_OF_RANGE | NO_PRIVILEGE_FOR_MEMBER | USER_NOT_VISIBLE | NO_SUCH_USERID => {
             Category::AccessDenied
         }
-        INVALID_SECRET | INVALID_CORP_ID | INVALID_AGENT_ID | API_FORBIDDEN
+        INVALID_SECRET | INVALID_CORP_ID | INVALID_AGENT_ID | ANOTHER_APP | API_FORBIDDEN
         | REDIRECT_UNTRUSTED | UNTRUSTED_IP => Category::Misconfigured,
         _ => Category::WecomUnavailable,
     }
@@ -292,6 +295,9 @@ fn wecom_admin_hint(e: &WecomError) -> Option<String> {
         INVALID_AGENT_ID => {
             "40056: agent-id is wrong: copy the AgentId from 应用管理 → your app".into()
         }
+        ANOTHER_APP => "301002: agent-id names another app than the Secret's: copy the AgentId \
+             and the Secret of the same app (应用管理 → your app)"
+            .into(),
         API_FORBIDDEN => {
             "48002: the app may not call this API: use a self-built app (自建应用) of this company"
                 .into()

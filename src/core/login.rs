@@ -352,11 +352,12 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConsoleLinks {
     pub callback_url: String,
     pub desktop_homepage: String,
     pub mobile_homepage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plain_homepage: Option<String>,
 }
 

@@ -12,6 +12,7 @@
 //! | [`directory`], [`mobile`] | users, bindings, the mobile index |
 //! | [`login`] | the login flow over all of the above |
 //! | [`session`], [`cookie`] | session tokens; the cookies we set |
+//! | [`setup`] | the admin's setup check against WeCom |
 //! | [`error`], [`texts`] | one error type; every zh/en text |
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
@@ -29,6 +30,7 @@ pub mod rate_limit;
 pub mod return_path;
 pub mod session;
 pub mod settings;
+pub mod setup;
 pub mod state;
 pub mod texts;
 pub mod urls;

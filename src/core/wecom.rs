@@ -70,6 +70,20 @@ pub struct UserProfile {
     pub biz_mail: Option<String>,
 }
 
+/// What `agent/get` tells of the app (doc 90227): what the setup check
+/// compares with the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct AgentInfo {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The trusted domain (可信域名), `host[:port]`.
+    #[serde(default)]
+    pub redirect_domain: Option<String>,
+    /// 1: the app is disabled (停用).
+    #[serde(default)]
+    pub close: Option<i64>,
+}
+
 /// Every answer's envelope.
 #[derive(Deserialize)]
 struct Envelope {
@@ -155,6 +169,13 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// `user/get`: the member's name.
     pub fn user(&self, userid: &str) -> Result<UserProfile, AuthError> {
         self.call_with_token("user/get", &[("userid", userid)], None)
+    }
+
+    /// `agent/get` of the configured app (doc 90227): 40056 when agent-id is
+    /// no app of the company, 301002 when it is another app than the Secret's.
+    pub fn agent(&self) -> Result<AgentInfo, AuthError> {
+        let agent_id = self.authenticator.agent_id.as_str();
+        self.call_with_token("agent/get", &[("agentid", agent_id)], None)
     }
 
     /// Calls `api` with the cached token; when WeCom says the token is bad

@@ -7,6 +7,7 @@ use crate::core::error::AuthError;
 use crate::core::flow::LoginFlow;
 use crate::core::login::{Authorization, ConsoleLinks, LoginSuccess, Member, Session};
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
+use crate::core::setup;
 use crate::core::state::StateRejection;
 
 use super::bindings::exports::wecom::auth::login as wit;
@@ -134,6 +135,27 @@ impl From<ConsoleLinks> for wit::ConsoleLinks {
             desktop_homepage: links.desktop_homepage,
             mobile_homepage: links.mobile_homepage,
             plain_homepage: links.plain_homepage,
+        }
+    }
+}
+
+impl From<setup::Report> for wit::SetupReport {
+    fn from(report: setup::Report) -> Self {
+        let console = report.console;
+        wit::SetupReport {
+            trusted_domain: console.trusted_domain,
+            links: console.links.into(),
+            checks: report
+                .checks
+                .into_iter()
+                .map(|c| wit::SetupCheck {
+                    check: c.check.to_owned(),
+                    ok: c.ok,
+                    errcode: c.errcode,
+                    hint_en: c.hint_en,
+                    hint_zh: c.hint_zh,
+                })
+                .collect(),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::core::directory;
 use crate::core::error::AuthError;
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest};
 use crate::core::settings::{self, Authenticator};
+use crate::core::setup;
 
 type WitResult<T> = Result<T, wit::AuthError>;
 
@@ -93,6 +94,13 @@ impl wit::Guest for Component {
     fn homepage_links(settings: wit::Settings) -> WitResult<wit::ConsoleLinks> {
         let authenticator = checked(settings)?;
         Ok(login::homepage_links(&authenticator).into())
+    }
+
+    fn check_setup(settings: wit::Settings) -> WitResult<wit::SetupReport> {
+        let authenticator = checked(settings)?;
+        let kv = WasiKv::open().map_err(AuthError::from)?;
+        let report = setup::check(&authenticator, &WasiTransport, &kv, now_seconds());
+        Ok(report.into())
     }
 
     fn validate_settings(

@@ -28,7 +28,7 @@ use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
-use crate::core::wecom::WecomApi;
+use crate::core::setup;
 
 /// Most users one import takes.
 pub const MAX_IMPORT_ROWS: usize = 10_000;
@@ -277,94 +277,36 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 // ---- setup check ----
 
 /// `GET {prefix}/admin/setup`: per authenticator, what the WeCom console must
-/// hold and the live checks the server can make (a fresh `gettoken` with the
-/// configured corp id and Secret; the store), each failure naming the
-/// setting and the value to enter, in English and Chinese. Never the Secret.
+/// hold and the live checks ([`setup::check`]); and the store. 200 when every
+/// check passes, else 503.
 fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    #[derive(Serialize)]
-    struct Check {
-        check: &'static str,
-        ok: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        errcode: Option<i32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hint_en: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        hint_zh: Option<String>,
-    }
-    #[derive(Serialize)]
-    struct Console {
-        trusted_domain: String,
-        callback_url: String,
-        desktop_homepage: String,
-        mobile_homepage: String,
-        domain_check_file: String,
-    }
     #[derive(Serialize)]
     struct Authenticator<'a> {
         authenticator: &'a str,
-        console: Console,
-        checks: Vec<Check>,
+        #[serde(flatten)]
+        report: setup::Report,
     }
     #[derive(Serialize)]
     struct Setup<'a> {
         ok: bool,
         authenticators: Vec<Authenticator<'a>>,
-        store: Check,
+        store: setup::Check,
     }
-    let check = |name, result: Result<(), AuthError>| match result {
-        Ok(()) => Check {
-            check: name,
-            ok: true,
-            errcode: None,
-            hint_en: None,
-            hint_zh: None,
-        },
-        Err(e) => Check {
-            check: name,
-            ok: false,
-            errcode: match &e {
-                AuthError::Wecom(w) => Some(w.errcode),
-                _ => None,
-            },
-            hint_zh: e.admin_hint_zh(),
-            hint_en: e.admin_hint().or_else(|| Some(e.to_string())),
-        },
-    };
+    let env = ctx.env;
     let authenticators: Vec<Authenticator> = ctx
         .config
         .entries
         .iter()
-        .map(|entry| {
-            let a = &entry.authenticator;
-            let links = login::homepage_links(a);
-            let api = WecomApi {
-                authenticator: a,
-                transport: ctx.env.transport,
-                kv: ctx.env.kv,
-                now: ctx.env.now,
-            };
-            Authenticator {
-                authenticator: &a.name,
-                console: Console {
-                    trusted_domain: a.origin_host().to_owned(),
-                    callback_url: links.callback_url,
-                    desktop_homepage: links.desktop_homepage,
-                    mobile_homepage: links.mobile_homepage,
-                    domain_check_file: format!(
-                        "{}/WW_verify_<token>.txt: serve the file WeCom offers when you set the trusted domain",
-                        a.origin
-                    ),
-                },
-                checks: vec![check("gettoken", api.check_credentials())],
-            }
+        .map(|entry| Authenticator {
+            authenticator: &entry.authenticator.name,
+            report: setup::check(&entry.authenticator, env.transport, env.kv, env.now),
         })
         .collect();
-    let store = check(
+    let store = setup::Check::of(
         "store",
-        probes::store_answers(ctx.env.kv).map_err(AuthError::from),
+        probes::store_answers(env.kv).map_err(AuthError::from),
     );
-    let ok = store.ok && authenticators.iter().all(|a| a.checks.iter().all(|c| c.ok));
+    let ok = store.ok && authenticators.iter().all(|a| a.report.ok());
     Response::json(
         if ok { 200 } else { 503 },
         &Setup {

@@ -43,6 +43,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         60011 => "no privilege to access/modify contact/party/agent",
         60020 => "not allow to access from your ip",
         60111 => "userid not found",
+        301002 => "not allow to operate another agent",
         84014 => "user_ticket expired",
         84015 => "invalid user_ticket",
         84025 => "state not acceptable",
@@ -101,6 +102,7 @@ pub(crate) fn answer(state: &mut State, call: &ApiCall<'_>) -> String {
         Endpoint::LegacyGetUserInfo => get_user_info(state, call, true),
         Endpoint::GetUserDetail => get_user_detail(state, call),
         Endpoint::UserGet => user_get(state, call),
+        Endpoint::AgentGet => agent_get(state, call),
         Endpoint::OAuthPage | Endpoint::WebLoginPage => Err(40035),
     };
     result.unwrap_or_else(|errcode| error_body(state, call.endpoint, errcode, call.peer))
@@ -274,6 +276,46 @@ fn user_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
         return Err(60011);
     }
     Ok(ok(user_fields(&corp.corp_id, member)))
+}
+
+/// `agent/get` (doc 90227): a self-built app's token reads its own app only
+/// (another app of the company: 301002; no such app: 40056).
+fn agent_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
+    let (corp, agent) = authorize(state, call)?;
+    let asked: u32 = nonempty(call.query, "agentid")
+        .and_then(|id| id.parse().ok())
+        .ok_or(40056)?;
+    if asked != agent.agent_id {
+        return Err(if corp.agent(asked).is_some() {
+            301002
+        } else {
+            40056
+        });
+    }
+    let users: Vec<Value> = corp
+        .members
+        .iter()
+        .filter(|m| m.visible)
+        .map(|m| json!({ "userid": m.userid }))
+        .collect();
+    Ok(ok(vec![
+        ("agentid", json!(agent.agent_id)),
+        ("name", json!(agent.name)),
+        (
+            "square_logo_url",
+            json!("https://p.qlogo.cn/bizmail/simulated/0"),
+        ),
+        ("description", json!("")),
+        ("allow_userinfos", json!({ "user": users })),
+        ("allow_partys", json!({ "partyid": [1] })),
+        ("allow_tags", json!({ "tagid": [] })),
+        ("close", json!(0)),
+        ("redirect_domain", json!(agent.trusted_domain)),
+        ("report_location_flag", json!(0)),
+        ("isreportenter", json!(0)),
+        ("home_url", json!("")),
+        ("customized_publish_status", json!(1)),
+    ]))
 }
 
 /// `user/get` as an app created after 2022-06-20 sees it: no mobile, email,

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One of the simulator's endpoints: the five server API calls and the two
+/// One of the simulator's endpoints: the server API calls and the two
 /// browser login pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Endpoint {
@@ -16,6 +16,8 @@ pub enum Endpoint {
     GetUserDetail,
     /// `GET /cgi-bin/user/get?access_token=&userid=`
     UserGet,
+    /// `GET /cgi-bin/agent/get?access_token=&agentid=` (doc 90227)
+    AgentGet,
     /// `GET /connect/oauth2/authorize` (in-client OAuth page, `open.weixin.qq.com`)
     OAuthPage,
     /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
@@ -24,12 +26,13 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 8] = [
         Endpoint::GetToken,
         Endpoint::GetUserInfo,
         Endpoint::LegacyGetUserInfo,
         Endpoint::GetUserDetail,
         Endpoint::UserGet,
+        Endpoint::AgentGet,
         Endpoint::OAuthPage,
         Endpoint::WebLoginPage,
     ];
@@ -42,6 +45,7 @@ impl Endpoint {
             Endpoint::LegacyGetUserInfo => "/cgi-bin/user/getuserinfo",
             Endpoint::GetUserDetail => "/cgi-bin/auth/getuserdetail",
             Endpoint::UserGet => "/cgi-bin/user/get",
+            Endpoint::AgentGet => "/cgi-bin/agent/get",
             Endpoint::OAuthPage => "/connect/oauth2/authorize",
             Endpoint::WebLoginPage => "/wwlogin/sso/login",
         }
@@ -64,7 +68,7 @@ impl Endpoint {
 
 /// Calls per endpoint, counted on arrival (faulted calls included).
 #[derive(Debug, Default)]
-pub(crate) struct Counters([AtomicU64; 7]);
+pub(crate) struct Counters([AtomicU64; Endpoint::ALL.len()]);
 
 impl Counters {
     pub(crate) fn hit(&self, endpoint: Endpoint) {
