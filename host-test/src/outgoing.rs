@@ -31,6 +31,21 @@ impl OutgoingLog {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The requests from the `n`-th on (0-based), e.g. those not seen yet.
+    pub fn requests_since(&self, n: usize) -> Vec<RecordedRequest> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all[n.min(all.len())..].to_vec()
+    }
+
+    /// How many requests were recorded.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn clear(&self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
