@@ -103,6 +103,52 @@ fn wrk(url: &str, headers: &[String]) -> anyhow::Result<(String, String, String,
     ))
 }
 
+/// Sequential QR logins of 张三 (start → WeCom's page → callback) through
+/// the gateway at `app`, on the demo's origin `origin`: (median, p99) over `n`.
+async fn sequential_logins(
+    app: &str,
+    origin: &str,
+    sim: &SimulatorHandle,
+    n: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0";
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = std::time::Instant::now();
+        let (_, wecom, cookies) = get(
+            &format!("{app}/auth/wecom/login?authenticator=wecom"),
+            DESKTOP,
+            None,
+        )
+        .await?;
+        let callback = sim.login(&wecom.expect("a redirect"), "zhangsan").await?;
+        // WeCom sends the browser to the origin: here, this gateway.
+        let callback = callback.replacen(origin, app, 1);
+        let (status, _, _) = get(&callback, DESKTOP, Some(&cookies.join("; "))).await?;
+        anyhow::ensure!(status == 302, "callback answered {status}");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    Ok((times[n / 2], times[n * 99 / 100]))
+}
+
+/// A gateway beside the demo's, on its store, with `extra` variables.
+async fn beside(
+    demo: &Demo,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<wecom_auth_gateway::GatewayHandle> {
+    let mut vars = variables(&demo.url(), &demo.simulator.base_url());
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Gateway::start(
+        GatewayConfig::in_process(COMPONENT_PATH, vars)
+            .with_store(StoreSpec::Backend(demo.gateway.keyvalue().clone()))
+            .allow_outbound(demo.simulator.base_url()),
+    )
+    .await
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -112,25 +158,54 @@ async fn main() -> anyhow::Result<()> {
     let demo = Demo::start(DemoOptions::for_tests()).await?;
     let app = demo.url();
     let session = session_cookie(&app, &demo.simulator).await?;
+    // wrk comes from one address: the per-client limit would answer 429.
+    // Limits off, and limits counting every request but never reached.
+    let off = beside(
+        &demo,
+        &[
+            ("rate_limit_per_client", "0"),
+            ("rate_limit_per_authenticator", "0"),
+        ],
+    )
+    .await?;
+    let counting = beside(
+        &demo,
+        &[
+            ("rate_limit_per_client", "4000000000"),
+            ("rate_limit_per_authenticator", "4000000000"),
+        ],
+    )
+    .await?;
     println!(
         "| route ({DURATION}, {CONNECTIONS} connections, wrk -t2) | requests/s | p50 | p99 | non-2xx/3xx |"
     );
     println!("|---|---|---|---|---|");
+    let desktop = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0".to_owned();
     let cases = [
         (
             "GET /auth/wecom/verify with a session (200 + identity headers)",
+            format!("{}/auth/wecom/verify", off.url()),
+            vec![format!("Cookie: {session}")],
+        ),
+        (
+            "GET /auth/wecom/verify with a session, Prometheus metrics on",
             format!("{app}/auth/wecom/verify"),
             vec![format!("Cookie: {session}")],
         ),
         (
             "GET /auth/wecom/verify without a session (401)",
-            format!("{app}/auth/wecom/verify"),
+            format!("{}/auth/wecom/verify", off.url()),
             vec![],
         ),
         (
-            "GET /auth/wecom/login, desktop browser (302 to QR login + pre-auth cookie)",
-            format!("{app}/auth/wecom/login?authenticator=wecom"),
-            vec!["User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0".to_owned()],
+            "GET /auth/wecom/login, desktop browser (302 to QR login + pre-auth cookie), limits off",
+            format!("{}/auth/wecom/login?authenticator=wecom", off.url()),
+            vec![desktop.clone()],
+        ),
+        (
+            "GET /auth/wecom/login, limits counting every request (never reached)",
+            format!("{}/auth/wecom/login?authenticator=wecom", counting.url()),
+            vec![desktop.clone()],
         ),
     ];
     for (label, url, headers) in cases {
@@ -139,9 +214,19 @@ async fn main() -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || wrk(&url, &headers)).await??;
         println!("| {label} | {rps} | {p50} | {p99} | {errors} |");
     }
+    println!("\n| sequential QR login through the gateway (300 logins) | median | p99 |");
+    println!("|---|---|---|");
+    for (label, gateway) in [("limits off", &off), ("limits counting", &counting)] {
+        let (median, p99) = sequential_logins(&gateway.url(), &app, &demo.simulator, 300).await?;
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms |",
+            median.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+    }
     println!(
-        "\nrequests served by the gateway: {}",
-        demo.gateway.requests_served()
+        "\nrequests served by the gateways: {}",
+        demo.gateway.requests_served() + off.requests_served() + counting.requests_served()
     );
     through_nginx(&demo, &session).await
 }
