@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+use wecom_auth_gateway::OutboundClient;
 use wecom_auth_gateway::routes::{InProcess, ResponseFuture, Route, Routes, send_routed};
 use wecom_simulator::SimulatorHandle;
 
@@ -95,6 +96,7 @@ impl WasiHttpHooks for RecordingHooks {
                 body: body.to_vec(),
             });
             send_routed(
+                &OutboundClient::shared(),
                 &routes,
                 http::Request::from_parts(parts, body),
                 options,

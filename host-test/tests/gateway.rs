@@ -725,3 +725,30 @@ async fn metrics_count_requests_wecom_calls_and_store_operations_of_a_scripted_r
         "{text}"
     );
 }
+
+/// Outbound connections to WeCom are pooled: sequential logins through the
+/// gateway reuse one keep-alive connection instead of paying a handshake on
+/// every WeCom call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_reuse_pooled_keep_alive_connections_to_wecom() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions};
+    use wecom_simulator::Network;
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    sim.set_network(Network::new(std::time::Duration::from_millis(2), 2));
+    sim.reset_calls();
+    for _ in 0..5 {
+        let mut member = Browser::new(common::CHROME);
+        let landed = member.log_in(at, at, sim, "zhangsan").await;
+        assert_eq!(landed.status, 302, "{}", landed.body);
+    }
+    assert_eq!(sim.api_calls(), 5, "one auth/getuserinfo per QR login");
+    assert!(
+        sim.connections() <= 1,
+        "{} new connections for 5 sequential calls",
+        sim.connections()
+    );
+}

@@ -13,6 +13,7 @@
 //! | [`server`] | accepting connections, an instance per request |
 //! | [`metrics`], [`log`] | Prometheus metrics on their own address; text or JSON lines |
 //! | [`config`] | TOML + `WECOM_AUTH_*` settings, secrets redacted |
+//! | [`client`] | outbound HTTP on pooled keep-alive connections (TLS: rustls) |
 //! | [`outbound`] | the outbound allow-list (Spin's `allowed_outbound_hosts`) |
 //! | [`routes`] | rerouting outbound hosts (loopback, in-process) |
 //! | [`cache`] | the precompiled-component cache |
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod log;
@@ -38,6 +40,7 @@ pub mod server;
 pub mod state;
 
 pub use self::cache::{CacheOutcome, load_component};
+pub use self::client::OutboundClient;
 pub use self::config::{GatewayConfig, StoreSpec, is_secret_key, redacted};
 pub use self::engine::{EngineOptions, MEMORY_LIMIT, engine, wasmtime_error};
 pub use self::log::LogFormat;

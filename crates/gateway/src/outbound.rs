@@ -12,6 +12,7 @@ use http::uri::Uri;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::client::OutboundClient;
 use crate::log::LogFormat;
 use crate::metrics::Metrics;
 use crate::routes::{ResponseFuture, Routes, send_routed};
@@ -181,11 +182,12 @@ const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The gateway's `WasiHttpHooks`: allow-list, optional loopback routes,
-/// real sending (TLS by rustls); nothing recorded.
+/// real sending on pooled connections ([`OutboundClient`]); nothing recorded.
 #[derive(Debug, Clone)]
 pub struct GatewayHooks {
     allowed: Arc<[AllowedHost]>,
     routes: Routes,
+    client: OutboundClient,
     metrics: Option<Arc<Metrics>>,
     log_format: LogFormat,
 }
@@ -195,6 +197,7 @@ impl GatewayHooks {
         GatewayHooks {
             allowed: allowed.into(),
             routes,
+            client: OutboundClient::shared(),
             metrics: None,
             log_format: LogFormat::Text,
         }
@@ -226,6 +229,7 @@ impl WasiHttpHooks for GatewayHooks {
     ) -> ResponseFuture {
         let allowed = is_allowed(&self.allowed, request.uri());
         let routes = self.routes.clone();
+        let client = self.client.clone();
         let metrics = self.metrics.clone();
         let log_format = self.log_format;
         Box::new(async move {
@@ -252,6 +256,7 @@ impl WasiHttpHooks for GatewayHooks {
             let path = parts.uri.path().to_owned();
             let started = Instant::now();
             let answer = send_routed(
+                &client,
                 &routes,
                 http::Request::from_parts(parts, body),
                 Some(options),

@@ -13,6 +13,8 @@ use http::uri::{Authority, Scheme, Uri};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
+use crate::client::OutboundClient;
+
 /// Answers requests without a socket.
 pub trait InProcess: Send + Sync + fmt::Debug {
     /// The answer to `request`; `None` stands for a dropped connection.
@@ -67,9 +69,10 @@ pub type Answer = Result<
 /// The future `WasiHttpHooks::send_request` returns.
 pub type ResponseFuture = Box<dyn Future<Output = Answer> + Send>;
 
-/// Sends `request` where `routes` say. An unrouted host is refused, or
-/// (`pass_unrouted`, a gateway) sent as is.
+/// Sends `request` where `routes` say, on `client`'s pooled connections. An
+/// unrouted host is refused, or (`pass_unrouted`, a gateway) sent as is.
 pub async fn send_routed(
+    client: &OutboundClient,
     routes: &Routes,
     request: http::Request<Bytes>,
     options: Option<RequestOptions>,
@@ -95,12 +98,12 @@ pub async fn send_routed(
         None if pass_unrouted => {}
         None => return Err(Error::HttpRequestDenied),
     }
-    let request = http::Request::from_parts(parts, self::body(body));
-    let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-    Ok((
-        response.map(BodyExt::boxed_unsync),
-        Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ))
+    client
+        .send(
+            http::Request::from_parts(parts, body),
+            options.unwrap_or_default(),
+        )
+        .await
 }
 
 /// Bytes as a `WasiBody`, for hosts that build requests themselves.

@@ -4,7 +4,7 @@
 //! One server serves all three WeCom hosts, by path:
 //! - `https://qyapi.weixin.qq.com`: `GET /cgi-bin/gettoken`, `GET /cgi-bin/auth/getuserinfo`,
 //!   `GET /cgi-bin/user/getuserinfo` (legacy), `POST /cgi-bin/auth/getuserdetail`,
-//!   `GET /cgi-bin/user/get`;
+//!   `GET /cgi-bin/user/get`, `GET /cgi-bin/agent/get`;
 //! - `https://open.weixin.qq.com`: `GET /connect/oauth2/authorize` (in-client OAuth);
 //! - `https://login.work.weixin.qq.com`: `GET /wwlogin/sso/login` (web / QR login).
 //!
@@ -62,12 +62,18 @@
 //!   HTML pages with the errcode in the [`ERRCODE_HEADER`] header. `#wechat_redirect`
 //!   never reaches a server, so it is not checked. `snsapi_privateinfo` without
 //!   `agentid` silently becomes `snsapi_base`.
+//! - `agent/get` (doc 90227): the token's own app only (another app of the
+//!   company: 301002; no such app: 40056), with `redirect_domain` = its trusted domain.
 //! - Faults: see [`Fault`] and [`SimulatorHandle::fault`].
+//! - Network: [`Network`] adds a round trip to every API answer and more on a
+//!   new connection; [`SimulatorHandle::connections`] and
+//!   [`SimulatorHandle::max_concurrent_api_calls`] show reuse and concurrency.
 
 mod api;
 mod endpoint;
 mod faults;
 mod model;
+mod network;
 mod pages;
 mod server;
 mod state;
@@ -89,6 +95,7 @@ pub use model::{
     Agent, Corp, Gender, Member, Model, NonMember, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, SAMPLE_SECRET,
     SAMPLE_TRUSTED_DOMAIN,
 };
+pub use network::Network;
 pub use pages::ERRCODE_HEADER;
 pub use urls::{CallbackParams, callback_params, percent_encode};
 
@@ -112,6 +119,7 @@ impl Simulator {
             state: Mutex::new(State::new(model)),
             counters: endpoint::Counters::default(),
             addr,
+            traffic: network::Traffic::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared), stopped));
@@ -305,9 +313,39 @@ impl SimulatorHandle {
             .sum()
     }
 
-    /// Sets every counter to 0.
+    /// Sets every counter to 0 (connections and the most API calls in
+    /// flight at once too).
     pub fn reset_calls(&self) {
         self.shared.counters.reset();
+        self.shared.traffic.reset();
+    }
+
+    // ---- network ----
+
+    /// Models a network from now on ([`Network`]): a round trip added to
+    /// every API answer, more on a new connection.
+    pub fn set_network(&self, network: Network) {
+        *self
+            .shared
+            .traffic
+            .network
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = network;
+    }
+
+    /// Connections opened for API calls (their first request an API call)
+    /// since start or [`SimulatorHandle::reset_calls`].
+    pub fn connections(&self) -> u64 {
+        self.shared
+            .traffic
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most API calls in flight at once (arrived, not yet answered)
+    /// since start or [`SimulatorHandle::reset_calls`].
+    pub fn max_concurrent_api_calls(&self) -> u64 {
+        self.shared.traffic.max_in_flight()
     }
 
     // ---- model ----

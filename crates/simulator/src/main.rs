@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use wecom_simulator::{
-    Model, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, SAMPLE_SECRET, Simulator, SimulatorHandle,
+    Model, Network, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, SAMPLE_SECRET, Simulator, SimulatorHandle,
 };
 
 /// A WeCom (企业微信) simulator: server API and login pages on one loopback port.
@@ -22,6 +22,16 @@ struct Args {
         env = "WECOM_SIMULATOR_TRUSTED_DOMAIN"
     )]
     trusted_domain: String,
+    /// A modelled round trip to WeCom, added to every API answer, in ms.
+    #[arg(long, default_value_t = 0, env = "WECOM_SIMULATOR_RTT_MS")]
+    rtt_ms: u64,
+    /// Extra round trips before a new connection's first API answer (TCP 1, + TLS 2).
+    #[arg(
+        long,
+        default_value_t = 0,
+        env = "WECOM_SIMULATOR_NEW_CONNECTION_ROUND_TRIPS"
+    )]
+    new_connection_round_trips: u32,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -29,6 +39,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let model = Model::sample().with_trusted_domain(&args.trusted_domain);
     let sim = Simulator::start_on(model, args.port).await?;
+    sim.set_network(Network::new(
+        std::time::Duration::from_millis(args.rtt_ms),
+        args.new_connection_round_trips,
+    ));
     print_banner(&sim, &args.trusted_domain);
     // Ctrl-C (SIGINT) ends the process; the server runs until then.
     std::future::pending::<()>().await;

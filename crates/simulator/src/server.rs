@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use tokio::sync::watch;
 use super::api::{self, ApiCall};
 use super::endpoint::{Counters, Endpoint};
 use super::faults::Fault;
+use super::network::Traffic;
 use super::pages::{self, ERRCODE_HEADER, PageReply};
 use super::state::State;
 use super::urls::Query;
@@ -30,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) counters: Counters,
     pub(crate) addr: SocketAddr,
+    pub(crate) traffic: Traffic,
 }
 
 impl Shared {
@@ -75,9 +78,12 @@ pub(crate) async fn serve(
         let shared = Arc::clone(&shared);
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
+            // The handshake's round trips come before the first answer.
+            let fresh = Arc::new(AtomicBool::new(true));
             let service = service_fn(move |request| {
                 let shared = Arc::clone(&shared);
-                async move { respond(&shared, peer.ip(), request).await }
+                let fresh = Arc::clone(&fresh);
+                async move { respond(&shared, peer.ip(), request, &fresh).await }
             });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -92,7 +98,25 @@ async fn respond(
     shared: &Shared,
     peer: IpAddr,
     request: Request<Incoming>,
+    fresh: &AtomicBool,
 ) -> Result<Reply, DropConnection> {
+    let first = fresh.swap(false, Ordering::SeqCst);
+    let api = Endpoint::from_path(request.uri().path()).is_some_and(Endpoint::is_api);
+    let _in_flight = api.then(|| shared.traffic.enter());
+    if api && first {
+        shared.traffic.connections.fetch_add(1, Ordering::SeqCst);
+    }
+    if api {
+        let network = shared.traffic.network();
+        let round_trips = 1 + if first {
+            network.new_connection_round_trips
+        } else {
+            0
+        };
+        if !network.rtt.is_zero() {
+            tokio::time::sleep(network.rtt * round_trips).await;
+        }
+    }
     let (parts, body) = request.into_parts();
     // Always read the body, whatever the path, so keep-alive stays in step.
     let body = Limited::new(body, MAX_BODY)
