@@ -217,7 +217,7 @@ impl Front {
         checked.log_bytes = contents.len();
         // Every audit line is JSON with only the trail's own fields, and
         // never a session token.
-        const AUDIT_FIELDS: [&str; 14] = [
+        const AUDIT_FIELDS: [&str; 15] = [
             "ts",
             "event",
             "outcome",
@@ -230,6 +230,7 @@ impl Front {
             "request_id",
             "wecom_calls",
             "duration_ms",
+            "client_address",
             "detail",
             "reason",
         ];
@@ -1586,6 +1587,7 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
         &[
             ("rate_limit_per_client", "3"),
             ("rate_limit_per_authenticator", "4"),
+            ("auto_signup", "true"),
         ],
     );
     let login = |address: &'static str| {
@@ -1615,6 +1617,18 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
         .find(|e| e["event"] == "rate-limited")
         .expect("an audit line");
     assert_eq!(line["detail"], "per-client limit");
+    assert_eq!(line["client_address"], "203.0.113.7");
+    // A client's own `spin-client-addr` comes first; the host appends the
+    // peer's, and the last one counts.
+    let forged = [
+        ("spin-client-addr", "198.18.0.1"),
+        ("spin-client-addr", "203.0.113.7:40002"),
+    ];
+    let reply = front.send("GET", "/auth/wecom/login", &forged, b"").await;
+    assert_eq!(
+        reply.status, 429,
+        "a forged address does not escape the limit"
+    );
     assert_eq!(login("203.0.113.8:40000").await.status, 302);
     // The next minute.
     front
@@ -1623,8 +1637,9 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
     let again = login("203.0.113.7:40000").await;
     assert_eq!(again.status, 302, "{}", again.body);
 
-    // Callbacks of one authenticator, each from its own address: the fifth
-    // is refused before WeCom is called.
+    // Forged callbacks (a state without its browser's cookie) spend no
+    // authenticator budget; callbacks of real logins, each from its own
+    // address, do: the fifth is refused before WeCom is called.
     let state = again
         .location()
         .split("state=")
@@ -1634,23 +1649,28 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
         .next()
         .unwrap()
         .to_owned();
-    let target = format!("/auth/wecom/callback?code=CODE&state={state}");
+    let forged_callback = format!("/auth/wecom/callback?code=CODE&state={state}");
+    for n in 0..6 {
+        let address = format!("198.51.100.{n}:5000");
+        let headers = [("spin-client-addr", address.as_str())];
+        let reply = front.send("GET", &forged_callback, &headers, b"").await;
+        assert_ne!(reply.status, 429, "{}", reply.body);
+    }
     let calls_before = front.hooks.log.requests().len();
     for n in 0..5 {
-        let address = format!("198.51.100.{n}:5000");
-        let headers = [
-            ("spin-client-addr", address.as_str()),
-            ("accept", "application/json"),
-        ];
-        let reply = front.send("GET", &target, &headers, b"").await;
+        let mut browser = Browser::new(WECOM_ANDROID);
+        browser.address = Some(format!("192.0.2.{n}:5000"));
+        let reply = browser
+            .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+            .await;
         if n < 4 {
-            assert_ne!(reply.status, 429, "{}", reply.body);
+            assert_eq!(reply.status, 302, "{}", reply.body);
         } else {
             assert_eq!(reply.status, 429, "{}", reply.body);
-            assert_eq!(reply.json()["error"]["category"], "rate-limited");
         }
     }
-    assert!(front.hooks.log.requests().len() - calls_before <= 4 * 2);
+    // gettoken once, then 3 calls for each of the four let through.
+    assert_eq!(front.hooks.log.requests().len() - calls_before, 1 + 4 * 3);
     // A client address header that is not an address counts nobody.
     for _ in 0..5 {
         let headers = [("spin-client-addr", "unknown")];

@@ -88,10 +88,15 @@ impl Family {
         // clocks run behind, which would still use those keys.
         let current = now.saturating_sub(CLOCK_MARGIN_SECONDS) / self.window_seconds;
         let sweep_key = self.sweep_key();
-        let mut at = get_json::<SweepPoint>(kv, &sweep_key)?.unwrap_or(SweepPoint {
+        let first = SweepPoint {
             window: current.saturating_sub(self.first_sweep_windows_back),
             slot: 1,
-        });
+        };
+        // An unreadable watermark starts afresh rather than stopping every sweep.
+        let mut at = kv
+            .get(&sweep_key)?
+            .and_then(|bytes| serde_json::from_slice::<SweepPoint>(&bytes).ok())
+            .unwrap_or(first);
         let mut budget = SWEEP_BUDGET;
         let mut swept = 0;
         while at.window <= current && budget > 0 {
@@ -136,6 +141,17 @@ mod tests {
         first_sweep_windows_back: 5,
         key_of: |named| named.into(),
     };
+
+    #[test]
+    fn an_unreadable_watermark_starts_afresh_instead_of_stopping_sweeps() {
+        let kv = MemoryKv::default();
+        kv.set("thing/0", b"1").unwrap();
+        SHORT.register(&kv, NOW, "thing/0");
+        kv.set("short/sweep", b"not json").unwrap();
+        let later = NOW + 60 + CLOCK_MARGIN_SECONDS;
+        assert_eq!(SHORT.sweep(&kv, later).unwrap(), 1);
+        assert_eq!(kv.get("thing/0").unwrap(), None);
+    }
 
     #[test]
     fn sweeps_delete_expired_keys_in_bounded_steps_and_keep_live_ones() {

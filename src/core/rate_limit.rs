@@ -14,7 +14,7 @@
 //! | `rate/<scope>/<window>` | requests in minute `window` (Unix s / 60), atomic counter |
 //! | `rate-limits/...` | the sweep's bookkeeping; slots hold whole keys |
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::expiring::Family;
 use super::ports::{KeyValue, StoreError};
@@ -118,7 +118,7 @@ pub fn client_address(header: &str) -> Option<String> {
         .ok()?;
     Some(match ip {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_ipv4(v6) {
             Some(v4) => v4.to_string(),
             None => {
                 let s = v6.segments();
@@ -126,6 +126,25 @@ pub fn client_address(header: &str) -> Option<String> {
             }
         },
     })
+}
+
+/// The IPv4 client inside an IPv6 address that carries one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), NAT64's well-known prefix (`64:ff9b::/96`, RFC 6052)
+/// and 6to4 (`2002:AABB:CCDD::/48`, RFC 3056). Counting those by /64 would
+/// put every NAT64 client in one bucket.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let [a, b] = match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => [hi, lo],
+        [0x2002, hi, lo, ..] => [hi, lo],
+        _ => return None,
+    };
+    let [a0, a1] = a.to_be_bytes();
+    let [b0, b1] = b.to_be_bytes();
+    Some(Ipv4Addr::new(a0, a1, b0, b1))
 }
 
 #[cfg(test)]
@@ -186,6 +205,8 @@ mod tests {
             ("2001:db8:1:2:ffff::1", Some("2001:db8:1:2::-64")),
             ("[2001:db8::1]", Some("2001:db8:0:0::-64")),
             ("::ffff:192.0.2.1", Some("192.0.2.1")),
+            ("64:ff9b::c000:201", Some("192.0.2.1")),
+            ("[2002:c000:201::1]:80", Some("192.0.2.1")),
             ("unknown", None),
             ("", None),
             ("203.0.113.7/../x", None),

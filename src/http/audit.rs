@@ -3,7 +3,8 @@
 //! host collects the component's output (stderr: Spin's component log, the
 //! gateway's stderr). Fields: `ts` (Unix s), `event`, `outcome`, and where
 //! known `authenticator`, `wecom_userid`, `user_id`, `category`, `errcode`,
-//! `client`, `request_id`, `wecom_calls`, `duration_ms`, `detail`. Never a secret, token,
+//! `client`, `request_id`, `wecom_calls`, `duration_ms`, `detail`, and on
+//! `rate-limited` lines `client_address`. Never a secret, token,
 //! code, state or cookie: only the fields below exist.
 
 use std::cell::Cell;
@@ -41,6 +42,9 @@ pub struct Event<'a> {
     pub request_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wecom_calls: Option<u32>,
+    /// The client address a limit counted (rate-limited lines only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<&'a str>,
     /// Milliseconds from the request coming in to this line.
     pub duration_ms: u64,
     /// A fixed phrase of ours (e.g. a flow or a refusal reason), never input.

@@ -1,6 +1,7 @@
 //! Limits on login requests (`rate_limit.rs` counts): per client address on
-//! `/login` and `/callback`, per authenticator on `/callback` (each costs
-//! WeCom calls). Over a limit: 429 with `Retry-After` (RFC 6585 §4), audited.
+//! `/login` and `/callback`, per authenticator on callbacks whose state
+//! verified (each costs WeCom calls). Over a limit: 429 with `Retry-After`
+//! (RFC 6585 §4), audited with the counted address.
 
 use super::audit::{self, Audited as _};
 use super::context::Ctx;
@@ -11,38 +12,45 @@ use crate::core::ports::KeyValue;
 use crate::core::rate_limit::{self, Limited, Scope};
 use crate::core::texts;
 
-/// Counts this request; `Some(429)` when it is over a limit. `authenticator`:
-/// the callback's, which also counts against the authenticator's limit.
-pub(super) fn check<K: KeyValue, T>(
+/// Counts this login request against its client address's limit; `Some(429)`
+/// when it is over.
+pub(super) fn check_client<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<Response> {
+    let limits = &ctx.config.rate_limits;
+    // The last value: a host that appends its own (Spin adds
+    // `spin-client-addr` after the client's headers) is the one to trust.
+    let client = ctx
+        .request
+        .last_header(&limits.client_address_header)
+        .and_then(rate_limit::client_address)?;
+    count(ctx, Scope::Client(client), limits.per_client, None)
+}
+
+/// Counts a callback whose state verified (signed by us, bound to this
+/// browser) against its authenticator's limit, just before WeCom is called:
+/// forged callbacks cannot spend the budget.
+pub(super) fn check_authenticator<K: KeyValue, T>(
     ctx: &Ctx<'_, '_, K, T>,
+    authenticator: &str,
+) -> Option<Response> {
+    let scope = Scope::Authenticator(authenticator.to_owned());
+    let per_minute = ctx.config.rate_limits.per_authenticator;
+    count(ctx, scope, per_minute, Some(authenticator))
+}
+
+fn count<K: KeyValue, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    scope: Scope,
+    per_minute: u32,
     authenticator: Option<&str>,
 ) -> Option<Response> {
-    let limits = &ctx.config.rate_limits;
     let env = ctx.env;
     // One request in 16 sweeps closed windows when it opens one.
     let sweep = env.random[0] < 16;
-    let client = ctx
-        .request
-        .header(&limits.client_address_header)
-        .and_then(rate_limit::client_address)
-        .map(Scope::Client);
-    // The client first: a sprayer's refused requests spend nobody's budget.
-    let scopes = client
-        .into_iter()
-        .map(|s| (s, limits.per_client))
-        .chain(authenticator.map(|name| {
-            (
-                Scope::Authenticator(name.to_owned()),
-                limits.per_authenticator,
-            )
-        }));
-    for (scope, per_minute) in scopes {
-        // A store that does not answer fails the login with its own error.
-        if let Ok(Some(limited)) = rate_limit::hit(env.kv, &scope, per_minute, env.now, sweep) {
-            return Some(too_many(ctx, &limited, authenticator));
-        }
+    // A store that does not answer fails the login with its own error.
+    match rate_limit::hit(env.kv, &scope, per_minute, env.now, sweep) {
+        Ok(Some(limited)) => Some(too_many(ctx, &limited, authenticator)),
+        _ => None,
     }
-    None
 }
 
 fn too_many<K, T>(
@@ -70,6 +78,10 @@ fn too_many<K, T>(
     };
     let event = audit::Event {
         authenticator,
+        client_address: match &limited.scope {
+            Scope::Client(address) => Some(address.as_str()),
+            Scope::Authenticator(_) => None,
+        },
         category: Some("rate-limited"),
         detail: Some(match limited.scope {
             Scope::Client(_) => "per-client limit",

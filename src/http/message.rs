@@ -84,6 +84,16 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The last header called `name`: what the nearest host or proxy set
+    /// when it appends to what the client sent (Spin's `spin-client-addr`,
+    /// HAProxy's `X-Forwarded-For`).
+    pub fn last_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rfind(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every value of cookie `name`, across all `Cookie` headers, in order
     /// (a browser may send two, e.g. a host-only and a domain cookie). By
     /// hand: the `cookie` crate would bring a date library into the component

@@ -211,7 +211,7 @@ fn is_wecom(request: &Request) -> bool {
 }
 
 fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    if let Some(refused) = limits::check(ctx, None) {
+    if let Some(refused) = limits::check_client(ctx) {
         return refused;
     }
     let return_to = return_to_asked(ctx);
@@ -286,15 +286,15 @@ fn start_login<K, T>(
 fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let code = ctx.params.get("code").unwrap_or_default();
     let state = ctx.params.get("state").unwrap_or_default();
-    let entry = ctx
+    if let Some(refused) = limits::check_client(ctx) {
+        return refused;
+    }
+    let Some(entry) = ctx
         .config
         .entries
         .iter()
-        .find(|e| state::claims_authenticator(state, &e.authenticator.name));
-    if let Some(refused) = limits::check(ctx, entry.map(|e| e.authenticator.name.as_str())) {
-        return refused;
-    }
-    let Some(entry) = entry else {
+        .find(|e| state::claims_authenticator(state, &e.authenticator.name))
+    else {
         let e = if state.is_empty() {
             AuthError::bad_request("state", "is missing: WeCom did not send the login back")
         } else {
@@ -317,6 +317,11 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .as_ref()
         .map_or(&authenticator.redirect_path, |v| &v.state.return_to)
         .clone();
+    if verified.is_ok()
+        && let Some(refused) = limits::check_authenticator(ctx, &authenticator.name)
+    {
+        return refused;
+    }
     let counted = audit::Counting::new(env.transport);
     let completed = verified.and_then(|callback| {
         login::complete_callback(authenticator, &callback, env.now, &counted, env.kv)

@@ -23,6 +23,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use host_drafts::keyvalue::{KeyValueBackend, Op};
@@ -56,6 +57,9 @@ struct ApiLabel {
     api: String,
 }
 
+/// At most this many (api, errcode) series; later errcodes count as `other`.
+const MAX_WECOM_SERIES: usize = 256;
+
 /// 0.5 ms to ~16 s, doubling.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -69,6 +73,8 @@ pub struct Metrics {
     in_flight: Gauge,
     refused: Counter,
     wecom_requests: Family<ApiErrcode, Counter>,
+    /// Series of `wecom_requests` created (about: racing creations count twice).
+    wecom_series: AtomicUsize,
     wecom_latency: Family<ApiLabel, Histogram>,
 }
 
@@ -135,6 +141,7 @@ impl Metrics {
             in_flight,
             refused,
             wecom_requests,
+            wecom_series: AtomicUsize::new(0),
             wecom_latency,
         })
     }
@@ -171,12 +178,23 @@ impl Metrics {
     /// module docs.
     pub fn wecom_request(&self, path: &str, errcode: String, elapsed: Duration) {
         let api = api_of(path);
+        let labels = ApiErrcode { api, errcode };
+        // Errcodes come from the far side: past a bound, new ones are `other`.
+        let known = self.wecom_requests.get(&labels).is_some();
+        let labels =
+            if known || self.wecom_series.fetch_add(1, Ordering::Relaxed) < MAX_WECOM_SERIES {
+                labels
+            } else {
+                ApiErrcode {
+                    errcode: "other".to_owned(),
+                    ..labels
+                }
+            };
+        let api = labels.api.clone();
         self.wecom_latency
             .get_or_create(&ApiLabel { api: api.clone() })
             .observe(elapsed.as_secs_f64());
-        self.wecom_requests
-            .get_or_create(&ApiErrcode { api, errcode })
-            .inc();
+        self.wecom_requests.get_or_create(&labels).inc();
     }
 }
 

@@ -270,10 +270,21 @@ impl WasiHttpHooks for GatewayHooks {
             // same bytes on.
             let (errcode, answer) = match answer {
                 Ok((response, io)) => {
+                    // The connection is driven while the body is read.
+                    let io = tokio::spawn(Box::into_pin(io));
                     let (parts, body) = response.into_parts();
-                    let bytes = body.collect().await?.to_bytes();
+                    let bytes = http_body_util::Limited::new(body, MAX_READ_ANSWER)
+                        .collect()
+                        .await
+                        .map_err(|e| match e.downcast::<Error>() {
+                            Ok(e) => *e,
+                            Err(_) => Error::HttpResponseBodySize(None),
+                        })?
+                        .to_bytes();
                     let errcode = errcode_label(parts.status, &bytes);
                     let response = http::Response::from_parts(parts, crate::routes::body(bytes));
+                    let io: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                        Box::new(async move { io.await.unwrap_or(Ok(())) });
                     (errcode, Ok((response, io)))
                 }
                 Err(e) => ("transport".to_owned(), Err(e)),
@@ -283,6 +294,10 @@ impl WasiHttpHooks for GatewayHooks {
         })
     }
 }
+
+/// The most of an answer read to find its errcode (WeCom's answers are a
+/// few hundred bytes; the component itself reads at most 1 MiB).
+const MAX_READ_ANSWER: usize = 1 << 20;
 
 /// The `errcode` label of a WeCom answer (see [`crate::metrics`]).
 fn errcode_label(status: http::StatusCode, body: &[u8]) -> String {
