@@ -297,11 +297,14 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     sequential.sort();
 
     // The per-client limit, counted in Spin's store by the address Spin
-    // passes (`spin-client-addr`), across both instances.
+    // passes (`spin-client-addr`), across both instances; a client's own
+    // `spin-client-addr`, a new one each time, changes nothing.
     let mut refused = None;
     for n in 0..=RATE_PER_CLIENT {
         let at = if n % 2 == 0 { a } else { b };
-        let reply = send(at, "GET", "/auth/wecom/login", &[], b"")
+        let forged = format!("198.18.{}.{}", n / 200, n % 200);
+        let headers = [("spin-client-addr", forged.as_str())];
+        let reply = send(at, "GET", "/auth/wecom/login", &headers, b"")
             .await
             .unwrap();
         if reply.status == 429 {
