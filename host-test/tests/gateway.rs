@@ -752,3 +752,33 @@ async fn logins_reuse_pooled_keep_alive_connections_to_wecom() {
         sim.connections()
     );
 }
+
+/// An in-client login sends `auth/getuserdetail` and `user/get` together:
+/// the simulator sees both in flight before answering either, so the login
+/// costs 2 round trips to WeCom, not 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_wecom_calls_of_a_login_are_in_flight_together() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use wecom_simulator::{Endpoint, Network};
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    // Long enough that two calls sent one after the other never overlap.
+    sim.set_network(Network::new(std::time::Duration::from_millis(150), 0));
+    sim.reset_calls();
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    let started = std::time::Instant::now();
+    let landed = phone.log_in(at, at, sim, "lisi").await;
+    let took = started.elapsed();
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
+    assert_eq!(sim.calls(Endpoint::UserGet), 1);
+    assert_eq!(
+        sim.max_concurrent_api_calls(),
+        2,
+        "getuserdetail and user/get in flight together"
+    );
+    eprintln!("in-client login at a modelled 150 ms round trip: {took:?}");
+}

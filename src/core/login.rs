@@ -173,8 +173,9 @@ pub struct LoginSuccess {
 /// with WeCom, the member matched to a user, a session issued.
 ///
 /// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
-/// in-client login 3 (`+ auth/getuserdetail` with the ticket, `+ user/get`
-/// for the name). Nothing is written before every WeCom answer is in.
+/// in-client login 3 (`+ auth/getuserdetail` with the ticket and `user/get`
+/// for the name, in flight together: 2 round trips). Nothing is written
+/// before every WeCom answer is in.
 pub fn complete_callback(
     authenticator: &Authenticator,
     callback: &VerifiedCallback,
@@ -203,16 +204,26 @@ pub fn complete_callback(
         wecom_userid: identity.userid.clone(),
         ..Member::default()
     };
-    if let Some(ticket) = &identity.user_ticket {
-        let detail = api.user_detail(ticket)?;
+    // `getuserdetail` and `user/get` do not depend on each other: in flight
+    // together when both are wanted, each error as if alone.
+    let in_client = verified.flow == LoginFlow::InClient;
+    let (detail, profile) = match (&identity.user_ticket, in_client) {
+        (Some(ticket), true) => {
+            let (detail, profile) = api.user_detail_and_profile(ticket, &identity.userid);
+            (Some(detail?), Some(profile?))
+        }
+        (Some(ticket), false) => (Some(api.user_detail(ticket)?), None),
+        (None, true) => (None, Some(api.user(&identity.userid)?)),
+        (None, false) => (None, None),
+    };
+    if let Some(detail) = detail {
         member.mobile = detail.mobile.as_deref().and_then(mobile::normalize);
         member.email = non_empty(detail.biz_mail).or(non_empty(detail.email));
         member.avatar = non_empty(detail.avatar);
         member.gender = non_empty(detail.gender);
     }
     let mut name = None;
-    if verified.flow == LoginFlow::InClient {
-        let profile = api.user(&identity.userid)?;
+    if let Some(profile) = profile {
         name = non_empty(profile.name);
         member.email = member
             .email

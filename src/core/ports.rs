@@ -140,6 +140,12 @@ pub struct HttpResponse {
 /// (connect, timeout, reset) and never repeats the URL.
 pub trait Transport {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String>;
+
+    /// Sends every request at once and answers each, in order: independent
+    /// calls cost one round trip together. By default one after another.
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
+        requests.iter().map(|request| self.send(request)).collect()
+    }
 }
 
 /// The in-memory store of the host crate (`host-drafts`, the one the harness

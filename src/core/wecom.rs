@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::{AuthError, WecomError, errcode, redact};
-use super::ports::{HttpRequest, KeyValue, Transport, get_json, set_json};
+use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
 use super::settings::Authenticator;
 use super::urls::encode_component;
 
@@ -178,6 +178,30 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         self.call_with_token("agent/get", &[("agentid", agent_id)], None)
     }
 
+    /// `auth/getuserdetail` and `user/get` in flight together (they do not
+    /// depend on each other): one round trip for both.
+    pub fn user_detail_and_profile(
+        &self,
+        user_ticket: &str,
+        userid: &str,
+    ) -> (
+        Result<UserDetail, AuthError>,
+        Result<UserProfile, AuthError>,
+    ) {
+        let body = serde_json::json!({ "user_ticket": user_ticket }).to_string();
+        let detail = Call {
+            api: "auth/getuserdetail",
+            query: &[],
+            body: Some(body.into_bytes()),
+        };
+        let profile = Call {
+            api: "user/get",
+            query: &[("userid", userid)],
+            body: None,
+        };
+        self.call_both(&detail, &profile)
+    }
+
     /// Calls `api` with the cached token; when WeCom says the token is bad
     /// (40014, 42001, 41001) fetches a new one and retries once.
     fn call_with_token<A: DeserializeOwned>(
@@ -186,35 +210,94 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<A, AuthError> {
+        let call = Call { api, query, body };
         let token = self.access_token(None)?;
-        match self.call(api, &token, query, body.clone()) {
-            Err(AuthError::Wecom(e)) if errcode::TOKEN_INVALID.contains(&e.errcode) => {
+        match self.call(&call, &token) {
+            Err(e) if token_refused(&e) => {
                 let fresh = self.access_token(Some(&token))?;
-                self.call(api, &fresh, query, body)
+                self.call(&call, &fresh)
             }
             other => other,
         }
     }
 
-    fn call<A: DeserializeOwned>(
+    /// Two token calls in flight together, each retried once (together
+    /// again when both need it) with a fresh token when WeCom says the token
+    /// is bad, as [`WecomApi::call_with_token`] does for one.
+    fn call_both<A: DeserializeOwned, B: DeserializeOwned>(
         &self,
-        api: &'static str,
+        a: &Call<'_>,
+        b: &Call<'_>,
+    ) -> (Result<A, AuthError>, Result<B, AuthError>) {
+        let token = match self.access_token(None) {
+            Ok(token) => token,
+            Err(e) => return (Err(e.clone()), Err(e)),
+        };
+        let (first, second) = self.send_both(a, b, &token);
+        let (stale_a, stale_b) = (refused(&first), refused(&second));
+        if !stale_a && !stale_b {
+            return (first, second);
+        }
+        let fresh = match self.access_token(Some(&token)) {
+            Ok(fresh) => fresh,
+            Err(e) => return (Err(e.clone()), Err(e)),
+        };
+        match (stale_a, stale_b) {
+            (true, true) => self.send_both(a, b, &fresh),
+            (true, false) => (self.call(a, &fresh), second),
+            _ => (first, self.call(b, &fresh)),
+        }
+    }
+
+    fn send_both<A: DeserializeOwned, B: DeserializeOwned>(
+        &self,
+        a: &Call<'_>,
+        b: &Call<'_>,
         token: &str,
-        query: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-    ) -> Result<A, AuthError> {
+    ) -> (Result<A, AuthError>, Result<B, AuthError>) {
+        let requests = [self.request(a, token), self.request(b, token)];
+        let mut answers = self.transport.send_all(&requests).into_iter();
+        let mut next = || {
+            answers
+                .next()
+                .unwrap_or_else(|| Err("the transport answered fewer requests".into()))
+        };
+        let (first, second) = (next(), next());
+        (
+            self.read(a.api, first, &[token]),
+            self.read(b.api, second, &[token]),
+        )
+    }
+
+    fn call<A: DeserializeOwned>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
+        let request = self.request(call, token);
+        self.read(call.api, self.transport.send(&request), &[token])
+    }
+
+    /// The request of `call` with `token`.
+    fn request(&self, call: &Call<'_>, token: &str) -> HttpRequest {
         let mut url = format!(
-            "{}/cgi-bin/{api}?access_token={}",
+            "{}/cgi-bin/{}?access_token={}",
             self.authenticator.api_base,
+            call.api,
             encode_component(token)
         );
-        for (name, value) in query {
+        for (name, value) in call.query {
             url.push('&');
             url.push_str(name);
             url.push('=');
             url.push_str(&encode_component(value));
         }
-        self.exchange(api, url, body, &[token])
+        self.http_request(url, call.body.clone())
+    }
+
+    fn http_request(&self, url: String, body: Option<Vec<u8>>) -> HttpRequest {
+        HttpRequest {
+            post: body.is_some(),
+            url,
+            body,
+            timeout_ms: self.authenticator.api_timeout_ms,
+        }
     }
 
     /// A fresh `gettoken` with the configured corp id and Secret, whatever is
@@ -246,7 +329,8 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             encode_component(&self.authenticator.corp_id),
             encode_component(self.authenticator.secret.expose()),
         );
-        let answer: TokenAnswer = self.exchange("gettoken", url, None, &[])?;
+        let request = self.http_request(url, None);
+        let answer: TokenAnswer = self.read("gettoken", self.transport.send(&request), &[])?;
         let token = answer
             .access_token
             .filter(|t| !t.is_empty() && t.len() <= 1024)
@@ -266,25 +350,18 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         Ok(token)
     }
 
-    /// Sends one request and reads WeCom's answer: transport failures, non-200
-    /// statuses and unreadable bodies are `WecomUnavailable`, `errcode != 0` is
-    /// `Wecom`. `tokens` are redacted from anything kept.
-    fn exchange<A: DeserializeOwned>(
+    /// Reads WeCom's answer to one request: transport failures, non-200
+    /// statuses and unreadable bodies are `WecomUnavailable`, `errcode != 0`
+    /// is `Wecom`. `tokens` (and the Secret) are redacted from anything kept.
+    fn read<A: DeserializeOwned>(
         &self,
         api: &'static str,
-        url: String,
-        body: Option<Vec<u8>>,
+        response: Result<HttpResponse, String>,
         tokens: &[&str],
     ) -> Result<A, AuthError> {
-        let request = HttpRequest {
-            post: body.is_some(),
-            url,
-            body,
-            timeout_ms: self.authenticator.api_timeout_ms,
-        };
         let mut secrets = vec![self.authenticator.secret.expose()];
         secrets.extend_from_slice(tokens);
-        let response = self.transport.send(&request).map_err(|why| {
+        let response = response.map_err(|why| {
             AuthError::WecomUnavailable(format!("{api}: {}", redact(&why, &secrets)))
         })?;
         if response.status != 200 {
@@ -310,6 +387,22 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             })),
         }
     }
+}
+
+/// One call of a token API: its name (after `/cgi-bin/`), query and body.
+struct Call<'q> {
+    api: &'static str,
+    query: &'q [(&'q str, &'q str)],
+    body: Option<Vec<u8>>,
+}
+
+/// Whether WeCom refused the token (40014, 42001, 41001): fetch a new one.
+fn token_refused(e: &AuthError) -> bool {
+    matches!(e, AuthError::Wecom(w) if errcode::TOKEN_INVALID.contains(&w.errcode))
+}
+
+fn refused<A>(result: &Result<A, AuthError>) -> bool {
+    result.as_ref().err().is_some_and(token_refused)
 }
 
 /// WeCom sends `gender` as a string; some answers use a number.

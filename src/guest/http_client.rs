@@ -1,5 +1,6 @@
-//! The core's [`Transport`] over `wasi:http/outgoing-handler`: one blocking
-//! request, whole answer read, bounded by the authenticator's API timeout.
+//! The core's [`Transport`] over `wasi:http/outgoing-handler`: a request, or
+//! several in flight at once (waited for together with `wasi:io/poll`), each
+//! answer read whole, bounded by the authenticator's API timeout.
 
 use url::Url;
 
@@ -8,8 +9,9 @@ use crate::core::wecom::MAX_ANSWER_BYTES;
 
 use super::bindings::wasi::http::outgoing_handler;
 use super::bindings::wasi::http::types::{
-    Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
+use super::bindings::wasi::io::poll::{self, Pollable};
 use super::bindings::wasi::io::streams::StreamError;
 
 pub struct WasiTransport;
@@ -18,97 +20,131 @@ const NANOS_PER_MS: u64 = 1_000_000;
 
 impl Transport for WasiTransport {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
-        // Errors below never repeat the URL: its query holds the access token.
-        let url = Url::parse(&request.url).map_err(|_| "the API URL is invalid".to_owned())?;
-        let scheme = match url.scheme() {
-            "https" => Scheme::Https,
-            "http" => Scheme::Http,
-            _ => return Err("the API URL is not http(s)".into()),
-        };
-        let authority = match (url.host_str(), url.port()) {
-            (Some(host), Some(port)) => format!("{host}:{port}"),
-            (Some(host), None) => host.to_owned(),
-            (None, _) => return Err("the API URL has no host".into()),
-        };
-        let path = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        };
-        let mut headers: Vec<(String, Vec<u8>)> =
-            vec![("accept".into(), b"application/json".to_vec())];
-        if request.body.is_some() {
-            headers.push(("content-type".into(), b"application/json".to_vec()));
-        }
-        let fields = Fields::from_list(&headers).map_err(|e| format!("headers: {e:?}"))?;
-        let outgoing = OutgoingRequest::new(fields);
-        let method = if request.post {
-            Method::Post
-        } else {
-            Method::Get
-        };
-        let set = |ok: Result<(), ()>, what: &str| {
-            ok.map_err(|()| format!("the host refused the {what}"))
-        };
-        set(outgoing.set_method(&method), "method")?;
-        set(outgoing.set_scheme(Some(&scheme)), "scheme")?;
-        set(outgoing.set_authority(Some(&authority)), "authority")?;
-        set(outgoing.set_path_with_query(Some(&path)), "path")?;
-        let options = RequestOptions::new();
-        let timeout = Some(u64::from(request.timeout_ms) * NANOS_PER_MS);
-        // A host may not support a timeout; the others still apply.
-        let _ = options.set_connect_timeout(timeout);
-        let _ = options.set_first_byte_timeout(timeout);
-        let _ = options.set_between_bytes_timeout(timeout);
-        let body = outgoing
-            .body()
-            .map_err(|()| "the request body was taken".to_owned())?;
-        let pending = outgoing_handler::handle(outgoing, Some(options))
-            .map_err(|e| format!("sending failed: {e:?}"))?;
-        {
-            let stream = body
-                .write()
-                .map_err(|()| "the request body stream was taken".to_owned())?;
-            if let Some(bytes) = &request.body {
-                for chunk in bytes.chunks(4096) {
-                    stream
-                        .blocking_write_and_flush(chunk)
-                        .map_err(|e| format!("writing the request failed: {}", stream_error(e)))?;
-                }
-            }
-        }
-        OutgoingBody::finish(body, None)
-            .map_err(|e| format!("finishing the request failed: {e:?}"))?;
-        let response = loop {
-            match pending.get() {
-                Some(answer) => break answer,
-                None => pending.subscribe().block(),
-            }
-        };
-        let response = response
-            .map_err(|()| "the response was already taken".to_owned())?
-            .map_err(|e| format!("{e:?}"))?;
-        let status = response.status();
-        let incoming = response
-            .consume()
-            .map_err(|()| "the response body was taken".to_owned())?;
-        let stream = incoming
-            .stream()
-            .map_err(|()| "the response body stream was taken".to_owned())?;
-        let mut body = Vec::new();
-        loop {
-            match stream.blocking_read(16 * 1024) {
-                Ok(chunk) => {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > MAX_ANSWER_BYTES {
-                        break;
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(e) => return Err(format!("reading the answer failed: {}", stream_error(e))),
-            }
-        }
-        Ok(HttpResponse { status, body })
+        let pending = start(request)?;
+        pending.subscribe().block();
+        finish(&pending)
     }
+
+    /// Every request in flight at once: one `wasi:io/poll` wait for all
+    /// their answers, then each body read.
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
+        let started: Vec<Result<FutureIncomingResponse, String>> =
+            requests.iter().map(start).collect();
+        loop {
+            let waiting: Vec<Pollable> = started
+                .iter()
+                .filter_map(|pending| pending.as_ref().ok())
+                .filter(|pending| !pending.subscribe().ready())
+                .map(FutureIncomingResponse::subscribe)
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let refs: Vec<&Pollable> = waiting.iter().collect();
+            poll::poll(&refs);
+        }
+        started
+            .into_iter()
+            .map(|pending| pending.and_then(|pending| finish(&pending)))
+            .collect()
+    }
+}
+
+/// Sends the request head and body; the answer comes later.
+fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
+    // Errors below never repeat the URL: its query holds the access token.
+    let url = Url::parse(&request.url).map_err(|_| "the API URL is invalid".to_owned())?;
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        _ => return Err("the API URL is not http(s)".into()),
+    };
+    let authority = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => return Err("the API URL has no host".into()),
+    };
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut headers: Vec<(String, Vec<u8>)> = vec![("accept".into(), b"application/json".to_vec())];
+    if request.body.is_some() {
+        headers.push(("content-type".into(), b"application/json".to_vec()));
+    }
+    let fields = Fields::from_list(&headers).map_err(|e| format!("headers: {e:?}"))?;
+    let outgoing = OutgoingRequest::new(fields);
+    let method = if request.post {
+        Method::Post
+    } else {
+        Method::Get
+    };
+    let set =
+        |ok: Result<(), ()>, what: &str| ok.map_err(|()| format!("the host refused the {what}"));
+    set(outgoing.set_method(&method), "method")?;
+    set(outgoing.set_scheme(Some(&scheme)), "scheme")?;
+    set(outgoing.set_authority(Some(&authority)), "authority")?;
+    set(outgoing.set_path_with_query(Some(&path)), "path")?;
+    let options = RequestOptions::new();
+    let timeout = Some(u64::from(request.timeout_ms) * NANOS_PER_MS);
+    // A host may not support a timeout; the others still apply.
+    let _ = options.set_connect_timeout(timeout);
+    let _ = options.set_first_byte_timeout(timeout);
+    let _ = options.set_between_bytes_timeout(timeout);
+    let body = outgoing
+        .body()
+        .map_err(|()| "the request body was taken".to_owned())?;
+    let pending = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|e| format!("sending failed: {e:?}"))?;
+    {
+        let stream = body
+            .write()
+            .map_err(|()| "the request body stream was taken".to_owned())?;
+        if let Some(bytes) = &request.body {
+            for chunk in bytes.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| format!("writing the request failed: {}", stream_error(e)))?;
+            }
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(|e| format!("finishing the request failed: {e:?}"))?;
+    Ok(pending)
+}
+
+/// The answer of a request whose response head has arrived (or failed):
+/// the whole body, up to just past [`MAX_ANSWER_BYTES`].
+fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
+    let response = loop {
+        match pending.get() {
+            Some(answer) => break answer,
+            None => pending.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| "the response was already taken".to_owned())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status();
+    let incoming = response
+        .consume()
+        .map_err(|()| "the response body was taken".to_owned())?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| "the response body stream was taken".to_owned())?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(16 * 1024) {
+            Ok(chunk) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_ANSWER_BYTES {
+                    break;
+                }
+            }
+            Err(StreamError::Closed) => break,
+            Err(e) => return Err(format!("reading the answer failed: {}", stream_error(e))),
+        }
+    }
+    Ok(HttpResponse { status, body })
 }
 
 fn stream_error(error: StreamError) -> String {

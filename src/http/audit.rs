@@ -127,4 +127,9 @@ impl<T: Transport> Transport for Counting<'_, T> {
         self.calls.set(self.calls.get() + 1);
         self.inner.send(request)
     }
+
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
+        self.calls.set(self.calls.get() + requests.len() as u32);
+        self.inner.send_all(requests)
+    }
 }
