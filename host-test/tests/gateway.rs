@@ -782,3 +782,66 @@ async fn independent_wecom_calls_of_a_login_are_in_flight_together() {
     );
     eprintln!("in-client login at a modelled 150 ms round trip: {took:?}");
 }
+
+/// A returning member inside WeCom is answered once `auth/getuserinfo` is
+/// in: the profile calls (`getuserdetail`, `user/get`) run after the answer
+/// was sent, and the profile they fetch still reaches the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_member_is_answered_before_the_profile_refresh() {
+    use common::http::{Browser, send};
+    use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions, WECOM_USER_AGENT};
+    use wecom_simulator::{Endpoint, Fault};
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    sim.update_model(|model| {
+        let member = model.corps[0]
+            .members
+            .iter_mut()
+            .find(|m| m.userid == "zhangsan")
+            .unwrap();
+        member.name = "张三丰".into();
+    });
+    // The profile calls take a second each; the login must not wait for them.
+    sim.fault(Endpoint::GetUserDetail, Fault::latency_ms(1000));
+    sim.fault(Endpoint::UserGet, Fault::latency_ms(1000));
+    sim.reset_calls();
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    let landed = phone.log_in(at, at, sim, "zhangsan").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(sim.calls(Endpoint::GetUserInfo), 1);
+    assert!(
+        sim.api_calls_in_flight() >= 1,
+        "answered while the profile calls were still at WeCom"
+    );
+    assert_eq!(
+        phone.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    // Then the refresh lands.
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let mut name = String::new();
+    for _ in 0..100 {
+        let alice = send(
+            at,
+            "GET",
+            "/auth/wecom/admin/users/alice",
+            &[("authorization", &auth)],
+            b"",
+        )
+        .await
+        .unwrap();
+        name = alice.json()["name"].as_str().unwrap_or_default().to_owned();
+        if name == "张三丰" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        name, "张三丰",
+        "the profile fetched after the answer is kept"
+    );
+    assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
+    assert_eq!(sim.calls(Endpoint::UserGet), 1);
+}

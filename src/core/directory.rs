@@ -267,7 +267,8 @@ fn find_by_mobile(kv: &impl KeyValue, mobile: &str) -> Result<Option<User>, Auth
 }
 
 /// The user a binding names, if that user still lists the binding.
-fn find_by_binding(kv: &impl KeyValue, binding: &Binding) -> Result<Option<User>, AuthError> {
+/// The user `binding` is bound to, if any.
+pub fn find_by_binding(kv: &impl KeyValue, binding: &Binding) -> Result<Option<User>, AuthError> {
     let Some(id) = bound_id(kv, binding)? else {
         return Ok(None);
     };
@@ -332,6 +333,21 @@ pub fn resolve_login(
         return Err(AuthError::UserNotFound);
     }
     create(kv, binding, profile, now)
+}
+
+/// Applies a profile fetched after a login was answered to the user
+/// `binding` is bound to (as [`resolve_login`] applies it to a bound user);
+/// nothing when the binding is gone since.
+pub fn refresh_bound(
+    kv: &impl KeyValue,
+    binding: &Binding,
+    profile: &Profile,
+    now: u64,
+) -> Result<(), AuthError> {
+    if let Some(user) = find_by_binding(kv, binding)? {
+        refresh(kv, &user.id, binding, profile, now)?;
+    }
+    Ok(())
 }
 
 /// Sign-up: mobile index, then the user (listing the binding), then the binding.

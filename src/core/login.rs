@@ -167,6 +167,30 @@ pub struct LoginSuccess {
     /// browser, or cleared when there are none.
     pub cleared_pre_auth_cookie: Cookie,
     pub redirect_to: String,
+    /// What to fetch from WeCom once the answer is sent
+    /// ([`ProfileRefresh::AfterAnswer`]): the profile of a returning member.
+    pub pending_refresh: Option<PendingRefresh>,
+}
+
+/// When a returning member's profile is refreshed from WeCom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileRefresh {
+    /// Before answering: the answer carries the fresh profile (the typed
+    /// `handle-callback`).
+    Now,
+    /// After answering, for a member already bound to a user: the login
+    /// waits for `auth/getuserinfo` only (1 round trip on every flow), and
+    /// [`LoginSuccess::pending_refresh`] says what to fetch once the answer
+    /// is sent ([`refresh_profile`]). The HTTP front does this.
+    AfterAnswer,
+}
+
+/// The profile fetch a login answered without: for [`refresh_profile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRefresh {
+    binding: Binding,
+    user_ticket: Option<String>,
+    in_client: bool,
 }
 
 /// The rest of a verified callback: the state used once, the code exchanged
@@ -174,14 +198,17 @@ pub struct LoginSuccess {
 ///
 /// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
 /// in-client login 3 (`+ auth/getuserdetail` with the ticket and `user/get`
-/// for the name, in flight together: 2 round trips). Nothing is written
-/// before every WeCom answer is in.
+/// for the name, in flight together: 2 round trips), or for a member already
+/// bound with [`ProfileRefresh::AfterAnswer`] 1 before the answer and 2
+/// after. Nothing is written before every WeCom answer the login waits for
+/// is in.
 pub fn complete_callback(
     authenticator: &Authenticator,
     callback: &VerifiedCallback,
     now: u64,
     transport: &impl Transport,
     kv: &impl KeyValue,
+    refresh: ProfileRefresh,
 ) -> Result<LoginSuccess, AuthError> {
     let verified = &callback.state;
     match used_states::claim(kv, verified)? {
@@ -200,21 +227,92 @@ pub fn complete_callback(
         now,
     };
     let identity = api.user_info(&callback.code)?;
-    let mut member = Member {
+    let binding = Binding {
+        authenticator: authenticator.name.clone(),
         wecom_userid: identity.userid.clone(),
-        ..Member::default()
     };
-    // `getuserdetail` and `user/get` do not depend on each other: in flight
-    // together when both are wanted, each error as if alone.
     let in_client = verified.flow == LoginFlow::InClient;
-    let (detail, profile) = match (&identity.user_ticket, in_client) {
+    let wants_profile = in_client || identity.user_ticket.is_some();
+    if refresh == ProfileRefresh::AfterAnswer
+        && wants_profile
+        && let Some(user) = directory::find_by_binding(kv, &binding)?
+    {
+        let member = Member {
+            wecom_userid: identity.userid.clone(),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            avatar: user.avatar.clone(),
+            gender: None,
+        };
+        let pending = PendingRefresh {
+            binding,
+            user_ticket: identity.user_ticket,
+            in_client,
+        };
+        let mut success = finish_login(
+            authenticator,
+            verified,
+            user,
+            member,
+            Outcome::Existing,
+            now,
+            kv,
+        );
+        success.pending_refresh = Some(pending);
+        return Ok(success);
+    }
+    let (mut member, name) = fetch_member(
+        &api,
+        &identity.userid,
+        identity.user_ticket.as_deref(),
+        in_client,
+    )?;
+    let profile = Profile {
+        name: name.clone(),
+        mobile: member.mobile.clone(),
+        email: member.email.clone(),
+        avatar: member.avatar.clone(),
+    };
+    let policy = MatchPolicy {
+        auto_signup: authenticator.auto_signup,
+        web_login: verified.flow == LoginFlow::Web,
+    };
+    let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
+    member.name = name.unwrap_or_else(|| user.name.clone());
+    Ok(finish_login(
+        authenticator,
+        verified,
+        user,
+        member,
+        outcome,
+        now,
+        kv,
+    ))
+}
+
+/// What WeCom tells of a member beyond the userid: `auth/getuserdetail`
+/// with a ticket, `user/get` inside the client (the name), in flight
+/// together when both are wanted, each error as if alone. Answers the
+/// member and the name WeCom gave.
+fn fetch_member<T: Transport, K: KeyValue>(
+    api: &WecomApi<'_, T, K>,
+    userid: &str,
+    user_ticket: Option<&str>,
+    in_client: bool,
+) -> Result<(Member, Option<String>), AuthError> {
+    let (detail, profile) = match (user_ticket, in_client) {
         (Some(ticket), true) => {
-            let (detail, profile) = api.user_detail_and_profile(ticket, &identity.userid);
+            let (detail, profile) = api.user_detail_and_profile(ticket, userid);
             (Some(detail?), Some(profile?))
         }
         (Some(ticket), false) => (Some(api.user_detail(ticket)?), None),
-        (None, true) => (None, Some(api.user(&identity.userid)?)),
+        (None, true) => (None, Some(api.user(userid)?)),
         (None, false) => (None, None),
+    };
+    let mut member = Member {
+        wecom_userid: userid.to_owned(),
+        ..Member::default()
     };
     if let Some(detail) = detail {
         member.mobile = detail.mobile.as_deref().and_then(mobile::normalize);
@@ -231,29 +329,59 @@ pub fn complete_callback(
             .or(non_empty(profile.email));
         member.avatar = member.avatar.or(non_empty(profile.avatar));
     }
-    let binding = Binding {
-        authenticator: authenticator.name.clone(),
-        wecom_userid: identity.userid.clone(),
+    Ok((member, name))
+}
+
+/// The profile fetch a login answered without ([`ProfileRefresh::AfterAnswer`]):
+/// the same calls as [`complete_callback`] would have made, applied to the
+/// bound user as a login applies them. Errors: WeCom's or the store's; the
+/// session already issued stands either way.
+pub fn refresh_profile(
+    authenticator: &Authenticator,
+    pending: &PendingRefresh,
+    now: u64,
+    transport: &impl Transport,
+    kv: &impl KeyValue,
+) -> Result<(), AuthError> {
+    let api = WecomApi {
+        authenticator,
+        transport,
+        kv,
+        now,
     };
+    let userid = &pending.binding.wecom_userid;
+    let (member, name) = fetch_member(
+        &api,
+        userid,
+        pending.user_ticket.as_deref(),
+        pending.in_client,
+    )?;
     let profile = Profile {
-        name: name.clone(),
-        mobile: member.mobile.clone(),
-        email: member.email.clone(),
-        avatar: member.avatar.clone(),
+        name,
+        mobile: member.mobile,
+        email: member.email,
+        avatar: member.avatar,
     };
-    let policy = MatchPolicy {
-        auto_signup: authenticator.auto_signup,
-        web_login: verified.flow == LoginFlow::Web,
-    };
-    let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
-    member.name = name.unwrap_or_else(|| user.name.clone());
+    directory::refresh_bound(kv, &pending.binding, &profile, now)
+}
+
+/// The used state completed, a sweep now and then, the session issued.
+fn finish_login(
+    authenticator: &Authenticator,
+    verified: &VerifiedState,
+    user: User,
+    member: Member,
+    outcome: Outcome,
+    now: u64,
+    kv: &impl KeyValue,
+) -> LoginSuccess {
     // Losing this write only costs the duplicate-callback convenience.
     let _ = used_states::finish(
         kv,
         verified,
         FinishedLogin {
             user_id: user.id.clone(),
-            wecom_userid: identity.userid.clone(),
+            wecom_userid: member.wecom_userid.clone(),
             generation: user.session_generation,
             at: now,
         },
@@ -267,12 +395,12 @@ pub fn complete_callback(
         authenticator,
         session::Subject {
             user_id: &user.id,
-            wecom_userid: &identity.userid,
+            wecom_userid: &member.wecom_userid,
             generation: user.session_generation,
         },
         now,
     );
-    Ok(LoginSuccess {
+    LoginSuccess {
         authenticator: authenticator.name.clone(),
         session_cookie: session_cookie(authenticator, token),
         cleared_pre_auth_cookie: pre_auth_cookie_after(authenticator, &verified.remaining_cookie),
@@ -280,7 +408,8 @@ pub fn complete_callback(
         user,
         member,
         outcome,
-    })
+        pending_refresh: None,
+    }
 }
 
 /// A second callback of a finished login: no WeCom call (the code is spent),
@@ -325,6 +454,7 @@ fn repeat_finished_login(
         session_cookie: session_cookie(authenticator, token),
         cleared_pre_auth_cookie: pre_auth_cookie_after(authenticator, &verified.remaining_cookie),
         redirect_to: verified.return_to.clone(),
+        pending_refresh: None,
     })
 }
 
@@ -413,7 +543,14 @@ mod tests {
         kv: &impl KeyValue,
     ) -> Result<LoginSuccess, AuthError> {
         let callback = verify_callback(authenticator, request, now)?;
-        complete_callback(authenticator, &callback, now, transport, kv)
+        complete_callback(
+            authenticator,
+            &callback,
+            now,
+            transport,
+            kv,
+            ProfileRefresh::Now,
+        )
     }
     const RANDOM: [u8; RANDOM_BYTES] = [9; RANDOM_BYTES];
     const WECOM_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Mobile/15E148 wxwork/4.1.30 MicroMessenger/7.0.1 Language/en";

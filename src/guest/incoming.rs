@@ -39,14 +39,22 @@ impl Guest for Component {
             random: &random,
             elapsed_ms: &elapsed_ms,
         };
-        let response = http::handle(&request, &env);
+        let mut response = http::handle(&request, &env);
         if let Some(line) = &response.log {
             eprintln!("{line}");
         }
         if let Some(line) = &response.audit {
             eprintln!("{line}");
         }
+        let deferred = response.deferred.take();
         write_response(response, response_out);
+        // The answer is sent (the body finished): the host has it on its
+        // way while the rest runs.
+        if let Some(deferred) = deferred
+            && let Some(line) = http::after_response(&deferred, &kv, &WasiTransport, env.now)
+        {
+            eprintln!("{line}");
+        }
     }
 }
 

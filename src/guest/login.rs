@@ -55,8 +55,14 @@ impl wit::Guest for Component {
         let now = now_seconds();
         let callback = login::verify_callback(&authenticator, &request, now)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
-        let success =
-            login::complete_callback(&authenticator, &callback, now, &WasiTransport, &kv)?;
+        let success = login::complete_callback(
+            &authenticator,
+            &callback,
+            now,
+            &WasiTransport,
+            &kv,
+            login::ProfileRefresh::Now,
+        )?;
         Ok(success.into())
     }
 

@@ -6,6 +6,8 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
 use crate::core::browser::{self, Language, MAX_USER_AGENT};
+use crate::core::login::PendingRefresh;
+use crate::core::settings::Authenticator;
 
 /// Longest request body read (CSV imports); the WASI glue stops reading beyond it.
 pub const MAX_BODY: usize = 1 << 20;
@@ -39,7 +41,27 @@ pub struct Response {
     pub log: Option<String>,
     /// The audit line of this request (JSON, `audit.rs`), for stderr.
     pub audit: Option<String>,
+    /// Work for after the answer is sent ([`crate::http::after_response`]).
+    pub deferred: Option<Deferred>,
 }
+
+/// Work a request leaves for after its answer is sent: a returning member's
+/// profile refresh (`ProfileRefresh::AfterAnswer`).
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    pub authenticator: Authenticator,
+    pub refresh: PendingRefresh,
+}
+
+/// The same work for the same authenticator (settings hold secrets, which
+/// do not compare).
+impl PartialEq for Deferred {
+    fn eq(&self, other: &Self) -> bool {
+        self.authenticator.name == other.authenticator.name && self.refresh == other.refresh
+    }
+}
+
+impl Eq for Deferred {}
 
 impl Response {
     /// The first header called `name` (case-insensitive).
@@ -275,6 +297,7 @@ impl Response {
             body: body.into_bytes(),
             log: None,
             audit: None,
+            deferred: None,
         }
     }
 
@@ -285,6 +308,7 @@ impl Response {
             body: serde_json::to_vec(value).unwrap_or_default(),
             log: None,
             audit: None,
+            deferred: None,
         }
     }
 

@@ -44,8 +44,29 @@ pub use self::config::{
 pub use self::context::{Env, RANDOM_LEN};
 pub use self::html::escape_html;
 pub use self::message::{
-    MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Request, Response, identity_header_value,
+    Deferred, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Request, Response,
+    identity_header_value,
 };
+
+/// The work a request left for after its answer was sent
+/// ([`Response::deferred`]): a returning member's profile refresh. Answers a
+/// line for the operator's log when it failed (never a secret).
+pub fn after_response<K: KeyValue, T: Transport>(
+    deferred: &Deferred,
+    kv: &K,
+    transport: &T,
+    now: u64,
+) -> Option<String> {
+    crate::core::login::refresh_profile(
+        &deferred.authenticator,
+        &deferred.refresh,
+        now,
+        transport,
+        kv,
+    )
+    .err()
+    .map(|e| format!("wecom-auth: profile refresh after a login: {e}"))
+}
 
 /// Answers one request. Never panics on any input.
 pub fn handle<K: KeyValue, T: Transport>(request: &Request, env: &Env<'_, K, T>) -> Response {

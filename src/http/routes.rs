@@ -14,7 +14,7 @@ use super::forward_auth;
 use super::html::{self, Choice};
 use super::limits;
 use super::message::{
-    self, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
+    self, Deferred, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
 use super::probes;
 use crate::core::browser::{self, Language};
@@ -22,7 +22,7 @@ use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cooki
 use crate::core::directory::{self, User};
 use crate::core::error::{AuthError, Category, errcode};
 use crate::core::flow::LoginFlow;
-use crate::core::login::{self, AuthorizeRequest, CallbackRequest, Session};
+use crate::core::login::{self, AuthorizeRequest, CallbackRequest, ProfileRefresh, Session};
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::return_path;
 use crate::core::session::{self, MAX_SESSION_TOKEN};
@@ -324,7 +324,16 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     }
     let counted = audit::Counting::new(env.transport);
     let completed = verified.and_then(|callback| {
-        login::complete_callback(authenticator, &callback, env.now, &counted, env.kv)
+        // A returning member is answered after `auth/getuserinfo`; the
+        // profile follows the answer.
+        login::complete_callback(
+            authenticator,
+            &callback,
+            env.now,
+            &counted,
+            env.kv,
+            ProfileRefresh::AfterAnswer,
+        )
     });
     let event = |event, outcome| audit::Event {
         authenticator: Some(authenticator.name.as_str()),
@@ -338,12 +347,17 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 user_id: Some(&success.user.id),
                 ..event("login-finished", success.outcome.name())
             };
-            Response::redirect(302, &success.redirect_to)
+            let mut response = Response::redirect(302, &success.redirect_to)
                 // The session cookie last: a host that keeps one header per name
                 // (jco's Node HTTP server) keeps the one that logs the member in.
                 .with_header("set-cookie", success.cleared_pre_auth_cookie.set_cookie)
                 .with_header("set-cookie", success.session_cookie.set_cookie)
-                .audited(&finished)
+                .audited(&finished);
+            response.deferred = success.pending_refresh.map(|refresh| Deferred {
+                authenticator: authenticator.clone(),
+                refresh,
+            });
+            response
         }
         // WeCom clients are known to open the callback twice: when the browser
         // already holds this authenticator's session, land it where it wanted.

@@ -18,9 +18,17 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use wasmtime_wasi_http::{Error, RequestOptions};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use crate::routes::Answer;
+/// What `WasiHttpHooks::send_request` answers: the response, and the
+/// connection's remaining I/O.
+pub type Answer = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
 
 /// Idle connections kept per origin.
 pub const MAX_IDLE_PER_ORIGIN: usize = 32;

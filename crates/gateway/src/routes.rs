@@ -57,14 +57,7 @@ impl Routes {
     }
 }
 
-/// What `WasiHttpHooks::send_request` answers.
-pub type Answer = Result<
-    (
-        http::Response<WasiBody>,
-        Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ),
-    Error,
->;
+pub use crate::client::Answer;
 
 /// The future `WasiHttpHooks::send_request` returns.
 pub type ResponseFuture = Box<dyn Future<Output = Answer> + Send>;

@@ -342,6 +342,11 @@ impl SimulatorHandle {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// API calls in flight now (arrived, not yet answered).
+    pub fn api_calls_in_flight(&self) -> u64 {
+        self.shared.traffic.in_flight()
+    }
+
     /// The most API calls in flight at once (arrived, not yet answered)
     /// since start or [`SimulatorHandle::reset_calls`].
     pub fn max_concurrent_api_calls(&self) -> u64 {

@@ -50,6 +50,10 @@ impl Traffic {
         InFlight(self)
     }
 
+    pub(crate) fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn max_in_flight(&self) -> u64 {
         self.max_in_flight.load(Ordering::SeqCst)
     }
