@@ -49,6 +49,8 @@ pub struct DemoOptions {
     pub precompiled_cache_dir: Option<PathBuf>,
     /// Where the gateway serves Prometheus metrics, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Variables set over the demo's (e.g. limits off for a bench).
+    pub extra_variables: Vec<(String, String)>,
 }
 
 impl Default for DemoOptions {
@@ -61,6 +63,7 @@ impl Default for DemoOptions {
             access_log: true,
             precompiled_cache_dir: Some(PathBuf::from(DEFAULT_CACHE_DIR)),
             metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))),
+            extra_variables: Vec::new(),
         }
     }
 }
@@ -75,6 +78,7 @@ impl DemoOptions {
             access_log: false,
             precompiled_cache_dir: None,
             metrics_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+            extra_variables: Vec::new(),
         }
     }
 }
@@ -98,7 +102,8 @@ impl Demo {
             .await
             .context("starting the WeCom simulator")?;
         let store = open_store(&options.store, CasMode::Strict).await?;
-        let variables = variables(&origin, &simulator.base_url());
+        let mut variables = variables(&origin, &simulator.base_url());
+        variables.extend(options.extra_variables);
         let config = GatewayConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             store: StoreSpec::Backend(store.clone()),
