@@ -9,7 +9,8 @@ use crate::core::wecom::MAX_ANSWER_BYTES;
 
 use super::bindings::wasi::http::outgoing_handler;
 use super::bindings::wasi::http::types::{
-    Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, FutureIncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use super::bindings::wasi::io::poll::{self, Pollable};
 use super::bindings::wasi::io::streams::StreamError;
@@ -72,7 +73,8 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
     if request.body.is_some() {
         headers.push(("content-type".into(), b"application/json".to_vec()));
     }
-    let fields = Fields::from_list(&headers).map_err(|e| format!("headers: {e:?}"))?;
+    let fields =
+        Fields::from_list(&headers).map_err(|_| "the host refused the request headers".to_owned())?;
     let outgoing = OutgoingRequest::new(fields);
     let method = if request.post {
         Method::Post
@@ -95,7 +97,7 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
         .body()
         .map_err(|()| "the request body was taken".to_owned())?;
     let pending = outgoing_handler::handle(outgoing, Some(options))
-        .map_err(|e| format!("sending failed: {e:?}"))?;
+        .map_err(|e| format!("sending failed: {}", error_code(&e)))?;
     {
         let stream = body
             .write()
@@ -108,7 +110,8 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
             }
         }
     }
-    OutgoingBody::finish(body, None).map_err(|e| format!("finishing the request failed: {e:?}"))?;
+    OutgoingBody::finish(body, None)
+        .map_err(|e| format!("finishing the request failed: {}", error_code(&e)))?;
     Ok(pending)
 }
 
@@ -123,7 +126,7 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
     };
     let response = response
         .map_err(|()| "the response was already taken".to_owned())?
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| error_code(&e).to_owned())?;
     let status = response.status();
     let incoming = response
         .consume()
@@ -145,6 +148,28 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
         }
     }
     Ok(HttpResponse { status, body })
+}
+
+/// What failed, in a few words: the derived `Debug` of wasi:http's
+/// `error-code` (40 variants with fields) costs the component kilobytes.
+fn error_code(e: &ErrorCode) -> &'static str {
+    match e {
+        ErrorCode::DnsTimeout | ErrorCode::DnsError(_) => "DNS failed",
+        ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => {
+            "the destination is unreachable"
+        }
+        ErrorCode::DestinationIpProhibited | ErrorCode::HttpRequestDenied => {
+            "the host refused the destination (allowed outbound hosts)"
+        }
+        ErrorCode::ConnectionRefused => "connection refused",
+        ErrorCode::ConnectionTerminated => "connection reset",
+        ErrorCode::ConnectionTimeout => "connecting timed out",
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => "the answer timed out",
+        ErrorCode::TlsProtocolError
+        | ErrorCode::TlsCertificateError
+        | ErrorCode::TlsAlertReceived(_) => "TLS failed",
+        _ => "the HTTP exchange failed",
+    }
 }
 
 fn stream_error(error: StreamError) -> String {

@@ -123,8 +123,8 @@ fn write_response(response: Response, out: ResponseOutparam) {
         .collect();
     let (fields, status, body) = match Fields::from_list(&headers) {
         Ok(fields) => (fields, response.status, response.body),
-        Err(e) => {
-            eprintln!("wecom-auth: the host refused the response headers: {e:?}");
+        Err(_) => {
+            eprintln!("wecom-auth: the host refused the response headers");
             (Fields::new(), 500, b"internal error\n".to_vec())
         }
     };
