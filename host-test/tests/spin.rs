@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
 use host_test::COMPONENT_PATH;
 use serde_json::Value;
-use wecom_simulator::{Member, Model, Simulator, SimulatorHandle};
+use wecom_simulator::{Endpoint, Fault, Member, Model, Simulator, SimulatorHandle};
 
 mod common;
 
@@ -219,6 +219,42 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     assert_eq!(done.status, 302, "{}", done.body);
     let me = phone.request(a, "GET", "/auth/wecom/me").await;
     assert_eq!(me.json()["user"]["id"], "alice", "{}", me.body);
+
+    // The same member again inside WeCom: Spin sends the answer as soon as
+    // the component finished it, while the profile calls (slowed to a
+    // second here) are still at WeCom; the profile they fetch lands after.
+    sim.update_model(|model| model.corps[0].members[0].name = "张三丰".into());
+    let slow = [
+        sim.fault(Endpoint::GetUserDetail, Fault::latency_ms(1000)),
+        sim.fault(Endpoint::UserGet, Fault::latency_ms(1000)),
+    ];
+    let mut again = Browser::new(WECOM_ANDROID);
+    sim.reset_calls();
+    let done = again.log_in(b, a, sim, "zhangsan").await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    // Profile calls that arrived and were answered (each takes a second).
+    let answered = (sim.calls(Endpoint::GetUserDetail) + sim.calls(Endpoint::UserGet))
+        .saturating_sub(sim.api_calls_in_flight());
+    assert_eq!(
+        answered, 0,
+        "Spin answered before the profile refresh was done"
+    );
+    let mut name = String::new();
+    for _ in 0..100 {
+        let alice = admin(a, "GET", "/auth/wecom/admin/users/alice", "text/plain", b"").await;
+        name = alice.json()["name"].as_str().unwrap_or_default().to_owned();
+        if name == "张三丰" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        name, "张三丰",
+        "the refresh after the answer reached the store"
+    );
+    for rule in slow {
+        rule.clear();
+    }
 
     // The bound member by QR code on a desktop browser.
     let mut desktop = Browser::new(CHROME);

@@ -73,8 +73,8 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
     if request.body.is_some() {
         headers.push(("content-type".into(), b"application/json".to_vec()));
     }
-    let fields =
-        Fields::from_list(&headers).map_err(|_| "the host refused the request headers".to_owned())?;
+    let fields = Fields::from_list(&headers)
+        .map_err(|_| "the host refused the request headers".to_owned())?;
     let outgoing = OutgoingRequest::new(fields);
     let method = if request.post {
         Method::Post
