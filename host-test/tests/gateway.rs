@@ -845,3 +845,43 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
     assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
     assert_eq!(sim.calls(Endpoint::UserGet), 1);
 }
+
+/// A returning member whom WeCom no longer shows the app (moved out of the
+/// visible range: `user/get` answers 60011) is answered early, but the
+/// refresh after the answer ends the session: the next `/verify` is 401,
+/// as the login would have been refused had it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refused() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use wecom_simulator::Endpoint;
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    sim.update_model(|model| {
+        let member = model.corps[0]
+            .members
+            .iter_mut()
+            .find(|m| m.userid == "zhangsan")
+            .unwrap();
+        member.visible = false;
+    });
+    sim.reset_calls();
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    let landed = phone.log_in(at, at, sim, "zhangsan").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = phone.request(at, "GET", "/auth/wecom/verify").await.status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the session ended once WeCom refused the profile"
+    );
+    assert_eq!(sim.calls(Endpoint::UserGet), 1);
+}

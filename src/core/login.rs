@@ -5,7 +5,7 @@
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, pre_auth_cookie, pre_auth_cookie_after, session_cookie};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
-use super::error::AuthError;
+use super::error::{AuthError, Category};
 use super::flow::LoginFlow;
 use super::mobile;
 use super::ports::{KeyValue, Transport};
@@ -334,8 +334,10 @@ fn fetch_member<T: Transport, K: KeyValue>(
 
 /// The profile fetch a login answered without ([`ProfileRefresh::AfterAnswer`]):
 /// the same calls as [`complete_callback`] would have made, applied to the
-/// bound user as a login applies them. Errors: WeCom's or the store's; the
-/// session already issued stands either way.
+/// bound user as a login applies them. When WeCom now refuses the member
+/// (an access-denied errcode, which would have refused the login), every
+/// session of the user ends (the next `/verify` answers 401). Errors:
+/// WeCom's or the store's.
 pub fn refresh_profile(
     authenticator: &Authenticator,
     pending: &PendingRefresh,
@@ -350,12 +352,25 @@ pub fn refresh_profile(
         now,
     };
     let userid = &pending.binding.wecom_userid;
-    let (member, name) = fetch_member(
+    let fetched = fetch_member(
         &api,
         userid,
         pending.user_ticket.as_deref(),
         pending.in_client,
-    )?;
+    );
+    let (member, name) = match fetched {
+        Ok(fetched) => fetched,
+        // WeCom no longer lets the app see this member (out of the visible
+        // range, gone: 60011, 50002, 60111): the login that answered early
+        // would have been refused, so its session ends.
+        Err(e) if e.category() == Category::AccessDenied => {
+            if let Some(user) = directory::find_by_binding(kv, &pending.binding)? {
+                directory::end_sessions(kv, &user.id, now)?;
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let profile = Profile {
         name,
         mobile: member.mobile,
