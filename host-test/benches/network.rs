@@ -19,8 +19,7 @@ use wecom_simulator::{Network, SimulatorHandle};
 
 /// The modelled round trip.
 const RTT: Duration = Duration::from_millis(20);
-/// TCP's handshake and TLS 1.2's two round trips... of which TCP and one TLS
-/// round trip come before the request: 2 more on a new connection.
+/// TCP's handshake and TLS 1.3's: 2 more round trips on a new connection.
 const HANDSHAKE_ROUND_TRIPS: u32 = 2;
 const SEQUENTIAL: usize = 40;
 const IN_FLIGHT: usize = 8;

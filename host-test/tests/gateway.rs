@@ -849,7 +849,8 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
 /// A returning member whom WeCom no longer shows the app (moved out of the
 /// visible range: `user/get` answers 60011) is answered early, but the
 /// refresh after the answer ends the session: the next `/verify` is 401,
-/// as the login would have been refused had it waited.
+/// as the login would have been refused had it waited; the member's next
+/// login waits for the profile and shows the refusal (403).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refused() {
     use common::http::Browser;
@@ -884,4 +885,10 @@ async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refus
         "the session ended once WeCom refused the profile"
     );
     assert_eq!(sim.calls(Endpoint::UserGet), 1);
+    // The next login waits for the profile, and the refusal shows: no loop
+    // of sessions that end at once.
+    let mut again = Browser::new(WECOM_USER_AGENT);
+    let refused = again.log_in(at, at, sim, "zhangsan").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(!again.cookies.contains_key("wecom_auth_session"));
 }

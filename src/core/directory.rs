@@ -9,6 +9,7 @@
 //! | `mobile/<normalised mobile>` | the id of the user with that mobile |
 //! | `binding/<authenticator>/<wecom userid, lowercase>` | the id of the bound user |
 //! | `user-index/<shard>` | the sorted ids of the users whose id hashes to the shard (16 shards) |
+//! | `profile-denied/binding/<authenticator>/<wecom userid>` | until when (Unix s) the member's logins wait for the profile: WeCom refused it at a refresh |
 //!
 //! WeCom compares userids ignoring case (its create-member API, doc 90195:
 //! the userid is unique "不区分大小写"), so `ZhangWu` and `zhangwu` are one
@@ -43,7 +44,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::AuthError;
 use super::mobile;
-use super::ports::{KeyValue, Update, get_json, update_json};
+use super::ports::{KeyValue, Update, get_json, set_json, update_json};
 
 pub const USER_PREFIX: &str = "user/";
 pub const MAX_PAGE: u32 = 1000;
@@ -344,10 +345,46 @@ pub fn refresh_bound(
     profile: &Profile,
     now: u64,
 ) -> Result<(), AuthError> {
-    if let Some(user) = find_by_binding(kv, binding)? {
-        refresh(kv, &user.id, binding, profile, now)?;
-    }
+    let Some(user) = find_by_binding(kv, binding)? else {
+        return Ok(());
+    };
+    // An unbind landing meanwhile wins: the refresh never binds again.
+    update_json::<User, _>(kv, &user_key(&user.id), |current| {
+        Ok(match current {
+            Some(user) if user.is_bound_to(binding) => {
+                match refreshed(user, binding, profile, now) {
+                    Some(next) => Update::Write(next),
+                    None => Update::Keep,
+                }
+            }
+            _ => Update::Keep,
+        })
+    })?;
     Ok(())
+}
+
+/// How long a member WeCom refused at a profile refresh logs in the slow
+/// way (waiting for the profile, which shows the refusal).
+pub const DENIED_SECONDS: u64 = 3600;
+
+fn denied_key(binding: &Binding) -> String {
+    format!("profile-denied/{}", binding_key(binding))
+}
+
+/// Remembers that WeCom refused this member at a refresh (one key per
+/// binding, overwritten, so bounded by the bindings).
+pub fn mark_denied(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<(), AuthError> {
+    set_json(kv, &denied_key(binding), &(now + DENIED_SECONDS))
+}
+
+/// Whether WeCom refused this member at a refresh within [`DENIED_SECONDS`].
+pub fn recently_denied(kv: &impl KeyValue, binding: &Binding, now: u64) -> bool {
+    matches!(get_json::<u64>(kv, &denied_key(binding)), Ok(Some(until)) if until > now)
+}
+
+/// Forgets a refusal (a refresh went through). Losing this costs one slow login.
+pub fn clear_denied(kv: &impl KeyValue, binding: &Binding) {
+    let _ = kv.delete(&denied_key(binding));
 }
 
 /// Sign-up: mobile index, then the user (listing the binding), then the binding.

@@ -189,8 +189,17 @@ pub enum ProfileRefresh {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRefresh {
     binding: Binding,
+    /// The user the early session was issued for.
+    user_id: String,
     user_ticket: Option<String>,
     in_client: bool,
+}
+
+impl PendingRefresh {
+    /// The member's WeCom userid.
+    pub fn wecom_userid(&self) -> &str {
+        &self.binding.wecom_userid
+    }
 }
 
 /// The rest of a verified callback: the state used once, the code exchanged
@@ -233,8 +242,11 @@ pub fn complete_callback(
     };
     let in_client = verified.flow == LoginFlow::InClient;
     let wants_profile = in_client || identity.user_ticket.is_some();
+    // A member WeCom refused at a recent refresh waits for the profile, so
+    // the refusal shows (403) instead of a session that ends at once.
     if refresh == ProfileRefresh::AfterAnswer
         && wants_profile
+        && !directory::recently_denied(kv, &binding, now)
         && let Some(user) = directory::find_by_binding(kv, &binding)?
     {
         let member = Member {
@@ -247,6 +259,7 @@ pub fn complete_callback(
         };
         let pending = PendingRefresh {
             binding,
+            user_id: user.id.clone(),
             user_ticket: identity.user_ticket,
             in_client,
         };
@@ -302,10 +315,11 @@ fn fetch_member<T: Transport, K: KeyValue>(
     in_client: bool,
 ) -> Result<(Member, Option<String>), AuthError> {
     let (detail, profile) = match (user_ticket, in_client) {
-        (Some(ticket), true) => {
-            let (detail, profile) = api.user_detail_and_profile(ticket, userid);
-            (Some(detail?), Some(profile?))
-        }
+        (Some(ticket), true) => match api.user_detail_and_profile(ticket, userid) {
+            // A refusal of the member decides, whichever call met it.
+            (_, Err(e)) | (Err(e), _) if e.category() == Category::AccessDenied => return Err(e),
+            (detail, profile) => (Some(detail?), Some(profile?)),
+        },
         (Some(ticket), false) => (Some(api.user_detail(ticket)?), None),
         (None, true) => (None, Some(api.user(userid)?)),
         (None, false) => (None, None),
@@ -334,10 +348,11 @@ fn fetch_member<T: Transport, K: KeyValue>(
 
 /// The profile fetch a login answered without ([`ProfileRefresh::AfterAnswer`]):
 /// the same calls as [`complete_callback`] would have made, applied to the
-/// bound user as a login applies them. When WeCom now refuses the member
-/// (an access-denied errcode, which would have refused the login), every
-/// session of the user ends (the next `/verify` answers 401). Errors:
-/// WeCom's or the store's.
+/// bound user as a login applies them. When WeCom now refuses the member or
+/// the app (which would have refused the login), every session of the user
+/// the early session was issued for ends (the next `/verify` answers 401)
+/// and the member's next login waits for the profile. Errors: WeCom's or
+/// the store's.
 pub fn refresh_profile(
     authenticator: &Authenticator,
     pending: &PendingRefresh,
@@ -360,13 +375,19 @@ pub fn refresh_profile(
     );
     let (member, name) = match fetched {
         Ok(fetched) => fetched,
-        // WeCom no longer lets the app see this member (out of the visible
-        // range, gone: 60011, 50002, 60111): the login that answered early
-        // would have been refused, so its session ends.
-        Err(e) if e.category() == Category::AccessDenied => {
-            if let Some(user) = directory::find_by_binding(kv, &pending.binding)? {
-                directory::end_sessions(kv, &user.id, now)?;
-            }
+        // WeCom now refuses the member (out of the visible range, gone:
+        // 60011, 50002, 60111) or the app (48002): the login that answered
+        // early would have been refused, so the sessions it may have begun
+        // end, and the member's next login waits for the profile. A WeCom
+        // that does not answer leaves the session, as a QR login would.
+        Err(e)
+            if matches!(
+                e.category(),
+                Category::AccessDenied | Category::Misconfigured
+            ) =>
+        {
+            directory::end_sessions(kv, &pending.user_id, now)?;
+            directory::mark_denied(kv, &pending.binding, now)?;
             return Err(e);
         }
         Err(e) => return Err(e),
@@ -377,7 +398,9 @@ pub fn refresh_profile(
         email: member.email,
         avatar: member.avatar,
     };
-    directory::refresh_bound(kv, &pending.binding, &profile, now)
+    directory::refresh_bound(kv, &pending.binding, &profile, now)?;
+    directory::clear_denied(kv, &pending.binding);
+    Ok(())
 }
 
 /// The used state completed, a sweep now and then, the session issued.

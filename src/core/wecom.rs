@@ -240,7 +240,12 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         }
         let fresh = match self.access_token(Some(&token)) {
             Ok(fresh) => fresh,
-            Err(e) => return (Err(e.clone()), Err(e)),
+            // A good answer stays good; a refused one gets gettoken's error.
+            Err(e) => {
+                let first = if stale_a { Err(e.clone()) } else { first };
+                let second = if stale_b { Err(e) } else { second };
+                return (first, second);
+            }
         };
         match (stale_a, stale_b) {
             (true, true) => self.send_both(a, b, &fresh),

@@ -22,7 +22,8 @@ use crate::core::ports::{HttpRequest, HttpResponse, Transport};
 pub struct Event<'a> {
     pub ts: u64,
     /// `login-started`, `login-finished`, `login-refused`, `logout`,
-    /// `verify-refused`, `admin`.
+    /// `verify-refused`, `admin`, `rate-limited`, `session-ended` (WeCom
+    /// refused a returning member's profile after the early answer).
     pub event: &'a str,
     /// `ok`, `created`, `newly-bound`, `existing`, `refused`, `error`, or the
     /// admin action done.

@@ -51,13 +51,17 @@ pub struct Response {
 pub struct Deferred {
     pub authenticator: Authenticator,
     pub refresh: PendingRefresh,
+    /// The request's id, for the audit line of what follows.
+    pub request_id: String,
 }
 
 /// The same work for the same authenticator (settings hold secrets, which
 /// do not compare).
 impl PartialEq for Deferred {
     fn eq(&self, other: &Self) -> bool {
-        self.authenticator.name == other.authenticator.name && self.refresh == other.refresh
+        self.authenticator.name == other.authenticator.name
+            && self.refresh == other.refresh
+            && self.request_id == other.request_id
     }
 }
 

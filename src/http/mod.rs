@@ -35,6 +35,7 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
+use crate::core::error::Category;
 use crate::core::ports::{KeyValue, Transport};
 
 pub use self::config::{
@@ -49,23 +50,42 @@ pub use self::message::{
 };
 
 /// The work a request left for after its answer was sent
-/// ([`Response::deferred`]): a returning member's profile refresh. Answers a
-/// line for the operator's log when it failed (never a secret).
+/// ([`Response::deferred`]): a returning member's profile refresh. Answers
+/// the lines for stderr: an audit line (`session-ended`) when WeCom refused
+/// the member and the early session ended, else a log line when the refresh
+/// failed. Never a secret.
 pub fn after_response<K: KeyValue, T: Transport>(
     deferred: &Deferred,
     kv: &K,
     transport: &T,
     now: u64,
 ) -> Option<String> {
-    crate::core::login::refresh_profile(
-        &deferred.authenticator,
-        &deferred.refresh,
-        now,
-        transport,
-        kv,
+    let authenticator = &deferred.authenticator;
+    let e =
+        crate::core::login::refresh_profile(authenticator, &deferred.refresh, now, transport, kv)
+            .err()?;
+    if !matches!(
+        e.category(),
+        Category::AccessDenied | Category::Misconfigured
+    ) {
+        return Some(format!("wecom-auth: profile refresh after a login: {e}"));
+    }
+    let event = audit::Event {
+        ts: now,
+        authenticator: Some(&authenticator.name),
+        wecom_userid: Some(deferred.refresh.wecom_userid()),
+        request_id: deferred.request_id.clone(),
+        detail: Some("WeCom refused the member's profile after an early login"),
+        ..audit::Event::default()
+    }
+    .failed(&e);
+    Some(
+        audit::Event {
+            event: "session-ended",
+            ..event
+        }
+        .line(),
     )
-    .err()
-    .map(|e| format!("wecom-auth: profile refresh after a login: {e}"))
 }
 
 /// Answers one request. Never panics on any input.

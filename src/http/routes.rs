@@ -356,6 +356,7 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             response.deferred = success.pending_refresh.map(|refresh| Deferred {
                 authenticator: authenticator.clone(),
                 refresh,
+                request_id: finished.request_id.clone(),
             });
             response
         }

@@ -36,6 +36,8 @@ pub const MAX_IDLE_PER_ORIGIN: usize = 32;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// When a request names no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest a new connection may take (TCP and TLS).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pooled HTTP(S) client; clones share the pool.
 #[derive(Clone, Debug)]
@@ -47,10 +49,18 @@ impl OutboundClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
+        // Connecting alone never waits longer than this, whatever the
+        // request's combined deadline.
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = match HttpsConnectorBuilder::new().with_native_roots() {
             Ok(builder) => builder,
             // A minimal container without CA certificates.
-            Err(_) => HttpsConnectorBuilder::new().with_webpki_roots(),
+            Err(_) => {
+                eprintln!(
+                    "gateway: no CA certificates on this system; outbound TLS trusts the bundled webpki roots"
+                );
+                HttpsConnectorBuilder::new().with_webpki_roots()
+            }
         }
         .https_or_http()
         .enable_http1()
@@ -88,17 +98,41 @@ impl OutboundClient {
         )
         .await
         .map_err(|_| Error::ConnectionReadTimeout)?
-        .map_err(|e| {
-            if e.is_connect() {
-                Error::ConnectionRefused
-            } else {
-                Error::HttpProtocolError
-            }
-        })?;
+        .map_err(|e| classify(&e))?;
         let mut timeout = tokio::time::interval(between_bytes);
         timeout.reset();
         let response = response.map(|incoming| TimedBody { incoming, timeout }.boxed_unsync());
         Ok((response, Box::new(async { Ok(()) })))
+    }
+}
+
+/// The wasi:http error code of a failed exchange, from the error's causes.
+fn classify(error: &hyper_util::client::legacy::Error) -> Error {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return Error::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return Error::ConnectionTimeout,
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    return Error::ConnectionTerminated;
+                }
+                _ => {}
+            }
+        }
+        let text = e.to_string();
+        if text.contains("certificate") {
+            return Error::TlsCertificateError;
+        }
+        if text.contains("dns error") || text.contains("failed to lookup") {
+            return Error::DestinationNotFound;
+        }
+        cause = e.source();
+    }
+    if error.is_connect() {
+        Error::ConnectionRefused
+    } else {
+        Error::HttpProtocolError
     }
 }
 

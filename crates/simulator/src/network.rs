@@ -1,8 +1,8 @@
 //! A network between the caller and WeCom, modelled on loopback: a round
 //! trip added to every API answer, and extra round trips before the first
-//! answer on a new connection (TCP's handshake: 1; TLS 1.2 on top: 2 more;
-//! what `qyapi.weixin.qq.com` costs a client that does not keep connections
-//! alive). Counts API connections and API calls in flight, so tests see
+//! answer on a new connection (TCP's handshake 1 and TLS 1.3's 1: 2, what
+//! `qyapi.weixin.qq.com` costs a client that does not keep connections
+//! alive; TLS 1.2 would be 3). Counts API connections and API calls in flight, so tests see
 //! connection reuse and concurrency. Browser pages are not delayed: the
 //! model is the server's path to WeCom.
 
