@@ -30,6 +30,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40029 => "invalid code",
         40035 => "invalid parameter",
         40056 => "invalid agentid",
+        40068 => "invalid tagid",
         41001 => "access_token missing",
         41002 => "corpid missing",
         41004 => "corpsecret missing",
@@ -40,6 +41,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         45009 => "api freq out of limit",
         47001 => "data format error",
         50001 => "redirect_uri unauthorized",
+        60003 => "department not found",
         60011 => "no privilege to access/modify contact/party/agent",
         60020 => "not allow to access from your ip",
         60111 => "userid not found",
@@ -103,6 +105,8 @@ pub(crate) fn answer(state: &mut State, call: &ApiCall<'_>) -> String {
         Endpoint::GetUserDetail => get_user_detail(state, call),
         Endpoint::UserGet => user_get(state, call),
         Endpoint::AgentGet => agent_get(state, call),
+        Endpoint::DepartmentSimpleList => department_simplelist(state, call),
+        Endpoint::TagGet => tag_get(state, call),
         Endpoint::OAuthPage | Endpoint::WebLoginPage => Err(40035),
     };
     result.unwrap_or_else(|errcode| error_body(state, call.endpoint, errcode, call.peer))
@@ -307,7 +311,10 @@ fn agent_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
         ),
         ("description", json!("")),
         ("allow_userinfos", json!({ "user": users })),
-        ("allow_partys", json!({ "partyid": [1] })),
+        (
+            "allow_partys",
+            json!({ "partyid": agent.contact_range.clone().unwrap_or_else(|| vec![1]) }),
+        ),
         ("allow_tags", json!({ "tagid": [] })),
         ("close", json!(0)),
         ("redirect_domain", json!(agent.trusted_domain)),
@@ -315,6 +322,77 @@ fn agent_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
         ("isreportenter", json!(0)),
         ("home_url", json!("")),
         ("customized_publish_status", json!(1)),
+    ]))
+}
+
+/// `department/simplelist` (doc 95350): the subtree of `id` (the whole tree
+/// without it), within the app's contact range.
+fn department_simplelist(state: &mut State, call: &ApiCall<'_>) -> Answer {
+    let (corp, agent) = authorize(state, call)?;
+    let in_range = |id: u32| {
+        agent
+            .contact_range
+            .as_ref()
+            .is_none_or(|range| corp.in_range(id, range))
+    };
+    let root = match nonempty(call.query, "id") {
+        Some(id) => id.parse::<u32>().map_err(|_| 60003)?,
+        None => 1,
+    };
+    if !corp.departments.iter().any(|d| d.id == root) {
+        return Err(60003);
+    }
+    let listed: Vec<Value> = match (&agent.contact_range, nonempty(call.query, "id")) {
+        // No id and a range: the subtrees of the range.
+        (Some(range), None) => range
+            .iter()
+            .flat_map(|r| corp.subtree(*r))
+            .map(|d| json!({ "id": d.id, "parentid": d.parentid, "order": d.order }))
+            .collect(),
+        _ => {
+            if !in_range(root) {
+                return Err(60011);
+            }
+            corp.subtree(root)
+                .into_iter()
+                .map(|d| json!({ "id": d.id, "parentid": d.parentid, "order": d.order }))
+                .collect()
+        }
+    };
+    Ok(ok(vec![("department_id", json!(listed))]))
+}
+
+/// `tag/get` (doc 90213): the tag's members and departments, those inside
+/// the app's contact range only.
+fn tag_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
+    let (corp, agent) = authorize(state, call)?;
+    let tagid: u32 = nonempty(call.query, "tagid")
+        .and_then(|id| id.parse().ok())
+        .ok_or(40068)?;
+    let tag = corp.tags.iter().find(|t| t.tagid == tagid).ok_or(40068)?;
+    let visible_dept = |id: u32| {
+        agent
+            .contact_range
+            .as_ref()
+            .is_none_or(|range| corp.in_range(id, range))
+    };
+    let users: Vec<Value> = tag
+        .userlist
+        .iter()
+        .filter_map(|userid| corp.member(userid))
+        .filter(|m| m.department.iter().any(|d| visible_dept(*d)))
+        .map(|m| json!({ "userid": m.userid, "name": m.name }))
+        .collect();
+    let parties: Vec<u32> = tag
+        .partylist
+        .iter()
+        .copied()
+        .filter(|d| visible_dept(*d))
+        .collect();
+    Ok(ok(vec![
+        ("tagname", json!(tag.tagname)),
+        ("userlist", json!(users)),
+        ("partylist", json!(parties)),
     ]))
 }
 

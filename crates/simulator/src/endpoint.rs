@@ -18,6 +18,10 @@ pub enum Endpoint {
     UserGet,
     /// `GET /cgi-bin/agent/get?access_token=&agentid=` (doc 90227)
     AgentGet,
+    /// `GET /cgi-bin/department/simplelist?access_token=[&id=]` (doc 95350)
+    DepartmentSimpleList,
+    /// `GET /cgi-bin/tag/get?access_token=&tagid=` (doc 90213)
+    TagGet,
     /// `GET /connect/oauth2/authorize` (in-client OAuth page, `open.weixin.qq.com`)
     OAuthPage,
     /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
@@ -26,13 +30,15 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::GetToken,
         Endpoint::GetUserInfo,
         Endpoint::LegacyGetUserInfo,
         Endpoint::GetUserDetail,
         Endpoint::UserGet,
         Endpoint::AgentGet,
+        Endpoint::DepartmentSimpleList,
+        Endpoint::TagGet,
         Endpoint::OAuthPage,
         Endpoint::WebLoginPage,
     ];
@@ -46,6 +52,8 @@ impl Endpoint {
             Endpoint::GetUserDetail => "/cgi-bin/auth/getuserdetail",
             Endpoint::UserGet => "/cgi-bin/user/get",
             Endpoint::AgentGet => "/cgi-bin/agent/get",
+            Endpoint::DepartmentSimpleList => "/cgi-bin/department/simplelist",
+            Endpoint::TagGet => "/cgi-bin/tag/get",
             Endpoint::OAuthPage => "/connect/oauth2/authorize",
             Endpoint::WebLoginPage => "/wwlogin/sso/login",
         }

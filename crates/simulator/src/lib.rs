@@ -4,7 +4,8 @@
 //! One server serves all three WeCom hosts, by path:
 //! - `https://qyapi.weixin.qq.com`: `GET /cgi-bin/gettoken`, `GET /cgi-bin/auth/getuserinfo`,
 //!   `GET /cgi-bin/user/getuserinfo` (legacy), `POST /cgi-bin/auth/getuserdetail`,
-//!   `GET /cgi-bin/user/get`, `GET /cgi-bin/agent/get`;
+//!   `GET /cgi-bin/user/get`, `GET /cgi-bin/agent/get`,
+//!   `GET /cgi-bin/department/simplelist`, `GET /cgi-bin/tag/get`;
 //! - `https://open.weixin.qq.com`: `GET /connect/oauth2/authorize` (in-client OAuth);
 //! - `https://login.work.weixin.qq.com`: `GET /wwlogin/sso/login` (web / QR login).
 //!
@@ -64,6 +65,12 @@
 //!   `agentid` silently becomes `snsapi_base`.
 //! - `agent/get` (doc 90227): the token's own app only (another app of the
 //!   company: 301002; no such app: 40056), with `redirect_domain` = its trusted domain.
+//! - `department/simplelist` (doc 95350): `{"department_id": [{"id", "parentid",
+//!   "order"}]}` for the subtree of `id` (all without it) within the app's
+//!   contact range; 60011 for an `id` outside it, 60003 for an unknown one.
+//! - `tag/get` (doc 90213): `tagname`, `userlist` (`userid`, `name`) and
+//!   `partylist`; 40068 for an unknown `tagid`; with a contact range, only
+//!   the members and departments inside it.
 //! - Faults: see [`Fault`] and [`SimulatorHandle::fault`].
 //! - Network: [`Network`] adds a round trip to every API answer and more on a
 //!   new connection; [`SimulatorHandle::connections`] and
@@ -92,8 +99,8 @@ use tokio::task::JoinHandle;
 pub use endpoint::Endpoint;
 pub use faults::{Fault, FaultScope};
 pub use model::{
-    Agent, Corp, Gender, Member, Model, NonMember, SAMPLE_AGENT_ID, SAMPLE_CORP_ID, SAMPLE_SECRET,
-    SAMPLE_TRUSTED_DOMAIN,
+    Agent, Corp, Department, Gender, Member, Model, NonMember, SAMPLE_AGENT_ID, SAMPLE_CORP_ID,
+    SAMPLE_SECRET, SAMPLE_TRUSTED_DOMAIN, Tag,
 };
 pub use network::Network;
 pub use pages::ERRCODE_HEADER;

@@ -34,6 +34,29 @@ pub struct Corp {
     pub members: Vec<Member>,
     /// People who may open a login page but are not members (external WeChat users).
     pub non_members: Vec<NonMember>,
+    /// The department tree (部门); department 1 is the root.
+    pub departments: Vec<Department>,
+    /// Tags (标签): members and whole departments.
+    pub tags: Vec<Tag>,
+}
+
+/// A department (部门), as `department/simplelist` lists it (doc 95350).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Department {
+    pub id: u32,
+    pub name: String,
+    /// 0 for the root.
+    pub parentid: u32,
+    pub order: u32,
+}
+
+/// A tag (标签), as `tag/get` answers it (doc 90213): members and departments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tag {
+    pub tagid: u32,
+    pub tagname: String,
+    pub userlist: Vec<String>,
+    pub partylist: Vec<u32>,
 }
 
 /// A self-built app (自建应用). Each app has its own secret, trusted domain and
@@ -53,6 +76,10 @@ pub struct Agent {
     /// 企业可信IP: `None` = no check; `Some(ips)` = API calls with this app's
     /// credentials or token from any other IP get 60020.
     pub trusted_ips: Option<Vec<IpAddr>>,
+    /// The departments whose subtrees the app may read (its 可见范围 for the
+    /// contacts): `None` = the whole company; outside it, `department/simplelist`
+    /// and `tag/get` answer 60011.
+    pub contact_range: Option<Vec<u32>>,
 }
 
 /// `gender` as WeCom spells it: a string "0" / "1" / "2".
@@ -155,6 +182,9 @@ impl Model {
     ///   female, visible, consents;
     /// - `wangwu` 王五: mobile `13700000002`, visible, does NOT consent to privateinfo;
     /// - `zhaoliu` 赵六: mobile `13600000003`, consents, OUTSIDE the visible range;
+    /// - departments 1 示例科技 (root) → 2 研发部 → 4 平台组, and 1 → 3 财务部;
+    ///   zhangsan in 1 and 2 (main 1), lisi and wangwu in 1, zhaoliu in 3;
+    /// - tag 7 运维 holding lisi and department 4 平台组;
     /// - non-member `outsider` 外部访客 (openid `oOutsider00000000000000000001`,
     ///   external_userid `wmOutsider0000000000000000000001`).
     pub fn sample() -> Self {
@@ -209,6 +239,7 @@ impl Model {
                     secret: SAMPLE_SECRET.into(),
                     trusted_domain: SAMPLE_TRUSTED_DOMAIN.into(),
                     trusted_ips: None,
+                    contact_range: None,
                 }],
                 members: vec![zhangsan, lisi, wangwu, zhaoliu],
                 non_members: vec![NonMember {
@@ -216,6 +247,18 @@ impl Model {
                     name: "外部访客".into(),
                     openid: "oOutsider00000000000000000001".into(),
                     external_userid: "wmOutsider0000000000000000000001".into(),
+                }],
+                departments: vec![
+                    department(1, "示例科技", 0, 100_000_000),
+                    department(2, "研发部", 1, 100_000_000),
+                    department(3, "财务部", 1, 99_999_000),
+                    department(4, "平台组", 2, 100_000_000),
+                ],
+                tags: vec![Tag {
+                    tagid: 7,
+                    tagname: "运维".into(),
+                    userlist: vec!["lisi".into()],
+                    partylist: vec![4],
                 }],
             }],
         }
@@ -238,6 +281,15 @@ impl Model {
     }
 }
 
+fn department(id: u32, name: &str, parentid: u32, order: u32) -> Department {
+    Department {
+        id,
+        name: name.into(),
+        parentid,
+        order,
+    }
+}
+
 impl Corp {
     pub fn agent(&self, agent_id: u32) -> Option<&Agent> {
         self.agents.iter().find(|a| a.agent_id == agent_id)
@@ -249,6 +301,44 @@ impl Corp {
 
     pub fn member_mut(&mut self, userid: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.userid == userid)
+    }
+
+    /// `id` and every department under it, in tree order (parent first).
+    pub fn subtree(&self, id: u32) -> Vec<&Department> {
+        let mut out: Vec<&Department> = self.departments.iter().filter(|d| d.id == id).collect();
+        let mut at = 0;
+        while at < out.len() {
+            let parent = out[at].id;
+            out.extend(
+                self.departments
+                    .iter()
+                    .filter(|d| d.parentid == parent && d.id != parent),
+            );
+            at += 1;
+        }
+        out
+    }
+
+    /// Whether department `id` lies in `range` (a list of subtree roots).
+    pub fn in_range(&self, id: u32, range: &[u32]) -> bool {
+        let mut at = Some(id);
+        let mut steps = 0;
+        while let Some(current) = at {
+            if range.contains(&current) {
+                return true;
+            }
+            at = self
+                .departments
+                .iter()
+                .find(|d| d.id == current)
+                .map(|d| d.parentid)
+                .filter(|p| *p != 0);
+            steps += 1;
+            if steps > self.departments.len() {
+                return false;
+            }
+        }
+        false
     }
 
     pub fn non_member(&self, id: &str) -> Option<&NonMember> {

@@ -906,3 +906,83 @@ async fn shutdown_and_last_drop_stop_the_server() {
     }
     assert!(closed, "the listener closes once the last handle is gone");
 }
+
+/// `department/simplelist` (doc 95350) lists a subtree with `id`,
+/// `parentid`, `order`; `tag/get` (doc 90213) a tag's members and
+/// departments; both within the app's contact range (60011 outside), 60003
+/// and 40068 for unknown ids; `user/get` gives the member's departments.
+#[tokio::test]
+async fn departments_and_tags_answer_like_wecom_within_the_apps_range() {
+    let sim = sample().await;
+    let t = token(&sim).await;
+    let all = get_json(
+        &sim,
+        &format!("/cgi-bin/department/simplelist?access_token={t}"),
+    )
+    .await;
+    assert_eq!(errcode(&all), 0, "{all}");
+    let ids: Vec<u64> = all["department_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert_eq!(all["department_id"][3]["parentid"], 2);
+    assert!(
+        all["department_id"][0].get("name").is_none(),
+        "simplelist has no names"
+    );
+    let rd = get_json(
+        &sim,
+        &format!("/cgi-bin/department/simplelist?access_token={t}&id=2"),
+    )
+    .await;
+    let ids: Vec<u64> = rd["department_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 4], "a department and its subtree");
+    let unknown = get_json(
+        &sim,
+        &format!("/cgi-bin/department/simplelist?access_token={t}&id=99"),
+    )
+    .await;
+    assert_eq!(errcode(&unknown), 60003);
+
+    let tag = get_json(&sim, &format!("/cgi-bin/tag/get?access_token={t}&tagid=7")).await;
+    assert_eq!(errcode(&tag), 0, "{tag}");
+    assert_eq!(tag["tagname"], "运维");
+    assert_eq!(tag["userlist"][0]["userid"], "lisi");
+    assert_eq!(tag["partylist"], serde_json::json!([4]));
+    let no_tag = get_json(&sim, &format!("/cgi-bin/tag/get?access_token={t}&tagid=8")).await;
+    assert_eq!(errcode(&no_tag), 40068);
+    let zhangsan = user_get(&sim, &t, "zhangsan").await;
+    assert_eq!(zhangsan["department"], serde_json::json!([1, 2]));
+    assert_eq!(zhangsan["main_department"], 1);
+
+    // An app that may read 研发部 only.
+    sim.update_model(|m| m.corps[0].agents[0].contact_range = Some(vec![2]));
+    let finance = get_json(
+        &sim,
+        &format!("/cgi-bin/department/simplelist?access_token={t}&id=3"),
+    )
+    .await;
+    assert_eq!(errcode(&finance), 60011);
+    assert_tail(&finance);
+    let ranged = get_json(
+        &sim,
+        &format!("/cgi-bin/department/simplelist?access_token={t}"),
+    )
+    .await;
+    assert_eq!(ranged["department_id"].as_array().unwrap().len(), 2);
+    let tag = get_json(&sim, &format!("/cgi-bin/tag/get?access_token={t}&tagid=7")).await;
+    assert_eq!(
+        tag["userlist"],
+        serde_json::json!([]),
+        "lisi is in 示例科技 only"
+    );
+    assert_eq!(tag["partylist"], serde_json::json!([4]));
+}
