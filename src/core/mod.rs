@@ -4,6 +4,7 @@
 //!
 //! | module | concept |
 //! |---|---|
+//! | [`access`] | who may enter: rules by WeCom member, department and tag |
 //! | [`settings`] | an authenticator's settings and their checks |
 //! | [`browser`], [`flow`] | which client asks; in-client OAuth or web login |
 //! | [`state`], [`used_states`] | the OAuth `state` bound to the browser; its single use |
@@ -17,6 +18,7 @@
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
 
+pub mod access;
 pub mod browser;
 pub mod cookie;
 pub mod directory;

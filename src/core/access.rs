@@ -1,0 +1,321 @@
+//! Who may enter: access rules by WeCom member (`userid`), department and
+//! tag, evaluated over what WeCom tells of the member. A department rule
+//! covers the department's whole subtree unless written exact (`=12`); a
+//! tag covers its members and the subtrees of its departments. Deny wins
+//! over allow; with no allow rule, every member the app may see is allowed.
+//!
+//! The facts come from WeCom's own APIs: the member's departments
+//! (`user/get` → `department`, doc 90196), the tree (`department/simplelist`,
+//! doc 95350) and tag members (`tag/get` → `userlist`, `partylist`, doc
+//! 90213). Fetching and caching them is the caller's; this module is pure.
+
+/// One department rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepartmentRule {
+    pub id: u32,
+    /// Only the department itself, not its subtree.
+    pub exact: bool,
+}
+
+/// Members, departments and tags a rule names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    /// WeCom userids, lowercase (userids compare ignoring ASCII case).
+    pub users: Vec<String>,
+    pub departments: Vec<DepartmentRule>,
+    pub tags: Vec<u32>,
+}
+
+impl RuleSet {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.departments.is_empty() && self.tags.is_empty()
+    }
+
+    /// Parses `users`, `departments` and `tags` as comma-separated lists:
+    /// userids, department ids (`=id` for the department alone), tag ids.
+    /// Errors name the list and the entry.
+    pub fn parse(users: &str, departments: &str, tags: &str) -> Result<RuleSet, String> {
+        let items = |text: &str| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<String>>()
+        };
+        let mut set = RuleSet::default();
+        for user in items(users) {
+            let valid = user.len() <= 64
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
+            if !valid {
+                return Err(format!("users: {user:?} is not a WeCom userid"));
+            }
+            set.users.push(user.to_ascii_lowercase());
+        }
+        for department in items(departments) {
+            let (exact, id) = match department.strip_prefix('=') {
+                Some(id) => (true, id),
+                None => (false, department.as_str()),
+            };
+            let id = id.parse::<u32>().map_err(|_| {
+                format!(
+                    "departments: {department:?} is not a department id (12, or =12 for 12 alone)"
+                )
+            })?;
+            set.departments.push(DepartmentRule { id, exact });
+        }
+        for tag in items(tags) {
+            let id = tag
+                .parse::<u32>()
+                .map_err(|_| format!("tags: {tag:?} is not a tag id"))?;
+            set.tags.push(id);
+        }
+        Ok(set)
+    }
+
+    /// The first class of rule that matches the member, if any.
+    fn matched(&self, facts: &Facts) -> Option<RuleClass> {
+        if self
+            .users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&facts.userid))
+        {
+            return Some(RuleClass::User);
+        }
+        let ancestry = facts.ancestry();
+        let in_department = self.departments.iter().any(|rule| {
+            if rule.exact {
+                facts.departments.contains(&rule.id)
+            } else {
+                ancestry.contains(&rule.id)
+            }
+        });
+        if in_department {
+            return Some(RuleClass::Department);
+        }
+        let in_tag = self.tags.iter().any(|tag| {
+            facts.tags.iter().any(|t| {
+                t.tagid == *tag
+                    && (t
+                        .users
+                        .iter()
+                        .any(|u| u.eq_ignore_ascii_case(&facts.userid))
+                        || t.departments.iter().any(|d| ancestry.contains(d)))
+            })
+        });
+        in_tag.then_some(RuleClass::Tag)
+    }
+}
+
+/// Allow and deny rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub allow: RuleSet,
+    pub deny: RuleSet,
+}
+
+impl Rules {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Whether evaluating needs the member's departments and the tree.
+    pub fn needs_departments(&self) -> bool {
+        !self.allow.departments.is_empty() || !self.deny.departments.is_empty() || self.needs_tags()
+    }
+
+    /// The tag ids whose members evaluating needs.
+    pub fn needs_tags(&self) -> bool {
+        !self.allow.tags.is_empty() || !self.deny.tags.is_empty()
+    }
+
+    /// Allowed, or which class of rule refused the member.
+    pub fn evaluate(&self, facts: &Facts) -> Verdict {
+        if let Some(class) = self.deny.matched(facts) {
+            return Verdict::Denied(Refusal::DeniedBy(class));
+        }
+        if self.allow.is_empty() || self.allow.matched(facts).is_some() {
+            Verdict::Allowed
+        } else {
+            Verdict::Denied(Refusal::NotAllowed)
+        }
+    }
+}
+
+/// A class of rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleClass {
+    User,
+    Department,
+    Tag,
+}
+
+/// Why a member was refused: a deny rule of a class matched, or no allow
+/// rule did. Never names other members or the rule's ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    DeniedBy(RuleClass),
+    NotAllowed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Denied(Refusal),
+}
+
+/// The members and departments of a tag (`tag/get`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagMembers {
+    pub tagid: u32,
+    pub users: Vec<String>,
+    pub departments: Vec<u32>,
+}
+
+/// What WeCom tells of a member, for the rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub userid: String,
+    /// The member's departments (`user/get` → `department`).
+    pub departments: Vec<u32>,
+    /// The tree as `(id, parentid)` pairs (`department/simplelist`).
+    pub tree: Vec<(u32, u32)>,
+    /// The tags the rules name.
+    pub tags: Vec<TagMembers>,
+}
+
+impl Facts {
+    /// The member's departments and every department above them.
+    fn ancestry(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for &start in &self.departments {
+            let mut at = Some(start);
+            // A malformed tree (a loop) stops after as many steps as nodes.
+            for _ in 0..=self.tree.len() {
+                let Some(id) = at else { break };
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+                at = self
+                    .tree
+                    .iter()
+                    .find(|(node, _)| *node == id)
+                    .map(|(_, parent)| *parent)
+                    .filter(|parent| *parent != 0 && *parent != id);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulator's sample tree: 1 → 2 → 4, 1 → 3; tag 7 holds lisi and 4.
+    fn facts(userid: &str, departments: &[u32]) -> Facts {
+        Facts {
+            userid: userid.into(),
+            departments: departments.to_vec(),
+            tree: vec![(1, 0), (2, 1), (3, 1), (4, 2)],
+            tags: vec![TagMembers {
+                tagid: 7,
+                users: vec!["lisi".into()],
+                departments: vec![4],
+            }],
+        }
+    }
+
+    fn rules(allow: (&str, &str, &str), deny: (&str, &str, &str)) -> Rules {
+        Rules {
+            allow: RuleSet::parse(allow.0, allow.1, allow.2).unwrap(),
+            deny: RuleSet::parse(deny.0, deny.1, deny.2).unwrap(),
+        }
+    }
+
+    #[test]
+    fn each_class_allows_and_denies_and_deny_wins() {
+        let none = ("", "", "");
+        let engineer = facts("ZhangSan", &[4]);
+        let finance = facts("zhaoliu", &[3]);
+        let tagged = facts("lisi", &[1]);
+        // No rule: everyone.
+        assert_eq!(Rules::default().evaluate(&finance), Verdict::Allowed);
+        // By user, any case.
+        let by_user = rules(("zhangsan,wangwu", "", ""), none);
+        assert_eq!(by_user.evaluate(&engineer), Verdict::Allowed);
+        assert_eq!(
+            by_user.evaluate(&finance),
+            Verdict::Denied(Refusal::NotAllowed)
+        );
+        // By department: 2 covers its subtree (4), =2 only 2 itself.
+        assert_eq!(
+            rules(("", "2", ""), none).evaluate(&engineer),
+            Verdict::Allowed
+        );
+        assert_eq!(
+            rules(("", "=2", ""), none).evaluate(&engineer),
+            Verdict::Denied(Refusal::NotAllowed)
+        );
+        assert_eq!(
+            rules(("", "2", ""), none).evaluate(&finance),
+            Verdict::Denied(Refusal::NotAllowed)
+        );
+        // By tag: a member of the tag, or under one of its departments.
+        let by_tag = rules(("", "", "7"), none);
+        assert_eq!(by_tag.evaluate(&tagged), Verdict::Allowed);
+        assert_eq!(by_tag.evaluate(&engineer), Verdict::Allowed);
+        assert_eq!(
+            by_tag.evaluate(&finance),
+            Verdict::Denied(Refusal::NotAllowed)
+        );
+        // Deny wins over allow, and says which class refused.
+        let everyone_but = rules(("", "1", ""), ("", "", "7"));
+        assert_eq!(
+            everyone_but.evaluate(&engineer),
+            Verdict::Denied(Refusal::DeniedBy(RuleClass::Tag))
+        );
+        assert_eq!(everyone_but.evaluate(&finance), Verdict::Allowed);
+        assert_eq!(
+            rules(none, ("zhaoliu", "", "")).evaluate(&finance),
+            Verdict::Denied(Refusal::DeniedBy(RuleClass::User))
+        );
+        assert_eq!(
+            rules(none, ("", "2", "")).evaluate(&engineer),
+            Verdict::Denied(Refusal::DeniedBy(RuleClass::Department))
+        );
+    }
+
+    #[test]
+    fn lists_parse_or_name_the_bad_entry() {
+        let set = RuleSet::parse(" ZhangSan , lisi ", "12, =34", "7").unwrap();
+        assert_eq!(set.users, ["zhangsan", "lisi"]);
+        assert_eq!(
+            set.departments,
+            [
+                DepartmentRule {
+                    id: 12,
+                    exact: false
+                },
+                DepartmentRule {
+                    id: 34,
+                    exact: true
+                }
+            ]
+        );
+        assert_eq!(set.tags, [7]);
+        assert!(RuleSet::parse("", "", "").unwrap().is_empty());
+        let e = RuleSet::parse("", "12,finance", "").unwrap_err();
+        assert!(e.contains("departments") && e.contains("finance"), "{e}");
+        assert!(RuleSet::parse("a b", "", "").unwrap_err().contains("users"));
+        assert!(RuleSet::parse("", "", "x").unwrap_err().contains("tags"));
+    }
+
+    #[test]
+    fn a_looping_tree_ends_the_walk() {
+        let mut looped = facts("x", &[5]);
+        looped.tree = vec![(5, 6), (6, 5)];
+        assert_eq!(looped.ancestry(), [5, 6]);
+    }
+}
