@@ -1792,6 +1792,9 @@ async fn the_store_stays_bounded_over_ten_thousand_logins() {
     // Live: the last ~17 minutes of states (600 s life, a 300 s window, a
     // 120 s clock margin) at one login per 9 s, two keys each, plus rate
     // counters of the last few minutes.
-    assert!(counts[ROUNDS - 1] <= counts[0] + 10, "{counts:?}");
+    // Sweeps run for one request in 16 (by its randomness), so the count
+    // wanders (290 to 410 seen); without them it would grow by about 4 000
+    // keys a round.
+    assert!(counts[ROUNDS - 1] < counts[0] + 300, "{counts:?}");
     assert!(counts[ROUNDS - 1] < 600, "{counts:?}");
 }
