@@ -4,7 +4,7 @@
 //!
 //! | module | concept |
 //! |---|---|
-//! | [`access`] | who may enter: rules by WeCom member, department and tag |
+//! | [`access`], [`facts`] | who may enter: rules by WeCom member, department and tag; the facts from WeCom, cached |
 //! | [`settings`] | an authenticator's settings and their checks |
 //! | [`browser`], [`flow`] | which client asks; in-client OAuth or web login |
 //! | [`state`], [`used_states`] | the OAuth `state` bound to the browser; its single use |
@@ -24,6 +24,7 @@ pub mod cookie;
 pub mod directory;
 pub mod error;
 pub mod expiring;
+pub mod facts;
 pub mod flow;
 pub mod login;
 pub mod mobile;

@@ -7,6 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::access::TagMembers;
 use super::error::{AuthError, WecomError, errcode, redact};
 use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
 use super::settings::Authenticator;
@@ -62,6 +63,9 @@ pub struct UserDetail {
 pub struct UserProfile {
     #[serde(default)]
     pub name: Option<String>,
+    /// The member's departments (doc 90196).
+    #[serde(default)]
+    pub department: Vec<u32>,
     #[serde(default)]
     pub avatar: Option<String>,
     #[serde(default)]
@@ -169,6 +173,52 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// `user/get`: the member's name.
     pub fn user(&self, userid: &str) -> Result<UserProfile, AuthError> {
         self.call_with_token("user/get", &[("userid", userid)], None)
+    }
+
+    /// `department/simplelist` of the whole tree the app may read (doc
+    /// 95350): `(id, parentid)` pairs. 60011 when the app may not read the
+    /// contacts.
+    pub fn department_tree(&self) -> Result<Vec<(u32, u32)>, AuthError> {
+        #[derive(Deserialize)]
+        struct Node {
+            id: u32,
+            #[serde(default)]
+            parentid: u32,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            department_id: Vec<Node>,
+        }
+        let answer: Answer = self.call_with_token("department/simplelist", &[], None)?;
+        Ok(answer
+            .department_id
+            .into_iter()
+            .map(|node| (node.id, node.parentid))
+            .collect())
+    }
+
+    /// `tag/get` (doc 90213): the tag's members and departments the app may
+    /// see. 40068 for an unknown tag.
+    pub fn tag_members(&self, tagid: u32) -> Result<TagMembers, AuthError> {
+        #[derive(Deserialize)]
+        struct Member {
+            userid: String,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            userlist: Vec<Member>,
+            #[serde(default)]
+            partylist: Vec<u32>,
+        }
+        let id = tagid.to_string();
+        let answer: Answer = self.call_with_token("tag/get", &[("tagid", &id)], None)?;
+        Ok(TagMembers {
+            tagid,
+            users: answer.userlist.into_iter().map(|m| m.userid).collect(),
+            departments: answer.partylist,
+        })
     }
 
     /// `agent/get` of the configured app (doc 90227): 40056 when agent-id is
@@ -491,6 +541,42 @@ pub(crate) mod tests {
             kv,
             now: NOW,
         }
+    }
+
+    #[test]
+    fn departments_and_tags_read_wecoms_shapes() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(r#"{"errcode":0,"errmsg":"ok","department_id":[{"id":1,"parentid":0,"order":100},{"id":2,"parentid":1,"order":10}]}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","tagname":"运维","userlist":[{"userid":"lisi","name":"李四"}],"partylist":[4]}"#)
+            .json(r#"{"errcode":60011,"errmsg":"no privilege to access/modify contact/party/agent"}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1,2],"main_department":1}"#);
+        let wecom = api(&a, &t, &kv);
+        assert_eq!(wecom.department_tree().unwrap(), [(1, 0), (2, 1)]);
+        let tag = wecom.tag_members(7).unwrap();
+        assert_eq!(
+            (tag.users.as_slice(), tag.departments.as_slice()),
+            (&["lisi".to_owned()][..], &[4][..])
+        );
+        let refused = wecom.tag_members(8).unwrap_err();
+        assert!(
+            matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
+            "{refused:?}"
+        );
+        assert_eq!(wecom.user("zhangsan").unwrap().department, [1, 2]);
+        assert_eq!(
+            t.paths(),
+            [
+                "gettoken",
+                "department/simplelist",
+                "tag/get",
+                "tag/get",
+                "user/get"
+            ]
+        );
+        assert!(t.sent.borrow()[2].url.ends_with("&tagid=7"));
     }
 
     #[test]
