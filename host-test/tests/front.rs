@@ -1798,3 +1798,159 @@ async fn the_store_stays_bounded_over_ten_thousand_logins() {
     assert!(counts[ROUNDS - 1] < counts[0] + 300, "{counts:?}");
     assert!(counts[ROUNDS - 1] < 600, "{counts:?}");
 }
+
+/// The member with `userid` in the sample company: moved to `departments`.
+fn move_member(sim: &SimulatorHandle, userid: &str, departments: &[u32]) {
+    sim.update_model(|model| {
+        let member = model.corps[0].member_mut(userid).unwrap();
+        member.department = departments.to_vec();
+    });
+}
+
+/// Rules from the settings, at login: allowed by department (and by a
+/// sub-department), refused (403, no session) when no allow rule matches,
+/// and a deny rule winning over an allow rule, each page naming the class.
+#[tokio::test]
+async fn access_rules_from_the_settings_decide_at_login() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    // 研发部 (2) and below; wangwu moves to 平台组 (4), under 研发部.
+    move_member(&sim, "wangwu", &[4]);
+    let front = Front::new(
+        &sim,
+        &[("auto_signup", "true"), ("allowed_departments", "2")],
+    );
+    let mut zhangsan = Browser::new(WECOM_ANDROID);
+    let landed = zhangsan
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(landed.status, 302, "in 研发部: {}", landed.body);
+    assert_eq!(zhangsan.get(&front, "/auth/wecom/verify").await.status, 200);
+    let mut wangwu = Browser::new(WECOM_ANDROID);
+    let landed = wangwu
+        .log_in(&front, &sim, "/auth/wecom/login", "wangwu")
+        .await;
+    assert_eq!(landed.status, 302, "in a sub-department: {}", landed.body);
+    let mut lisi = Browser::new(WECOM_ANDROID);
+    let refused = lisi.log_in(&front, &sim, "/auth/wecom/login", "lisi").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("您不在其中"), "{}", refused.body);
+    assert!(!lisi.cookies.contains_key("wecom_auth_session"));
+    assert!(!refused.body.contains("zhangsan"), "no other member's data");
+
+    // Deny wins: 研发部 allowed, the tag 运维 (its 平台组) denied.
+    let denying = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("allowed_departments", "2"),
+            ("denied_tags", "7"),
+        ],
+    );
+    let mut wangwu = Browser::new(WECOM_ANDROID);
+    let refused = wangwu
+        .log_in(&denying, &sim, "/auth/wecom/login", "wangwu")
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("您在企业微信中的标签无权访问"),
+        "{}",
+        refused.body
+    );
+    let line = denying
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "access-refused")
+        .expect("an audit line");
+    assert_eq!(line["detail"], "denied by a tag rule");
+}
+
+/// The proxy's own rules at `/verify` (as oauth2-proxy's
+/// `allowed_groups`): by user, by exact department, by a tag holding the
+/// member, by a tag holding the member's department; 403 naming the class;
+/// a malformed list is a 400.
+#[tokio::test]
+async fn verify_applies_the_rules_a_proxy_asks_for() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    move_member(&sim, "wangwu", &[4]);
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut members = Vec::new();
+    for userid in ["zhangsan", "lisi", "wangwu"] {
+        let mut phone = Browser::new(WECOM_ANDROID);
+        let landed = phone
+            .log_in(&front, &sim, "/auth/wecom/login", userid)
+            .await;
+        assert_eq!(landed.status, 302, "{userid}: {}", landed.body);
+        members.push(phone);
+    }
+    let [zhangsan, lisi, wangwu] = &mut members[..] else {
+        unreachable!()
+    };
+    let verify = |rules: &str| format!("/auth/wecom/verify?{rules}");
+    let cases = [
+        ("allowed_users=lisi", [403, 200, 403]),
+        ("allowed_departments=%3D2", [200, 403, 403]),
+        ("allowed_departments=2", [200, 403, 200]),
+        ("allowed_tags=7", [403, 200, 200]),
+        ("allowed_departments=1&denied_users=lisi", [200, 403, 200]),
+    ];
+    for (rules, expected) in cases {
+        for (browser, status) in [&mut *zhangsan, &mut *lisi, &mut *wangwu]
+            .into_iter()
+            .zip(expected)
+        {
+            let reply = browser.get(&front, &verify(rules)).await;
+            assert_eq!(reply.status, status, "{rules}: {}", reply.body);
+            if status == 403 {
+                assert_eq!(reply.json()["error"]["category"], "access-denied");
+            }
+        }
+    }
+    let refused = lisi.get(&front, &verify("allowed_users=zhangsan")).await;
+    assert_eq!(refused.status, 403);
+    let bad = zhangsan
+        .get(&front, &verify("allowed_departments=finance"))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("departments"), "{}", bad.body);
+}
+
+/// A member moved out of an allowed department loses access once the
+/// cached facts are older than `access_facts_max_age_seconds`; when WeCom
+/// then refuses the member's data (60011), `/verify` fails closed.
+#[tokio::test]
+async fn a_member_moved_out_loses_access_after_the_bound_and_refused_facts_fail_closed() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("allowed_departments", "2"),
+            ("access_facts_max_age_seconds", "60"),
+        ],
+    );
+    let mut zhangsan = Browser::new(WECOM_ANDROID);
+    let landed = zhangsan
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let calls = sim.api_calls();
+    assert_eq!(zhangsan.get(&front, "/auth/wecom/verify").await.status, 200);
+    assert_eq!(sim.api_calls(), calls, "cached facts: no WeCom call");
+    move_member(&sim, "zhangsan", &[3]);
+    assert_eq!(
+        zhangsan.get(&front, "/auth/wecom/verify").await.status,
+        200,
+        "within the bound the cached facts stand"
+    );
+    front.clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(zhangsan.get(&front, "/auth/wecom/verify").await.status, 403);
+
+    // Back in 研发部, but out of the app's range: user/get answers 60011.
+    move_member(&sim, "zhangsan", &[2]);
+    sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().visible = false);
+    front.clock.advance(std::time::Duration::from_secs(61));
+    let closed = zhangsan.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(closed.status, 403, "{}", closed.body);
+    assert_eq!(closed.json()["error"]["errcode"], 60011, "{}", closed.body);
+}

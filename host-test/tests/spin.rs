@@ -336,7 +336,8 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     // passes (`spin-client-addr`), across both instances; a client's own
     // `spin-client-addr`, a new one each time, changes nothing.
     let mut refused = None;
-    for n in 0..=RATE_PER_CLIENT {
+    // Twice the limit: a minute may turn during the loop and start afresh.
+    for n in 0..=2 * RATE_PER_CLIENT {
         let at = if n % 2 == 0 { a } else { b };
         let forged = format!("198.18.{}.{}", n / 200, n % 200);
         let headers = [("spin-client-addr", forged.as_str())];

@@ -45,6 +45,7 @@ pub const TITLE_SERVICE_UNAVAILABLE: Text = text("Service unavailable", "服务�
 pub const TITLE_MISCONFIGURED: Text = text("Configuration error", "配置有误");
 pub const TITLE_CONFLICT: Text = text("Conflict", "数据冲突");
 pub const TITLE_NOT_FOUND: Text = text("Not found", "页面不存在");
+pub const TITLE_NO_ACCESS: Text = text("No access", "无权访问");
 pub const TITLE_TOO_MANY_REQUESTS: Text = text("Too many login attempts", "登录尝试过于频繁");
 
 // Error messages.
@@ -101,6 +102,22 @@ pub const CONFLICT: Text = text(
     "请求与已有数据冲突。",
 );
 pub const NOT_FOUND: Text = text("Not found.", "未找到。");
+pub const REFUSED_BY_USER_RULE: Text = text(
+    "Your account may not open this app. Ask its administrator for access.",
+    "您的账号无权访问此应用，请联系应用管理员开通。",
+);
+pub const REFUSED_BY_DEPARTMENT_RULE: Text = text(
+    "Your department may not open this app. Ask its administrator for access.",
+    "您所在的部门无权访问此应用，请联系应用管理员开通。",
+);
+pub const REFUSED_BY_TAG_RULE: Text = text(
+    "A tag you carry in WeCom may not open this app. Ask its administrator for access.",
+    "您在企业微信中的标签无权访问此应用，请联系应用管理员开通。",
+);
+pub const NOT_ALLOWED_BY_RULES: Text = text(
+    "This app is open to some members, departments or tags only, and you are not among them. Ask its administrator for access.",
+    "此应用仅对指定的成员、部门或标签开放，您不在其中，请联系应用管理员开通。",
+);
 pub const TOO_MANY_FROM_CLIENT: Text = text(
     "Too many login attempts from your network. Please wait a minute and try again.",
     "您所在网络的登录尝试过于频繁，请稍候一分钟再试。",

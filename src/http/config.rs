@@ -11,6 +11,7 @@
 //! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
 //! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
 
+use crate::core::access::{RuleSet, Rules};
 use crate::core::session::Renewal;
 use crate::core::settings::{
     self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
@@ -33,7 +34,16 @@ pub struct Entry {
     pub authenticator: Authenticator,
     /// `display_name`, if set.
     pub display_name: Option<String>,
+    /// Who may enter (`allowed_*`, `denied_*`): checked at login and `/verify`.
+    pub rules: Rules,
+    /// `access_facts_max_age_seconds`: how old WeCom's facts (departments,
+    /// tags) may be; a member moved out of a department loses access at most
+    /// this much later.
+    pub facts_max_age: u64,
 }
+
+/// The default bound on the age of WeCom's facts for the rules, in seconds.
+pub const DEFAULT_FACTS_MAX_AGE: u64 = 300;
 
 /// The checked configuration of the front.
 #[derive(Debug, Clone)]
@@ -184,7 +194,7 @@ pub const DEFAULT_SESSION_MAX: u32 = 7 * 24 * 3600;
 
 /// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
 /// in the order problems are reported.
-pub const FIELDS: [&str; 15] = [
+pub const FIELDS: [&str; 22] = [
     "corp_id",
     "agent_id",
     "secret",
@@ -200,6 +210,24 @@ pub const FIELDS: [&str; 15] = [
     "state_lifetime_seconds",
     "api_timeout_ms",
     "display_name",
+    "allowed_users",
+    "allowed_departments",
+    "allowed_tags",
+    "denied_users",
+    "denied_departments",
+    "denied_tags",
+    "access_facts_max_age_seconds",
+];
+
+/// The rule lists among [`FIELDS`], in the order allow (users,
+/// departments, tags), then deny.
+const RULE_LISTS: [&str; 6] = [
+    "allowed_users",
+    "allowed_departments",
+    "allowed_tags",
+    "denied_users",
+    "denied_departments",
+    "denied_tags",
 ];
 
 struct Reader<'a> {
@@ -301,6 +329,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     // Per authenticator: the variable each settings field came from.
     let mut sources: Vec<Vec<(&'static str, String, Option<String>)>> = Vec::new();
     let mut display_names = Vec::with_capacity(names.len());
+    let mut all_rules = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
             name: name.clone(),
@@ -312,6 +341,9 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         };
         let mut fields = Vec::with_capacity(FIELDS.len());
         let mut display_name = None;
+        // (users, departments, tags) of allow and deny, with their variables.
+        let mut lists: [(String, String); 6] = Default::default();
+        let mut facts_max_age = DEFAULT_FACTS_MAX_AGE;
         for key in FIELDS {
             let f = source(&reader, name, names.len(), key);
             let value = f.value;
@@ -335,6 +367,15 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 "display_name" => {
                     display_name = value.and_then(|v| check_display_name(v, &mut bad))
                 }
+                "access_facts_max_age_seconds" => {
+                    if let Some(n) = number(value, &mut bad) {
+                        facts_max_age = u64::from(n);
+                    }
+                }
+                list if list.starts_with("allowed_") || list.starts_with("denied_") => {
+                    let at = RULE_LISTS.iter().position(|l| *l == list).unwrap_or(0);
+                    lists[at] = (value.unwrap_or_default().to_owned(), f.variable.clone());
+                }
                 _ => {}
             }
             fields.push((key, f.variable, f.unset_hint));
@@ -342,6 +383,22 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         all.push(s);
         sources.push(fields);
         display_names.push(display_name);
+        let mut set = |at: usize| {
+            RuleSet::parse(&lists[at].0, &lists[at + 1].0, &lists[at + 2].0).unwrap_or_else(|why| {
+                // Name the variable of the list the problem is in.
+                let which = ["users", "departments", "tags"]
+                    .iter()
+                    .position(|l| why.starts_with(l))
+                    .unwrap_or(0);
+                reader.problem(&lists[at + which].1, Some(name), why);
+                RuleSet::default()
+            })
+        };
+        let rules = Rules {
+            allow: set(0),
+            deny: set(3),
+        };
+        all_rules.push((rules, facts_max_age));
     }
     let checked = match settings::check_all(&all) {
         Ok(checked) => Some(checked),
@@ -357,10 +414,15 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             entries: checked
                 .into_iter()
                 .zip(display_names)
-                .map(|(authenticator, display_name)| Entry {
-                    authenticator,
-                    display_name,
-                })
+                .zip(all_rules)
+                .map(
+                    |((authenticator, display_name), (rules, facts_max_age))| Entry {
+                        authenticator,
+                        display_name,
+                        rules,
+                        facts_max_age,
+                    },
+                )
                 .collect(),
             admin_token,
             protected_paths,

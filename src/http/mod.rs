@@ -31,6 +31,7 @@ mod limits;
 mod message;
 mod probes;
 mod routes;
+mod rules;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,8 @@ use super::message::{
     self, Deferred, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
 };
 use super::probes;
+use super::rules;
+use crate::core::access::Rules;
 use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
 use crate::core::directory::{self, User};
@@ -341,6 +343,13 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         ..audit::Event::of(ctx, event, outcome)
     };
     match completed {
+        // The rules (`allowed_*`, `denied_*`) before the session is handed out.
+        Ok(success)
+            if let Some(refused) =
+                rules::refusal(ctx, entry, &success.member.wecom_userid, &Rules::default()) =>
+        {
+            refused
+        }
         Ok(success) => {
             let finished = audit::Event {
                 wecom_userid: Some(&success.member.wecom_userid),
@@ -557,13 +566,26 @@ fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// the answer to the browser: Traefik, Envoy) no session is a 302 to the
 /// login route, back to `X-Forwarded-Uri`; Nginx needs the plain 401.
 /// `{prefix}/verify[/original path]`: see [`forward_auth`].
-fn verify<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Response {
+fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str) -> Response {
     match current_session(ctx) {
-        Ok(session) => with_renewal(
-            ctx,
-            &session,
-            forward_auth::granted(&session, &ctx.config.identity_headers),
-        ),
+        Ok(session) => {
+            let claims = &session.verified.claims;
+            let request_rules = match rules::from_query(ctx) {
+                Ok(rules) => rules,
+                Err(bad) => return *bad,
+            };
+            if let Some(entry) = ctx.config.find(&claims.authenticator)
+                && let Some(refused) =
+                    rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules)
+            {
+                return refused;
+            }
+            with_renewal(
+                ctx,
+                &session,
+                forward_auth::granted(&session, &ctx.config.identity_headers),
+            )
+        }
         Err(e)
             if e.category() == Category::SessionInvalid
                 && forward_auth::is_public(ctx.request, after_verify, ctx.config) =>
