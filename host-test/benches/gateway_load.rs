@@ -168,6 +168,15 @@ async fn main() -> anyhow::Result<()> {
         ],
     )
     .await?;
+    // 示例科技 (1) and below: zhangsan's departments read once, then cached.
+    let ruled = beside(
+        &demo,
+        &[
+            ("rate_limit_per_client", "0"),
+            ("allowed_departments", "1"),
+        ],
+    )
+    .await?;
     let counting = beside(
         &demo,
         &[
@@ -190,6 +199,16 @@ async fn main() -> anyhow::Result<()> {
         (
             "GET /auth/wecom/verify with a session, Prometheus metrics on",
             format!("{app}/auth/wecom/verify"),
+            vec![format!("Cookie: {session}")],
+        ),
+        (
+            "GET /auth/wecom/verify with a session and a department rule (facts cached)",
+            format!("{}/auth/wecom/verify", ruled.url()),
+            vec![format!("Cookie: {session}")],
+        ),
+        (
+            "GET /auth/wecom/verify with a session, the proxy's rule `?allowed_departments=1`",
+            format!("{}/auth/wecom/verify?allowed_departments=1", off.url()),
             vec![format!("Cookie: {session}")],
         ),
         (
