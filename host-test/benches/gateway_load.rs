@@ -171,10 +171,7 @@ async fn main() -> anyhow::Result<()> {
     // 示例科技 (1) and below: zhangsan's departments read once, then cached.
     let ruled = beside(
         &demo,
-        &[
-            ("rate_limit_per_client", "0"),
-            ("allowed_departments", "1"),
-        ],
+        &[("rate_limit_per_client", "0"), ("allowed_departments", "1")],
     )
     .await?;
     let counting = beside(

@@ -154,6 +154,9 @@ pub struct Member {
     pub email: Option<String>,
     pub avatar: Option<String>,
     pub gender: Option<String>,
+    /// The departments `user/get` gave, when this login called it (for the
+    /// access rules' facts); None otherwise.
+    pub departments: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +259,7 @@ pub fn complete_callback(
             email: user.email.clone(),
             avatar: user.avatar.clone(),
             gender: None,
+            departments: None,
         };
         let pending = PendingRefresh {
             binding,
@@ -336,6 +340,7 @@ fn fetch_member<T: Transport, K: KeyValue>(
     }
     let mut name = None;
     if let Some(profile) = profile {
+        member.departments = Some(profile.department);
         name = non_empty(profile.name);
         member.email = member
             .email
@@ -486,6 +491,7 @@ fn repeat_finished_login(
             email: user.email.clone(),
             avatar: user.avatar.clone(),
             gender: None,
+            departments: None,
         },
         user,
         outcome: Outcome::Existing,

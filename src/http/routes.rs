@@ -345,8 +345,13 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     match completed {
         // The rules (`allowed_*`, `denied_*`) before the session is handed out.
         Ok(success)
-            if let Some(refused) =
-                rules::refusal(ctx, entry, &success.member.wecom_userid, &Rules::default()) =>
+            if let Some(refused) = rules::refusal(
+                ctx,
+                entry,
+                &success.member.wecom_userid,
+                &Rules::default(),
+                success.member.departments.clone(),
+            ) =>
         {
             refused
         }
@@ -576,7 +581,7 @@ fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str
             };
             if let Some(entry) = ctx.config.find(&claims.authenticator)
                 && let Some(refused) =
-                    rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules)
+                    rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules, None)
             {
                 return refused;
             }

@@ -39,12 +39,14 @@ pub(super) fn from_query<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Rules, Box<Res
 
 /// Lets member `userid` of `entry` in (None), or answers why not (403, or
 /// the WeCom error when the facts cannot be had). No WeCom call when the
-/// rules need no facts or the facts are cached.
+/// rules need no facts or the facts are cached. `fresh_departments`: the
+/// member's departments a login just read from WeCom.
 pub(super) fn refusal<K: KeyValue, T: Transport>(
     ctx: &Ctx<'_, '_, K, T>,
     entry: &Entry,
     userid: &str,
     request_rules: &Rules,
+    fresh_departments: Option<Vec<u32>>,
 ) -> Option<Response> {
     let sets = [&entry.rules, request_rules];
     if sets.iter().all(|r| r.is_empty()) {
@@ -64,7 +66,7 @@ pub(super) fn refusal<K: KeyValue, T: Transport>(
         kv: ctx.env.kv,
         now: ctx.env.now,
     };
-    let facts = match facts::gather(&api, &needs, userid, None, entry.facts_max_age) {
+    let facts = match facts::gather(&api, &needs, userid, fresh_departments, entry.facts_max_age) {
         Ok(facts) => facts,
         Err(e) => {
             let event = audit::Event {
