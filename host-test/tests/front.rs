@@ -1913,6 +1913,17 @@ async fn verify_applies_the_rules_a_proxy_asks_for() {
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("departments"), "{}", bad.body);
+    // Path-prefix mode (Envoy): the query is the original request's, the
+    // client's own, and never a rule.
+    let prefixed = zhangsan
+        .get(&front, "/auth/wecom/verify/app/report?allowed_users=lisi")
+        .await;
+    assert_eq!(prefixed.status, 200, "{}", prefixed.body);
+    let many: Vec<String> = (1..=33).map(|n| n.to_string()).collect();
+    let flood = zhangsan
+        .get(&front, &verify(&format!("allowed_tags={}", many.join("%2C"))))
+        .await;
+    assert_eq!(flood.status, 400, "no more than 32 tags: {}", flood.body);
 }
 
 /// A member moved out of an allowed department loses access once the

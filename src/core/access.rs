@@ -9,6 +9,9 @@
 //! doc 95350) and tag members (`tag/get` → `userlist`, `partylist`, doc
 //! 90213). Fetching and caching them is the caller's; this module is pure.
 
+/// The most entries one rule list may hold.
+pub const MAX_ITEMS: usize = 32;
+
 /// One department rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepartmentRule {
@@ -32,8 +35,9 @@ impl RuleSet {
     }
 
     /// Parses `users`, `departments` and `tags` as comma-separated lists:
-    /// userids, department ids (`=id` for the department alone), tag ids.
-    /// Errors name the list and the entry.
+    /// userids, department ids (`=id` for the department alone), tag ids; at
+    /// most [`MAX_ITEMS`] each (every tag costs a WeCom call when its members
+    /// are not cached). Errors name the list and the entry.
     pub fn parse(users: &str, departments: &str, tags: &str) -> Result<RuleSet, String> {
         let items = |text: &str| {
             text.split(',')
@@ -42,6 +46,15 @@ impl RuleSet {
                 .map(str::to_owned)
                 .collect::<Vec<String>>()
         };
+        for (list, text) in [
+            ("users", users),
+            ("departments", departments),
+            ("tags", tags),
+        ] {
+            if items(text).len() > MAX_ITEMS {
+                return Err(format!("{list}: more than {MAX_ITEMS} entries"));
+            }
+        }
         let mut set = RuleSet::default();
         for user in items(users) {
             let valid = user.len() <= 64
@@ -310,6 +323,15 @@ mod tests {
         assert!(e.contains("departments") && e.contains("finance"), "{e}");
         assert!(RuleSet::parse("a b", "", "").unwrap_err().contains("users"));
         assert!(RuleSet::parse("", "", "x").unwrap_err().contains("tags"));
+        let many = (0..=MAX_ITEMS)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        assert!(
+            RuleSet::parse("", "", &many)
+                .unwrap_err()
+                .contains("more than")
+        );
     }
 
     #[test]

@@ -575,9 +575,15 @@ fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str
     match current_session(ctx) {
         Ok(session) => {
             let claims = &session.verified.claims;
-            let request_rules = match rules::from_query(ctx) {
-                Ok(rules) => rules,
-                Err(bad) => return *bad,
+            // In path-prefix mode (Envoy) the query is the original
+            // request's, the client's: no rules from it.
+            let request_rules = if after_verify.is_empty() {
+                match rules::from_query(ctx) {
+                    Ok(rules) => rules,
+                    Err(bad) => return *bad,
+                }
+            } else {
+                Rules::default()
             };
             if let Some(entry) = ctx.config.find(&claims.authenticator)
                 && let Some(refused) =
