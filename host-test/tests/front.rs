@@ -1921,9 +1921,26 @@ async fn verify_applies_the_rules_a_proxy_asks_for() {
     assert_eq!(prefixed.status, 200, "{}", prefixed.body);
     let many: Vec<String> = (1..=33).map(|n| n.to_string()).collect();
     let flood = zhangsan
-        .get(&front, &verify(&format!("allowed_tags={}", many.join("%2C"))))
+        .get(
+            &front,
+            &verify(&format!("allowed_tags={}", many.join("%2C"))),
+        )
         .await;
-    assert_eq!(flood.status, 400, "no more than 32 tags: {}", flood.body);
+    assert_eq!(flood.status, 400, "no more than 8 tags: {}", flood.body);
+    // A mistyped, repeated or blank rule is a 400, never "no rule".
+    for query in [
+        "allowed_department=3",
+        "allowed_tags=7&allowed_tags=8",
+        "allowed_users=,",
+    ] {
+        let reply = zhangsan.get(&front, &verify(query)).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+    }
+    // `/verify/` with a trailing slash is still the proxy's own query.
+    let slash = zhangsan
+        .get(&front, "/auth/wecom/verify/?allowed_users=lisi")
+        .await;
+    assert_eq!(slash.status, 403, "{}", slash.body);
 }
 
 /// A member moved out of an allowed department loses access once the

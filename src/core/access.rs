@@ -9,9 +9,6 @@
 //! doc 95350) and tag members (`tag/get` → `userlist`, `partylist`, doc
 //! 90213). Fetching and caching them is the caller's; this module is pure.
 
-/// The most entries one rule list may hold.
-pub const MAX_ITEMS: usize = 32;
-
 /// One department rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepartmentRule {
@@ -35,9 +32,8 @@ impl RuleSet {
     }
 
     /// Parses `users`, `departments` and `tags` as comma-separated lists:
-    /// userids, department ids (`=id` for the department alone), tag ids; at
-    /// most [`MAX_ITEMS`] each (every tag costs a WeCom call when its members
-    /// are not cached). Errors name the list and the entry.
+    /// userids, department ids (`=id` for the department alone), tag ids.
+    /// Errors name the list and the entry.
     pub fn parse(users: &str, departments: &str, tags: &str) -> Result<RuleSet, String> {
         let items = |text: &str| {
             text.split(',')
@@ -46,15 +42,6 @@ impl RuleSet {
                 .map(str::to_owned)
                 .collect::<Vec<String>>()
         };
-        for (list, text) in [
-            ("users", users),
-            ("departments", departments),
-            ("tags", tags),
-        ] {
-            if items(text).len() > MAX_ITEMS {
-                return Err(format!("{list}: more than {MAX_ITEMS} entries"));
-            }
-        }
         let mut set = RuleSet::default();
         for user in items(users) {
             let valid = user.len() <= 64
@@ -199,6 +186,23 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Whether the tree holds every department of the member and every
+    /// department above them, up to the root: else a deny rule on an
+    /// ancestor could not match.
+    pub fn is_complete(&self) -> bool {
+        self.departments.iter().all(|&start| {
+            let mut at = start;
+            for _ in 0..=self.tree.len() {
+                match self.tree.iter().find(|(node, _)| *node == at) {
+                    Some((_, 0)) => return true,
+                    Some((_, parent)) if *parent != at => at = *parent,
+                    _ => return false,
+                }
+            }
+            false
+        })
+    }
+
     /// The member's departments and every department above them.
     fn ancestry(&self) -> Vec<u32> {
         let mut out = Vec::new();
@@ -323,15 +327,15 @@ mod tests {
         assert!(e.contains("departments") && e.contains("finance"), "{e}");
         assert!(RuleSet::parse("a b", "", "").unwrap_err().contains("users"));
         assert!(RuleSet::parse("", "", "x").unwrap_err().contains("tags"));
-        let many = (0..=MAX_ITEMS)
-            .map(|n| n.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        assert!(
-            RuleSet::parse("", "", &many)
-                .unwrap_err()
-                .contains("more than")
-        );
+    }
+
+    #[test]
+    fn a_tree_missing_a_department_or_an_ancestor_is_incomplete() {
+        assert!(facts("a", &[4]).is_complete());
+        let mut lacking = facts("a", &[5]);
+        assert!(!lacking.is_complete(), "5 is not in the tree");
+        lacking.tree = vec![(5, 2)];
+        assert!(!lacking.is_complete(), "5's parent 2 is not in the tree");
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub mod errcode {
     pub const TICKET_INVALID: i32 = 84015;
     /// `agent/get` of an app other than the token's (doc 90227).
     pub const ANOTHER_APP: i32 = 301002;
+    /// `tag/get` of a tag that does not exist (doc 90213).
+    pub const INVALID_TAG: i32 = 40068;
 }
 
 /// The first problem of one authenticator's settings, for a single call.
@@ -255,8 +257,8 @@ fn wecom_category(code: i32) -> Category {
         MEMBER_OUT_OF_RANGE | NO_PRIVILEGE_FOR_MEMBER | USER_NOT_VISIBLE | NO_SUCH_USERID => {
             Category::AccessDenied
         }
-        INVALID_SECRET | INVALID_CORP_ID | INVALID_AGENT_ID | ANOTHER_APP | API_FORBIDDEN
-        | REDIRECT_UNTRUSTED | UNTRUSTED_IP => Category::Misconfigured,
+        INVALID_SECRET | INVALID_CORP_ID | INVALID_AGENT_ID | ANOTHER_APP | INVALID_TAG
+        | API_FORBIDDEN | REDIRECT_UNTRUSTED | UNTRUSTED_IP => Category::Misconfigured,
         _ => Category::WecomUnavailable,
     }
 }
@@ -295,6 +297,9 @@ fn wecom_admin_hint(e: &WecomError) -> Option<String> {
         INVALID_AGENT_ID => {
             "40056: agent-id is wrong: copy the AgentId from 应用管理 → your app".into()
         }
+        INVALID_TAG => "40068: a tag id in the access rules does not exist: check allowed_tags, \
+             denied_tags and the proxy's /verify parameters against 通讯录 → 标签"
+            .into(),
         ANOTHER_APP => "301002: agent-id names another app than the Secret's: copy the AgentId \
              and the Secret of the same app (应用管理 → your app)"
             .into(),

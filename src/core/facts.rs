@@ -64,8 +64,10 @@ where
     K: KeyValue,
     V: Serialize + DeserializeOwned + Clone,
 {
+    // A record from a clock running ahead is not trusted for longer.
     if let Ok(Some(hit)) = get_json::<Cached<V>>(api.kv, key)
         && api.now < hit.at.saturating_add(max_age)
+        && hit.at <= api.now.saturating_add(60)
     {
         return Ok(hit.value);
     }

@@ -221,7 +221,7 @@ pub const FIELDS: [&str; 22] = [
 
 /// The rule lists among [`FIELDS`], in the order allow (users,
 /// departments, tags), then deny.
-const RULE_LISTS: [&str; 6] = [
+pub const RULE_LISTS: [&str; 6] = [
     "allowed_users",
     "allowed_departments",
     "allowed_tags",
@@ -367,11 +367,13 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 "display_name" => {
                     display_name = value.and_then(|v| check_display_name(v, &mut bad))
                 }
-                "access_facts_max_age_seconds" => {
-                    if let Some(n) = number(value, &mut bad) {
-                        facts_max_age = u64::from(n);
-                    }
-                }
+                "access_facts_max_age_seconds" => match number(value, &mut bad) {
+                    // Below 30 s every /verify would ask WeCom, sharing the
+                    // company's quota with the logins.
+                    Some(n) if (30..=86_400).contains(&n) => facts_max_age = u64::from(n),
+                    Some(_) => bad("must be from 30 to 86400 seconds".into()),
+                    None => {}
+                },
                 list if list.starts_with("allowed_") || list.starts_with("denied_") => {
                     let at = RULE_LISTS.iter().position(|l| *l == list).unwrap_or(0);
                     lists[at] = (value.unwrap_or_default().to_owned(), f.variable.clone());

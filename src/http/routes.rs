@@ -576,8 +576,9 @@ fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str
         Ok(session) => {
             let claims = &session.verified.claims;
             // In path-prefix mode (Envoy) the query is the original
-            // request's, the client's: no rules from it.
-            let request_rules = if after_verify.is_empty() {
+            // request's, the client's: no rules from it. (`/verify/` alone
+            // is no path.)
+            let request_rules = if after_verify.len() <= 1 {
                 match rules::from_query(ctx) {
                     Ok(rules) => rules,
                     Err(bad) => return *bad,
@@ -585,9 +586,21 @@ fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str
             } else {
                 Rules::default()
             };
-            if let Some(entry) = ctx.config.find(&claims.authenticator)
-                && let Some(refused) =
-                    rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules, None)
+            let named = ctx.params.get("authenticator");
+            if !request_rules.is_empty() && named.is_none() && ctx.config.entries.len() > 1 {
+                let why = "name the authenticator these rules are for: authenticator=NAME";
+                return Response::json(400, &ErrorJson::plain("bad-request", 400, why).body());
+            }
+            let Some(entry) = ctx.config.find(&claims.authenticator) else {
+                let e = AuthError::SessionRejected("its authenticator is no longer configured");
+                return error_response(ctx, &e, None);
+            };
+            if named.is_some_and(|name| name != entry.authenticator.name) {
+                let e = AuthError::SessionRejected("it is another authenticator's");
+                return Response::json(403, &ErrorJson::of(&e, ctx.language).body());
+            }
+            if let Some(refused) =
+                rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules, None)
             {
                 return refused;
             }

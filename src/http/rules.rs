@@ -2,12 +2,14 @@
 //! `denied_*`) at login and at `/verify`, and at `/verify` also the proxy's
 //! own (`?allowed_departments=12,34&allowed_tags=7&allowed_users=a,b`, as
 //! oauth2-proxy's `/oauth2/auth?allowed_groups=`): both must let the member
-//! in. Facts come from WeCom, cached (`core/facts.rs`); when WeCom will not
+//! in. Ids mean something within one company only: with several
+//! authenticators the request names whose (`?authenticator=NAME`), and
+//! sessions of any other are refused. Facts come from WeCom, cached (`core/facts.rs`); when WeCom will not
 //! give them, the answer fails closed. A refusal is 403, naming only the
 //! class of rule that refused.
 
 use super::audit::{self, Audited as _};
-use super::config::Entry;
+use super::config::{Entry, RULE_LISTS};
 use super::context::Ctx;
 use super::errors::{ErrorJson, error_response};
 use super::html::{self, ErrorPage};
@@ -18,23 +20,57 @@ use crate::core::ports::{KeyValue, Transport};
 use crate::core::texts::{self, Text};
 use crate::core::wecom::WecomApi;
 
-/// The proxy's rules of this `/verify` request, or a 400 naming the bad list.
+/// At most this many entries in the lists of one `/verify` request, and
+/// this many tags (each costs a `tag/get` when its members are not cached).
+const MAX_REQUEST_ENTRIES: usize = 32;
+const MAX_REQUEST_TAGS: usize = 8;
+
+/// The proxy's rules of this `/verify` request, or a 400 naming the bad
+/// list: an unknown `allowed_*`/`denied_*` name, a list given twice or
+/// blank, too many entries. A mistyped rule never silently lets everyone in.
 pub(super) fn from_query<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Rules, Box<Response>> {
-    let get = |name: String| ctx.params.get(&name).unwrap_or_default().to_owned();
-    let parse = |prefix: &str| {
-        RuleSet::parse(
-            &get(format!("{prefix}_users")),
-            &get(format!("{prefix}_departments")),
-            &get(format!("{prefix}_tags")),
-        )
-    };
-    match (parse("allowed"), parse("denied")) {
-        (Ok(allow), Ok(deny)) => Ok(Rules { allow, deny }),
-        (Err(why), _) | (_, Err(why)) => Err(Box::new(Response::json(
+    let bad = |why: String| {
+        Box::new(Response::json(
             400,
             &ErrorJson::plain("bad-request", 400, &why).body(),
-        ))),
+        ))
+    };
+    let mut lists: [Option<String>; 6] = Default::default();
+    let query = ctx.query.unwrap_or_default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !(key.starts_with("allowed_") || key.starts_with("denied_")) {
+            continue;
+        }
+        let Some(at) = RULE_LISTS.iter().position(|l| *l == key) else {
+            return Err(bad(format!(
+                "{key} is not a rule: use allowed_ or denied_ with users, departments or tags"
+            )));
+        };
+        if lists[at].is_some() {
+            return Err(bad(format!("{key} is given twice")));
+        }
+        if value.split(',').all(|item| item.trim().is_empty()) {
+            return Err(bad(format!("{key} is empty")));
+        }
+        lists[at] = Some(value.into_owned());
     }
+    let list = |at: usize| lists[at].as_deref().unwrap_or_default();
+    let rules = match (
+        RuleSet::parse(list(0), list(1), list(2)),
+        RuleSet::parse(list(3), list(4), list(5)),
+    ) {
+        (Ok(allow), Ok(deny)) => Rules { allow, deny },
+        (Err(why), _) | (_, Err(why)) => return Err(bad(why)),
+    };
+    let count = |set: &RuleSet| set.users.len() + set.departments.len() + set.tags.len();
+    if count(&rules.allow) + count(&rules.deny) > MAX_REQUEST_ENTRIES
+        || rules.allow.tags.len() + rules.deny.tags.len() > MAX_REQUEST_TAGS
+    {
+        return Err(bad(format!(
+            "at most {MAX_REQUEST_ENTRIES} entries and {MAX_REQUEST_TAGS} tags per request"
+        )));
+    }
+    Ok(rules)
 }
 
 /// Lets member `userid` of `entry` in (None), or answers why not (403, or
@@ -66,7 +102,17 @@ pub(super) fn refusal<K: KeyValue, T: Transport>(
         kv: ctx.env.kv,
         now: ctx.env.now,
     };
-    let facts = match facts::gather(&api, &needs, userid, fresh_departments, entry.facts_max_age) {
+    // A tree that lacks one of the member's departments or an ancestor
+    // (created since it was cached) is fetched again once.
+    let gathered = facts::gather(&api, &needs, userid, fresh_departments, entry.facts_max_age)
+        .and_then(|facts| {
+            if facts.is_complete() {
+                Ok(facts)
+            } else {
+                facts::gather(&api, &needs, userid, None, 0)
+            }
+        });
+    let facts = match gathered {
         Ok(facts) => facts,
         Err(e) => {
             let event = audit::Event {
@@ -79,6 +125,19 @@ pub(super) fn refusal<K: KeyValue, T: Transport>(
             return Some(error_response(ctx, &e, None).audited(&event));
         }
     };
+    // Still incomplete: a deny rule above the member could not match, so
+    // deny rules fail closed too.
+    let denies_by_tree = sets
+        .iter()
+        .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
+    if !facts.is_complete() && denies_by_tree {
+        return Some(refused(
+            ctx,
+            &entry.authenticator.name,
+            userid,
+            Refusal::NotAllowed,
+        ));
+    }
     sets.iter().find_map(|rules| match rules.evaluate(&facts) {
         Verdict::Denied(why) => Some(refused(ctx, &entry.authenticator.name, userid, why)),
         Verdict::Allowed => None,
