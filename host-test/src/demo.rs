@@ -12,6 +12,10 @@
 //! | 王五 `wangwu` | declines to share the mobile number: in-client login signs up a new user |
 //! | 赵六 `zhaoliu` | outside the app's visible range: refused |
 //! | 外部访客 `outsider` | not a member of the company: refused |
+//!
+//! Departments: 1 示例科技 → 2 研发部 → 4 平台组, 1 → 3 财务部; 张三 is in 1 and
+//! 2, the others in 1 (赵六 in 3); the tag 7 运维 holds 李四 and 平台组: try
+//! `/auth/wecom/verify?allowed_departments=2` (张三 allowed) and `=3` (refused).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -66,6 +66,10 @@ Open {url}/ in a browser and try:
   4. 外部访客 (outsider) is not a member: refused. 赵六 is outside the app's range.
   5. {url}/auth/wecom/me shows your session; POST {url}/auth/wecom/logout ends it;
      {url}/auth/wecom/verify is the forward-auth check.
+  6. Access rules as a proxy asks for them (张三 is in 研发部, department 2):
+     allowed: {url}/auth/wecom/verify?allowed_departments=2
+     refused: {url}/auth/wecom/verify?allowed_departments=3   (财务部)
+     by tag:  {url}/auth/wecom/verify?allowed_tags=7          (运维: 李四 and 平台组)
   Admin API: curl -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/auth/wecom/admin/users
   Probes: {url}/auth/wecom/ping, {url}/auth/wecom/ready; metrics: {metrics}
 
