@@ -9,14 +9,17 @@
 //! | `access-facts/<corp>/<agent>/member/<userid, lowercase>` | `{"at": unix s, "departments": [id]}` |
 //! | `access-facts/<corp>/<agent>/tree` | `{"at", "tree": [[id, parentid]]}` |
 //! | `access-facts/<corp>/<agent>/tag/<tagid>` | `{"at", "users": [userid], "departments": [id]}` |
+//! | `<any of the above>/refused` | `{"at", "errcode"}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
 //!
 //! One key per member, per tag and one tree per app, overwritten: bounded by
-//! the company's size.
+//! the company's size (a refusal key per id a rule names: bounded by the
+//! configured rules and 8 tags per `/verify`, but a proxy can name many ids
+//! over time; each key is one small record).
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::access::{Facts, Rules, TagMembers};
-use super::error::AuthError;
+use super::error::{AuthError, WecomError};
 use super::ports::{KeyValue, Transport, get_json, set_json};
 use super::wecom::WecomApi;
 
@@ -26,6 +29,14 @@ struct Cached<T> {
     at: u64,
     #[serde(flatten)]
     value: T,
+}
+
+/// How long WeCom's refusal of a fact is remembered, in seconds.
+pub const REFUSAL_SECONDS: u64 = 60;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Refused {
+    errcode: i32,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -71,7 +82,31 @@ where
     {
         return Ok(hit.value);
     }
-    let value = fetch()?;
+    // WeCom's refusal (an unknown tag, no permission) is remembered for a
+    // minute: a proxy rule naming a bad id does not cost a call per request.
+    let refusal_key = format!("{key}/refused");
+    if let Ok(Some(refused)) = get_json::<Cached<Refused>>(api.kv, &refusal_key)
+        && api.now < refused.at.saturating_add(REFUSAL_SECONDS)
+        && refused.at <= api.now.saturating_add(60)
+    {
+        return Err(AuthError::Wecom(WecomError {
+            errcode: refused.value.errcode,
+            errmsg: "refused a moment ago (remembered for a minute)".into(),
+            api: "access facts",
+        }));
+    }
+    let value = match fetch() {
+        Ok(value) => value,
+        Err(AuthError::Wecom(e)) => {
+            let record = Cached {
+                at: api.now,
+                value: Refused { errcode: e.errcode },
+            };
+            let _ = set_json(api.kv, &refusal_key, &record);
+            return Err(AuthError::Wecom(e));
+        }
+        Err(e) => return Err(e),
+    };
     let record = Cached {
         at: api.now,
         value: value.clone(),
