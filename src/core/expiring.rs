@@ -53,7 +53,7 @@ struct SweepPoint {
 
 impl Family {
     /// `<family>/<window>/count`.
-    pub fn count_key(&self, window: u64) -> String {
+    fn count_key(&self, window: u64) -> String {
         format!("{}/{window}/count", self.name)
     }
 

@@ -147,6 +147,36 @@ pub(super) fn error_response<K, T>(
     response
 }
 
+/// A refusal of ours that is no `AuthError` (a limit, an access rule): a
+/// page with `title` and `message` in the member's language, or JSON
+/// `{"error": {category, status, message, detail?}}`.
+pub(super) fn refusal_answer<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    status: u16,
+    category: &'static str,
+    title: texts::Text,
+    message: texts::Text,
+    detail: Option<String>,
+) -> Response {
+    let message = message.get(ctx.language);
+    if ctx.json {
+        let error = ErrorJson {
+            detail,
+            ..ErrorJson::plain(category, status, message)
+        };
+        return Response::json(status, &error.body());
+    }
+    let page = ErrorPage {
+        title: title.get(ctx.language),
+        message,
+        status,
+        errcode: None,
+        admin: Vec::new(),
+        retry: None,
+    };
+    Response::html(status, html::error_page(ctx.language, &page))
+}
+
 /// Every route answers this while the configuration is unusable.
 pub(super) fn config_error(language: Language, json: bool, problems: &[ConfigProblem]) -> Response {
     let message = texts::MISCONFIGURED.get(language);

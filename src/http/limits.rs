@@ -5,8 +5,7 @@
 
 use super::audit::{self, Audited as _};
 use super::context::Ctx;
-use super::errors::ErrorJson;
-use super::html::{self, ErrorPage};
+use super::errors::refusal_answer;
 use super::message::Response;
 use crate::core::ports::KeyValue;
 use crate::core::rate_limit::{self, Limited, Scope};
@@ -61,21 +60,9 @@ fn too_many<K, T>(
     let message = match limited.scope {
         Scope::Client(_) => texts::TOO_MANY_FROM_CLIENT,
         Scope::Authenticator(_) => texts::TOO_MANY_FOR_APP,
-    }
-    .get(ctx.language);
-    let response = if ctx.json {
-        Response::json(429, &ErrorJson::plain("rate-limited", 429, message).body())
-    } else {
-        let page = ErrorPage {
-            title: texts::TITLE_TOO_MANY_REQUESTS.get(ctx.language),
-            message,
-            status: 429,
-            errcode: None,
-            admin: Vec::new(),
-            retry: None,
-        };
-        Response::html(429, html::error_page(ctx.language, &page))
     };
+    let title = texts::TITLE_TOO_MANY_REQUESTS;
+    let response = refusal_answer(ctx, 429, "rate-limited", title, message, None);
     let event = audit::Event {
         authenticator,
         client_address: match &limited.scope {

@@ -73,20 +73,14 @@ pub fn after_response<K: KeyValue, T: Transport>(
     }
     let event = audit::Event {
         ts: now,
+        event: "session-ended",
         authenticator: Some(&authenticator.name),
         wecom_userid: Some(deferred.refresh.wecom_userid()),
         request_id: deferred.request_id.clone(),
         detail: Some("WeCom refused the member's profile after an early login"),
         ..audit::Event::default()
-    }
-    .failed(&e);
-    Some(
-        audit::Event {
-            event: "session-ended",
-            ..event
-        }
-        .line(),
-    )
+    };
+    Some(event.failed(&e).line())
 }
 
 /// Answers one request. Never panics on any input.

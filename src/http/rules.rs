@@ -11,13 +11,12 @@
 use super::audit::{self, Audited as _};
 use super::config::{Entry, RULE_LISTS};
 use super::context::Ctx;
-use super::errors::{ErrorJson, error_response};
-use super::html::{self, ErrorPage};
+use super::errors::{ErrorJson, error_response, refusal_answer};
 use super::message::Response;
 use crate::core::access::{Refusal, RuleClass, RuleSet, Rules, Verdict};
 use crate::core::facts;
 use crate::core::ports::{KeyValue, Transport};
-use crate::core::texts::{self, Text};
+use crate::core::texts;
 use crate::core::wecom::WecomApi;
 
 /// At most this many entries in the lists of one `/verify` request, and
@@ -150,40 +149,33 @@ fn refused<K, T>(
     userid: &str,
     refusal: Refusal,
 ) -> Response {
-    let (text, class): (Text, &'static str) = match refusal {
-        Refusal::DeniedBy(RuleClass::User) => (texts::REFUSED_BY_USER_RULE, "user"),
-        Refusal::DeniedBy(RuleClass::Department) => {
-            (texts::REFUSED_BY_DEPARTMENT_RULE, "department")
+    // One mapping: the member's text, the JSON detail, the audit detail.
+    let (text, class, audited) = match refusal {
+        Refusal::DeniedBy(RuleClass::User) => {
+            (texts::REFUSED_BY_USER_RULE, "user", "denied by a user rule")
         }
-        Refusal::DeniedBy(RuleClass::Tag) => (texts::REFUSED_BY_TAG_RULE, "tag"),
-        Refusal::NotAllowed => (texts::NOT_ALLOWED_BY_RULES, "not-allowed"),
+        Refusal::DeniedBy(RuleClass::Department) => (
+            texts::REFUSED_BY_DEPARTMENT_RULE,
+            "department",
+            "denied by a department rule",
+        ),
+        Refusal::DeniedBy(RuleClass::Tag) => {
+            (texts::REFUSED_BY_TAG_RULE, "tag", "denied by a tag rule")
+        }
+        Refusal::NotAllowed => (
+            texts::NOT_ALLOWED_BY_RULES,
+            "not-allowed",
+            "no allow rule matched",
+        ),
     };
-    let message = text.get(ctx.language);
-    let response = if ctx.json {
-        let mut error = ErrorJson::plain("access-denied", 403, message);
-        error.detail = Some(format!("rule: {class}"));
-        Response::json(403, &error.body())
-    } else {
-        let page = ErrorPage {
-            title: texts::TITLE_NO_ACCESS.get(ctx.language),
-            message,
-            status: 403,
-            errcode: None,
-            admin: Vec::new(),
-            retry: None,
-        };
-        Response::html(403, html::error_page(ctx.language, &page))
-    };
+    let detail = Some(format!("rule: {class}"));
+    let title = texts::TITLE_NO_ACCESS;
+    let response = refusal_answer(ctx, 403, "access-denied", title, text, detail);
     let event = audit::Event {
         authenticator: Some(authenticator),
         wecom_userid: Some(userid),
         category: Some("access-denied"),
-        detail: Some(match refusal {
-            Refusal::DeniedBy(RuleClass::User) => "denied by a user rule",
-            Refusal::DeniedBy(RuleClass::Department) => "denied by a department rule",
-            Refusal::DeniedBy(RuleClass::Tag) => "denied by a tag rule",
-            Refusal::NotAllowed => "no allow rule matched",
-        }),
+        detail: Some(audited),
         ..audit::Event::of(ctx, "access-refused", "refused")
     };
     response.audited(&event)
