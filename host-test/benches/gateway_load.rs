@@ -10,14 +10,10 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
 use host_drafts::keyvalue::testing::{TempDir, free_port};
-use host_test::COMPONENT_PATH;
 use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT, variables};
 use host_test::proxy::{echo_app, spawn_nginx, write_nginx_config};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use host_test::{COMPONENT_PATH, client};
 use wecom_auth_gateway::{Gateway, GatewayConfig, StoreSpec};
 use wecom_simulator::SimulatorHandle;
 
@@ -30,35 +26,9 @@ async fn get(
     user_agent: &str,
     cookie: Option<&str>,
 ) -> anyhow::Result<(u16, Option<String>, Vec<String>)> {
-    let uri: hyper::Uri = url.parse()?;
-    let authority = uri.authority().expect("absolute URL").clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header("host", authority.as_str())
-        .header("user-agent", user_agent);
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    let response = sender
-        .send_request(request.body(Empty::<Bytes>::new())?)
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let cookies = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .collect();
-    response.into_body().collect().await?;
-    Ok((status, location, cookies))
+    let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    let answer = client::request("GET", url, user_agent, &headers).await?;
+    Ok((answer.status, answer.location, answer.cookies))
 }
 
 /// An in-client login of 张三 through the front: returns `name=value` of the session cookie.

@@ -10,11 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use host_test::client::request;
 use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions, WECOM_USER_AGENT};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use wecom_simulator::{Network, SimulatorHandle};
 
 /// The modelled round trip.
@@ -26,46 +23,6 @@ const IN_FLIGHT: usize = 8;
 const ROUNDS: usize = 5;
 const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0";
 
-/// One request: status, `Location`, `Set-Cookie` pairs.
-async fn request(
-    method: &str,
-    url: &str,
-    user_agent: &str,
-    headers: &[(&str, &str)],
-) -> anyhow::Result<(u16, Option<String>, Vec<String>)> {
-    let uri: hyper::Uri = url.parse()?;
-    let authority = uri.authority().expect("absolute URL").clone();
-    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(connection);
-    let mut builder = hyper::Request::builder()
-        .method(method)
-        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header("host", authority.as_str())
-        .header("user-agent", user_agent);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let response = sender
-        .send_request(builder.body(Empty::<Bytes>::new())?)
-        .await?;
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let cookies = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
-        .collect();
-    response.into_body().collect().await?;
-    Ok((status, location, cookies))
-}
-
 /// One login of `who`: started, picked on WeCom's page, then the callback
 /// timed (code → identity → session).
 async fn login(
@@ -75,11 +32,13 @@ async fn login(
     who: &str,
 ) -> anyhow::Result<Duration> {
     let start = format!("{app}/auth/wecom/login?authenticator=wecom");
-    let (_, wecom, cookies) = request("GET", &start, user_agent, &[]).await?;
-    let callback = sim.login(&wecom.expect("a redirect"), who).await?;
-    let cookie = cookies.join("; ");
+    let begun = request("GET", &start, user_agent, &[]).await?;
+    let callback = sim.login(&begun.location.expect("a redirect"), who).await?;
+    let cookie = begun.cookies.join("; ");
     let started = Instant::now();
-    let (status, _, _) = request("GET", &callback, user_agent, &[("cookie", &cookie)]).await?;
+    let status = request("GET", &callback, user_agent, &[("cookie", &cookie)])
+        .await?
+        .status;
     let took = started.elapsed();
     anyhow::ensure!(status == 302, "{who}: callback answered {status}");
     Ok(took)

@@ -9,10 +9,12 @@
 //! | [`host`] | [`host::ComponentHost`]: one `InstancePre`, a fresh instance per call |
 //! | [`outgoing`] | outgoing HTTP recorded, then routed (simulator, loopback) |
 //! | [`example`] | the sample authenticator as the typed API takes it |
+//! | [`client`] | one HTTP request for the benches: status, `Location`, cookies |
 //! | [`demo`] | simulator + gateway + seeded directory |
 //! | [`proxy`] | the `deploy/` proxy recipes for real Nginx and Caddy, an echo app |
 
 pub mod bindings;
+pub mod client;
 pub mod demo;
 pub mod example;
 pub mod host;

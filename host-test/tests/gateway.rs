@@ -795,14 +795,7 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
     let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    sim.update_model(|model| {
-        let member = model.corps[0]
-            .members
-            .iter_mut()
-            .find(|m| m.userid == "zhangsan")
-            .unwrap();
-        member.name = "张三丰".into();
-    });
+    sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().name = "张三丰".into());
     // The profile calls take a second each; the login must not wait for them.
     sim.fault(Endpoint::GetUserDetail, Fault::latency_ms(1000));
     sim.fault(Endpoint::UserGet, Fault::latency_ms(1000));
@@ -860,14 +853,7 @@ async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refus
     let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    sim.update_model(|model| {
-        let member = model.corps[0]
-            .members
-            .iter_mut()
-            .find(|m| m.userid == "zhangsan")
-            .unwrap();
-        member.visible = false;
-    });
+    sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().visible = false);
     sim.reset_calls();
     let mut phone = Browser::new(WECOM_USER_AGENT);
     let landed = phone.log_in(at, at, sim, "zhangsan").await;

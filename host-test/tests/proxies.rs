@@ -96,35 +96,27 @@ async fn wait_for(addr: SocketAddr, child: &mut Child, log: &Path) {
     }
 }
 
-/// `deploy/nginx.conf`, addresses swapped, in a minimal main config.
-async fn nginx(
+/// The recipe from `deploy/` (`deploy/nginx.conf` in a minimal main
+/// config, or `deploy/Caddyfile` without TLS or an admin endpoint),
+/// addresses swapped, started and answering on `port`.
+async fn start_proxy(
+    which: &str,
     binary: &Path,
     dir: &Path,
     port: u16,
     component: SocketAddr,
     app: SocketAddr,
 ) -> Proxy {
-    write_nginx_config(dir, port, component, app);
-    let log = dir.join("error.log");
-    let mut child = spawn_nginx(binary, dir).expect("nginx starts");
+    let (log, child) = if which == "nginx" {
+        write_nginx_config(dir, port, component, app);
+        ("error.log", spawn_nginx(binary, dir))
+    } else {
+        write_caddyfile(dir, port, component, app);
+        ("caddy.log", spawn_caddy(binary, dir))
+    };
+    let mut child = child.unwrap_or_else(|e| panic!("{which} starts: {e}"));
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for(addr, &mut child, &log).await;
-    Proxy { child, addr }
-}
-
-/// `deploy/Caddyfile`, addresses swapped, without TLS or an admin endpoint.
-async fn caddy(
-    binary: &Path,
-    dir: &Path,
-    port: u16,
-    component: SocketAddr,
-    app: SocketAddr,
-) -> Proxy {
-    write_caddyfile(dir, port, component, app);
-    let log = dir.join("caddy.log");
-    let mut child = spawn_caddy(binary, dir).expect("caddy starts");
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_for(addr, &mut child, &log).await;
+    wait_for(addr, &mut child, &dir.join(log)).await;
     Proxy { child, addr }
 }
 
@@ -234,10 +226,7 @@ async fn run(which: &str) {
         .unwrap();
     let gateway = gateway(&sim, &origin).await;
     let app = echo_app().await;
-    let proxy = match which {
-        "nginx" => nginx(&binary, dir.path(), port, gateway.addr(), app).await,
-        _ => caddy(&binary, dir.path(), port, gateway.addr(), app).await,
-    };
+    let proxy = start_proxy(which, &binary, dir.path(), port, gateway.addr(), app).await;
     // Caddy's forward_auth copies answer headers to the request only: its
     // members renew at `/auth/wecom/me` and the login routes instead.
     walk(&proxy, &sim, which == "nginx").await;

@@ -223,7 +223,7 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     // The same member again inside WeCom: Spin sends the answer as soon as
     // the component finished it, while the profile calls (slowed to a
     // second here) are still at WeCom; the profile they fetch lands after.
-    sim.update_model(|model| model.corps[0].members[0].name = "张三丰".into());
+    sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().name = "张三丰".into());
     let slow = [
         sim.fault(Endpoint::GetUserDetail, Fault::latency_ms(1000)),
         sim.fault(Endpoint::UserGet, Fault::latency_ms(1000)),
