@@ -30,5 +30,8 @@ pub fn settings(name: &str) -> Settings {
         api_timeout_ms: None,
         session_cookie_name: None,
         session_cookie_domain: None,
+        access_rules: None,
+        access_facts_max_age_seconds: None,
+        groups: None,
     }
 }

@@ -764,3 +764,83 @@ async fn the_typed_setup_check_calls_wecom_and_names_what_to_fix() {
     assert_no_secret(&shown);
     assert!(!shown.contains("DO-NOT-LEAK"), "{shown}");
 }
+
+/// The typed API gets the same access check: `handle-callback` refuses a
+/// member no rule allows before anything is written (no user, no binding),
+/// `verify-session` refuses a session whose member a rule now refuses and
+/// tells the groups of one it lets in.
+#[tokio::test]
+async fn the_typed_api_checks_the_access_rules_and_tells_the_groups() {
+    use host_test::bindings::login::{AccessRefusal, AccessRules, GroupKind};
+    let f = fixture().await;
+    let rules = |allowed_departments: &[&str], denied_tags: &[u32]| AccessRules {
+        allowed_users: Vec::new(),
+        allowed_departments: allowed_departments.iter().map(|d| d.to_string()).collect(),
+        allowed_tags: Vec::new(),
+        denied_users: Vec::new(),
+        denied_departments: Vec::new(),
+        denied_tags: denied_tags.to_vec(),
+    };
+    // 研发部 (2) and below: zhangsan (in 1 and 2) yes, lisi (in 1) no.
+    let engineering = Settings {
+        access_rules: Some(rules(&["2"], &[])),
+        groups: Some(vec![GroupKind::Department, GroupKind::Tag]),
+        ..signup(true)
+    };
+    let refused = f
+        .login(&engineering, WECOM_ANDROID, "lisi")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.detail,
+            ErrorDetail::AccessRefused(AccessRefusal::NotAllowed)
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (refused.category, refused.status),
+        (ErrorCategory::AccessDenied, 403)
+    );
+    assert!(f.users().await.is_empty(), "nothing written for a refusal");
+    assert!(f.find(UserQuery::Binding(binding("lisi"))).await.is_none());
+
+    let success = f
+        .login(&engineering, WECOM_ANDROID, "zhangsan")
+        .await
+        .unwrap();
+    let token = &success.session_cookie.value;
+    let session = f
+        .host
+        .verify_session(&engineering, token)
+        .await
+        .unwrap()
+        .unwrap();
+    let keys: Vec<&str> = session.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["dept:1", "dept:2"]);
+    // Now the tag 运维 is denied and zhangsan joins it: within the bound
+    // (300 s) the cached tag stands, after it the session is refused.
+    f.sim
+        .update_model(|model| model.corps[0].tags[0].userlist.push("zhangsan".into()));
+    let denying = Settings {
+        access_rules: Some(rules(&["2"], &[7])),
+        ..engineering.clone()
+    };
+    let cached = f.host.verify_session(&denying, token).await.unwrap();
+    assert!(cached.is_ok(), "{cached:?}");
+    f.host.clock.advance(Duration::from_secs(301));
+    let denied = f
+        .host
+        .verify_session(&denying, token)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            denied.detail,
+            ErrorDetail::AccessRefused(AccessRefusal::DeniedByTag)
+        ),
+        "{denied:?}"
+    );
+    assert!(denied.message_en.contains("tag"), "{}", denied.message_en);
+}

@@ -1817,7 +1817,11 @@ async fn access_rules_from_the_settings_decide_at_login() {
     move_member(&sim, "wangwu", &[4]);
     let front = Front::new(
         &sim,
-        &[("auto_signup", "true"), ("allowed_departments", "2")],
+        &[
+            ("auto_signup", "true"),
+            ("allowed_departments", "2"),
+            ("admin_token", ADMIN_TOKEN),
+        ],
     );
     let mut zhangsan = Browser::new(WECOM_ANDROID);
     let landed = zhangsan
@@ -1836,6 +1840,18 @@ async fn access_rules_from_the_settings_decide_at_login() {
     assert!(refused.body.contains("您不在其中"), "{}", refused.body);
     assert!(!lisi.cookies.contains_key("wecom_auth_session"));
     assert!(!refused.body.contains("zhangsan"), "no other member's data");
+    // Refused before anything is written: no user, no binding for lisi.
+    let users = front.admin_get("/auth/wecom/admin/users").await;
+    let bound: Vec<&Value> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["bindings"].as_array().unwrap())
+        .map(|b| &b["wecom_userid"])
+        .collect();
+    let mut bound = bound;
+    bound.sort_by_key(|userid| userid.to_string());
+    assert_eq!(bound, ["wangwu", "zhangsan"], "{users}");
 
     // Deny wins: 研发部 allowed, the tag 运维 (its 平台组) denied.
     let denying = Front::new(
@@ -1985,4 +2001,113 @@ async fn a_member_moved_out_loses_access_after_the_bound_and_refused_facts_fail_
     let closed = zhangsan.get(&front, "/auth/wecom/verify").await;
     assert_eq!(closed.status, 403, "{}", closed.body);
     assert_eq!(closed.json()["error"]["errcode"], 60011, "{}", closed.body);
+}
+
+/// The groups for the upstream: the departments the member is in or
+/// under and the tags holding them, in each header convention and in
+/// `/me`; names percent-encoded, commas between entries. Cached: a second
+/// `/verify` asks WeCom nothing. Without the setting, no group header.
+#[tokio::test]
+async fn verify_and_me_tell_the_members_groups() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    move_member(&sim, "wangwu", &[4]);
+    let front = Front::new(
+        &sim,
+        &[
+            ("auto_signup", "true"),
+            ("groups", "departments,tags"),
+            ("identity_headers", "wecom,oauth2-proxy,remote"),
+        ],
+    );
+    let mut wangwu = Browser::new(WECOM_ANDROID);
+    let landed = wangwu
+        .log_in(&front, &sim, "/auth/wecom/login", "wangwu")
+        .await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let granted = wangwu.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    // 平台组 (4) under 研发部 (2) under 示例科技 (1); 运维 (7) holds 4.
+    let expected = "dept:4,dept:2,dept:1,tag:7,tag-name:%E8%BF%90%E7%BB%B4";
+    for header in ["x-wecom-groups", "x-auth-request-groups", "remote-groups"] {
+        assert_eq!(granted.header(header), Some(expected), "{header}");
+    }
+    let calls = sim.api_calls();
+    let me = wangwu.get(&front, "/auth/wecom/me").await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(
+        me.json()["groups"],
+        serde_json::json!(["dept:4", "dept:2", "dept:1", "tag:7", "tag-name:运维"])
+    );
+    assert_eq!(sim.api_calls(), calls, "cached facts: no WeCom call");
+    // 财务部 (3): no tag.
+    sim.update_model(|model| model.corps[0].member_mut("zhaoliu").unwrap().visible = true);
+    let mut zhaoliu = Browser::new(WECOM_ANDROID);
+    zhaoliu
+        .log_in(&front, &sim, "/auth/wecom/login", "zhaoliu")
+        .await;
+    let granted = zhaoliu.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(granted.header("x-wecom-groups"), Some("dept:3,dept:1"));
+
+    let plain = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut lisi = Browser::new(WECOM_ANDROID);
+    lisi.log_in(&plain, &sim, "/auth/wecom/login", "lisi").await;
+    let calls = sim.api_calls();
+    let granted = lisi.get(&plain, "/auth/wecom/verify").await;
+    assert_eq!(granted.status, 200);
+    assert_eq!(granted.header("x-wecom-groups"), None);
+    assert_eq!(sim.api_calls(), calls, "no groups asked: no WeCom call");
+}
+
+/// An app whose visible range is one department (财务部, 3) sees a tree
+/// whose top has no parent in it: the groups still name what WeCom says
+/// (3 and its parent 1), the tree is fetched again at most once a minute
+/// (not on every request), and a deny rule by department, which could not
+/// see above the range, fails closed.
+#[tokio::test]
+async fn a_partial_visible_range_costs_no_call_per_request_and_deny_fails_closed() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    sim.update_model(|model| {
+        model.corps[0].agents[0].contact_range = Some(vec![3]);
+        model.corps[0].member_mut("zhaoliu").unwrap().visible = true;
+    });
+    let front = Front::new(&sim, &[("auto_signup", "true"), ("groups", "departments")]);
+    let mut zhaoliu = Browser::new(WECOM_ANDROID);
+    let landed = zhaoliu
+        .log_in(&front, &sim, "/auth/wecom/login", "zhaoliu")
+        .await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let granted = zhaoliu.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(granted.header("x-wecom-groups"), Some("dept:3,dept:1"));
+    let calls = sim.api_calls();
+    for _ in 0..3 {
+        assert_eq!(zhaoliu.get(&front, "/auth/wecom/verify").await.status, 200);
+    }
+    assert_eq!(
+        sim.api_calls(),
+        calls,
+        "an incomplete tree is not refetched per request"
+    );
+    let closed = zhaoliu
+        .get(&front, "/auth/wecom/verify?denied_departments=2")
+        .await;
+    assert_eq!(closed.status, 403, "{}", closed.body);
+}
+
+/// WeCom refuses the contact data a rule needs (60011 on `tag/get`): the
+/// answer fails closed with an admin hint that names the contact data, not
+/// the member's visible range.
+#[tokio::test]
+async fn a_refused_contact_read_fails_closed_with_a_hint() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut lisi = Browser::new(WECOM_ANDROID);
+    let landed = lisi.log_in(&front, &sim, "/auth/wecom/login", "lisi").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let _refusing = sim.fault(Endpoint::TagGet, Fault::NoPrivilege);
+    let closed = lisi.get(&front, "/auth/wecom/verify?allowed_tags=7").await;
+    assert_eq!(closed.status, 403, "{}", closed.body);
+    let error = &closed.json()["error"];
+    assert_eq!(error["errcode"], 60011, "{}", closed.body);
+    let hint = error["admin_hint"].as_str().unwrap();
+    assert!(hint.contains("contact data"), "{hint}");
 }

@@ -35,43 +35,11 @@ impl RuleSet {
     /// userids, department ids (`=id` for the department alone), tag ids.
     /// Errors name the list and the entry.
     pub fn parse(users: &str, departments: &str, tags: &str) -> Result<RuleSet, String> {
-        let items = |text: &str| {
-            text.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<String>>()
-        };
-        let mut set = RuleSet::default();
-        for user in items(users) {
-            let valid = user.len() <= 64
-                && user
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
-            if !valid {
-                return Err(format!("users: {user:?} is not a WeCom userid"));
-            }
-            set.users.push(user.to_ascii_lowercase());
-        }
-        for department in items(departments) {
-            let (exact, id) = match department.strip_prefix('=') {
-                Some(id) => (true, id),
-                None => (false, department.as_str()),
-            };
-            let id = id.parse::<u32>().map_err(|_| {
-                format!(
-                    "departments: {department:?} is not a department id (12, or =12 for 12 alone)"
-                )
-            })?;
-            set.departments.push(DepartmentRule { id, exact });
-        }
-        for tag in items(tags) {
-            let id = tag
-                .parse::<u32>()
-                .map_err(|_| format!("tags: {tag:?} is not a tag id"))?;
-            set.tags.push(id);
-        }
-        Ok(set)
+        Ok(RuleSet {
+            users: parse_users(users)?,
+            departments: parse_departments(departments)?,
+            tags: parse_tags(tags)?,
+        })
     }
 
     /// The first class of rule that matches the member, if any.
@@ -106,6 +74,59 @@ impl RuleSet {
         });
         in_tag.then_some(RuleClass::Tag)
     }
+}
+
+fn items(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// A comma-separated list of WeCom userids (at most 64 bytes of
+/// `[A-Za-z0-9_.@-]`, doc 90195), lowercased. The error names the entry.
+pub fn parse_users(list: &str) -> Result<Vec<String>, String> {
+    items(list)
+        .map(|user| {
+            let valid = user.len() <= 64
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
+            if valid {
+                Ok(user.to_ascii_lowercase())
+            } else {
+                Err(format!("users: {user:?} is not a WeCom userid"))
+            }
+        })
+        .collect()
+}
+
+/// A comma-separated list of department ids, `=id` for the department
+/// alone. The error names the entry.
+pub fn parse_departments(list: &str) -> Result<Vec<DepartmentRule>, String> {
+    items(list)
+        .map(|department| {
+            let (exact, id) = match department.strip_prefix('=') {
+                Some(id) => (true, id),
+                None => (false, department),
+            };
+            let id = id.parse::<u32>().map_err(|_| {
+                format!(
+                    "departments: {department:?} is not a department id (12, or =12 for 12 alone)"
+                )
+            })?;
+            Ok(DepartmentRule { id, exact })
+        })
+        .collect()
+}
+
+/// A comma-separated list of tag ids. The error names the entry.
+pub fn parse_tags(list: &str) -> Result<Vec<u32>, String> {
+    items(list)
+        .map(|tag| {
+            tag.parse::<u32>()
+                .map_err(|_| format!("tags: {tag:?} is not a tag id"))
+        })
+        .collect()
 }
 
 /// Allow and deny rules.
@@ -143,6 +164,24 @@ impl Rules {
     }
 }
 
+/// Who may enter, and what the identity tells of the member's groups: one
+/// authenticator's checked settings for both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub rules: Rules,
+    /// How old WeCom's facts (departments, tags) may be, in seconds: a
+    /// member moved out of a department loses access (and the group) at
+    /// most this much later.
+    pub facts_max_age: u64,
+    pub groups: GroupKinds,
+}
+
+/// The default of [`Access::facts_max_age`], in seconds.
+pub const DEFAULT_FACTS_MAX_AGE: u64 = 300;
+/// The bounds of [`Access::facts_max_age`]: below 30 s every `/verify`
+/// would ask WeCom, sharing the company's quota with the logins.
+pub const FACTS_MAX_AGE_RANGE: (u32, u32) = (30, 86_400);
+
 /// A class of rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleClass {
@@ -159,6 +198,19 @@ pub enum Refusal {
     NotAllowed,
 }
 
+impl Refusal {
+    /// `denied-by-user`, `denied-by-department`, `denied-by-tag`,
+    /// `not-allowed`: as the WIT `access-refusal` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::DeniedBy(RuleClass::User) => "denied-by-user",
+            Refusal::DeniedBy(RuleClass::Department) => "denied-by-department",
+            Refusal::DeniedBy(RuleClass::Tag) => "denied-by-tag",
+            Refusal::NotAllowed => "not-allowed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
@@ -169,8 +221,66 @@ pub enum Verdict {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TagMembers {
     pub tagid: u32,
+    /// `tagname`, when WeCom gave it.
+    pub name: Option<String>,
     pub users: Vec<String>,
     pub departments: Vec<u32>,
+}
+
+/// Which of the member's groups the identity carries (setting `groups`:
+/// `departments`, `tags`). Tags cost `tag/list` and a `tag/get` per tag
+/// when not cached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupKinds {
+    pub departments: bool,
+    pub tags: bool,
+}
+
+impl GroupKinds {
+    pub fn any(self) -> bool {
+        self.departments || self.tags
+    }
+
+    /// `departments`, `tags`, comma-separated, any case; the error names
+    /// the entry.
+    pub fn parse(list: &str) -> Result<GroupKinds, String> {
+        let mut kinds = GroupKinds::default();
+        for item in items(list) {
+            match item.to_ascii_lowercase().as_str() {
+                "departments" => kinds.departments = true,
+                "tags" => kinds.tags = true,
+                _ => return Err(format!("{item:?} is not departments or tags")),
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// The kind of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    Department,
+    Tag,
+}
+
+/// One of the member's groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub kind: GroupKind,
+    pub id: u32,
+    /// The name WeCom gives (tags: `tagname`; `department/simplelist`
+    /// gives no department names).
+    pub name: Option<String>,
+}
+
+impl Group {
+    /// `dept:<id>` or `tag:<id>`: how the group headers name it.
+    pub fn key(&self) -> String {
+        match self.kind {
+            GroupKind::Department => format!("dept:{}", self.id),
+            GroupKind::Tag => format!("tag:{}", self.id),
+        }
+    }
 }
 
 /// What WeCom tells of a member, for the rules.
@@ -201,6 +311,38 @@ impl Facts {
             }
             false
         })
+    }
+
+    /// The member's groups of the kinds asked for: `dept:<id>` for each
+    /// department the member is in or under (so `dept:2` means what the
+    /// rule `2` means), then `tag:<id>` for each tag of [`Facts::tags`]
+    /// holding the member or a department above them, with its name.
+    pub fn groups(&self, kinds: GroupKinds) -> Vec<Group> {
+        let ancestry = self.ancestry();
+        let mut groups = Vec::new();
+        if kinds.departments {
+            groups.extend(ancestry.iter().map(|&id| Group {
+                kind: GroupKind::Department,
+                id,
+                name: None,
+            }));
+        }
+        if kinds.tags {
+            groups.extend(
+                self.tags
+                    .iter()
+                    .filter(|t| {
+                        t.users.iter().any(|u| u.eq_ignore_ascii_case(&self.userid))
+                            || t.departments.iter().any(|d| ancestry.contains(d))
+                    })
+                    .map(|t| Group {
+                        kind: GroupKind::Tag,
+                        id: t.tagid,
+                        name: t.name.clone(),
+                    }),
+            );
+        }
+        groups
     }
 
     /// The member's departments and every department above them.
@@ -238,6 +380,7 @@ mod tests {
             tree: vec![(1, 0), (2, 1), (3, 1), (4, 2)],
             tags: vec![TagMembers {
                 tagid: 7,
+                name: Some("运维".into()),
                 users: vec!["lisi".into()],
                 departments: vec![4],
             }],
@@ -336,6 +479,32 @@ mod tests {
         assert!(!lacking.is_complete(), "5 is not in the tree");
         lacking.tree = vec![(5, 2)];
         assert!(!lacking.is_complete(), "5's parent 2 is not in the tree");
+    }
+
+    #[test]
+    fn groups_are_the_departments_above_and_the_tags_holding_the_member() {
+        let both = GroupKinds::parse("Departments, tags").unwrap();
+        let keys = |f: &Facts, kinds| {
+            f.groups(kinds)
+                .iter()
+                .map(Group::key)
+                .collect::<Vec<String>>()
+        };
+        // zhangsan in 4 (under 2 under 1), tag 7 through department 4.
+        assert_eq!(
+            keys(&facts("zhangsan", &[4]), both),
+            ["dept:4", "dept:2", "dept:1", "tag:7"]
+        );
+        let tagged = facts("LiSi", &[3]).groups(both);
+        assert_eq!(tagged.last().unwrap().name.as_deref(), Some("运维"));
+        assert_eq!(keys(&facts("zhaoliu", &[3]), both), ["dept:3", "dept:1"]);
+        let only_tags = GroupKinds::parse("tags").unwrap();
+        assert_eq!(
+            keys(&facts("zhaoliu", &[3]), only_tags),
+            Vec::<String>::new()
+        );
+        assert!(!GroupKinds::parse("").unwrap().any());
+        assert!(GroupKinds::parse("roles").unwrap_err().contains("roles"));
     }
 
     #[test]

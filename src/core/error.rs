@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::access::{Refusal, RuleClass};
 use super::browser::Language;
 use super::settings::{Field, SettingsError};
 use super::state::StateRejection;
@@ -37,6 +38,8 @@ pub enum AuthError {
     Conflict(String),
     NotFound(String),
     Store(String),
+    /// An access rule refused the member (only the class of rule is told).
+    AccessRefused(Refusal),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,9 +153,10 @@ impl AuthError {
             AuthError::StateRejected(_) => Category::LoginRejected,
             AuthError::Wecom(e) => wecom_category(e.errcode),
             AuthError::WecomUnavailable(_) => Category::WecomUnavailable,
-            AuthError::NotAMember | AuthError::UserNotFound | AuthError::FirstLoginInClient => {
-                Category::AccessDenied
-            }
+            AuthError::NotAMember
+            | AuthError::UserNotFound
+            | AuthError::FirstLoginInClient
+            | AuthError::AccessRefused(_) => Category::AccessDenied,
             AuthError::SessionRejected(_) | AuthError::UserGone => Category::SessionInvalid,
             AuthError::Conflict(_) => Category::Conflict,
             AuthError::NotFound(_) => Category::NotFound,
@@ -196,6 +200,12 @@ impl AuthError {
                 AuthError::NotAMember => texts::NOT_A_MEMBER,
                 AuthError::UserNotFound => texts::USER_NOT_FOUND,
                 AuthError::FirstLoginInClient => texts::FIRST_LOGIN_IN_CLIENT,
+                AuthError::AccessRefused(why) => match why {
+                    Refusal::DeniedBy(RuleClass::User) => texts::REFUSED_BY_USER_RULE,
+                    Refusal::DeniedBy(RuleClass::Department) => texts::REFUSED_BY_DEPARTMENT_RULE,
+                    Refusal::DeniedBy(RuleClass::Tag) => texts::REFUSED_BY_TAG_RULE,
+                    Refusal::NotAllowed => texts::NOT_ALLOWED_BY_RULES,
+                },
                 _ => texts::OUTSIDE_VISIBLE_RANGE,
             },
             category => category.message(),
@@ -224,6 +234,9 @@ impl AuthError {
             INVALID_SECRET => "40001：Secret 错误或已重置，请从 应用管理 → 本应用 复制 Secret".into(),
             INVALID_AGENT_ID => "40056：AgentId 错误，请从 应用管理 → 本应用 复制 AgentId".into(),
             ANOTHER_APP => "301002：AgentId 与 Secret 不属于同一个应用，请从 应用管理 → 本应用 一并复制 AgentId 和 Secret".into(),
+            NO_PRIVILEGE_FOR_MEMBER if is_contact_data(e.api) => {
+                "60011：访问规则或分组需要读取部门树或标签，本应用无权读取：请在 应用管理 → 本应用 → 可见范围 中加入规则所涉及的部门和标签，或只按 userid 设置规则".into()
+            }
             _ => return None,
         })
     }
@@ -261,6 +274,15 @@ fn wecom_category(code: i32) -> Category {
         | API_FORBIDDEN | REDIRECT_UNTRUSTED | UNTRUSTED_IP => Category::Misconfigured,
         _ => Category::WecomUnavailable,
     }
+}
+
+/// The APIs the access rules and groups read the contacts with (and the
+/// refusal they remember).
+fn is_contact_data(api: &str) -> bool {
+    matches!(
+        api,
+        "department/simplelist" | "tag/get" | "tag/list" | "access facts"
+    )
 }
 
 fn wecom_admin_hint(e: &WecomError) -> Option<String> {
@@ -307,6 +329,12 @@ fn wecom_admin_hint(e: &WecomError) -> Option<String> {
             "48002: the app may not call this API: use a self-built app (自建应用) of this company"
                 .into()
         }
+        NO_PRIVILEGE_FOR_MEMBER if is_contact_data(e.api) => {
+            "60011: the access rules or groups need contact data this app may not read \
+             (the department tree, a tag): add those departments and tags to the app's \
+             visible range (应用管理 → your app → 可见范围), or use rules by userid only"
+                .into()
+        }
         MEMBER_OUT_OF_RANGE | NO_PRIVILEGE_FOR_MEMBER | USER_NOT_VISIBLE => format!(
             "{}: add the member to the app's visible range (应用管理 → your app → 可见范围)",
             e.errcode
@@ -338,6 +366,9 @@ impl fmt::Display for AuthError {
             AuthError::Conflict(why) => write!(f, "conflict: {why}"),
             AuthError::NotFound(what) => write!(f, "not found: {what}"),
             AuthError::Store(why) => write!(f, "key-value store failed: {why}"),
+            AuthError::AccessRefused(why) => {
+                write!(f, "refused by the access rules: {}", why.name())
+            }
         }
     }
 }

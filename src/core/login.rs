@@ -2,10 +2,12 @@
 //! WeCom API and the directory: what the exported functions do, minus the WIT
 //! types and WASI calls.
 
+use super::access::{Group, Rules};
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, pre_auth_cookie, pre_auth_cookie_after, session_cookie};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
 use super::error::{AuthError, Category};
+use super::facts;
 use super::flow::LoginFlow;
 use super::mobile;
 use super::ports::{KeyValue, Transport};
@@ -252,6 +254,8 @@ pub fn complete_callback(
         && !directory::recently_denied(kv, &binding, now)
         && let Some(user) = directory::find_by_binding(kv, &binding)?
     {
+        // The rules on the facts known (cached, else fetched now).
+        facts::admit(&api, &authenticator.access, &[], &identity.userid, None)?;
         let member = Member {
             wecom_userid: identity.userid.clone(),
             name: user.name.clone(),
@@ -284,6 +288,16 @@ pub fn complete_callback(
         &identity.userid,
         identity.user_ticket.as_deref(),
         in_client,
+    )?;
+    // The rules before anything is written: a refused member gets no user
+    // and no binding.
+    let departments = member.departments.clone();
+    facts::admit(
+        &api,
+        &authenticator.access,
+        &[],
+        &identity.userid,
+        departments,
     )?;
     let profile = Profile {
         name: name.clone(),
@@ -405,6 +419,12 @@ pub fn refresh_profile(
     };
     directory::refresh_bound(kv, &pending.binding, &profile, now)?;
     directory::clear_denied(kv, &pending.binding);
+    // The departments just read are the freshest facts for the rules.
+    if let Some(departments) = member.departments
+        && facts::Needs::of(&authenticator.access, &[]).departments
+    {
+        facts::record_departments(&api, userid, departments);
+    }
     Ok(())
 }
 
@@ -507,6 +527,8 @@ fn repeat_finished_login(
 pub struct Session {
     pub verified: session::VerifiedSession,
     pub user: User,
+    /// The member's groups ([`admit_session`]); empty until admitted.
+    pub groups: Vec<Group>,
 }
 
 /// Verifies a session token and loads its user: a deleted user, or one no
@@ -530,7 +552,34 @@ pub fn verify_session(
     if verified.claims.generation != user.session_generation {
         return Err(AuthError::SessionRejected("ended by logout"));
     }
-    Ok(Session { verified, user })
+    Ok(Session {
+        verified,
+        user,
+        groups: Vec::new(),
+    })
+}
+
+/// A verified session its authenticator's access rules and `more` (a
+/// proxy's own) let in, with the member's groups ([`facts::admit`]). No
+/// WeCom call when the facts are cached. Errors: `AccessRefused`, WeCom's
+/// when the facts cannot be had, the store's.
+pub fn admit_session(
+    authenticator: &Authenticator,
+    mut session: Session,
+    more: &[&Rules],
+    now: u64,
+    transport: &impl Transport,
+    kv: &impl KeyValue,
+) -> Result<Session, AuthError> {
+    let api = WecomApi {
+        authenticator,
+        transport,
+        kv,
+        now,
+    };
+    let userid = &session.verified.claims.wecom_userid;
+    session.groups = facts::admit(&api, &authenticator.access, more, userid, None)?;
+    Ok(session)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

@@ -5,6 +5,7 @@ use std::fmt;
 
 use url::Url;
 
+use super::access::{self, Access, GroupKinds, RuleSet, Rules};
 use super::return_path;
 
 pub const DEFAULT_API_BASE: &str = "https://qyapi.weixin.qq.com";
@@ -78,6 +79,18 @@ pub struct Settings {
     /// `*.example.com`), all under `session_cookie_domain`. The typed API
     /// leaves it empty: its callers return to relative paths.
     pub return_hosts: Vec<String>,
+    /// Who may enter: comma-separated userids, department ids (`=12` for
+    /// 12 alone, else its subtree) and tag ids ([`access::Rules`]).
+    pub allowed_users: String,
+    pub allowed_departments: String,
+    pub allowed_tags: String,
+    pub denied_users: String,
+    pub denied_departments: String,
+    pub denied_tags: String,
+    /// Seconds, 30 to 86 400; default 300.
+    pub access_facts_max_age_seconds: Option<u32>,
+    /// `departments`, `tags`, comma-separated: the groups the identity carries.
+    pub groups: String,
 }
 
 /// Checked settings with defaults filled in.
@@ -107,6 +120,8 @@ pub struct Authenticator {
     pub session_cookie_domain: Option<String>,
     /// Lowercase `host` or `*.domain`, each under `session_cookie_domain`.
     pub return_hosts: Vec<String>,
+    /// Who may enter, and the groups the identity carries.
+    pub access: Access,
 }
 
 impl Authenticator {
@@ -162,6 +177,14 @@ pub enum Field {
     SessionCookieName,
     SessionCookieDomain,
     ReturnHosts,
+    AllowedUsers,
+    AllowedDepartments,
+    AllowedTags,
+    DeniedUsers,
+    DeniedDepartments,
+    DeniedTags,
+    AccessFactsMaxAgeSeconds,
+    Groups,
 }
 
 impl Field {
@@ -190,6 +213,14 @@ impl Field {
             Field::SessionCookieName => "session-cookie-name",
             Field::SessionCookieDomain => "session-cookie-domain",
             Field::ReturnHosts => "return-hosts",
+            Field::AllowedUsers => "allowed-users",
+            Field::AllowedDepartments => "allowed-departments",
+            Field::AllowedTags => "allowed-tags",
+            Field::DeniedUsers => "denied-users",
+            Field::DeniedDepartments => "denied-departments",
+            Field::DeniedTags => "denied-tags",
+            Field::AccessFactsMaxAgeSeconds => "access-facts-max-age-seconds",
+            Field::Groups => "groups",
         }
     }
 
@@ -385,6 +416,7 @@ impl Settings {
             &self.return_hosts,
             session_cookie_domain.as_deref(),
         );
+        let access = check_access(&mut problems, self);
         if !problems.found.is_empty() {
             return Err(problems.found);
         }
@@ -408,7 +440,82 @@ impl Settings {
             session_cookie_name,
             session_cookie_domain,
             return_hosts,
+            access,
         })
+    }
+}
+
+/// A parsed rule list, or the problem (the field names the list).
+fn listed<T: Default>(problems: &mut Problems<'_>, field: Field, parsed: Result<T, String>) -> T {
+    parsed.unwrap_or_else(|why| {
+        // "departments: \"x\" is not ..." → "\"x\" is not ...".
+        let why = why.split_once(": ").map_or(why.as_str(), |(_, rest)| rest);
+        problems.add(field, why);
+        T::default()
+    })
+}
+
+/// The access rules, the bound on the facts' age and the groups.
+fn check_access(problems: &mut Problems<'_>, s: &Settings) -> Access {
+    let rules = Rules {
+        allow: RuleSet {
+            users: listed(
+                problems,
+                Field::AllowedUsers,
+                access::parse_users(&s.allowed_users),
+            ),
+            departments: listed(
+                problems,
+                Field::AllowedDepartments,
+                access::parse_departments(&s.allowed_departments),
+            ),
+            tags: listed(
+                problems,
+                Field::AllowedTags,
+                access::parse_tags(&s.allowed_tags),
+            ),
+        },
+        deny: RuleSet {
+            users: listed(
+                problems,
+                Field::DeniedUsers,
+                access::parse_users(&s.denied_users),
+            ),
+            departments: listed(
+                problems,
+                Field::DeniedDepartments,
+                access::parse_departments(&s.denied_departments),
+            ),
+            tags: listed(
+                problems,
+                Field::DeniedTags,
+                access::parse_tags(&s.denied_tags),
+            ),
+        },
+    };
+    let (low, high) = access::FACTS_MAX_AGE_RANGE;
+    let facts_max_age = match s.access_facts_max_age_seconds {
+        None => access::DEFAULT_FACTS_MAX_AGE,
+        Some(seconds) if (low..=high).contains(&seconds) => u64::from(seconds),
+        Some(_) => {
+            problems.add(
+                Field::AccessFactsMaxAgeSeconds,
+                format!("must be from {low} to {high} seconds"),
+            );
+            access::DEFAULT_FACTS_MAX_AGE
+        }
+    };
+    let groups = GroupKinds::parse(&s.groups).unwrap_or_else(|why| {
+        problems.add(
+            Field::Groups,
+            format!("{why}: list departments, tags or both"),
+        );
+        GroupKinds::default()
+    });
+    Access {
+        rules,
+        facts_max_age,
+        groups,
     }
 }
 
@@ -666,6 +773,46 @@ mod tests {
 
     fn fields(errors: &[SettingsError]) -> Vec<String> {
         errors.iter().map(|e| e.field.to_string()).collect()
+    }
+
+    #[test]
+    fn access_rules_and_groups_are_checked_field_by_field() {
+        let good = Settings {
+            allowed_departments: "2, =3".into(),
+            allowed_tags: "7".into(),
+            denied_users: "LiSi".into(),
+            groups: "departments,tags".into(),
+            access_facts_max_age_seconds: Some(60),
+            ..sample("a")
+        }
+        .check()
+        .unwrap();
+        assert_eq!(good.access.rules.allow.departments.len(), 2);
+        assert_eq!(good.access.rules.deny.users, ["lisi"]);
+        assert!(good.access.groups.tags && good.access.groups.departments);
+        assert_eq!(good.access.facts_max_age, 60);
+        assert_eq!(sample("a").check().unwrap().access.facts_max_age, 300);
+        let bad = Settings {
+            allowed_departments: "2,finance".into(),
+            denied_tags: "x".into(),
+            allowed_users: "a b".into(),
+            groups: "roles".into(),
+            access_facts_max_age_seconds: Some(5),
+            ..sample("a")
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(
+            fields(&bad),
+            [
+                "allowed-users",
+                "allowed-departments",
+                "denied-tags",
+                "access-facts-max-age-seconds",
+                "groups"
+            ]
+        );
+        assert!(bad[1].message.contains("\"finance\""), "{}", bad[1].message);
     }
 
     #[test]

@@ -15,6 +15,9 @@ use super::urls::encode_component;
 
 /// Refresh a cached token this long before WeCom says it expires.
 pub const TOKEN_REFRESH_MARGIN: u64 = 300;
+/// At most this many calls of one batch in flight together: WeCom limits
+/// concurrent calls (45033).
+pub const MAX_IN_FLIGHT: usize = 8;
 /// Longest answer read from WeCom.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
@@ -198,9 +201,10 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             .collect())
     }
 
-    /// `tag/get` (doc 90213): the tag's members and departments the app may
-    /// see. 40068 for an unknown tag.
-    pub fn tag_members(&self, tagid: u32) -> Result<TagMembers, AuthError> {
+    /// `tag/get` (doc 90213) of each tag, at most [`MAX_IN_FLIGHT`] in
+    /// flight together: the tag's name, members and departments the app may
+    /// see. 40068 for an unknown tag. Answers in the order asked.
+    pub fn tag_members(&self, tagids: &[u32]) -> Vec<Result<TagMembers, AuthError>> {
         #[derive(Deserialize)]
         struct Member {
             userid: String,
@@ -208,17 +212,60 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         #[derive(Deserialize)]
         struct Answer {
             #[serde(default)]
+            tagname: Option<String>,
+            #[serde(default)]
             userlist: Vec<Member>,
             #[serde(default)]
             partylist: Vec<u32>,
         }
-        let id = tagid.to_string();
-        let answer: Answer = self.call_with_token("tag/get", &[("tagid", &id)], None)?;
-        Ok(TagMembers {
-            tagid,
-            users: answer.userlist.into_iter().map(|m| m.userid).collect(),
-            departments: answer.partylist,
-        })
+        let ids: Vec<String> = tagids.iter().map(u32::to_string).collect();
+        let queries: Vec<[(&str, &str); 1]> =
+            ids.iter().map(|id| [("tagid", id.as_str())]).collect();
+        let calls: Vec<Call<'_>> = queries
+            .iter()
+            .map(|query| Call {
+                api: "tag/get",
+                query,
+                body: None,
+            })
+            .collect();
+        let mut out = Vec::with_capacity(calls.len());
+        for chunk in calls.chunks(MAX_IN_FLIGHT) {
+            out.extend(self.call_all::<Answer>(chunk));
+        }
+        out.into_iter()
+            .zip(tagids)
+            .map(|(answer, &tagid)| {
+                answer.map(|answer| TagMembers {
+                    tagid,
+                    name: non_empty(answer.tagname),
+                    users: answer.userlist.into_iter().map(|m| m.userid).collect(),
+                    departments: answer.partylist,
+                })
+            })
+            .collect()
+    }
+
+    /// `tag/list` (doc 90216): every tag of the company a self-built app
+    /// may see, `(tagid, tagname)`.
+    pub fn tag_list(&self) -> Result<Vec<(u32, String)>, AuthError> {
+        #[derive(Deserialize)]
+        struct Tag {
+            tagid: u32,
+            #[serde(default)]
+            tagname: String,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            taglist: Vec<Tag>,
+        }
+        let answer: Answer = self.call_with_token("tag/list", &[], None)?;
+        Ok(answer
+            .taglist
+            .into_iter()
+            .map(|t| (t.tagid, t.tagname))
+            .collect())
     }
 
     /// `agent/get` of the configured app (doc 90227): 40056 when agent-id is
@@ -302,6 +349,51 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             (true, false) => (self.call(a, &fresh), second),
             _ => (first, self.call(b, &fresh)),
         }
+    }
+
+    /// Token calls of one answer type in flight together, each retried
+    /// once (the retries together) with a fresh token when WeCom says the
+    /// token is bad. Answers in the order of `calls`.
+    fn call_all<A: DeserializeOwned>(&self, calls: &[Call<'_>]) -> Vec<Result<A, AuthError>> {
+        let token = match self.access_token(None) {
+            Ok(token) => token,
+            Err(e) => return calls.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut answers = self.send_calls(calls, &token);
+        let stale: Vec<usize> = (0..answers.len())
+            .filter(|&i| refused(&answers[i]))
+            .collect();
+        if stale.is_empty() {
+            return answers;
+        }
+        match self.access_token(Some(&token)) {
+            Err(e) => stale.iter().for_each(|&i| answers[i] = Err(e.clone())),
+            Ok(fresh) => {
+                let again: Vec<Call<'_>> = stale.iter().map(|&i| calls[i].clone()).collect();
+                for (i, answer) in stale.into_iter().zip(self.send_calls(&again, &fresh)) {
+                    answers[i] = answer;
+                }
+            }
+        }
+        answers
+    }
+
+    fn send_calls<A: DeserializeOwned>(
+        &self,
+        calls: &[Call<'_>],
+        token: &str,
+    ) -> Vec<Result<A, AuthError>> {
+        let requests: Vec<HttpRequest> = calls.iter().map(|c| self.request(c, token)).collect();
+        let mut answers = self.transport.send_all(&requests).into_iter();
+        calls
+            .iter()
+            .map(|call| {
+                let answer = answers
+                    .next()
+                    .unwrap_or_else(|| Err("the transport answered fewer requests".into()));
+                self.read(call.api, answer, &[token])
+            })
+            .collect()
     }
 
     fn send_both<A: DeserializeOwned, B: DeserializeOwned>(
@@ -445,6 +537,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
 }
 
 /// One call of a token API: its name (after `/cgi-bin/`), query and body.
+#[derive(Clone)]
 struct Call<'q> {
     api: &'static str,
     query: &'q [(&'q str, &'q str)],
@@ -552,20 +645,30 @@ pub(crate) mod tests {
             .json(r#"{"errcode":0,"errmsg":"ok","department_id":[{"id":1,"parentid":0,"order":100},{"id":2,"parentid":1,"order":10}]}"#)
             .json(r#"{"errcode":0,"errmsg":"ok","tagname":"运维","userlist":[{"userid":"lisi","name":"李四"}],"partylist":[4]}"#)
             .json(r#"{"errcode":60011,"errmsg":"no privilege to access/modify contact/party/agent"}"#)
-            .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1,2],"main_department":1}"#);
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1,2],"main_department":1}"#)
+            .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":9,"tagname":"财务"}]}"#);
         let wecom = api(&a, &t, &kv);
         assert_eq!(wecom.department_tree().unwrap(), [(1, 0), (2, 1)]);
-        let tag = wecom.tag_members(7).unwrap();
+        let mut tags = wecom.tag_members(&[7, 8]).into_iter();
+        let tag = tags.next().unwrap().unwrap();
         assert_eq!(
-            (tag.users.as_slice(), tag.departments.as_slice()),
-            (&["lisi".to_owned()][..], &[4][..])
+            (
+                tag.name.as_deref(),
+                tag.users.as_slice(),
+                tag.departments.as_slice()
+            ),
+            (Some("运维"), &["lisi".to_owned()][..], &[4][..])
         );
-        let refused = wecom.tag_members(8).unwrap_err();
+        let refused = tags.next().unwrap().unwrap_err();
         assert!(
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
         );
         assert_eq!(wecom.user("zhangsan").unwrap().department, [1, 2]);
+        assert_eq!(
+            wecom.tag_list().unwrap(),
+            [(7, "运维".to_owned()), (9, "财务".to_owned())]
+        );
         assert_eq!(
             t.paths(),
             [
@@ -573,10 +676,45 @@ pub(crate) mod tests {
                 "department/simplelist",
                 "tag/get",
                 "tag/get",
-                "user/get"
+                "user/get",
+                "tag/list"
             ]
         );
         assert!(t.sent.borrow()[2].url.ends_with("&tagid=7"));
+    }
+
+    /// Calls in flight together are retried with a fresh token, only those
+    /// WeCom refused the token for, and answered in the order asked.
+    #[test]
+    fn a_batch_retries_only_the_calls_whose_token_was_refused() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let tag = |id: u32| {
+            format!(
+                r#"{{"errcode":0,"errmsg":"ok","tagname":"t{id}","userlist":[],"partylist":[]}}"#
+            )
+        };
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(&tag(1))
+            .json(r#"{"errcode":42001,"errmsg":"access_token expired"}"#)
+            .json(&tag(3))
+            .json(r#"{"errcode":0,"errmsg":"ok","access_token":"accesstoken000002","expires_in":7200}"#)
+            .json(&tag(2));
+        let names: Vec<String> = api(&a, &t, &kv)
+            .tag_members(&[1, 2, 3])
+            .into_iter()
+            .map(|t| t.unwrap().name.unwrap())
+            .collect();
+        assert_eq!(names, ["t1", "t2", "t3"]);
+        assert_eq!(
+            t.paths(),
+            [
+                "gettoken", "tag/get", "tag/get", "tag/get", "gettoken", "tag/get"
+            ]
+        );
+        assert!(t.sent.borrow()[5].url.contains("accesstoken000002"));
+        assert!(t.sent.borrow()[5].url.ends_with("&tagid=2"));
     }
 
     #[test]

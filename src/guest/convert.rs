@@ -1,5 +1,6 @@
 //! Conversions between the generated WIT types and the core's.
 
+use crate::core::access::{Group, GroupKind, Refusal, RuleClass};
 use crate::core::browser::{BrowserInfo, ClientKind, Language, Platform};
 use crate::core::cookie::Cookie;
 use crate::core::directory::{Binding, Outcome, User, UserInput, UserPage, UserQuery};
@@ -14,6 +15,14 @@ use super::bindings::exports::wecom::auth::login as wit;
 
 impl From<wit::Settings> for settings::Settings {
     fn from(s: wit::Settings) -> Self {
+        let rules = s.access_rules.unwrap_or(wit::AccessRules {
+            allowed_users: Vec::new(),
+            allowed_departments: Vec::new(),
+            allowed_tags: Vec::new(),
+            denied_users: Vec::new(),
+            denied_departments: Vec::new(),
+            denied_tags: Vec::new(),
+        });
         settings::Settings {
             name: s.name,
             corp_id: s.corp_id,
@@ -41,6 +50,44 @@ impl From<wit::Settings> for settings::Settings {
             session_cookie_name: s.session_cookie_name,
             session_cookie_domain: s.session_cookie_domain,
             return_hosts: Vec::new(),
+            allowed_users: rules.allowed_users.join(","),
+            allowed_departments: rules.allowed_departments.join(","),
+            allowed_tags: joined(&rules.allowed_tags),
+            denied_users: rules.denied_users.join(","),
+            denied_departments: rules.denied_departments.join(","),
+            denied_tags: joined(&rules.denied_tags),
+            access_facts_max_age_seconds: s.access_facts_max_age_seconds,
+            groups: s
+                .groups
+                .unwrap_or_default()
+                .iter()
+                .map(|kind| match kind {
+                    wit::GroupKind::Department => "departments",
+                    wit::GroupKind::Tag => "tags",
+                })
+                .collect::<Vec<&str>>()
+                .join(","),
+        }
+    }
+}
+
+fn joined(ids: &[u32]) -> String {
+    ids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<String>>()
+        .join(",")
+}
+
+impl From<Group> for wit::Group {
+    fn from(g: Group) -> Self {
+        wit::Group {
+            key: g.key(),
+            kind: match g.kind {
+                GroupKind::Department => wit::GroupKind::Department,
+                GroupKind::Tag => wit::GroupKind::Tag,
+            },
+            id: g.id,
+            name: g.name,
         }
     }
 }
@@ -225,6 +272,12 @@ impl From<AuthError> for wit::AuthError {
             AuthError::Conflict(why) => wit::ErrorDetail::Conflict(why),
             AuthError::NotFound(what) => wit::ErrorDetail::NotFound(what),
             AuthError::Store(why) => wit::ErrorDetail::Store(why),
+            AuthError::AccessRefused(why) => wit::ErrorDetail::AccessRefused(match why {
+                Refusal::DeniedBy(RuleClass::User) => wit::AccessRefusal::DeniedByUser,
+                Refusal::DeniedBy(RuleClass::Department) => wit::AccessRefusal::DeniedByDepartment,
+                Refusal::DeniedBy(RuleClass::Tag) => wit::AccessRefusal::DeniedByTag,
+                Refusal::NotAllowed => wit::AccessRefusal::NotAllowed,
+            }),
         };
         wit::AuthError {
             category,
@@ -341,6 +394,7 @@ impl From<Session> for wit::Session {
             expires_at: s.verified.claims.expires_at,
             key_id: s.verified.key_id,
             user: s.user.into(),
+            groups: s.groups.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -69,7 +69,11 @@ impl wit::Guest for Component {
     fn verify_session(settings: wit::Settings, token: String) -> WitResult<wit::Session> {
         let authenticator = checked(settings)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
-        Ok(login::verify_session(&authenticator, &token, now_seconds(), &kv)?.into())
+        let now = now_seconds();
+        let session = login::verify_session(&authenticator, &token, now, &kv)?;
+        let admitted =
+            login::admit_session(&authenticator, session, &[], now, &WasiTransport, &kv)?;
+        Ok(admitted.into())
     }
 
     fn upsert_user(input: wit::UserInput) -> WitResult<wit::User> {

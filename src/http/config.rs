@@ -11,7 +11,6 @@
 //! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
 //! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
 
-use crate::core::access::{RuleSet, Rules};
 use crate::core::session::Renewal;
 use crate::core::settings::{
     self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
@@ -34,16 +33,7 @@ pub struct Entry {
     pub authenticator: Authenticator,
     /// `display_name`, if set.
     pub display_name: Option<String>,
-    /// Who may enter (`allowed_*`, `denied_*`): checked at login and `/verify`.
-    pub rules: Rules,
-    /// `access_facts_max_age_seconds`: how old WeCom's facts (departments,
-    /// tags) may be; a member moved out of a department loses access at most
-    /// this much later.
-    pub facts_max_age: u64,
 }
-
-/// The default bound on the age of WeCom's facts for the rules, in seconds.
-pub const DEFAULT_FACTS_MAX_AGE: u64 = 300;
 
 /// The checked configuration of the front.
 #[derive(Debug, Clone)]
@@ -194,7 +184,7 @@ pub const DEFAULT_SESSION_MAX: u32 = 7 * 24 * 3600;
 
 /// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
 /// in the order problems are reported.
-pub const FIELDS: [&str; 22] = [
+pub const FIELDS: [&str; 23] = [
     "corp_id",
     "agent_id",
     "secret",
@@ -217,6 +207,7 @@ pub const FIELDS: [&str; 22] = [
     "denied_departments",
     "denied_tags",
     "access_facts_max_age_seconds",
+    "groups",
 ];
 
 /// The rule lists among [`FIELDS`], in the order allow (users,
@@ -329,7 +320,6 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     // Per authenticator: the variable each settings field came from.
     let mut sources: Vec<Vec<(&'static str, String, Option<String>)>> = Vec::new();
     let mut display_names = Vec::with_capacity(names.len());
-    let mut all_rules = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
             name: name.clone(),
@@ -341,9 +331,6 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         };
         let mut fields = Vec::with_capacity(FIELDS.len());
         let mut display_name = None;
-        // (users, departments, tags) of allow and deny, with their variables.
-        let mut lists: [(String, String); 6] = Default::default();
-        let mut facts_max_age = DEFAULT_FACTS_MAX_AGE;
         for key in FIELDS {
             let f = source(&reader, name, names.len(), key);
             let value = f.value;
@@ -367,17 +354,18 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 "display_name" => {
                     display_name = value.and_then(|v| check_display_name(v, &mut bad))
                 }
-                "access_facts_max_age_seconds" => match number(value, &mut bad) {
-                    // Below 30 s every /verify would ask WeCom, sharing the
-                    // company's quota with the logins.
-                    Some(n) if (30..=86_400).contains(&n) => facts_max_age = u64::from(n),
-                    Some(_) => bad("must be from 30 to 86400 seconds".into()),
-                    None => {}
-                },
-                list if list.starts_with("allowed_") || list.starts_with("denied_") => {
-                    let at = RULE_LISTS.iter().position(|l| *l == list).unwrap_or(0);
-                    lists[at] = (value.unwrap_or_default().to_owned(), f.variable.clone());
+                "access_facts_max_age_seconds" => {
+                    s.access_facts_max_age_seconds = number(value, &mut bad)
                 }
+                "groups" => s.groups = value.unwrap_or_default().to_owned(),
+                "allowed_users" => s.allowed_users = value.unwrap_or_default().to_owned(),
+                "allowed_departments" => {
+                    s.allowed_departments = value.unwrap_or_default().to_owned()
+                }
+                "allowed_tags" => s.allowed_tags = value.unwrap_or_default().to_owned(),
+                "denied_users" => s.denied_users = value.unwrap_or_default().to_owned(),
+                "denied_departments" => s.denied_departments = value.unwrap_or_default().to_owned(),
+                "denied_tags" => s.denied_tags = value.unwrap_or_default().to_owned(),
                 _ => {}
             }
             fields.push((key, f.variable, f.unset_hint));
@@ -385,22 +373,6 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         all.push(s);
         sources.push(fields);
         display_names.push(display_name);
-        let mut set = |at: usize| {
-            RuleSet::parse(&lists[at].0, &lists[at + 1].0, &lists[at + 2].0).unwrap_or_else(|why| {
-                // Name the variable of the list the problem is in.
-                let which = ["users", "departments", "tags"]
-                    .iter()
-                    .position(|l| why.starts_with(l))
-                    .unwrap_or(0);
-                reader.problem(&lists[at + which].1, Some(name), why);
-                RuleSet::default()
-            })
-        };
-        let rules = Rules {
-            allow: set(0),
-            deny: set(3),
-        };
-        all_rules.push((rules, facts_max_age));
     }
     let checked = match settings::check_all(&all) {
         Ok(checked) => Some(checked),
@@ -416,15 +388,10 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             entries: checked
                 .into_iter()
                 .zip(display_names)
-                .zip(all_rules)
-                .map(
-                    |((authenticator, display_name), (rules, facts_max_age))| Entry {
-                        authenticator,
-                        display_name,
-                        rules,
-                        facts_max_age,
-                    },
-                )
+                .map(|(authenticator, display_name)| Entry {
+                    authenticator,
+                    display_name,
+                })
                 .collect(),
             admin_token,
             protected_paths,

@@ -21,6 +21,7 @@
 
 use super::config::{FrontConfig, HeaderConvention, is_under};
 use super::message::{self, Request, Response};
+use crate::core::access::{Group, GroupKind};
 use crate::core::login::Session;
 use crate::core::return_path;
 use crate::core::settings::Authenticator;
@@ -147,11 +148,29 @@ pub fn return_target(
     }
 }
 
+/// The member's groups as the group headers list them: `dept:<id>`,
+/// `tag:<id>`, and `tag-name:<name>` where WeCom gives the name.
+pub fn group_names(groups: &[Group]) -> Vec<String> {
+    let mut names = Vec::with_capacity(groups.len() * 2);
+    for group in groups {
+        names.push(group.key());
+        if let (GroupKind::Tag, Some(name)) = (group.kind, &group.name) {
+            names.push(format!("tag-name:{name}"));
+        }
+    }
+    names
+}
+
 /// 200 with the identity headers of `session`, in each convention asked for.
-/// Values are percent-encoded UTF-8 ([`message::identity_header_value`]).
+/// Values are percent-encoded UTF-8 ([`message::identity_header_value`]);
+/// the groups (when the `groups` setting asks for some) a comma-separated
+/// list of such values ([`message::identity_list_value`]).
 pub fn granted(session: &Session, conventions: &[HeaderConvention]) -> Response {
     let claims = &session.verified.claims;
     let user = &session.user;
+    let names = group_names(&session.groups);
+    let groups =
+        (!names.is_empty()).then(|| message::identity_list_value(names.iter().map(String::as_str)));
     let mut response = Response::new(200);
     let mut add = |name: &str, value: Option<&str>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
@@ -183,6 +202,16 @@ pub fn granted(session: &Session, conventions: &[HeaderConvention]) -> Response 
                 add("remote-name", Some(&user.name));
                 add("remote-email", user.email.as_deref());
             }
+        }
+    }
+    if let Some(groups) = groups {
+        for convention in conventions {
+            let name = match convention {
+                HeaderConvention::Wecom => "x-wecom-groups",
+                HeaderConvention::Oauth2Proxy => "x-auth-request-groups",
+                HeaderConvention::Remote => "remote-groups",
+            };
+            response.headers.push((name.to_owned(), groups.clone()));
         }
     }
     response

@@ -264,6 +264,20 @@ pub fn identity_header_value(value: &str) -> String {
     utf8_percent_encode(value, HEADER_VALUE).to_string()
 }
 
+/// [`HEADER_VALUE`] and `,`, which separates the items of a list.
+const LIST_ITEM: &AsciiSet = &HEADER_VALUE.add(b',');
+
+/// An identity header holding a list (the groups): each item encoded as
+/// [`identity_header_value`] and its commas too, joined by `,`
+/// (oauth2-proxy's `X-Auth-Request-Groups`, Authelia's `Remote-Groups`).
+pub fn identity_list_value<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let encoded: Vec<String> = items
+        .into_iter()
+        .map(|item| utf8_percent_encode(item, LIST_ITEM).to_string())
+        .collect();
+    encoded.join(",")
+}
+
 impl Response {
     pub fn new(status: u16) -> Self {
         Response {

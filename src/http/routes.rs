@@ -343,18 +343,6 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         ..audit::Event::of(ctx, event, outcome)
     };
     match completed {
-        // The rules (`allowed_*`, `denied_*`) before the session is handed out.
-        Ok(success)
-            if let Some(refused) = rules::refusal(
-                ctx,
-                entry,
-                &success.member.wecom_userid,
-                &Rules::default(),
-                success.member.departments.clone(),
-            ) =>
-        {
-            refused
-        }
         Ok(success) => {
             let finished = audit::Event {
                 wecom_userid: Some(&success.member.wecom_userid),
@@ -396,6 +384,9 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         {
             start_login(ctx, entry, None, Some(LoginFlow::InClient), true)
         }
+        // The rules (`allowed_*`, `denied_*`) refused the member: no user,
+        // no binding, no session.
+        Err(e @ AuthError::AccessRefused(_)) => rules::refusal(ctx, &authenticator.name, None, &e),
         Err(e) => {
             let refused = event("login-refused", "refused").failed(&e);
             error_response(ctx, &e, Some(&authenticator.name)).audited(&refused)
@@ -520,6 +511,8 @@ struct Me<'a> {
     issued_at: u64,
     expires_at: u64,
     user: &'a User,
+    /// As the group headers list them (`dept:4`, `tag:7`, `tag-name:运维`).
+    groups: Vec<String>,
 }
 
 fn session_json(session: &Session) -> Me<'_> {
@@ -530,6 +523,7 @@ fn session_json(session: &Session) -> Me<'_> {
         issued_at: claims.issued_at,
         expires_at: claims.expires_at,
         user: &session.user,
+        groups: forward_auth::group_names(&session.groups),
     }
 }
 
@@ -555,9 +549,20 @@ fn with_renewal<K, T>(
     response
 }
 
-fn me<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    match current_session(ctx) {
-        Ok(session) => with_renewal(ctx, &session, Response::json(200, &session_json(&session))),
+/// `/me`: the session's user and groups, when the authenticator's rules
+/// let the member in (a proxy's rules are for `/verify`).
+fn me<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    let admitted = current_session(ctx).map(|session| {
+        match ctx.config.find(&session.verified.claims.authenticator) {
+            Some(entry) => rules::admit(ctx, entry, session, &Rules::default()),
+            None => Ok(session),
+        }
+    });
+    match admitted {
+        Ok(Err(refused)) => *refused,
+        Ok(Ok(session)) => {
+            with_renewal(ctx, &session, Response::json(200, &session_json(&session)))
+        }
         Err(e) => {
             let mut response = Response::json(e.status(), &ErrorJson::of(&e, ctx.language).body());
             response.log = log_line(ctx, &e);
@@ -599,11 +604,10 @@ fn verify<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, after_verify: &str
                 let e = AuthError::SessionRejected("it is another authenticator's");
                 return Response::json(403, &ErrorJson::of(&e, ctx.language).body());
             }
-            if let Some(refused) =
-                rules::refusal(ctx, entry, &claims.wecom_userid, &request_rules, None)
-            {
-                return refused;
-            }
+            let session = match rules::admit(ctx, entry, session, &request_rules) {
+                Ok(session) => session,
+                Err(refused) => return *refused,
+            };
             with_renewal(
                 ctx,
                 &session,

@@ -13,11 +13,11 @@ use super::config::{Entry, RULE_LISTS};
 use super::context::Ctx;
 use super::errors::{ErrorJson, error_response, refusal_answer};
 use super::message::Response;
-use crate::core::access::{Refusal, RuleClass, RuleSet, Rules, Verdict};
-use crate::core::facts;
+use crate::core::access::{Refusal, RuleClass, RuleSet, Rules};
+use crate::core::error::AuthError;
+use crate::core::login::{self, Session};
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::texts;
-use crate::core::wecom::WecomApi;
 
 /// At most this many entries in the lists of one `/verify` request, and
 /// this many tags (each costs a `tag/get` when its members are not cached).
@@ -72,81 +72,57 @@ pub(super) fn from_query<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Rules, Box<Res
     Ok(rules)
 }
 
-/// Lets member `userid` of `entry` in (None), or answers why not (403, or
-/// the WeCom error when the facts cannot be had). No WeCom call when the
-/// rules need no facts or the facts are cached. `fresh_departments`: the
-/// member's departments a login just read from WeCom.
-pub(super) fn refusal<K: KeyValue, T: Transport>(
+/// `session` with the member's groups when its authenticator's rules and
+/// `request_rules` let the member in, or the answer why not: 403 naming the
+/// class of rule, or WeCom's error when the facts cannot be had. No WeCom
+/// call when the rules and groups need no facts or the facts are cached.
+pub(super) fn admit<K: KeyValue, T: Transport>(
     ctx: &Ctx<'_, '_, K, T>,
     entry: &Entry,
-    userid: &str,
+    session: Session,
     request_rules: &Rules,
-    fresh_departments: Option<Vec<u32>>,
-) -> Option<Response> {
-    let sets = [&entry.rules, request_rules];
-    if sets.iter().all(|r| r.is_empty()) {
-        return None;
-    }
-    // One gathering for the facts every set needs.
-    let mut needs = Rules::default();
-    for rules in sets {
-        needs.allow.departments.extend(&rules.allow.departments);
-        needs.allow.departments.extend(&rules.deny.departments);
-        needs.allow.tags.extend(&rules.allow.tags);
-        needs.allow.tags.extend(&rules.deny.tags);
-    }
-    let api = WecomApi {
-        authenticator: &entry.authenticator,
-        transport: ctx.env.transport,
-        kv: ctx.env.kv,
-        now: ctx.env.now,
-    };
-    // A tree that lacks one of the member's departments or an ancestor
-    // (created since it was cached) is fetched again once.
-    let gathered = facts::gather(&api, &needs, userid, fresh_departments, entry.facts_max_age)
-        .and_then(|facts| {
-            if facts.is_complete() {
-                Ok(facts)
-            } else {
-                facts::gather(&api, &needs, userid, None, 0)
-            }
-        });
-    let facts = match gathered {
-        Ok(facts) => facts,
-        Err(e) => {
+) -> Result<Session, Box<Response>> {
+    let userid = session.verified.claims.wecom_userid.clone();
+    let env = ctx.env;
+    let more = [request_rules];
+    login::admit_session(
+        &entry.authenticator,
+        session,
+        &more,
+        env.now,
+        env.transport,
+        env.kv,
+    )
+    .map_err(|e| Box::new(refusal(ctx, &entry.authenticator.name, Some(&userid), &e)))
+}
+
+/// The answer to a member the access rules refused, or whose facts WeCom
+/// would not give (`e`), with its `access-refused` audit line.
+pub(super) fn refusal<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    authenticator: &str,
+    userid: Option<&str>,
+    e: &AuthError,
+) -> Response {
+    match e {
+        AuthError::AccessRefused(why) => refused(ctx, authenticator, userid, *why),
+        e => {
             let event = audit::Event {
-                authenticator: Some(&entry.authenticator.name),
-                wecom_userid: Some(userid),
-                detail: Some("the access rules need facts WeCom did not give"),
+                authenticator: Some(authenticator),
+                wecom_userid: userid,
+                detail: Some("the access rules or groups need facts WeCom did not give"),
                 ..audit::Event::of(ctx, "access-refused", "refused")
             }
-            .failed(&e);
-            return Some(error_response(ctx, &e, None).audited(&event));
+            .failed(e);
+            error_response(ctx, e, None).audited(&event)
         }
-    };
-    // Still incomplete: a deny rule above the member could not match, so
-    // deny rules fail closed too.
-    let denies_by_tree = sets
-        .iter()
-        .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
-    if !facts.is_complete() && denies_by_tree {
-        return Some(refused(
-            ctx,
-            &entry.authenticator.name,
-            userid,
-            Refusal::NotAllowed,
-        ));
     }
-    sets.iter().find_map(|rules| match rules.evaluate(&facts) {
-        Verdict::Denied(why) => Some(refused(ctx, &entry.authenticator.name, userid, why)),
-        Verdict::Allowed => None,
-    })
 }
 
 fn refused<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
     authenticator: &str,
-    userid: &str,
+    userid: Option<&str>,
     refusal: Refusal,
 ) -> Response {
     // One mapping: the member's text, the JSON detail, the audit detail.
@@ -173,7 +149,7 @@ fn refused<K, T>(
     let response = refusal_answer(ctx, 403, "access-denied", title, text, detail);
     let event = audit::Event {
         authenticator: Some(authenticator),
-        wecom_userid: Some(userid),
+        wecom_userid: userid,
         category: Some("access-denied"),
         detail: Some(audited),
         ..audit::Event::of(ctx, "access-refused", "refused")

@@ -107,6 +107,7 @@ pub(crate) fn answer(state: &mut State, call: &ApiCall<'_>) -> String {
         Endpoint::AgentGet => agent_get(state, call),
         Endpoint::DepartmentSimpleList => department_simplelist(state, call),
         Endpoint::TagGet => tag_get(state, call),
+        Endpoint::TagList => tag_list(state, call),
         Endpoint::OAuthPage | Endpoint::WebLoginPage => Err(40035),
     };
     result.unwrap_or_else(|errcode| error_body(state, call.endpoint, errcode, call.peer))
@@ -394,6 +395,18 @@ fn tag_get(state: &mut State, call: &ApiCall<'_>) -> Answer {
         ("userlist", json!(users)),
         ("partylist", json!(parties)),
     ]))
+}
+
+/// `tag/list` (doc 90216): every tag of the company, for a self-built app
+/// (a third-party app would see only its own).
+fn tag_list(state: &mut State, call: &ApiCall<'_>) -> Answer {
+    let (corp, _) = authorize(state, call)?;
+    let tags: Vec<Value> = corp
+        .tags
+        .iter()
+        .map(|t| json!({ "tagid": t.tagid, "tagname": t.tagname }))
+        .collect();
+    Ok(ok(vec![("taglist", json!(tags))]))
 }
 
 /// `user/get` as an app created after 2022-06-20 sees it: no mobile, email,

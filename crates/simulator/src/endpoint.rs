@@ -22,6 +22,8 @@ pub enum Endpoint {
     DepartmentSimpleList,
     /// `GET /cgi-bin/tag/get?access_token=&tagid=` (doc 90213)
     TagGet,
+    /// `GET /cgi-bin/tag/list?access_token=` (doc 90216)
+    TagList,
     /// `GET /connect/oauth2/authorize` (in-client OAuth page, `open.weixin.qq.com`)
     OAuthPage,
     /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
@@ -30,7 +32,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::GetToken,
         Endpoint::GetUserInfo,
         Endpoint::LegacyGetUserInfo,
@@ -39,6 +41,7 @@ impl Endpoint {
         Endpoint::AgentGet,
         Endpoint::DepartmentSimpleList,
         Endpoint::TagGet,
+        Endpoint::TagList,
         Endpoint::OAuthPage,
         Endpoint::WebLoginPage,
     ];
@@ -54,6 +57,7 @@ impl Endpoint {
             Endpoint::AgentGet => "/cgi-bin/agent/get",
             Endpoint::DepartmentSimpleList => "/cgi-bin/department/simplelist",
             Endpoint::TagGet => "/cgi-bin/tag/get",
+            Endpoint::TagList => "/cgi-bin/tag/list",
             Endpoint::OAuthPage => "/connect/oauth2/authorize",
             Endpoint::WebLoginPage => "/wwlogin/sso/login",
         }

@@ -40,6 +40,10 @@ pub enum Fault {
     RateLimited,
     /// `{"errcode":-1,"errmsg":"system busy"}`.
     SystemBusy,
+    /// `{"errcode":60011,"errmsg":"no privilege to access/modify contact/party/agent"}`:
+    /// the app may not read these contacts (a console change WeCom applies
+    /// at once, e.g. a visible range narrowed).
+    NoPrivilege,
 }
 
 impl Fault {
@@ -54,6 +58,7 @@ impl Fault {
             Fault::UntrustedIp => Some(60020),
             Fault::RateLimited => Some(45009),
             Fault::SystemBusy => Some(-1),
+            Fault::NoPrivilege => Some(60011),
             _ => None,
         }
     }
@@ -65,7 +70,8 @@ impl Fault {
             | Fault::TruncatedJson
             | Fault::UntrustedIp
             | Fault::RateLimited
-            | Fault::SystemBusy => endpoint.is_api(),
+            | Fault::SystemBusy
+            | Fault::NoPrivilege => endpoint.is_api(),
         }
     }
 }

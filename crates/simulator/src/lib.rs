@@ -5,7 +5,7 @@
 //! - `https://qyapi.weixin.qq.com`: `GET /cgi-bin/gettoken`, `GET /cgi-bin/auth/getuserinfo`,
 //!   `GET /cgi-bin/user/getuserinfo` (legacy), `POST /cgi-bin/auth/getuserdetail`,
 //!   `GET /cgi-bin/user/get`, `GET /cgi-bin/agent/get`,
-//!   `GET /cgi-bin/department/simplelist`, `GET /cgi-bin/tag/get`;
+//!   `GET /cgi-bin/department/simplelist`, `GET /cgi-bin/tag/get`, `GET /cgi-bin/tag/list`;
 //! - `https://open.weixin.qq.com`: `GET /connect/oauth2/authorize` (in-client OAuth);
 //! - `https://login.work.weixin.qq.com`: `GET /wwlogin/sso/login` (web / QR login).
 //!
@@ -71,6 +71,8 @@
 //! - `tag/get` (doc 90213): `tagname`, `userlist` (`userid`, `name`) and
 //!   `partylist`; 40068 for an unknown `tagid`; with a contact range, only
 //!   the members and departments inside it.
+//! - `tag/list` (doc 90216): `{"taglist": [{"tagid", "tagname"}]}`, every tag
+//!   of the company (a self-built app sees them all).
 //! - Faults: see [`Fault`] and [`SimulatorHandle::fault`].
 //! - Network: [`Network`] adds a round trip to every API answer and more on a
 //!   new connection; [`SimulatorHandle::connections`] and
