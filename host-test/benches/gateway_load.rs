@@ -130,18 +130,32 @@ async fn main() -> anyhow::Result<()> {
     let session = session_cookie(&app, &demo.simulator).await?;
     // wrk comes from one address: the per-client limit would answer 429.
     // Limits off, and limits counting every request but never reached.
+    // The demo tells groups; these gateways do not, but the one that does.
     let off = beside(
         &demo,
         &[
             ("rate_limit_per_client", "0"),
             ("rate_limit_per_authenticator", "0"),
+            ("groups", ""),
         ],
     )
     .await?;
     // 示例科技 (1) and below: zhangsan's departments read once, then cached.
     let ruled = beside(
         &demo,
-        &[("rate_limit_per_client", "0"), ("allowed_departments", "1")],
+        &[
+            ("rate_limit_per_client", "0"),
+            ("allowed_departments", "1"),
+            ("groups", ""),
+        ],
+    )
+    .await?;
+    let grouped = beside(
+        &demo,
+        &[
+            ("rate_limit_per_client", "0"),
+            ("groups", "departments,tags"),
+        ],
     )
     .await?;
     let counting = beside(
@@ -149,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
         &[
             ("rate_limit_per_client", "4000000000"),
             ("rate_limit_per_authenticator", "4000000000"),
+            ("groups", ""),
         ],
     )
     .await?;
@@ -164,8 +179,13 @@ async fn main() -> anyhow::Result<()> {
             vec![format!("Cookie: {session}")],
         ),
         (
-            "GET /auth/wecom/verify with a session, Prometheus metrics on",
+            "GET /auth/wecom/verify with a session, Prometheus metrics on, groups",
             format!("{app}/auth/wecom/verify"),
+            vec![format!("Cookie: {session}")],
+        ),
+        (
+            "GET /auth/wecom/verify with a session, groups (departments and tags, cached)",
+            format!("{}/auth/wecom/verify", grouped.url()),
             vec![format!("Cookie: {session}")],
         ),
         (

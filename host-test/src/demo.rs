@@ -16,6 +16,7 @@
 //! Departments: 1 示例科技 → 2 研发部 → 4 平台组, 1 → 3 财务部; 张三 is in 1 and
 //! 2, the others in 1 (赵六 in 3); the tag 7 运维 holds 李四 and 平台组: try
 //! `/auth/wecom/verify?allowed_departments=2` (张三 allowed) and `=3` (refused).
+//! Groups are on: `/auth/wecom/me` lists 张三's as `dept:1`, `dept:2`.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -149,6 +150,8 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
             ("sso_base", simulator.to_owned()),
             ("admin_token", ADMIN_TOKEN.to_owned()),
             ("display_name", "示例科技 · WeCom".to_owned()),
+            // Groups in /verify's headers and /me: dept:<id>, tag:<id>.
+            ("groups", "departments,tags".to_owned()),
         ])
         .map(|(key, value)| (key.to_owned(), value))
         .collect()

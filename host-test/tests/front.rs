@@ -2048,6 +2048,23 @@ async fn verify_and_me_tell_the_members_groups() {
     let granted = zhaoliu.get(&front, "/auth/wecom/verify").await;
     assert_eq!(granted.header("x-wecom-groups"), Some("dept:3,dept:1"));
 
+    // Aged out: the member's departments, the tree and the tag list in
+    // flight together (one round trip), then the tag (a second).
+    // (A modelled round trip keeps the calls in flight long enough to see.)
+    let rtt = std::time::Duration::from_millis(100);
+    sim.set_network(wecom_simulator::Network::new(rtt, 0));
+    front.clock.advance(std::time::Duration::from_secs(301));
+    sim.reset_calls();
+    let granted = zhaoliu.get(&front, "/auth/wecom/verify").await;
+    assert_eq!(granted.header("x-wecom-groups"), Some("dept:3,dept:1"));
+    assert_eq!(
+        sim.api_calls(),
+        4,
+        "user/get, simplelist, tag/list, tag/get"
+    );
+    assert_eq!(sim.max_concurrent_api_calls(), 3);
+    sim.set_network(wecom_simulator::Network::new(std::time::Duration::ZERO, 0));
+
     let plain = Front::new(&sim, &[("auto_signup", "true")]);
     let mut lisi = Browser::new(WECOM_ANDROID);
     lisi.log_in(&plain, &sim, "/auth/wecom/login", "lisi").await;
@@ -2061,8 +2078,8 @@ async fn verify_and_me_tell_the_members_groups() {
 /// An app whose visible range is one department (财务部, 3) sees a tree
 /// whose top has no parent in it: the groups still name what WeCom says
 /// (3 and its parent 1), the tree is fetched again at most once a minute
-/// (not on every request), and a deny rule by department, which could not
-/// see above the range, fails closed.
+/// (not on every request), and a deny rule on a department outside the
+/// range, which could be above the member unseen, fails closed.
 #[tokio::test]
 async fn a_partial_visible_range_costs_no_call_per_request_and_deny_fails_closed() {
     let sim = Simulator::start(Model::sample()).await.unwrap();
@@ -2091,6 +2108,13 @@ async fn a_partial_visible_range_costs_no_call_per_request_and_deny_fails_closed
         .get(&front, "/auth/wecom/verify?denied_departments=2")
         .await;
     assert_eq!(closed.status, 403, "{}", closed.body);
+    // An exact rule needs no tree; an allow rule inside the range works.
+    for rules in ["denied_departments=%3D2", "allowed_departments=3"] {
+        let open = zhaoliu
+            .get(&front, &format!("/auth/wecom/verify?{rules}"))
+            .await;
+        assert_eq!(open.status, 200, "{rules}: {}", open.body);
+    }
 }
 
 /// WeCom refuses the contact data a rule needs (60011 on `tag/get`): the

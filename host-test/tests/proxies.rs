@@ -61,6 +61,7 @@ async fn gateway(sim: &SimulatorHandle, origin: &str) -> GatewayHandle {
                 ("auto_signup", "true".to_owned()),
                 // Renew sessions a second old, so the walk sees a renewal.
                 ("session_refresh_seconds", "1".to_owned()),
+                ("groups", "departments".to_owned()),
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         )
@@ -156,6 +157,9 @@ async fn walk(proxy: &Proxy, sim: &SimulatorHandle, passes_renewal: bool) {
         ("x-auth-request-user", "admin"),
         ("remote-user", "admin"),
         ("remote-email", "admin@evil.example"),
+        ("x-wecom-groups", "tag:1"),
+        ("x-auth-request-groups", "admins"),
+        ("remote-groups", "admins"),
     ];
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let reply = send(proxy.addr, "GET", page, &spoofed, b"").await.unwrap();
@@ -183,7 +187,15 @@ async fn walk(proxy: &Proxy, sim: &SimulatorHandle, passes_renewal: bool) {
     let user_id = header("x-user-id");
     assert_eq!(user_id.len(), 1, "{seen}");
     assert!(user_id[0].starts_with("wc-"), "{seen}");
-    for spoof in ["x-auth-request-user", "remote-user", "remote-email"] {
+    // zhangsan is in 1 and 2 (2 under 1): the groups come from WeCom.
+    assert_eq!(header("x-wecom-groups"), ["dept:1,dept:2"], "{seen}");
+    for spoof in [
+        "x-auth-request-user",
+        "remote-user",
+        "remote-email",
+        "x-auth-request-groups",
+        "remote-groups",
+    ] {
         assert!(
             header(spoof).iter().all(|v| v.is_empty()),
             "{spoof} reached the app: {seen}"

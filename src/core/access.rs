@@ -76,10 +76,14 @@ impl RuleSet {
     }
 }
 
+/// The entries of a comma-separated list; a list of blanks only (`" , "`)
+/// is one blank entry, refused by the parsers, never "no rule".
 fn items(text: &str) -> impl Iterator<Item = &str> {
+    let blank_only = !text.trim().is_empty() && text.split(',').all(|i| i.trim().is_empty());
     text.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
+        .chain(blank_only.then_some("\"\""))
 }
 
 /// A comma-separated list of WeCom userids (at most 64 bytes of
@@ -174,6 +178,13 @@ pub struct Access {
     /// most this much later.
     pub facts_max_age: u64,
     pub groups: GroupKinds,
+}
+
+impl Access {
+    /// Whether the rules or the groups need the member's departments.
+    pub fn needs_departments(&self) -> bool {
+        self.rules.needs_departments() || self.groups.any()
+    }
 }
 
 /// The default of [`Access::facts_max_age`], in seconds.
@@ -300,17 +311,39 @@ impl Facts {
     /// department above them, up to the root: else a deny rule on an
     /// ancestor could not match.
     pub fn is_complete(&self) -> bool {
-        self.departments.iter().all(|&start| {
-            let mut at = start;
-            for _ in 0..=self.tree.len() {
-                match self.tree.iter().find(|(node, _)| *node == at) {
-                    Some((_, 0)) => return true,
-                    Some((_, parent)) if *parent != at => at = *parent,
-                    _ => return false,
+        // Every member is in a department: none told is nothing known.
+        !self.departments.is_empty()
+            && self.departments.iter().all(|&start| {
+                let mut at = start;
+                for _ in 0..=self.tree.len() {
+                    match self.tree.iter().find(|(node, _)| *node == at) {
+                        Some((_, 0)) => return true,
+                        Some((_, parent)) if *parent != at => at = *parent,
+                        _ => return false,
+                    }
                 }
-            }
-            false
-        })
+                false
+            })
+    }
+
+    /// Whether `deny`'s department rules (and the departments of its tags)
+    /// can be judged on an incomplete tree: each subtree rule names a
+    /// department the tree holds. WeCom shows an app whole subtrees of its
+    /// visible range, so a department the tree holds has its whole subtree
+    /// there: the member is under it exactly when the walk up meets it.
+    pub fn can_place(&self, deny: &RuleSet) -> bool {
+        let held = |id: &u32| self.tree.iter().any(|(node, _)| node == id);
+        let departments = deny
+            .departments
+            .iter()
+            .filter(|rule| !rule.exact)
+            .all(|rule| held(&rule.id));
+        let tags = self
+            .tags
+            .iter()
+            .filter(|t| deny.tags.contains(&t.tagid))
+            .all(|t| t.departments.iter().all(held));
+        departments && tags
     }
 
     /// The member's groups of the kinds asked for: `dept:<id>` for each
@@ -466,6 +499,9 @@ mod tests {
         );
         assert_eq!(set.tags, [7]);
         assert!(RuleSet::parse("", "", "").unwrap().is_empty());
+        // Blanks only are a mistake, not "no rule".
+        assert!(RuleSet::parse(" , ", "", "").is_err());
+        assert!(RuleSet::parse("", ",", "").is_err());
         let e = RuleSet::parse("", "12,finance", "").unwrap_err();
         assert!(e.contains("departments") && e.contains("finance"), "{e}");
         assert!(RuleSet::parse("a b", "", "").unwrap_err().contains("users"));
@@ -475,6 +511,7 @@ mod tests {
     #[test]
     fn a_tree_missing_a_department_or_an_ancestor_is_incomplete() {
         assert!(facts("a", &[4]).is_complete());
+        assert!(!facts("a", &[]).is_complete(), "no department told");
         let mut lacking = facts("a", &[5]);
         assert!(!lacking.is_complete(), "5 is not in the tree");
         lacking.tree = vec![(5, 2)];
@@ -505,6 +542,23 @@ mod tests {
         );
         assert!(!GroupKinds::parse("").unwrap().any());
         assert!(GroupKinds::parse("roles").unwrap_err().contains("roles"));
+    }
+
+    /// A visible range of 财务部 (3) alone: the tree is `3 → 1`, 1 unseen.
+    #[test]
+    fn an_incomplete_tree_judges_deny_rules_on_departments_it_holds() {
+        let mut partial = facts("zhaoliu", &[3]);
+        partial.tree = vec![(3, 1)];
+        assert!(!partial.is_complete());
+        let deny = |departments: &str, tags: &str| RuleSet::parse("", departments, tags).unwrap();
+        assert!(partial.can_place(&deny("3", "")), "3 is held");
+        assert!(partial.can_place(&deny("=2", "")), "exact: no tree needed");
+        assert!(!partial.can_place(&deny("2", "")), "2 is not held");
+        assert!(
+            !partial.can_place(&deny("", "7")),
+            "tag 7 holds 4, not held"
+        );
+        assert!(partial.can_place(&deny("", "")));
     }
 
     #[test]

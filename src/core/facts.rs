@@ -19,10 +19,10 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::access::{Access, Facts, Group, Refusal, Rules, TagMembers, Verdict};
+use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError};
 use super::ports::{KeyValue, Transport, get_json, set_json};
-use super::wecom::WecomApi;
+use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
 #[derive(Serialize, Deserialize)]
 struct Cached<T> {
@@ -77,14 +77,14 @@ pub struct Needs {
 }
 
 impl Needs {
-    /// What evaluating every set of `rules` and telling `access`'s groups needs.
-    pub fn of(access: &Access, rules: &[&Rules]) -> Needs {
+    /// What evaluating every set of `rules` and telling `groups` needs.
+    pub fn of(rules: &[&Rules], groups: GroupKinds) -> Needs {
         let mut needs = Needs {
-            departments: access.groups.any(),
+            departments: groups.any(),
             tags: Vec::new(),
-            all_tags: access.groups.tags,
+            all_tags: groups.tags,
         };
-        for set in std::iter::once(&access.rules).chain(rules.iter().copied()) {
+        for set in rules.iter().copied() {
             needs.departments |= set.needs_departments();
             for tag in set.allow.tags.iter().chain(&set.deny.tags) {
                 if !needs.tags.contains(tag) {
@@ -123,7 +123,8 @@ where
     K: KeyValue,
     V: DeserializeOwned,
 {
-    // A record from a clock running ahead is not trusted for longer.
+    // A record from a clock running ahead by more than a minute is not
+    // trusted (within a minute: at most that much past the bound).
     let fresh = |at: u64, age: u64| api.now < at.saturating_add(age) && at <= api.now + 60;
     if let Ok(Some(hit)) = get_json::<Cached<V>>(api.kv, key)
         && fresh(hit.at, max_age)
@@ -170,31 +171,15 @@ where
     fetched
 }
 
-/// The cached value at `key`, else what `fetch` gets from WeCom, cached.
-fn cached<T, K, V>(
-    api: &WecomApi<'_, T, K>,
-    key: &str,
-    max_age: u64,
-    fetch: impl FnOnce() -> Result<V, AuthError>,
-) -> Result<V, AuthError>
-where
-    T: Transport,
-    K: KeyValue,
-    V: Serialize + DeserializeOwned,
-{
-    match lookup(api, key, max_age) {
-        Lookup::Hit(value) => Ok(value),
-        Lookup::Refused(e) => Err(e),
-        Lookup::Miss => remember(api, key, fetch()),
-    }
-}
-
 /// What `needs` asks of member `userid`, from the cache when younger than
-/// `max_age` seconds, else from WeCom (`user/get`, `department/simplelist`,
-/// `tag/list`, `tag/get` for the tags not cached, in flight together).
-/// `fresh_departments`: the member's departments a login just read (they
-/// replace the cached ones). No WeCom call when nothing is needed or
-/// everything is cached.
+/// `max_age` seconds, else from WeCom, what is missing asked for together:
+/// the member's departments (`user/get`), the tree
+/// (`department/simplelist`), the tag list (`tag/list`) and the tags the
+/// rules name (`tag/get`) in one round trip, then the listed tags not
+/// cached in a second. `fresh_departments`: the member's departments a
+/// login just read (they replace the cached ones). No WeCom call when
+/// nothing is needed or everything is cached. Every answer is cached (a
+/// refusal for [`REFUSAL_SECONDS`]); the first error is returned.
 pub fn gather<T: Transport, K: KeyValue>(
     api: &WecomApi<'_, T, K>,
     needs: &Needs,
@@ -209,43 +194,95 @@ pub fn gather<T: Transport, K: KeyValue>(
     if needs.is_nothing() {
         return Ok(facts);
     }
-    let prefix = prefix(api);
-    let member_key = format!("{prefix}/member/{}", userid.to_ascii_lowercase());
-    facts.departments = match fresh_departments {
-        Some(departments) => {
-            remember(api, &member_key, Ok(MemberDepartments { departments }))?.departments
-        }
-        None => {
-            cached(api, &member_key, max_age, || {
-                let departments = api.user(userid)?.department;
-                Ok(MemberDepartments { departments })
-            })?
-            .departments
-        }
+    let keys = Keys {
+        prefix: prefix(api),
+        userid: userid.to_ascii_lowercase(),
     };
-    facts.tree = cached(api, &format!("{prefix}/tree"), max_age, || {
-        Ok(Tree {
-            tree: api.department_tree()?,
-        })
-    })?
-    .tree;
-    let mut tagids = needs.tags.clone();
+    let mut ask = Vec::new();
+    match fresh_departments {
+        Some(departments) => {
+            let fresh = MemberDepartments { departments };
+            facts.departments = remember(api, &keys.member(), Ok(fresh))?.departments;
+        }
+        None => match lookup::<T, K, MemberDepartments>(api, &keys.member(), max_age) {
+            Lookup::Hit(member) => facts.departments = member.departments,
+            Lookup::Refused(e) => return Err(e),
+            Lookup::Miss => ask.push(FactQuery::Departments(userid.to_owned())),
+        },
+    }
+    match lookup::<T, K, Tree>(api, &keys.tree(), max_age) {
+        Lookup::Hit(tree) => facts.tree = tree.tree,
+        Lookup::Refused(e) => return Err(e),
+        Lookup::Miss => ask.push(FactQuery::Tree),
+    }
+    let mut listed = None;
     if needs.all_tags {
-        let listed = cached(api, &format!("{prefix}/tags"), max_age, || {
-            Ok(TagList {
-                tags: api.tag_list()?,
-            })
-        })?;
-        for (tagid, _) in listed.tags {
-            if !tagids.contains(&tagid) {
-                tagids.push(tagid);
-            }
+        match lookup::<T, K, TagList>(api, &keys.tags(), max_age) {
+            Lookup::Hit(list) => listed = Some(list.tags),
+            Lookup::Refused(e) => return Err(e),
+            Lookup::Miss => ask.push(FactQuery::Tags),
         }
     }
-    let tag_key = |tagid: u32| format!("{prefix}/tag/{tagid}");
-    let mut missing = Vec::new();
-    for tagid in tagids {
-        match lookup::<T, K, Tag>(api, &tag_key(tagid), max_age) {
+    let mut wanted = needs.tags.clone();
+    let listed_ids = |list: &[(u32, String)]| list.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+    wanted.extend(listed.as_deref().map(listed_ids).unwrap_or_default());
+    ask.extend(cached_tags(api, &keys, &mut facts, &wanted, max_age)?);
+    let mut first_error = None;
+    let newly_listed = ask_and_remember(api, &keys, &mut facts, &ask, &mut first_error);
+    // The tag list just came: its tags not yet at hand, in a second round.
+    if let Some(list) = newly_listed
+        && first_error.is_none()
+    {
+        let more: Vec<u32> = listed_ids(&list)
+            .into_iter()
+            .filter(|id| !wanted.contains(id))
+            .collect();
+        let ask = cached_tags(api, &keys, &mut facts, &more, max_age)?;
+        ask_and_remember(api, &keys, &mut facts, &ask, &mut first_error);
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(facts),
+    }
+}
+
+/// The cache keys of one app's facts.
+struct Keys {
+    prefix: String,
+    /// Lowercase: userids compare ignoring ASCII case.
+    userid: String,
+}
+
+impl Keys {
+    fn member(&self) -> String {
+        format!("{}/member/{}", self.prefix, self.userid)
+    }
+    fn tree(&self) -> String {
+        format!("{}/tree", self.prefix)
+    }
+    fn tags(&self) -> String {
+        format!("{}/tags", self.prefix)
+    }
+    fn tag(&self, tagid: u32) -> String {
+        format!("{}/tag/{tagid}", self.prefix)
+    }
+}
+
+/// Puts the cached tags among `tagids` into `facts`; answers the queries
+/// for the others. A remembered refusal is the error.
+fn cached_tags<T: Transport, K: KeyValue>(
+    api: &WecomApi<'_, T, K>,
+    keys: &Keys,
+    facts: &mut Facts,
+    tagids: &[u32],
+    max_age: u64,
+) -> Result<Vec<FactQuery>, AuthError> {
+    let mut ask = Vec::new();
+    for &tagid in tagids {
+        if facts.tags.iter().any(|t| t.tagid == tagid) {
+            continue;
+        }
+        match lookup::<T, K, Tag>(api, &keys.tag(tagid), max_age) {
             Lookup::Hit(tag) => facts.tags.push(TagMembers {
                 tagid,
                 name: tag.name,
@@ -253,24 +290,79 @@ pub fn gather<T: Transport, K: KeyValue>(
                 departments: tag.departments,
             }),
             Lookup::Refused(e) => return Err(e),
-            Lookup::Miss => missing.push(tagid),
+            Lookup::Miss if !ask.contains(&FactQuery::Tag(tagid)) => {
+                ask.push(FactQuery::Tag(tagid))
+            }
+            Lookup::Miss => {}
         }
     }
-    for (tagid, fetched) in missing.iter().zip(api.tag_members(&missing)) {
-        let fetched = fetched.map(|t| Tag {
-            name: t.name,
-            users: t.users,
-            departments: t.departments,
-        });
-        let tag = remember(api, &tag_key(*tagid), fetched)?;
-        facts.tags.push(TagMembers {
-            tagid: *tagid,
-            name: tag.name,
-            users: tag.users,
-            departments: tag.departments,
-        });
+    Ok(ask)
+}
+
+/// Asks WeCom `queries` together, caches every answer (or refusal), puts
+/// them into `facts`, keeps the first error; answers the tag list if asked.
+fn ask_and_remember<T: Transport, K: KeyValue>(
+    api: &WecomApi<'_, T, K>,
+    keys: &Keys,
+    facts: &mut Facts,
+    queries: &[FactQuery],
+    first_error: &mut Option<AuthError>,
+) -> Option<Vec<(u32, String)>> {
+    if queries.is_empty() {
+        return None;
     }
-    Ok(facts)
+    let mut listed = None;
+    for (query, answer) in queries.iter().zip(api.contact_facts(queries)) {
+        let kept = match (query, answer) {
+            (FactQuery::Departments(_), answer) => {
+                let answer = answer.and_then(|a| match a {
+                    FactAnswer::Departments(departments) => Ok(MemberDepartments { departments }),
+                    _ => Err(mismatch()),
+                });
+                remember(api, &keys.member(), answer).map(|m| facts.departments = m.departments)
+            }
+            (FactQuery::Tree, answer) => {
+                let answer = answer.and_then(|a| match a {
+                    FactAnswer::Tree(tree) => Ok(Tree { tree }),
+                    _ => Err(mismatch()),
+                });
+                remember(api, &keys.tree(), answer).map(|t| facts.tree = t.tree)
+            }
+            (FactQuery::Tags, answer) => {
+                let answer = answer.and_then(|a| match a {
+                    FactAnswer::Tags(tags) => Ok(TagList { tags }),
+                    _ => Err(mismatch()),
+                });
+                remember(api, &keys.tags(), answer).map(|l| listed = Some(l.tags))
+            }
+            (FactQuery::Tag(tagid), answer) => {
+                let answer = answer.and_then(|a| match a {
+                    FactAnswer::Tag(t) => Ok(Tag {
+                        name: t.name,
+                        users: t.users,
+                        departments: t.departments,
+                    }),
+                    _ => Err(mismatch()),
+                });
+                remember(api, &keys.tag(*tagid), answer).map(|tag| {
+                    facts.tags.push(TagMembers {
+                        tagid: *tagid,
+                        name: tag.name,
+                        users: tag.users,
+                        departments: tag.departments,
+                    })
+                })
+            }
+        };
+        if let Err(e) = kept {
+            first_error.get_or_insert(e);
+        }
+    }
+    listed
+}
+
+fn mismatch() -> AuthError {
+    AuthError::WecomUnavailable("a contact answer of another kind".into())
 }
 
 /// Keeps the departments WeCom just told of member `userid` (a profile
@@ -280,13 +372,17 @@ pub fn record_departments<T: Transport, K: KeyValue>(
     userid: &str,
     departments: Vec<u32>,
 ) {
-    let key = format!("{}/member/{}", prefix(api), userid.to_ascii_lowercase());
-    let _ = remember(api, &key, Ok(MemberDepartments { departments }));
+    let keys = Keys {
+        prefix: prefix(api),
+        userid: userid.to_ascii_lowercase(),
+    };
+    let _ = remember(api, &keys.member(), Ok(MemberDepartments { departments }));
 }
 
 /// Lets member `userid` in under `access`'s rules and each of `more` (a
-/// proxy's own, at `/verify`), and answers the member's groups of the kinds
-/// `access` asks for. One gathering serves all; a tree lacking one of the
+/// proxy's own, at `/verify`), and answers the member's groups of the
+/// kinds `groups` names (a login tells none: it gathers only what its
+/// rules need). One gathering serves all; a tree lacking one of the
 /// member's departments or an ancestor (created since it was cached) is
 /// fetched again once, and when it stays incomplete deny rules fail closed.
 ///
@@ -297,14 +393,15 @@ pub fn admit<T: Transport, K: KeyValue>(
     api: &WecomApi<'_, T, K>,
     access: &Access,
     more: &[&Rules],
+    groups: GroupKinds,
     userid: &str,
     fresh_departments: Option<Vec<u32>>,
 ) -> Result<Vec<Group>, AuthError> {
-    let needs = Needs::of(access, more);
     let sets: Vec<&Rules> = std::iter::once(&access.rules)
         .chain(more.iter().copied())
         .filter(|r| !r.is_empty())
         .collect();
+    let needs = Needs::of(&sets, groups);
     if needs.is_nothing() && sets.is_empty() {
         return Ok(Vec::new());
     }
@@ -319,11 +416,9 @@ pub fn admit<T: Transport, K: KeyValue>(
         let again = gather(api, &tree_only, userid, None, REFETCH_SECONDS)?;
         (facts.departments, facts.tree) = (again.departments, again.tree);
     }
-    // Still incomplete: a deny rule above the member could not match.
-    let denies_by_tree = sets
-        .iter()
-        .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
-    if !facts.is_complete() && denies_by_tree {
+    // Still incomplete: a deny rule on a department the tree does not hold
+    // could concern a department above the member it does not hold either.
+    if !facts.is_complete() && sets.iter().any(|r| !facts.can_place(&r.deny)) {
         return Err(AuthError::AccessRefused(Refusal::NotAllowed));
     }
     for rules in sets {
@@ -331,7 +426,7 @@ pub fn admit<T: Transport, K: KeyValue>(
             return Err(AuthError::AccessRefused(why));
         }
     }
-    Ok(facts.groups(access.groups))
+    Ok(facts.groups(groups))
 }
 
 #[cfg(test)]
@@ -357,7 +452,7 @@ mod tests {
     }
 
     fn needs(rules: &Rules) -> Needs {
-        Needs::of(&Access::default(), &[rules])
+        Needs::of(&[rules], GroupKinds::default())
     }
 
     #[test]
@@ -435,7 +530,8 @@ mod tests {
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
         );
-        assert_eq!(t.paths(), ["gettoken", "department/simplelist"]);
+        // The tree and the tag were asked for together.
+        assert_eq!(t.paths(), ["gettoken", "department/simplelist", "tag/get"]);
         let key = format!("access-facts/{}/{}/member/zhangsan", a.corp_id, a.agent_id);
         assert!(kv.keys().contains(&key), "the login's departments are kept");
     }
@@ -459,11 +555,11 @@ mod tests {
             now: NOW,
         };
         let access = Access {
-            groups: crate::core::access::GroupKinds::parse("departments,tags").unwrap(),
             facts_max_age: 300,
             ..Access::default()
         };
-        let groups = admit(&api, &access, &[], "zhangsan", Some(vec![4])).unwrap();
+        let kinds = GroupKinds::parse("departments,tags").unwrap();
+        let groups = admit(&api, &access, &[], kinds, "zhangsan", Some(vec![4])).unwrap();
         let keys: Vec<String> = groups.iter().map(Group::key).collect();
         assert_eq!(keys, ["dept:4", "dept:2", "dept:1", "tag:7"]);
         assert_eq!(groups[3].name.as_deref(), Some("运维"));
@@ -478,7 +574,7 @@ mod tests {
             ]
         );
         // Cached: the same groups without a call.
-        let again = admit(&api, &access, &[], "zhangsan", None).unwrap();
+        let again = admit(&api, &access, &[], kinds, "zhangsan", None).unwrap();
         assert_eq!(again, groups);
         assert_eq!(t.sent.borrow().len(), 5);
     }
@@ -500,21 +596,29 @@ mod tests {
             kv: &kv,
             now,
         };
-        let deny_2 = Rules {
+        let deny = |departments| Rules {
             allow: RuleSet::default(),
-            deny: RuleSet::parse("", "2", "").unwrap(),
+            deny: RuleSet::parse("", departments, "").unwrap(),
         };
+        let (deny_2, deny_9) = (deny("2"), deny("9"));
+        let none = GroupKinds::default();
         let access = Access {
             facts_max_age: 300,
             ..Access::default()
         };
-        // Department 5 is in no tree: refused, and the tree is not fetched
-        // again while younger than a minute.
-        let refused = admit(&api(NOW), &access, &[&deny_2], "x", Some(vec![5])).unwrap_err();
+        // Department 5 is in no tree: a deny rule on 9, which the tree does
+        // not hold either, could be above it: refused. The tree is not
+        // fetched again while younger than a minute.
+        let refused = admit(&api(NOW), &access, &[&deny_9], none, "x", Some(vec![5])).unwrap_err();
         assert_eq!(refused, AuthError::AccessRefused(Refusal::NotAllowed));
         assert_eq!(t.paths(), ["gettoken", "department/simplelist"]);
+        // 2 is held with its whole subtree, and 5 is not in it.
+        assert_eq!(
+            admit(&api(NOW), &access, &[&deny_2], none, "x", None),
+            Ok(vec![])
+        );
         // A minute on: the member and the tree again, still refused.
-        let refused = admit(&api(NOW + 61), &access, &[&deny_2], "x", None).unwrap_err();
+        let refused = admit(&api(NOW + 61), &access, &[&deny_9], none, "x", None).unwrap_err();
         assert_eq!(refused, AuthError::AccessRefused(Refusal::NotAllowed));
         assert_eq!(
             t.paths(),
@@ -527,7 +631,7 @@ mod tests {
         );
         let api = api(NOW + 61);
         // The proxy's rules after the settings': a deny names its class.
-        let denied = admit(&api, &access, &[&deny_2], "zhangsan", Some(vec![4])).unwrap_err();
+        let denied = admit(&api, &access, &[&deny_2], none, "zhangsan", Some(vec![4])).unwrap_err();
         assert_eq!(
             denied,
             AuthError::AccessRefused(Refusal::DeniedBy(

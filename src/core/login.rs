@@ -2,7 +2,7 @@
 //! WeCom API and the directory: what the exported functions do, minus the WIT
 //! types and WASI calls.
 
-use super::access::{Group, Rules};
+use super::access::{Group, GroupKinds, Rules};
 use super::browser::{self, Language, MAX_USER_AGENT};
 use super::cookie::{Cookie, pre_auth_cookie, pre_auth_cookie_after, session_cookie};
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
@@ -255,7 +255,15 @@ pub fn complete_callback(
         && let Some(user) = directory::find_by_binding(kv, &binding)?
     {
         // The rules on the facts known (cached, else fetched now).
-        facts::admit(&api, &authenticator.access, &[], &identity.userid, None)?;
+        let access = &authenticator.access;
+        facts::admit(
+            &api,
+            access,
+            &[],
+            GroupKinds::default(),
+            &identity.userid,
+            None,
+        )?;
         let member = Member {
             wecom_userid: identity.userid.clone(),
             name: user.name.clone(),
@@ -290,15 +298,24 @@ pub fn complete_callback(
         in_client,
     )?;
     // The rules before anything is written: a refused member gets no user
-    // and no binding.
+    // and no binding. Departments just read are kept for the groups too.
+    let access = &authenticator.access;
     let departments = member.departments.clone();
+    let userid = &identity.userid;
     facts::admit(
         &api,
-        &authenticator.access,
+        access,
         &[],
-        &identity.userid,
+        GroupKinds::default(),
+        userid,
         departments,
     )?;
+    if let Some(departments) = member.departments.clone()
+        && access.groups.any()
+        && !access.rules.needs_departments()
+    {
+        facts::record_departments(&api, userid, departments);
+    }
     let profile = Profile {
         name: name.clone(),
         mobile: member.mobile.clone(),
@@ -421,7 +438,7 @@ pub fn refresh_profile(
     directory::clear_denied(kv, &pending.binding);
     // The departments just read are the freshest facts for the rules.
     if let Some(departments) = member.departments
-        && facts::Needs::of(&authenticator.access, &[]).departments
+        && authenticator.access.needs_departments()
     {
         facts::record_departments(&api, userid, departments);
     }
@@ -578,7 +595,8 @@ pub fn admit_session(
         now,
     };
     let userid = &session.verified.claims.wecom_userid;
-    session.groups = facts::admit(&api, &authenticator.access, more, userid, None)?;
+    let access = &authenticator.access;
+    session.groups = facts::admit(&api, access, more, access.groups, userid, None)?;
     Ok(session)
 }
 

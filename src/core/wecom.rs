@@ -91,6 +91,116 @@ pub struct AgentInfo {
     pub close: Option<i64>,
 }
 
+/// Reads the answer to call `i` of a batch, sent with `token`.
+type ReadAnswer<'a, A> =
+    dyn Fn(usize, Result<HttpResponse, String>, &str) -> Result<A, AuthError> + 'a;
+
+/// One contact fact to ask WeCom for ([`WecomApi::contact_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactQuery {
+    /// A member's departments (`user/get`).
+    Departments(String),
+    /// The department tree (`department/simplelist`).
+    Tree,
+    /// Every tag (`tag/list`).
+    Tags,
+    /// One tag's name, members and departments (`tag/get`).
+    Tag(u32),
+}
+
+/// What WeCom answered to a [`FactQuery`], in the same variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactAnswer {
+    Departments(Vec<u32>),
+    /// `(id, parentid)` pairs.
+    Tree(Vec<(u32, u32)>),
+    /// `(tagid, tagname)` pairs.
+    Tags(Vec<(u32, String)>),
+    Tag(TagMembers),
+}
+
+/// The longest contact answer read: a tree of tens of thousands of
+/// departments, a tag of tens of thousands of members.
+pub const MAX_CONTACT_ANSWER_BYTES: usize = 8 << 20;
+
+/// Reads the answer to `query` with `read` (given the size limit).
+fn read_fact(
+    query: &FactQuery,
+    read: impl FnOnce(usize) -> Result<serde_json::Value, AuthError>,
+) -> Result<FactAnswer, AuthError> {
+    #[derive(Deserialize)]
+    struct Node {
+        id: u32,
+        #[serde(default)]
+        parentid: u32,
+    }
+    #[derive(Deserialize)]
+    struct Tree {
+        #[serde(default)]
+        department_id: Vec<Node>,
+    }
+    #[derive(Deserialize)]
+    struct ListedTag {
+        tagid: u32,
+        #[serde(default)]
+        tagname: String,
+    }
+    #[derive(Deserialize)]
+    struct Tags {
+        #[serde(default)]
+        taglist: Vec<ListedTag>,
+    }
+    #[derive(Deserialize)]
+    struct Member {
+        userid: String,
+    }
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(default)]
+        tagname: Option<String>,
+        #[serde(default)]
+        userlist: Vec<Member>,
+        #[serde(default)]
+        partylist: Vec<u32>,
+    }
+    let value = read(MAX_CONTACT_ANSWER_BYTES)?;
+    let unreadable =
+        |_| AuthError::WecomUnavailable("a contact answer had an unexpected shape".into());
+    Ok(match query {
+        FactQuery::Departments(_) => {
+            let profile: UserProfile = serde_json::from_value(value).map_err(unreadable)?;
+            FactAnswer::Departments(profile.department)
+        }
+        FactQuery::Tree => {
+            let tree: Tree = serde_json::from_value(value).map_err(unreadable)?;
+            FactAnswer::Tree(
+                tree.department_id
+                    .into_iter()
+                    .map(|n| (n.id, n.parentid))
+                    .collect(),
+            )
+        }
+        FactQuery::Tags => {
+            let tags: Tags = serde_json::from_value(value).map_err(unreadable)?;
+            FactAnswer::Tags(
+                tags.taglist
+                    .into_iter()
+                    .map(|t| (t.tagid, t.tagname))
+                    .collect(),
+            )
+        }
+        FactQuery::Tag(tagid) => {
+            let tag: Tag = serde_json::from_value(value).map_err(unreadable)?;
+            FactAnswer::Tag(TagMembers {
+                tagid: *tagid,
+                name: non_empty(tag.tagname),
+                users: tag.userlist.into_iter().map(|m| m.userid).collect(),
+                departments: tag.partylist,
+            })
+        }
+    })
+}
+
 /// Every answer's envelope.
 #[derive(Deserialize)]
 struct Envelope {
@@ -178,94 +288,60 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         self.call_with_token("user/get", &[("userid", userid)], None)
     }
 
-    /// `department/simplelist` of the whole tree the app may read (doc
-    /// 95350): `(id, parentid)` pairs. 60011 when the app may not read the
-    /// contacts.
-    pub fn department_tree(&self) -> Result<Vec<(u32, u32)>, AuthError> {
-        #[derive(Deserialize)]
-        struct Node {
-            id: u32,
-            #[serde(default)]
-            parentid: u32,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            department_id: Vec<Node>,
-        }
-        let answer: Answer = self.call_with_token("department/simplelist", &[], None)?;
-        Ok(answer
-            .department_id
-            .into_iter()
-            .map(|node| (node.id, node.parentid))
-            .collect())
-    }
-
-    /// `tag/get` (doc 90213) of each tag, at most [`MAX_IN_FLIGHT`] in
-    /// flight together: the tag's name, members and departments the app may
-    /// see. 40068 for an unknown tag. Answers in the order asked.
-    pub fn tag_members(&self, tagids: &[u32]) -> Vec<Result<TagMembers, AuthError>> {
-        #[derive(Deserialize)]
-        struct Member {
-            userid: String,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            tagname: Option<String>,
-            #[serde(default)]
-            userlist: Vec<Member>,
-            #[serde(default)]
-            partylist: Vec<u32>,
-        }
-        let ids: Vec<String> = tagids.iter().map(u32::to_string).collect();
-        let queries: Vec<[(&str, &str); 1]> =
-            ids.iter().map(|id| [("tagid", id.as_str())]).collect();
+    /// What the access rules and groups need, at most [`MAX_IN_FLIGHT`]
+    /// calls in flight together: a member's departments (`user/get`, doc
+    /// 90196), the tree (`department/simplelist`, doc 95350: `(id,
+    /// parentid)` of every department the app may read), every tag
+    /// (`tag/list`, doc 90216) and a tag's name, members and departments the
+    /// app may see (`tag/get`, doc 90213; 40068 for an unknown tag).
+    /// Answers in the order asked, each its own result.
+    pub fn contact_facts(&self, queries: &[FactQuery]) -> Vec<Result<FactAnswer, AuthError>> {
+        let ids: Vec<String> = queries
+            .iter()
+            .map(|q| match q {
+                FactQuery::Departments(userid) => userid.clone(),
+                FactQuery::Tag(tagid) => tagid.to_string(),
+                FactQuery::Tree | FactQuery::Tags => String::new(),
+            })
+            .collect();
+        let params: Vec<[(&str, &str); 1]> = queries
+            .iter()
+            .zip(&ids)
+            .map(|(q, id)| match q {
+                FactQuery::Departments(_) => [("userid", id.as_str())],
+                _ => [("tagid", id.as_str())],
+            })
+            .collect();
         let calls: Vec<Call<'_>> = queries
             .iter()
-            .map(|query| Call {
-                api: "tag/get",
-                query,
-                body: None,
+            .zip(&params)
+            .map(|(q, param)| {
+                let (api, query): (&'static str, &[(&str, &str)]) = match q {
+                    FactQuery::Departments(_) => ("user/get", param),
+                    FactQuery::Tree => ("department/simplelist", &[]),
+                    FactQuery::Tags => ("tag/list", &[]),
+                    FactQuery::Tag(_) => ("tag/get", param),
+                };
+                Call {
+                    api,
+                    query,
+                    body: None,
+                }
             })
             .collect();
         let mut out = Vec::with_capacity(calls.len());
-        for chunk in calls.chunks(MAX_IN_FLIGHT) {
-            out.extend(self.call_all::<Answer>(chunk));
+        for (chunk, at) in calls
+            .chunks(MAX_IN_FLIGHT)
+            .zip((0..).step_by(MAX_IN_FLIGHT))
+        {
+            let read = |i: usize, answer, token: &str| {
+                let query = &queries[at + i];
+                let api = chunk[i].api;
+                read_fact(query, |limit| self.read_up_to(api, answer, &[token], limit))
+            };
+            out.extend(self.call_all(chunk, &read));
         }
-        out.into_iter()
-            .zip(tagids)
-            .map(|(answer, &tagid)| {
-                answer.map(|answer| TagMembers {
-                    tagid,
-                    name: non_empty(answer.tagname),
-                    users: answer.userlist.into_iter().map(|m| m.userid).collect(),
-                    departments: answer.partylist,
-                })
-            })
-            .collect()
-    }
-
-    /// `tag/list` (doc 90216): every tag of the company a self-built app
-    /// may see, `(tagid, tagname)`.
-    pub fn tag_list(&self) -> Result<Vec<(u32, String)>, AuthError> {
-        #[derive(Deserialize)]
-        struct Tag {
-            tagid: u32,
-            #[serde(default)]
-            tagname: String,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            taglist: Vec<Tag>,
-        }
-        let answer: Answer = self.call_with_token("tag/list", &[], None)?;
-        Ok(answer
-            .taglist
-            .into_iter()
-            .map(|t| (t.tagid, t.tagname))
-            .collect())
+        out
     }
 
     /// `agent/get` of the configured app (doc 90227): 40056 when agent-id is
@@ -351,15 +427,20 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         }
     }
 
-    /// Token calls of one answer type in flight together, each retried
-    /// once (the retries together) with a fresh token when WeCom says the
-    /// token is bad. Answers in the order of `calls`.
-    fn call_all<A: DeserializeOwned>(&self, calls: &[Call<'_>]) -> Vec<Result<A, AuthError>> {
+    /// Token calls in flight together, each retried once (the retries
+    /// together) with a fresh token when WeCom says the token is bad; `read`
+    /// reads the answer to `calls[i]`. Answers in the order of `calls`.
+    fn call_all<A>(
+        &self,
+        calls: &[Call<'_>],
+        read: &ReadAnswer<'_, A>,
+    ) -> Vec<Result<A, AuthError>> {
         let token = match self.access_token(None) {
             Ok(token) => token,
             Err(e) => return calls.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut answers = self.send_calls(calls, &token);
+        let every: Vec<usize> = (0..calls.len()).collect();
+        let mut answers = self.send_calls(calls, &every, &token, read);
         let stale: Vec<usize> = (0..answers.len())
             .filter(|&i| refused(&answers[i]))
             .collect();
@@ -369,8 +450,8 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         match self.access_token(Some(&token)) {
             Err(e) => stale.iter().for_each(|&i| answers[i] = Err(e.clone())),
             Ok(fresh) => {
-                let again: Vec<Call<'_>> = stale.iter().map(|&i| calls[i].clone()).collect();
-                for (i, answer) in stale.into_iter().zip(self.send_calls(&again, &fresh)) {
+                let again = self.send_calls(calls, &stale, &fresh, read);
+                for (i, answer) in stale.into_iter().zip(again) {
                     answers[i] = answer;
                 }
             }
@@ -378,20 +459,26 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         answers
     }
 
-    fn send_calls<A: DeserializeOwned>(
+    /// `calls[i]` for each `i` of `which`, in flight together.
+    fn send_calls<A>(
         &self,
         calls: &[Call<'_>],
+        which: &[usize],
         token: &str,
+        read: &ReadAnswer<'_, A>,
     ) -> Vec<Result<A, AuthError>> {
-        let requests: Vec<HttpRequest> = calls.iter().map(|c| self.request(c, token)).collect();
-        let mut answers = self.transport.send_all(&requests).into_iter();
-        calls
+        let requests: Vec<HttpRequest> = which
             .iter()
-            .map(|call| {
+            .map(|&i| self.request(&calls[i], token))
+            .collect();
+        let mut answers = self.transport.send_all(&requests).into_iter();
+        which
+            .iter()
+            .map(|&i| {
                 let answer = answers
                     .next()
                     .unwrap_or_else(|| Err("the transport answered fewer requests".into()));
-                self.read(call.api, answer, &[token])
+                read(i, answer, token)
             })
             .collect()
     }
@@ -506,6 +593,17 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         response: Result<HttpResponse, String>,
         tokens: &[&str],
     ) -> Result<A, AuthError> {
+        self.read_up_to(api, response, tokens, MAX_ANSWER_BYTES)
+    }
+
+    /// [`WecomApi::read`] of an answer of at most `limit` bytes.
+    fn read_up_to<A: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        response: Result<HttpResponse, String>,
+        tokens: &[&str],
+        limit: usize,
+    ) -> Result<A, AuthError> {
         let mut secrets = vec![self.authenticator.secret.expose()];
         secrets.extend_from_slice(tokens);
         let response = response.map_err(|why| {
@@ -517,9 +615,9 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 response.status
             )));
         }
-        if response.body.len() > MAX_ANSWER_BYTES {
+        if response.body.len() > limit {
             return Err(AuthError::WecomUnavailable(format!(
-                "{api} answered more than {MAX_ANSWER_BYTES} bytes"
+                "{api} answered more than {limit} bytes"
             )));
         }
         let unreadable = || AuthError::WecomUnavailable(format!("{api} answered unreadable JSON"));
@@ -648,26 +746,34 @@ pub(crate) mod tests {
             .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","name":"张三","department":[1,2],"main_department":1}"#)
             .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":9,"tagname":"财务"}]}"#);
         let wecom = api(&a, &t, &kv);
-        assert_eq!(wecom.department_tree().unwrap(), [(1, 0), (2, 1)]);
-        let mut tags = wecom.tag_members(&[7, 8]).into_iter();
-        let tag = tags.next().unwrap().unwrap();
+        let queries = [
+            FactQuery::Tree,
+            FactQuery::Tag(7),
+            FactQuery::Tag(8),
+            FactQuery::Departments("zhangsan".into()),
+            FactQuery::Tags,
+        ];
+        let mut answers = wecom.contact_facts(&queries).into_iter();
+        let mut next = || answers.next().unwrap();
+        assert_eq!(next().unwrap(), FactAnswer::Tree(vec![(1, 0), (2, 1)]));
         assert_eq!(
-            (
-                tag.name.as_deref(),
-                tag.users.as_slice(),
-                tag.departments.as_slice()
-            ),
-            (Some("运维"), &["lisi".to_owned()][..], &[4][..])
+            next().unwrap(),
+            FactAnswer::Tag(TagMembers {
+                tagid: 7,
+                name: Some("运维".into()),
+                users: vec!["lisi".into()],
+                departments: vec![4],
+            })
         );
-        let refused = tags.next().unwrap().unwrap_err();
+        let refused = next().unwrap_err();
         assert!(
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
         );
-        assert_eq!(wecom.user("zhangsan").unwrap().department, [1, 2]);
+        assert_eq!(next().unwrap(), FactAnswer::Departments(vec![1, 2]));
         assert_eq!(
-            wecom.tag_list().unwrap(),
-            [(7, "运维".to_owned()), (9, "财务".to_owned())]
+            next().unwrap(),
+            FactAnswer::Tags(vec![(7, "运维".to_owned()), (9, "财务".to_owned())])
         );
         assert_eq!(
             t.paths(),
@@ -701,10 +807,14 @@ pub(crate) mod tests {
             .json(&tag(3))
             .json(r#"{"errcode":0,"errmsg":"ok","access_token":"accesstoken000002","expires_in":7200}"#)
             .json(&tag(2));
+        let queries = [1, 2, 3].map(FactQuery::Tag);
         let names: Vec<String> = api(&a, &t, &kv)
-            .tag_members(&[1, 2, 3])
+            .contact_facts(&queries)
             .into_iter()
-            .map(|t| t.unwrap().name.unwrap())
+            .map(|answer| match answer.unwrap() {
+                FactAnswer::Tag(tag) => tag.name.unwrap(),
+                other => panic!("{other:?}"),
+            })
             .collect();
         assert_eq!(names, ["t1", "t2", "t3"]);
         assert_eq!(

@@ -50,11 +50,11 @@ impl From<wit::Settings> for settings::Settings {
             session_cookie_name: s.session_cookie_name,
             session_cookie_domain: s.session_cookie_domain,
             return_hosts: Vec::new(),
-            allowed_users: rules.allowed_users.join(","),
-            allowed_departments: rules.allowed_departments.join(","),
+            allowed_users: listed(&rules.allowed_users),
+            allowed_departments: listed(&rules.allowed_departments),
             allowed_tags: joined(&rules.allowed_tags),
-            denied_users: rules.denied_users.join(","),
-            denied_departments: rules.denied_departments.join(","),
+            denied_users: listed(&rules.denied_users),
+            denied_departments: listed(&rules.denied_departments),
             denied_tags: joined(&rules.denied_tags),
             access_facts_max_age_seconds: s.access_facts_max_age_seconds,
             groups: s
@@ -69,6 +69,22 @@ impl From<wit::Settings> for settings::Settings {
                 .join(","),
         }
     }
+}
+
+/// The entries as the settings' comma-separated list. A blank entry stays
+/// visible (as `""`), so it is refused by name instead of reading as no rule.
+fn listed(entries: &[String]) -> String {
+    let shown: Vec<&str> = entries
+        .iter()
+        .map(|e| {
+            if e.trim().is_empty() {
+                "\"\""
+            } else {
+                e.as_str()
+            }
+        })
+        .collect();
+    shown.join(",")
 }
 
 fn joined(ids: &[u32]) -> String {

@@ -555,7 +555,10 @@ fn me<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let admitted = current_session(ctx).map(|session| {
         match ctx.config.find(&session.verified.claims.authenticator) {
             Some(entry) => rules::admit(ctx, entry, session, &Rules::default()),
-            None => Ok(session),
+            None => {
+                let e = AuthError::SessionRejected("its authenticator is no longer configured");
+                Err(Box::new(error_response(ctx, &e, None)))
+            }
         }
     });
     match admitted {

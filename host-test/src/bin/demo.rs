@@ -70,6 +70,8 @@ Open {url}/ in a browser and try:
      allowed: {url}/auth/wecom/verify?allowed_departments=2
      refused: {url}/auth/wecom/verify?allowed_departments=3   (财务部)
      by tag:  {url}/auth/wecom/verify?allowed_tags=7          (运维: 李四 and 平台组)
+     groups:  {url}/auth/wecom/me lists them (张三: dept:1, dept:2; 李四: dept:1, tag:7),
+              and /verify sends them as X-WeCom-Groups
   Admin API: curl -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/auth/wecom/admin/users
   Probes: {url}/auth/wecom/ping, {url}/auth/wecom/ready; metrics: {metrics}
 
