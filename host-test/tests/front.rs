@@ -2135,3 +2135,34 @@ async fn a_refused_contact_read_fails_closed_with_a_hint() {
     let hint = error["admin_hint"].as_str().unwrap();
     assert!(hint.contains("contact data"), "{hint}");
 }
+
+/// A proxy (or a member calling `/verify` directly) naming made-up tag ids
+/// costs no WeCom call once the company's tag list is cached: the ids are
+/// checked against it, refused with 40068's hint, and leave no key.
+#[tokio::test]
+async fn made_up_tag_ids_in_verify_cost_no_wecom_call() {
+    let sim = Simulator::start(Model::sample()).await.unwrap();
+    let front = Front::new(&sim, &[("auto_signup", "true")]);
+    let mut lisi = Browser::new(WECOM_ANDROID);
+    let landed = lisi.log_in(&front, &sim, "/auth/wecom/login", "lisi").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let allowed = lisi.get(&front, "/auth/wecom/verify?allowed_tags=7").await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let calls = sim.api_calls();
+    for id in 424_242..424_250 {
+        let target = format!("/auth/wecom/verify?allowed_tags={id}");
+        let refused = lisi.get(&front, &target).await;
+        assert_eq!(
+            refused.json()["error"]["errcode"],
+            40068,
+            "{}",
+            refused.body
+        );
+    }
+    assert_eq!(sim.api_calls(), calls, "no tag/get for a made-up id");
+    let keys = front.kv.keys("default").await.unwrap();
+    assert!(
+        !keys.iter().any(|k| k.contains("/tag/4242")),
+        "no key per made-up id: {keys:?}"
+    );
+}

@@ -13,14 +13,14 @@
 //! | `<any of the above>/refused` | `{"at", "errcode"}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
 //!
 //! One key per member, per tag, one tree and one tag list per app,
-//! overwritten: bounded by the company's size (a refusal key per id a rule
-//! names: bounded by the configured rules and 8 tags per `/verify`, but a
-//! proxy can name many ids over time; each key is one small record).
+//! overwritten: bounded by the company's size. A tag id a rule names is
+//! checked against the cached tag list first, so made-up ids cost no call
+//! and leave no key.
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
-use super::error::{AuthError, WecomError};
+use super::error::{AuthError, WecomError, errcode};
 use super::ports::{KeyValue, Transport, get_json, set_json};
 use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
@@ -215,22 +215,38 @@ pub fn gather<T: Transport, K: KeyValue>(
         Lookup::Refused(e) => return Err(e),
         Lookup::Miss => ask.push(FactQuery::Tree),
     }
+    // The tag list serves the groups, and vets the tags a rule names: an id
+    // not in it is refused without a `tag/get` (a proxy naming made-up ids
+    // costs no WeCom call and leaves no key).
     let mut listed = None;
-    if needs.all_tags {
+    if needs.all_tags || !needs.tags.is_empty() {
         match lookup::<T, K, TagList>(api, &keys.tags(), max_age) {
             Lookup::Hit(list) => listed = Some(list.tags),
             Lookup::Refused(e) => return Err(e),
             Lookup::Miss => ask.push(FactQuery::Tags),
         }
     }
-    let mut wanted = needs.tags.clone();
     let listed_ids = |list: &[(u32, String)]| list.iter().map(|(id, _)| *id).collect::<Vec<_>>();
-    wanted.extend(listed.as_deref().map(listed_ids).unwrap_or_default());
+    if let Some(list) = &listed
+        && let Some(unknown) = needs.tags.iter().find(|id| !listed_ids(list).contains(id))
+    {
+        return Err(AuthError::Wecom(WecomError {
+            errcode: errcode::INVALID_TAG,
+            errmsg: format!("tag {unknown} is not among the company's tags (tag/list)"),
+            api: "tag/list",
+        }));
+    }
+    let mut wanted = needs.tags.clone();
+    if needs.all_tags {
+        wanted.extend(listed.as_deref().map(listed_ids).unwrap_or_default());
+    }
     ask.extend(cached_tags(api, &keys, &mut facts, &wanted, max_age)?);
     let mut first_error = None;
-    let newly_listed = ask_and_remember(api, &keys, &mut facts, &ask, &mut first_error);
+    let rule_tags = &needs.tags;
+    let newly_listed = ask_and_remember(api, &keys, &mut facts, &ask, rule_tags, &mut first_error);
     // The tag list just came: its tags not yet at hand, in a second round.
     if let Some(list) = newly_listed
+        && needs.all_tags
         && first_error.is_none()
     {
         let more: Vec<u32> = listed_ids(&list)
@@ -238,7 +254,7 @@ pub fn gather<T: Transport, K: KeyValue>(
             .filter(|id| !wanted.contains(id))
             .collect();
         let ask = cached_tags(api, &keys, &mut facts, &more, max_age)?;
-        ask_and_remember(api, &keys, &mut facts, &ask, &mut first_error);
+        ask_and_remember(api, &keys, &mut facts, &ask, rule_tags, &mut first_error);
     }
     match first_error {
         Some(e) => Err(e),
@@ -301,11 +317,14 @@ fn cached_tags<T: Transport, K: KeyValue>(
 
 /// Asks WeCom `queries` together, caches every answer (or refusal), puts
 /// them into `facts`, keeps the first error; answers the tag list if asked.
+/// A listed tag no rule names that is gone (40068: deleted since the list
+/// was cached) is left out of the groups, not an error.
 fn ask_and_remember<T: Transport, K: KeyValue>(
     api: &WecomApi<'_, T, K>,
     keys: &Keys,
     facts: &mut Facts,
     queries: &[FactQuery],
+    rule_tags: &[u32],
     first_error: &mut Option<AuthError>,
 ) -> Option<Vec<(u32, String)>> {
     if queries.is_empty() {
@@ -334,6 +353,11 @@ fn ask_and_remember<T: Transport, K: KeyValue>(
                     _ => Err(mismatch()),
                 });
                 remember(api, &keys.tags(), answer).map(|l| listed = Some(l.tags))
+            }
+            (FactQuery::Tag(tagid), Err(AuthError::Wecom(e)))
+                if e.errcode == errcode::INVALID_TAG && !rule_tags.contains(tagid) =>
+            {
+                Ok(())
             }
             (FactQuery::Tag(tagid), answer) => {
                 let answer = answer.and_then(|a| match a {
@@ -439,6 +463,7 @@ mod tests {
 
     const NOW: u64 = 1_790_000_000;
     const TREE: &str = r#"{"errcode":0,"errmsg":"ok","department_id":[{"id":1,"parentid":0,"order":1},{"id":2,"parentid":1,"order":1},{"id":4,"parentid":2,"order":1}]}"#;
+    const TAGS: &str = r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"}]}"#;
     const TAG: &str =
         r#"{"errcode":0,"errmsg":"ok","tagname":"运维","userlist":[],"partylist":[4]}"#;
     const ZHANGSAN: &str =
@@ -463,6 +488,7 @@ mod tests {
             .json(TOKEN_OK)
             .json(ZHANGSAN)
             .json(TREE)
+            .json(TAGS)
             .json(TAG);
         let api = |now| WecomApi {
             authenticator: &a,
@@ -475,16 +501,23 @@ mod tests {
         assert_eq!(rules().evaluate(&facts), Verdict::Allowed);
         assert_eq!(
             t.paths(),
-            ["gettoken", "user/get", "department/simplelist", "tag/get"]
+            [
+                "gettoken",
+                "user/get",
+                "department/simplelist",
+                "tag/list",
+                "tag/get"
+            ]
         );
         // Cached: no call at all.
         let again = gather(&api(NOW + 299), &needs(&rules()), "ZhangSan", None, 300).unwrap();
         assert_eq!(again.tree, facts.tree);
-        assert_eq!(t.sent.borrow().len(), 4);
+        assert_eq!(t.sent.borrow().len(), 5);
         // Aged: the member's departments again (moved to 财务部 meanwhile).
         let t2 = Scripted::default()
             .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","department":[3]}"#)
             .json(TREE)
+            .json(TAGS)
             .json(TAG);
         let later = WecomApi {
             authenticator: &a,
@@ -530,8 +563,11 @@ mod tests {
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
         );
-        // The tree and the tag were asked for together.
-        assert_eq!(t.paths(), ["gettoken", "department/simplelist", "tag/get"]);
+        // The tree, the tag list and the tag were asked for together.
+        assert_eq!(
+            t.paths(),
+            ["gettoken", "department/simplelist", "tag/list", "tag/get"]
+        );
         let key = format!("access-facts/{}/{}/member/zhangsan", a.corp_id, a.agent_id);
         assert!(kv.keys().contains(&key), "the login's departments are kept");
     }
@@ -637,6 +673,58 @@ mod tests {
             AuthError::AccessRefused(Refusal::DeniedBy(
                 crate::core::access::RuleClass::Department
             ))
+        );
+    }
+
+    /// A tag a rule names that the company's tag list does not hold is
+    /// refused without a `tag/get` (and no key is left for it); a listed
+    /// tag deleted since (40068) is left out of the groups.
+    #[test]
+    fn tags_are_vetted_against_the_tag_list() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(TREE)
+            .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":8,"tagname":"旧"}]}"#)
+            .json(TAG)
+            .json(r#"{"errcode":40068,"errmsg":"invalid tagid"}"#);
+        let api = WecomApi {
+            authenticator: &a,
+            transport: &t,
+            kv: &kv,
+            now: NOW,
+        };
+        let access = Access {
+            facts_max_age: 300,
+            ..Access::default()
+        };
+        let kinds = GroupKinds::parse("departments,tags").unwrap();
+        let groups = admit(&api, &access, &[], kinds, "zhangsan", Some(vec![4])).unwrap();
+        let keys: Vec<String> = groups.iter().map(Group::key).collect();
+        assert_eq!(keys, ["dept:4", "dept:2", "dept:1", "tag:7"]);
+        let calls = t.sent.borrow().len();
+        let made_up = Rules {
+            allow: RuleSet::parse("", "", "7,123456").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let none = GroupKinds::default();
+        let refused = admit(&api, &access, &[&made_up], none, "zhangsan", None).unwrap_err();
+        assert!(
+            matches!(refused, AuthError::Wecom(ref e) if e.errcode == 40068),
+            "{refused:?}"
+        );
+        assert_eq!(
+            t.sent.borrow().len(),
+            calls,
+            "no WeCom call for a made-up id"
+        );
+        assert!(
+            !kv.keys()
+                .iter()
+                .any(|k| k.ends_with("/123456") || k.contains("/123456/")),
+            "{:?}",
+            kv.keys()
         );
     }
 }
