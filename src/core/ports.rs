@@ -89,29 +89,51 @@ where
     T: Serialize + DeserializeOwned,
     K: KeyValue,
 {
-    let mut cas = kv.cas(key)?;
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let current: Option<T> = match kv.cas_current(&cas)? {
-            None => None,
-            Some(bytes) => Some(decode(key, &bytes)?),
-        };
+    // The typed part only decodes and encodes; the loop is built once.
+    let mut last: Option<T> = None;
+    let wrote = update_bytes(kv, key, &mut |current| {
+        let current: Option<T> = current.map(|bytes| decode(key, bytes)).transpose()?;
         match change(current.as_ref())? {
-            Update::Keep => return Ok((current, false)),
+            Update::Keep => {
+                last = current;
+                Ok(None)
+            }
             Update::Write(next) => {
                 let bytes = encode(&next);
-                match kv.swap(cas, &bytes)? {
-                    Swap::Done => return Ok((Some(next), true)),
-                    // A conflict whose key now holds exactly what this swap
-                    // wrote: the write landed and the host misreported it
-                    // (Spin 3.6's Redis store sends `UNWATCH key`, which Redis
-                    // refuses, after every EXEC). Any other writer's value
-                    // differs and is retried against.
-                    Swap::Conflict(fresh) if kv.cas_current(&fresh)?.as_deref() == Some(&bytes) => {
-                        return Ok((Some(next), true));
-                    }
-                    Swap::Conflict(fresh) => cas = fresh,
-                }
+                last = Some(next);
+                Ok(Some(bytes))
             }
+        }
+    })?;
+    Ok((last, wrote))
+}
+
+/// Given the current record (None: absent), the bytes to write (None: keep).
+type ChangeBytes<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>, AuthError> + 'a;
+
+/// The compare-and-swap loop of [`update_json`] on raw records: `change`
+/// answers the bytes to write (None: keep). Whether it wrote.
+fn update_bytes<K: KeyValue>(
+    kv: &K,
+    key: &str,
+    change: &mut ChangeBytes<'_>,
+) -> Result<bool, AuthError> {
+    let mut cas = kv.cas(key)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let current = kv.cas_current(&cas)?;
+        let Some(bytes) = change(current.as_deref())? else {
+            return Ok(false);
+        };
+        match kv.swap(cas, &bytes)? {
+            Swap::Done => return Ok(true),
+            // A conflict whose key now holds exactly what this swap wrote:
+            // the write landed and the host misreported it (Spin 3.6's Redis
+            // store sends `UNWATCH key`, which Redis refuses, after every
+            // EXEC). Any other writer's value differs and is retried against.
+            Swap::Conflict(fresh) if kv.cas_current(&fresh)?.as_deref() == Some(&bytes) => {
+                return Ok(true);
+            }
+            Swap::Conflict(fresh) => cas = fresh,
         }
     }
     Err(AuthError::Store(format!(
@@ -145,6 +167,19 @@ pub trait Transport {
     /// calls cost one round trip together. By default one after another.
     fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
         requests.iter().map(|request| self.send(request)).collect()
+    }
+}
+
+/// A reference sends as what it refers to: the component passes
+/// `&dyn Transport` everywhere, so the generic core is built once, not once
+/// per transport type (tens of KB of the component).
+impl<T: Transport + ?Sized> Transport for &T {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        (**self).send(request)
+    }
+
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
+        (**self).send_all(requests)
     }
 }
 

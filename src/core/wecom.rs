@@ -604,6 +604,21 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         tokens: &[&str],
         limit: usize,
     ) -> Result<A, AuthError> {
+        // The checks are the same for every answer type: built once.
+        let body = self.checked_body(api, response, tokens, limit)?;
+        serde_json::from_slice(&body)
+            .map_err(|_| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))
+    }
+
+    /// The body of a successful answer (HTTP 200, at most `limit` bytes,
+    /// JSON with `errcode` 0), or the error it stands for, secrets redacted.
+    fn checked_body(
+        &self,
+        api: &'static str,
+        response: Result<HttpResponse, String>,
+        tokens: &[&str],
+        limit: usize,
+    ) -> Result<Vec<u8>, AuthError> {
         let mut secrets = vec![self.authenticator.secret.expose()];
         secrets.extend_from_slice(tokens);
         let response = response.map_err(|why| {
@@ -620,11 +635,10 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 "{api} answered more than {limit} bytes"
             )));
         }
-        let unreadable = || AuthError::WecomUnavailable(format!("{api} answered unreadable JSON"));
-        let envelope: Envelope =
-            serde_json::from_slice(&response.body).map_err(|_| unreadable())?;
+        let envelope: Envelope = serde_json::from_slice(&response.body)
+            .map_err(|_| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))?;
         match envelope.errcode.unwrap_or(0) {
-            0 => serde_json::from_slice(&response.body).map_err(|_| unreadable()),
+            0 => Ok(response.body),
             code => Err(AuthError::Wecom(WecomError {
                 errcode: i32::try_from(code).unwrap_or(i32::MAX),
                 errmsg: redact(envelope.errmsg.as_deref().unwrap_or(""), &secrets),

@@ -15,6 +15,7 @@ use super::bindings::wasi::io::streams::StreamError;
 use super::environment::{now_seconds, random_array, stopwatch};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
+use crate::core::ports::Transport;
 use crate::http::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
 
 /// `blocking-write-and-flush` takes at most 4096 bytes per call.
@@ -31,10 +32,12 @@ impl Guest for Component {
             });
         let kv = WasiKv::lazy();
         let random = random_array();
+        // One transport type for the whole core (see `Transport for &T`).
+        let transport: &dyn Transport = &WasiTransport;
         let env = Env {
             config: map.as_ref().map_err(String::as_str),
             kv: &kv,
-            transport: &WasiTransport,
+            transport: &transport,
             now: now_seconds(),
             random: &random,
             elapsed_ms: &elapsed_ms,
@@ -51,7 +54,7 @@ impl Guest for Component {
         // The answer is sent (the body finished): the host has it on its
         // way while the rest runs.
         if let Some(deferred) = deferred
-            && let Some(line) = http::after_response(&deferred, &kv, &WasiTransport, env.now)
+            && let Some(line) = http::after_response(&deferred, &kv, &transport, env.now)
         {
             eprintln!("{line}");
         }

@@ -10,10 +10,14 @@ use crate::core::browser;
 use crate::core::directory;
 use crate::core::error::AuthError;
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest};
+use crate::core::ports::Transport;
 use crate::core::settings::{self, Authenticator};
 use crate::core::setup;
 
 type WitResult<T> = Result<T, wit::AuthError>;
+
+/// The transport as the core takes it everywhere (see `Transport for &T`).
+const TRANSPORT: &dyn Transport = &WasiTransport;
 
 /// One authenticator checked for a single call: the first problem is the error.
 fn checked(settings: wit::Settings) -> Result<Authenticator, AuthError> {
@@ -59,7 +63,7 @@ impl wit::Guest for Component {
             &authenticator,
             &callback,
             now,
-            &WasiTransport,
+            &TRANSPORT,
             &kv,
             login::ProfileRefresh::Now,
         )?;
@@ -71,8 +75,7 @@ impl wit::Guest for Component {
         let kv = WasiKv::open().map_err(AuthError::from)?;
         let now = now_seconds();
         let session = login::verify_session(&authenticator, &token, now, &kv)?;
-        let admitted =
-            login::admit_session(&authenticator, session, &[], now, &WasiTransport, &kv)?;
+        let admitted = login::admit_session(&authenticator, session, &[], now, &TRANSPORT, &kv)?;
         Ok(admitted.into())
     }
 
@@ -109,7 +112,7 @@ impl wit::Guest for Component {
     fn check_setup(settings: wit::Settings) -> WitResult<wit::SetupReport> {
         let authenticator = checked(settings)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
-        let report = setup::check(&authenticator, &WasiTransport, &kv, now_seconds());
+        let report = setup::check(&authenticator, &TRANSPORT, &kv, now_seconds());
         Ok(report.into())
     }
 

@@ -308,10 +308,15 @@ impl Response {
     }
 
     pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        Response::json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// [`Response::json`] once serialized: one copy for every type.
+    fn json_bytes(status: u16, body: Vec<u8>) -> Self {
         Response {
             status,
             headers: vec![("content-type".into(), JSON.into())],
-            body: serde_json::to_vec(value).unwrap_or_default(),
+            body,
             log: None,
             audit: None,
             deferred: None,

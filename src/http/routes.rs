@@ -332,7 +332,7 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             authenticator,
             &callback,
             env.now,
-            &counted,
+            &(&counted as &dyn Transport),
             env.kv,
             ProfileRefresh::AfterAnswer,
         )
