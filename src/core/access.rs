@@ -333,6 +333,13 @@ impl Facts {
     /// there: the member is under it exactly when the walk up meets it.
     pub fn can_place(&self, deny: &RuleSet) -> bool {
         let held = |id: &u32| self.tree.iter().any(|(node, _)| node == id);
+        let judged_by_tree = !deny.departments.is_empty() || !deny.tags.is_empty();
+        // The member's own departments must be in the tree: one missing may
+        // be new (the cached tree older than it) and under a denied one.
+        // No department told at all: nothing can be judged.
+        if judged_by_tree && (self.departments.is_empty() || !self.departments.iter().all(held)) {
+            return false;
+        }
         let departments = deny
             .departments
             .iter()
@@ -559,6 +566,16 @@ mod tests {
             "tag 7 holds 4, not held"
         );
         assert!(partial.can_place(&deny("", "")));
+        // The member's own department missing (new since the tree was
+        // cached): it may be under a denied one.
+        let mut stale = facts("wangwu", &[5]);
+        stale.tree = vec![(1, 0), (2, 1), (3, 1), (4, 2)];
+        assert!(!stale.can_place(&deny("2", "")));
+        // No department told: nothing to judge on.
+        let mut unknown = facts("x", &[]);
+        unknown.tree = vec![(1, 0), (2, 1)];
+        assert!(!unknown.can_place(&deny("2", "")));
+        assert!(!unknown.can_place(&deny("=2", "")));
     }
 
     #[test]

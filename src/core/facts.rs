@@ -161,7 +161,9 @@ where
         Ok(value) => {
             let _ = set_json(api.kv, key, &Cached { at: api.now, value });
         }
-        Err(AuthError::Wecom(e)) => {
+        // A refusal of the fact itself, not of the token (gettoken's errors
+        // are every call's).
+        Err(AuthError::Wecom(e)) if e.api != "gettoken" => {
             let value = Refused { errcode: e.errcode };
             let record = Cached { at: api.now, value };
             let _ = set_json(api.kv, &format!("{key}/refused"), &record);
@@ -240,7 +242,14 @@ pub fn gather<T: Transport, K: KeyValue>(
     if needs.all_tags {
         wanted.extend(listed.as_deref().map(listed_ids).unwrap_or_default());
     }
-    ask.extend(cached_tags(api, &keys, &mut facts, &wanted, max_age)?);
+    ask.extend(cached_tags(
+        api,
+        &keys,
+        &mut facts,
+        &wanted,
+        &needs.tags,
+        max_age,
+    )?);
     let mut first_error = None;
     let rule_tags = &needs.tags;
     let newly_listed = ask_and_remember(api, &keys, &mut facts, &ask, rule_tags, &mut first_error);
@@ -253,7 +262,7 @@ pub fn gather<T: Transport, K: KeyValue>(
             .into_iter()
             .filter(|id| !wanted.contains(id))
             .collect();
-        let ask = cached_tags(api, &keys, &mut facts, &more, max_age)?;
+        let ask = cached_tags(api, &keys, &mut facts, &more, &needs.tags, max_age)?;
         ask_and_remember(api, &keys, &mut facts, &ask, rule_tags, &mut first_error);
     }
     match first_error {
@@ -291,6 +300,7 @@ fn cached_tags<T: Transport, K: KeyValue>(
     keys: &Keys,
     facts: &mut Facts,
     tagids: &[u32],
+    rule_tags: &[u32],
     max_age: u64,
 ) -> Result<Vec<FactQuery>, AuthError> {
     let mut ask = Vec::new();
@@ -305,6 +315,9 @@ fn cached_tags<T: Transport, K: KeyValue>(
                 users: tag.users,
                 departments: tag.departments,
             }),
+            // A listed tag no rule names, gone since (40068): no group.
+            Lookup::Refused(AuthError::Wecom(e))
+                if e.errcode == errcode::INVALID_TAG && !rule_tags.contains(&tagid) => {}
             Lookup::Refused(e) => return Err(e),
             Lookup::Miss if !ask.contains(&FactQuery::Tag(tagid)) => {
                 ask.push(FactQuery::Tag(tagid))
@@ -430,7 +443,8 @@ pub fn admit<T: Transport, K: KeyValue>(
         return Ok(Vec::new());
     }
     let mut facts = gather(api, &needs, userid, fresh_departments, access.facts_max_age)?;
-    if !facts.is_complete() {
+    // Rules by userid alone need no tree: nothing to complete.
+    if needs.departments && !facts.is_complete() {
         let tree_only = Needs {
             departments: true,
             ..Needs::default()
@@ -442,7 +456,7 @@ pub fn admit<T: Transport, K: KeyValue>(
     }
     // Still incomplete: a deny rule on a department the tree does not hold
     // could concern a department above the member it does not hold either.
-    if !facts.is_complete() && sets.iter().any(|r| !facts.can_place(&r.deny)) {
+    if needs.departments && !facts.is_complete() && sets.iter().any(|r| !facts.can_place(&r.deny)) {
         return Err(AuthError::AccessRefused(Refusal::NotAllowed));
     }
     for rules in sets {
@@ -648,10 +662,10 @@ mod tests {
         let refused = admit(&api(NOW), &access, &[&deny_9], none, "x", Some(vec![5])).unwrap_err();
         assert_eq!(refused, AuthError::AccessRefused(Refusal::NotAllowed));
         assert_eq!(t.paths(), ["gettoken", "department/simplelist"]);
-        // 2 is held with its whole subtree, and 5 is not in it.
+        // 5 is not in the tree: it may be new, and under 2. Refused too.
         assert_eq!(
             admit(&api(NOW), &access, &[&deny_2], none, "x", None),
-            Ok(vec![])
+            Err(AuthError::AccessRefused(Refusal::NotAllowed))
         );
         // A minute on: the member and the tree again, still refused.
         let refused = admit(&api(NOW + 61), &access, &[&deny_9], none, "x", None).unwrap_err();
@@ -688,6 +702,7 @@ mod tests {
             .json(TREE)
             .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":8,"tagname":"旧"}]}"#)
             .json(TAG)
+            .json(r#"{"errcode":40068,"errmsg":"invalid tagid"}"#)
             .json(r#"{"errcode":40068,"errmsg":"invalid tagid"}"#);
         let api = WecomApi {
             authenticator: &a,
@@ -726,5 +741,26 @@ mod tests {
             "{:?}",
             kv.keys()
         );
+        // A rule naming the deleted tag 8 is refused (and remembered); the
+        // groups still leave it out instead of failing.
+        let deleted = Rules {
+            allow: RuleSet::parse("", "", "8").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let refused = admit(&api, &access, &[&deleted], none, "zhangsan", None).unwrap_err();
+        assert!(matches!(refused, AuthError::Wecom(ref e) if e.errcode == 40068));
+        let again = admit(&api, &access, &[], kinds, "zhangsan", None).unwrap();
+        assert_eq!(again, groups);
+        // Rules by userid alone need no fact: no call.
+        let by_user = Rules {
+            allow: RuleSet::parse("zhangsan", "", "").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let calls = t.sent.borrow().len();
+        assert_eq!(
+            admit(&api, &access, &[&by_user], none, "zhangsan", None),
+            Ok(vec![])
+        );
+        assert_eq!(t.sent.borrow().len(), calls);
     }
 }

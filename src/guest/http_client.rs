@@ -5,7 +5,7 @@
 use url::Url;
 
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
-use crate::core::wecom::MAX_ANSWER_BYTES;
+use crate::core::wecom::MAX_CONTACT_ANSWER_BYTES;
 
 use super::bindings::wasi::http::outgoing_handler;
 use super::bindings::wasi::http::types::{
@@ -116,7 +116,8 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
 }
 
 /// The answer of a request whose response head has arrived (or failed):
-/// the whole body, up to just past [`MAX_ANSWER_BYTES`].
+/// the whole body, up to just past [`MAX_CONTACT_ANSWER_BYTES`] (the largest
+/// any API may answer; each API's own limit is checked by the core).
 fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
     let response = loop {
         match pending.get() {
@@ -139,7 +140,7 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
         match stream.blocking_read(16 * 1024) {
             Ok(chunk) => {
                 body.extend_from_slice(&chunk);
-                if body.len() > MAX_ANSWER_BYTES {
+                if body.len() > MAX_CONTACT_ANSWER_BYTES {
                     break;
                 }
             }
