@@ -1879,6 +1879,7 @@ async fn access_rules_from_the_settings_decide_at_login() {
         .find(|e| e["event"] == "access-refused")
         .expect("an audit line");
     assert_eq!(line["detail"], "denied by a tag rule");
+    assert_eq!(line["wecom_userid"], "wangwu", "the audit line names who");
 }
 
 /// The proxy's own rules at `/verify` (as oauth2-proxy's
@@ -1993,6 +1994,9 @@ async fn a_member_moved_out_loses_access_after_the_bound_and_refused_facts_fail_
     );
     front.clock.advance(std::time::Duration::from_secs(61));
     assert_eq!(zhangsan.get(&front, "/auth/wecom/verify").await.status, 403);
+    // The app's own pages apply the authenticator's rules too.
+    assert_eq!(zhangsan.get(&front, "/auth/wecom/me").await.status, 403);
+    assert_eq!(zhangsan.get(&front, "/").await.status, 403);
 
     // Back in 研发部, but out of the app's range: user/get answers 60011.
     move_member(&sim, "zhangsan", &[2]);

@@ -38,8 +38,12 @@ pub enum AuthError {
     Conflict(String),
     NotFound(String),
     Store(String),
-    /// An access rule refused the member (only the class of rule is told).
-    AccessRefused(Refusal),
+    /// An access rule refused the member: the class of rule (all the
+    /// member is told) and the member's userid (for the audit line).
+    AccessRefused {
+        refusal: Refusal,
+        wecom_userid: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +160,7 @@ impl AuthError {
             AuthError::NotAMember
             | AuthError::UserNotFound
             | AuthError::FirstLoginInClient
-            | AuthError::AccessRefused(_) => Category::AccessDenied,
+            | AuthError::AccessRefused { .. } => Category::AccessDenied,
             AuthError::SessionRejected(_) | AuthError::UserGone => Category::SessionInvalid,
             AuthError::Conflict(_) => Category::Conflict,
             AuthError::NotFound(_) => Category::NotFound,
@@ -200,7 +204,7 @@ impl AuthError {
                 AuthError::NotAMember => texts::NOT_A_MEMBER,
                 AuthError::UserNotFound => texts::USER_NOT_FOUND,
                 AuthError::FirstLoginInClient => texts::FIRST_LOGIN_IN_CLIENT,
-                AuthError::AccessRefused(why) => match why {
+                AuthError::AccessRefused { refusal, .. } => match refusal {
                     Refusal::DeniedBy(RuleClass::User) => texts::REFUSED_BY_USER_RULE,
                     Refusal::DeniedBy(RuleClass::Department) => texts::REFUSED_BY_DEPARTMENT_RULE,
                     Refusal::DeniedBy(RuleClass::Tag) => texts::REFUSED_BY_TAG_RULE,
@@ -366,7 +370,7 @@ impl fmt::Display for AuthError {
             AuthError::Conflict(why) => write!(f, "conflict: {why}"),
             AuthError::NotFound(what) => write!(f, "not found: {what}"),
             AuthError::Store(why) => write!(f, "key-value store failed: {why}"),
-            AuthError::AccessRefused(why) => {
+            AuthError::AccessRefused { refusal: why, .. } => {
                 write!(f, "refused by the access rules: {}", why.name())
             }
         }

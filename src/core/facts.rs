@@ -402,6 +402,13 @@ fn mismatch() -> AuthError {
     AuthError::WecomUnavailable("a contact answer of another kind".into())
 }
 
+fn refused(refusal: Refusal, userid: &str) -> AuthError {
+    AuthError::AccessRefused {
+        refusal,
+        wecom_userid: userid.to_owned(),
+    }
+}
+
 /// Keeps the departments WeCom just told of member `userid` (a profile
 /// refresh read them) as the freshest facts. A failed write costs a refetch.
 pub fn record_departments<T: Transport, K: KeyValue>(
@@ -457,11 +464,11 @@ pub fn admit<T: Transport, K: KeyValue>(
     // Still incomplete: a deny rule on a department the tree does not hold
     // could concern a department above the member it does not hold either.
     if needs.departments && !facts.is_complete() && sets.iter().any(|r| !facts.can_place(&r.deny)) {
-        return Err(AuthError::AccessRefused(Refusal::NotAllowed));
+        return Err(refused(Refusal::NotAllowed, userid));
     }
     for rules in sets {
         if let Verdict::Denied(why) = rules.evaluate(&facts) {
-            return Err(AuthError::AccessRefused(why));
+            return Err(refused(why, userid));
         }
     }
     Ok(facts.groups(groups))
@@ -660,16 +667,16 @@ mod tests {
         // not hold either, could be above it: refused. The tree is not
         // fetched again while younger than a minute.
         let refused = admit(&api(NOW), &access, &[&deny_9], none, "x", Some(vec![5])).unwrap_err();
-        assert_eq!(refused, AuthError::AccessRefused(Refusal::NotAllowed));
+        assert_eq!(refused, super::refused(Refusal::NotAllowed, "x"));
         assert_eq!(t.paths(), ["gettoken", "department/simplelist"]);
         // 5 is not in the tree: it may be new, and under 2. Refused too.
         assert_eq!(
             admit(&api(NOW), &access, &[&deny_2], none, "x", None),
-            Err(AuthError::AccessRefused(Refusal::NotAllowed))
+            Err(super::refused(Refusal::NotAllowed, "x"))
         );
         // A minute on: the member and the tree again, still refused.
         let refused = admit(&api(NOW + 61), &access, &[&deny_9], none, "x", None).unwrap_err();
-        assert_eq!(refused, AuthError::AccessRefused(Refusal::NotAllowed));
+        assert_eq!(refused, super::refused(Refusal::NotAllowed, "x"));
         assert_eq!(
             t.paths(),
             [
@@ -684,9 +691,10 @@ mod tests {
         let denied = admit(&api, &access, &[&deny_2], none, "zhangsan", Some(vec![4])).unwrap_err();
         assert_eq!(
             denied,
-            AuthError::AccessRefused(Refusal::DeniedBy(
-                crate::core::access::RuleClass::Department
-            ))
+            super::refused(
+                Refusal::DeniedBy(crate::core::access::RuleClass::Department),
+                "zhangsan"
+            )
         );
     }
 

@@ -288,12 +288,16 @@ impl From<AuthError> for wit::AuthError {
             AuthError::Conflict(why) => wit::ErrorDetail::Conflict(why),
             AuthError::NotFound(what) => wit::ErrorDetail::NotFound(what),
             AuthError::Store(why) => wit::ErrorDetail::Store(why),
-            AuthError::AccessRefused(why) => wit::ErrorDetail::AccessRefused(match why {
-                Refusal::DeniedBy(RuleClass::User) => wit::AccessRefusal::DeniedByUser,
-                Refusal::DeniedBy(RuleClass::Department) => wit::AccessRefusal::DeniedByDepartment,
-                Refusal::DeniedBy(RuleClass::Tag) => wit::AccessRefusal::DeniedByTag,
-                Refusal::NotAllowed => wit::AccessRefusal::NotAllowed,
-            }),
+            AuthError::AccessRefused { refusal, .. } => {
+                wit::ErrorDetail::AccessRefused(match refusal {
+                    Refusal::DeniedBy(RuleClass::User) => wit::AccessRefusal::DeniedByUser,
+                    Refusal::DeniedBy(RuleClass::Department) => {
+                        wit::AccessRefusal::DeniedByDepartment
+                    }
+                    Refusal::DeniedBy(RuleClass::Tag) => wit::AccessRefusal::DeniedByTag,
+                    Refusal::NotAllowed => wit::AccessRefusal::NotAllowed,
+                })
+            }
         };
         wit::AuthError {
             category,

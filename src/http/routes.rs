@@ -386,7 +386,9 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         }
         // The rules (`allowed_*`, `denied_*`) refused the member: no user,
         // no binding, no session.
-        Err(e @ AuthError::AccessRefused(_)) => rules::refusal(ctx, &authenticator.name, None, &e),
+        Err(e @ AuthError::AccessRefused { .. }) => {
+            rules::refusal(ctx, &authenticator.name, None, &e)
+        }
         Err(e) => {
             let refused = event("login-refused", "refused").failed(&e);
             error_response(ctx, &e, Some(&authenticator.name)).audited(&refused)
@@ -549,10 +551,12 @@ fn with_renewal<K, T>(
     response
 }
 
-/// `/me`: the session's user and groups, when the authenticator's rules
-/// let the member in (a proxy's rules are for `/verify`).
-fn me<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    let admitted = current_session(ctx).map(|session| {
+/// The session, when its authenticator's rules let the member in (with
+/// the groups): the outer error is the session's, the inner the refusal.
+fn admitted_session<K: KeyValue, T: Transport>(
+    ctx: &Ctx<'_, '_, K, T>,
+) -> Result<Result<Session, Box<Response>>, AuthError> {
+    current_session(ctx).map(|session| {
         match ctx.config.find(&session.verified.claims.authenticator) {
             Some(entry) => rules::admit(ctx, entry, session, &Rules::default()),
             None => {
@@ -560,8 +564,13 @@ fn me<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 Err(Box::new(error_response(ctx, &e, None)))
             }
         }
-    });
-    match admitted {
+    })
+}
+
+/// `/me`: the session's user and groups, when the authenticator's rules
+/// let the member in (a proxy's rules are for `/verify`).
+fn me<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
+    match admitted_session(ctx) {
         Ok(Err(refused)) => *refused,
         Ok(Ok(session)) => {
             with_renewal(ctx, &session, Response::json(200, &session_json(&session)))
@@ -659,8 +668,10 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     if !matches!(ctx.request.method.as_str(), "GET" | "HEAD") {
         return method_not_allowed(ctx, &["GET", "HEAD"]);
     }
-    match current_session(ctx) {
-        Ok(session) => {
+    // The signed-in page is the app's own: the authenticator's rules apply.
+    match admitted_session(ctx) {
+        Ok(Err(refused)) => *refused,
+        Ok(Ok(session)) => {
             let logout = format!("{}/logout", ctx.config.route_prefix);
             let page = html::signed_in_page(
                 ctx.language,

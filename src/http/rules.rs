@@ -105,7 +105,10 @@ pub(super) fn refusal<K, T>(
     e: &AuthError,
 ) -> Response {
     match e {
-        AuthError::AccessRefused(why) => refused(ctx, authenticator, userid, *why),
+        AuthError::AccessRefused {
+            refusal,
+            wecom_userid,
+        } => refused(ctx, authenticator, Some(wecom_userid), *refusal),
         e => {
             let event = audit::Event {
                 authenticator: Some(authenticator),
