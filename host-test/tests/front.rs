@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use host_drafts::keyvalue::KeyValueBackend;
+use host_drafts::keyvalue::{KeyValueBackend, Op};
 use host_test::example::{APP_SECRET, SIGNING_KEY};
 use host_test::host::SkewedClock;
 use host_test::outgoing::RecordingHooks;
@@ -2043,6 +2043,16 @@ async fn verify_and_me_tell_the_members_groups() {
         serde_json::json!(["dept:4", "dept:2", "dept:1", "tag:7", "tag-name:运维"])
     );
     assert_eq!(sim.api_calls(), calls, "cached facts: no WeCom call");
+    // The cached facts are read in two store round trips (member, tree and
+    // tag list; then the tags), not one per key.
+    let faults = front.kv.faults();
+    faults.reset_counts();
+    let plain_reads = {
+        let granted = wangwu.get(&front, "/auth/wecom/verify").await;
+        assert_eq!(granted.status, 200);
+        faults.count(Op::GetMany)
+    };
+    assert_eq!(plain_reads, 2, "{} gets besides", faults.count(Op::Get));
     // 财务部 (3): no tag.
     sim.update_model(|model| model.corps[0].member_mut("zhaoliu").unwrap().visible = true);
     let mut zhaoliu = Browser::new(WECOM_ANDROID);

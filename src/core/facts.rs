@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
-use super::ports::{KeyValue, Transport, get_json, set_json};
+use super::ports::{KeyValue, Transport, decode, set_json};
 use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
 #[derive(Serialize, Deserialize)]
@@ -115,9 +115,40 @@ enum Lookup<V> {
     Miss,
 }
 
-/// The cached value at `key` if younger than `max_age` at `now`, or the
-/// refusal remembered there.
-fn lookup<T, K, V>(api: &WecomApi<'_, T, K>, key: &str, max_age: u64) -> Lookup<V>
+/// Records read together: each key and its refusal key, in one
+/// `get-many` (a store that fails reads as empty: the facts are asked of
+/// WeCom again).
+struct Prefetched(Vec<(String, Vec<u8>)>);
+
+impl Prefetched {
+    fn read<T: Transport, K: KeyValue>(api: &WecomApi<'_, T, K>, keys: &[String]) -> Prefetched {
+        let all: Vec<String> = keys
+            .iter()
+            .flat_map(|key| [key.clone(), format!("{key}/refused")])
+            .collect();
+        let values = api.kv.get_many(&all).unwrap_or_default();
+        Prefetched(
+            all.into_iter()
+                .zip(values)
+                .filter_map(|(key, value)| Some((key, value?)))
+                .collect(),
+        )
+    }
+
+    fn decoded<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
+        let (_, bytes) = self.0.iter().find(|(k, _)| k == key)?;
+        decode(key, bytes).ok()
+    }
+}
+
+/// The value at `key` (read in `records`) if younger than `max_age` at
+/// `now`, or the refusal remembered there.
+fn lookup<T, K, V>(
+    api: &WecomApi<'_, T, K>,
+    records: &Prefetched,
+    key: &str,
+    max_age: u64,
+) -> Lookup<V>
 where
     T: Transport,
     K: KeyValue,
@@ -126,14 +157,14 @@ where
     // A record from a clock running ahead by more than a minute is not
     // trusted (within a minute: at most that much past the bound).
     let fresh = |at: u64, age: u64| api.now < at.saturating_add(age) && at <= api.now + 60;
-    if let Ok(Some(hit)) = get_json::<Cached<V>>(api.kv, key)
+    if let Some(hit) = records.decoded::<Cached<V>>(key)
         && fresh(hit.at, max_age)
     {
         return Lookup::Hit(hit.value);
     }
     // WeCom's refusal (an unknown tag, no permission) is remembered for a
     // minute: a proxy rule naming a bad id does not cost a call per request.
-    if let Ok(Some(refused)) = get_json::<Cached<Refused>>(api.kv, &format!("{key}/refused"))
+    if let Some(refused) = records.decoded::<Cached<Refused>>(&format!("{key}/refused"))
         && fresh(refused.at, REFUSAL_SECONDS)
     {
         return Lookup::Refused(AuthError::Wecom(WecomError {
@@ -200,19 +231,28 @@ pub fn gather<T: Transport, K: KeyValue>(
         prefix: prefix(api),
         userid: userid.to_ascii_lowercase(),
     };
+    // What may be cached, read in one go.
+    let mut wanted_keys = vec![keys.tree()];
+    if fresh_departments.is_none() {
+        wanted_keys.push(keys.member());
+    }
+    if needs.all_tags || !needs.tags.is_empty() {
+        wanted_keys.push(keys.tags());
+    }
+    let records = Prefetched::read(api, &wanted_keys);
     let mut ask = Vec::new();
     match fresh_departments {
         Some(departments) => {
             let fresh = MemberDepartments { departments };
             facts.departments = remember(api, &keys.member(), Ok(fresh))?.departments;
         }
-        None => match lookup::<T, K, MemberDepartments>(api, &keys.member(), max_age) {
+        None => match lookup::<T, K, MemberDepartments>(api, &records, &keys.member(), max_age) {
             Lookup::Hit(member) => facts.departments = member.departments,
             Lookup::Refused(e) => return Err(e),
             Lookup::Miss => ask.push(FactQuery::Departments(userid.to_owned())),
         },
     }
-    match lookup::<T, K, Tree>(api, &keys.tree(), max_age) {
+    match lookup::<T, K, Tree>(api, &records, &keys.tree(), max_age) {
         Lookup::Hit(tree) => facts.tree = tree.tree,
         Lookup::Refused(e) => return Err(e),
         Lookup::Miss => ask.push(FactQuery::Tree),
@@ -222,7 +262,7 @@ pub fn gather<T: Transport, K: KeyValue>(
     // costs no WeCom call and leaves no key).
     let mut listed = None;
     if needs.all_tags || !needs.tags.is_empty() {
-        match lookup::<T, K, TagList>(api, &keys.tags(), max_age) {
+        match lookup::<T, K, TagList>(api, &records, &keys.tags(), max_age) {
             Lookup::Hit(list) => listed = Some(list.tags),
             Lookup::Refused(e) => return Err(e),
             Lookup::Miss => ask.push(FactQuery::Tags),
@@ -303,12 +343,16 @@ fn cached_tags<T: Transport, K: KeyValue>(
     rule_tags: &[u32],
     max_age: u64,
 ) -> Result<Vec<FactQuery>, AuthError> {
+    let tagids: Vec<u32> = tagids
+        .iter()
+        .copied()
+        .filter(|id| !facts.tags.iter().any(|t| t.tagid == *id))
+        .collect();
+    let tag_keys: Vec<String> = tagids.iter().map(|id| keys.tag(*id)).collect();
+    let records = Prefetched::read(api, &tag_keys);
     let mut ask = Vec::new();
-    for &tagid in tagids {
-        if facts.tags.iter().any(|t| t.tagid == tagid) {
-            continue;
-        }
-        match lookup::<T, K, Tag>(api, &keys.tag(tagid), max_age) {
+    for (&tagid, key) in tagids.iter().zip(&tag_keys) {
+        match lookup::<T, K, Tag>(api, &records, key, max_age) {
             Lookup::Hit(tag) => facts.tags.push(TagMembers {
                 tagid,
                 name: tag.name,

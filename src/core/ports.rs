@@ -31,6 +31,13 @@ pub enum Swap<C> {
 pub trait KeyValue {
     type Cas;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// The values of `keys`, in the order asked (None: absent): one store
+    /// round trip where the store has `get-many` (Redis `MGET`). By default
+    /// one `get` after another.
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Takes a compare-and-swap handle: what `key` holds now.
@@ -61,7 +68,8 @@ pub fn set_json<T: Serialize>(kv: &impl KeyValue, key: &str, value: &T) -> Resul
     Ok(kv.set(key, &encode(value))?)
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
+/// A JSON record's bytes read back; unreadable is a store error.
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
     serde_json::from_slice(bytes)
         .map_err(|e| AuthError::Store(format!("record {key:?} is unreadable: {e}")))
 }

@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 
 use crate::core::ports::{KeyValue, StoreError, Swap};
 
-use super::bindings::wasi::keyvalue::{atomics, store};
+use super::bindings::wasi::keyvalue::{atomics, batch, store};
 
 /// The store every piece of state lives in (Spin: `key_value_stores = ["default"]`).
 pub const STORE_NAME: &str = "default";
@@ -59,6 +59,20 @@ impl KeyValue for WasiKv {
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bucket()?.get(key).map_err(|e| failed("get", e))
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let found = batch::get_many(self.bucket()?, keys).map_err(|e| failed("get-many", e))?;
+        // Each answer names its key: matched by key, in the order asked.
+        Ok(keys
+            .iter()
+            .map(|key| {
+                found
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, value)| value.clone())
+            })
+            .collect())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
