@@ -1,4 +1,4 @@
-// wasi:keyvalue@0.2.0-draft2 (store, atomics) for jco: one in-memory map per
+// wasi:keyvalue@0.2.0-draft2 (store, atomics, batch.get-many) for jco: one in-memory map per
 // Node process, shared by every instance of the component. Compare-and-swap
 // compares a version taken under Node's single thread, so it is atomic.
 // Only what the component imports (jco reports any other as missing).
@@ -87,3 +87,14 @@ export const atomics = {
 export function keys(name = 'default') {
   return [...data(name).keys()].sort();
 }
+
+// batch.get-many: each key with its value, in the order asked.
+export const batch = {
+  getMany(bucket, keys) {
+    const map = Bucket.map(bucket);
+    return keys.map((key) => {
+      const entry = map.get(key);
+      return [key, entry && Uint8Array.from(entry.value)];
+    });
+  },
+};
