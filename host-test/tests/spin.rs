@@ -116,6 +116,8 @@ impl SpinUp {
             // Every login of the walk comes from 127.0.0.1; the walk ends
             // by running into this limit.
             ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
+            // Groups read their cached facts with Spin's batch.get-many.
+            ("groups", "departments,tags".to_owned()),
         ];
         let mut command = Command::new(spin);
         command
@@ -269,6 +271,9 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     let verified = desktop.request(a, "GET", "/auth/wecom/verify").await;
     assert_eq!(verified.status, 200, "{}", verified.body);
     assert_eq!(verified.header("x-user-id"), Some("alice"));
+    assert_eq!(verified.header("x-wecom-groups"), Some("dept:1,dept:2"));
+    let again = desktop.request(b, "GET", "/auth/wecom/verify").await;
+    assert_eq!(again.header("x-wecom-groups"), Some("dept:1,dept:2"));
     let out = desktop.request(b, "POST", "/auth/wecom/logout").await;
     assert_eq!(out.status, 303, "{}", out.body);
     let mut copy = Browser::new(CHROME);
