@@ -63,14 +63,10 @@ impl RuleSet {
             return Some(RuleClass::Department);
         }
         let in_tag = self.tags.iter().any(|tag| {
-            facts.tags.iter().any(|t| {
-                t.tagid == *tag
-                    && (t
-                        .users
-                        .iter()
-                        .any(|u| u.eq_ignore_ascii_case(&facts.userid))
-                        || t.departments.iter().any(|d| ancestry.contains(d)))
-            })
+            facts
+                .tags
+                .iter()
+                .any(|t| t.tagid == *tag && facts.holds(t, &ancestry))
         });
         in_tag.then_some(RuleClass::Tag)
     }
@@ -371,10 +367,7 @@ impl Facts {
             groups.extend(
                 self.tags
                     .iter()
-                    .filter(|t| {
-                        t.users.iter().any(|u| u.eq_ignore_ascii_case(&self.userid))
-                            || t.departments.iter().any(|d| ancestry.contains(d))
-                    })
+                    .filter(|t| self.holds(t, &ancestry))
                     .map(|t| Group {
                         kind: GroupKind::Tag,
                         id: t.tagid,
@@ -383,6 +376,48 @@ impl Facts {
             );
         }
         groups
+    }
+
+    /// Whether `tag` holds the member, or a department of `ancestry` (the
+    /// member's departments and those above them).
+    fn holds(&self, tag: &TagMembers, ancestry: &[u32]) -> bool {
+        tag.users
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(&self.userid))
+            || tag.departments.iter().any(|d| ancestry.contains(d))
+    }
+
+    /// The same facts about this member, reduced to what concerns them:
+    /// the tree to the departments on the member's way up, each tag to
+    /// whether it holds the member. Rules and groups judge the reduced facts
+    /// as the whole (and `is_complete` agrees), but for `can_place`, which
+    /// needs the whole tree.
+    pub fn reduced(&self) -> Facts {
+        let ancestry = self.ancestry();
+        Facts {
+            userid: self.userid.clone(),
+            departments: self.departments.clone(),
+            tree: self
+                .tree
+                .iter()
+                .filter(|(id, _)| ancestry.contains(id))
+                .copied()
+                .collect(),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| TagMembers {
+                    tagid: t.tagid,
+                    name: t.name.clone(),
+                    users: if self.holds(t, &ancestry) {
+                        vec![self.userid.clone()]
+                    } else {
+                        Vec::new()
+                    },
+                    departments: Vec::new(),
+                })
+                .collect(),
+        }
     }
 
     /// The member's departments and every department above them.
@@ -576,6 +611,38 @@ mod tests {
         unknown.tree = vec![(1, 0), (2, 1)];
         assert!(!unknown.can_place(&deny("2", "")));
         assert!(!unknown.can_place(&deny("=2", "")));
+    }
+
+    /// Every rule and the groups judge the reduced facts as the whole.
+    #[test]
+    fn reduced_facts_judge_as_the_whole() {
+        let kinds = GroupKinds::parse("departments,tags").unwrap();
+        for (userid, departments) in [
+            ("zhangsan", &[4][..]),
+            ("lisi", &[1]),
+            ("zhaoliu", &[3]),
+            ("x", &[5]),
+        ] {
+            let whole = facts(userid, departments);
+            let reduced = whole.reduced();
+            assert_eq!(reduced.is_complete(), whole.is_complete(), "{userid}");
+            assert_eq!(reduced.groups(kinds), whole.groups(kinds), "{userid}");
+            for (allow, deny) in [
+                (("", "2", ""), ("", "", "")),
+                (("", "=2", ""), ("", "", "")),
+                (("", "", "7"), ("", "", "")),
+                (("", "1", ""), ("", "", "7")),
+                (("", "1", ""), ("", "3", "")),
+                (("lisi", "", ""), ("", "", "")),
+            ] {
+                let rules = rules(allow, deny);
+                assert_eq!(
+                    rules.evaluate(&reduced),
+                    rules.evaluate(&whole),
+                    "{userid} {allow:?} {deny:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! | `access-facts/<corp>/<agent>/tree` | `{"at", "tree": [[id, parentid]]}` |
 //! | `access-facts/<corp>/<agent>/tags` | `{"at", "tags": [[tagid, tagname]]}` (`tag/list`, for the groups) |
 //! | `access-facts/<corp>/<agent>/tag/<tagid>` | `{"at", "name", "users": [userid], "departments": [id]}` |
+//! | `access-facts/<corp>/<agent>/view/<userid, lowercase>` | `{"at": the oldest fact's, "departments", "tree": the member's way up, "tags": [[tagid, name, holds]], "all_tags"}`: what the rules and groups need of one member, read in one `get` |
 //! | `<any of the above>/refused` | `{"at", "errcode"}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
 //!
 //! One key per member, per tag, one tree and one tag list per app,
@@ -17,11 +18,13 @@
 //! checked against the cached tag list first, so made-up ids cost no call
 //! and leave no key.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
-use super::ports::{KeyValue, Transport, decode, set_json};
+use super::ports::{KeyValue, Transport, decode, get_json, set_json};
 use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
 #[derive(Serialize, Deserialize)]
@@ -148,6 +151,7 @@ fn lookup<T, K, V>(
     records: &Prefetched,
     key: &str,
     max_age: u64,
+    oldest: &Cell<u64>,
 ) -> Lookup<V>
 where
     T: Transport,
@@ -160,6 +164,7 @@ where
     if let Some(hit) = records.decoded::<Cached<V>>(key)
         && fresh(hit.at, max_age)
     {
+        oldest.set(oldest.get().min(hit.at));
         return Lookup::Hit(hit.value);
     }
     // WeCom's refusal (an unknown tag, no permission) is remembered for a
@@ -220,6 +225,20 @@ pub fn gather<T: Transport, K: KeyValue>(
     fresh_departments: Option<Vec<u32>>,
     max_age: u64,
 ) -> Result<Facts, AuthError> {
+    let oldest = Cell::new(api.now);
+    gather_since(api, needs, userid, fresh_departments, max_age, &oldest)
+}
+
+/// [`gather`], lowering `oldest` to the time WeCom told the oldest fact
+/// served from the cache (facts asked of WeCom now count as now).
+fn gather_since<T: Transport, K: KeyValue>(
+    api: &WecomApi<'_, T, K>,
+    needs: &Needs,
+    userid: &str,
+    fresh_departments: Option<Vec<u32>>,
+    max_age: u64,
+    oldest: &Cell<u64>,
+) -> Result<Facts, AuthError> {
     let mut facts = Facts {
         userid: userid.to_owned(),
         ..Facts::default()
@@ -246,13 +265,16 @@ pub fn gather<T: Transport, K: KeyValue>(
             let fresh = MemberDepartments { departments };
             facts.departments = remember(api, &keys.member(), Ok(fresh))?.departments;
         }
-        None => match lookup::<T, K, MemberDepartments>(api, &records, &keys.member(), max_age) {
-            Lookup::Hit(member) => facts.departments = member.departments,
-            Lookup::Refused(e) => return Err(e),
-            Lookup::Miss => ask.push(FactQuery::Departments(userid.to_owned())),
-        },
+        None => {
+            match lookup::<T, K, MemberDepartments>(api, &records, &keys.member(), max_age, oldest)
+            {
+                Lookup::Hit(member) => facts.departments = member.departments,
+                Lookup::Refused(e) => return Err(e),
+                Lookup::Miss => ask.push(FactQuery::Departments(userid.to_owned())),
+            }
+        }
     }
-    match lookup::<T, K, Tree>(api, &records, &keys.tree(), max_age) {
+    match lookup::<T, K, Tree>(api, &records, &keys.tree(), max_age, oldest) {
         Lookup::Hit(tree) => facts.tree = tree.tree,
         Lookup::Refused(e) => return Err(e),
         Lookup::Miss => ask.push(FactQuery::Tree),
@@ -262,7 +284,7 @@ pub fn gather<T: Transport, K: KeyValue>(
     // costs no WeCom call and leaves no key).
     let mut listed = None;
     if needs.all_tags || !needs.tags.is_empty() {
-        match lookup::<T, K, TagList>(api, &records, &keys.tags(), max_age) {
+        match lookup::<T, K, TagList>(api, &records, &keys.tags(), max_age, oldest) {
             Lookup::Hit(list) => listed = Some(list.tags),
             Lookup::Refused(e) => return Err(e),
             Lookup::Miss => ask.push(FactQuery::Tags),
@@ -289,6 +311,7 @@ pub fn gather<T: Transport, K: KeyValue>(
         &wanted,
         &needs.tags,
         max_age,
+        oldest,
     )?);
     let mut first_error = None;
     let rule_tags = &needs.tags;
@@ -302,7 +325,7 @@ pub fn gather<T: Transport, K: KeyValue>(
             .into_iter()
             .filter(|id| !wanted.contains(id))
             .collect();
-        let ask = cached_tags(api, &keys, &mut facts, &more, &needs.tags, max_age)?;
+        let ask = cached_tags(api, &keys, &mut facts, &more, &needs.tags, max_age, oldest)?;
         ask_and_remember(api, &keys, &mut facts, &ask, rule_tags, &mut first_error);
     }
     match first_error {
@@ -331,6 +354,70 @@ impl Keys {
     fn tag(&self, tagid: u32) -> String {
         format!("{}/tag/{tagid}", self.prefix)
     }
+    fn view(&self) -> String {
+        format!("{}/view/{}", self.prefix, self.userid)
+    }
+}
+
+/// What the rules and groups need of one member ([`Facts::reduced`]): one
+/// small record, read in one `get` while younger than the bound counted
+/// from the oldest fact it was made of, instead of the tree and every tag.
+#[derive(Serialize, Deserialize)]
+struct View {
+    departments: Vec<u32>,
+    /// The departments on the member's way up, `(id, parentid)`.
+    tree: Vec<(u32, u32)>,
+    /// `(tagid, tagname, holds the member)` of every tag it was made with.
+    tags: Vec<(u32, Option<String>, bool)>,
+    /// Made with every tag of the company (the groups' tags).
+    all_tags: bool,
+}
+
+impl View {
+    fn of(facts: &Facts, all_tags: bool) -> View {
+        let reduced = facts.reduced();
+        View {
+            departments: reduced.departments,
+            tree: reduced.tree,
+            tags: reduced
+                .tags
+                .into_iter()
+                .map(|t| (t.tagid, t.name, !t.users.is_empty()))
+                .collect(),
+            all_tags,
+        }
+    }
+
+    /// Whether it holds what `needs` asks for.
+    fn covers(&self, needs: &Needs) -> bool {
+        (self.all_tags || !needs.all_tags)
+            && needs
+                .tags
+                .iter()
+                .all(|id| self.tags.iter().any(|(tagid, _, _)| tagid == id))
+    }
+
+    fn into_facts(self, userid: &str) -> Facts {
+        Facts {
+            userid: userid.to_owned(),
+            departments: self.departments,
+            tree: self.tree,
+            tags: self
+                .tags
+                .into_iter()
+                .map(|(tagid, name, holds)| TagMembers {
+                    tagid,
+                    name,
+                    users: if holds {
+                        vec![userid.to_owned()]
+                    } else {
+                        Vec::new()
+                    },
+                    departments: Vec::new(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Puts the cached tags among `tagids` into `facts`; answers the queries
@@ -342,6 +429,7 @@ fn cached_tags<T: Transport, K: KeyValue>(
     tagids: &[u32],
     rule_tags: &[u32],
     max_age: u64,
+    oldest: &Cell<u64>,
 ) -> Result<Vec<FactQuery>, AuthError> {
     let tagids: Vec<u32> = tagids
         .iter()
@@ -352,7 +440,7 @@ fn cached_tags<T: Transport, K: KeyValue>(
     let records = Prefetched::read(api, &tag_keys);
     let mut ask = Vec::new();
     for (&tagid, key) in tagids.iter().zip(&tag_keys) {
-        match lookup::<T, K, Tag>(api, &records, key, max_age) {
+        match lookup::<T, K, Tag>(api, &records, key, max_age, oldest) {
             Lookup::Hit(tag) => facts.tags.push(TagMembers {
                 tagid,
                 name: tag.name,
@@ -465,6 +553,8 @@ pub fn record_departments<T: Transport, K: KeyValue>(
         userid: userid.to_ascii_lowercase(),
     };
     let _ = remember(api, &keys.member(), Ok(MemberDepartments { departments }));
+    // The member's view was made with the old departments.
+    let _ = api.kv.delete(&keys.view());
 }
 
 /// Lets member `userid` in under `access`'s rules and each of `more` (a
@@ -493,7 +583,30 @@ pub fn admit<T: Transport, K: KeyValue>(
     if needs.is_nothing() && sets.is_empty() {
         return Ok(Vec::new());
     }
-    let mut facts = gather(api, &needs, userid, fresh_departments, access.facts_max_age)?;
+    let max_age = access.facts_max_age;
+    let keys = Keys {
+        prefix: prefix(api),
+        userid: userid.to_ascii_lowercase(),
+    };
+    // A deny rule by department or tag on an incomplete tree needs the
+    // whole tree (`can_place`), which the view does not keep.
+    let denies_by_tree = sets
+        .iter()
+        .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
+    if needs.departments
+        && fresh_departments.is_none()
+        && let Ok(Some(view)) = get_json::<Cached<View>>(api.kv, &keys.view())
+        && api.now < view.at.saturating_add(max_age)
+        && view.at <= api.now + 60
+        && view.value.covers(&needs)
+    {
+        let facts = view.value.into_facts(userid);
+        if facts.is_complete() || !denies_by_tree {
+            return judge(&facts, &sets, groups, userid);
+        }
+    }
+    let oldest = Cell::new(api.now);
+    let mut facts = gather_since(api, &needs, userid, fresh_departments, max_age, &oldest)?;
     // Rules by userid alone need no tree: nothing to complete.
     if needs.departments && !facts.is_complete() {
         let tree_only = Needs {
@@ -502,16 +615,35 @@ pub fn admit<T: Transport, K: KeyValue>(
         };
         // At most once a minute: an app whose visible range leaves out the
         // top of the tree sees an incomplete one for good.
-        let again = gather(api, &tree_only, userid, None, REFETCH_SECONDS)?;
+        let again = gather_since(api, &tree_only, userid, None, REFETCH_SECONDS, &oldest)?;
         (facts.departments, facts.tree) = (again.departments, again.tree);
+    }
+    if needs.departments {
+        // A failed write costs the next request the whole reading.
+        let view = View::of(&facts, needs.all_tags);
+        let record = Cached {
+            at: oldest.get(),
+            value: view,
+        };
+        let _ = set_json(api.kv, &keys.view(), &record);
     }
     // Still incomplete: a deny rule on a department the tree does not hold
     // could concern a department above the member it does not hold either.
     if needs.departments && !facts.is_complete() && sets.iter().any(|r| !facts.can_place(&r.deny)) {
         return Err(refused(Refusal::NotAllowed, userid));
     }
+    judge(&facts, &sets, groups, userid)
+}
+
+/// Every set of rules on `facts`, then the member's groups.
+fn judge(
+    facts: &Facts,
+    sets: &[&Rules],
+    groups: GroupKinds,
+    userid: &str,
+) -> Result<Vec<Group>, AuthError> {
     for rules in sets {
-        if let Verdict::Denied(why) = rules.evaluate(&facts) {
+        if let Verdict::Denied(why) = rules.evaluate(facts) {
             return Err(refused(why, userid));
         }
     }
@@ -814,5 +946,66 @@ mod tests {
             Ok(vec![])
         );
         assert_eq!(t.sent.borrow().len(), calls);
+    }
+
+    /// The member's view is bounded by the oldest fact it was made of: a
+    /// view written later from facts cached earlier expires with them, and
+    /// a profile refresh's departments replace it.
+    #[test]
+    fn the_view_expires_with_its_oldest_fact() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(ZHANGSAN)
+            .json(TREE)
+            .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","department":[3]}"#)
+            .json(TREE);
+        let api = |now| WecomApi {
+            authenticator: &a,
+            transport: &t,
+            kv: &kv,
+            now,
+        };
+        let access = Access {
+            facts_max_age: 300,
+            ..Access::default()
+        };
+        let engineering = Rules {
+            allow: RuleSet::parse("", "2", "").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let none = GroupKinds::default();
+        let view = format!("access-facts/{}/{}/view/zhangsan", a.corp_id, a.agent_id);
+        assert!(admit(&api(NOW), &access, &[&engineering], none, "zhangsan", None).is_ok());
+        assert!(kv.keys().contains(&view));
+        // Written again later from the same cached facts: still from NOW.
+        kv.delete(&view).unwrap();
+        assert!(
+            admit(
+                &api(NOW + 200),
+                &access,
+                &[&engineering],
+                none,
+                "zhangsan",
+                None
+            )
+            .is_ok()
+        );
+        assert_eq!(t.sent.borrow().len(), 3, "served from the cache");
+        // Past the bound of the oldest fact: asked again (moved to 3).
+        let moved = admit(
+            &api(NOW + 301),
+            &access,
+            &[&engineering],
+            none,
+            "zhangsan",
+            None,
+        );
+        assert_eq!(moved, Err(super::refused(Refusal::NotAllowed, "zhangsan")));
+        assert_eq!(t.sent.borrow().len(), 5);
+        // A profile refresh's departments replace the view.
+        record_departments(&api(NOW + 302), "ZhangSan", vec![4]);
+        assert!(!kv.keys().contains(&view));
     }
 }
