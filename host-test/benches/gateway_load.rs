@@ -158,6 +158,35 @@ async fn main() -> anyhow::Result<()> {
         ],
     )
     .await?;
+    // A company of some size for it: 2 000 more departments under 1 and 50
+    // more tags, each holding 1 000 members and 40 departments (the member
+    // in none of them), so each cached tag record is some 20 KB.
+    demo.simulator.update_model(|model| {
+        let corp = &mut model.corps[0];
+        for n in 0..1_000 {
+            corp.members.push(wecom_simulator::Member {
+                userid: format!("m{n:04}"),
+                name: format!("成员{n}"),
+                ..wecom_simulator::Member::default()
+            });
+        }
+        for id in 100..2_100 {
+            corp.departments.push(wecom_simulator::Department {
+                id,
+                name: format!("部门{id}"),
+                parentid: 1,
+                order: id,
+            });
+        }
+        for tagid in 100..150 {
+            corp.tags.push(wecom_simulator::Tag {
+                tagid,
+                tagname: format!("标签{tagid}"),
+                userlist: (0..1_000).map(|n| format!("m{n:04}")).collect(),
+                partylist: (0..40).map(|d| 100 + (tagid - 100) * 40 + d).collect(),
+            });
+        }
+    });
     let counting = beside(
         &demo,
         &[
@@ -184,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
             vec![format!("Cookie: {session}")],
         ),
         (
-            "GET /auth/wecom/verify with a session, groups (departments and tags, cached)",
+            "GET /auth/wecom/verify with a session, groups (departments and tags of a company of 2 000 departments and 51 tags, cached)",
             format!("{}/auth/wecom/verify", grouped.url()),
             vec![format!("Cookie: {session}")],
         ),
