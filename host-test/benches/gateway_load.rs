@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use host_drafts::keyvalue::Op;
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT, variables};
 use host_test::proxy::{echo_app, spawn_nginx, write_nginx_config};
@@ -197,9 +198,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "| route ({DURATION}, {CONNECTIONS} connections, wrk -t2) | requests/s | p50 | p99 | non-2xx/3xx |"
+        "| route ({DURATION}, {CONNECTIONS} connections, wrk -t2) | requests/s | p50 | p99 | non-2xx/3xx | store operations per request |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     let desktop = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0".to_owned();
     let cases = [
         (
@@ -243,11 +244,20 @@ async fn main() -> anyhow::Result<()> {
             vec![desktop.clone()],
         ),
     ];
+    let store = demo.gateway.keyvalue().faults();
     for (label, url, headers) in cases {
+        store.reset_counts();
         // wrk blocks: keep it off the runtime that serves the gateway.
         let (rps, p50, p99, errors) =
             tokio::task::spawn_blocking(move || wrk(&url, &headers)).await??;
-        println!("| {label} | {rps} | {p50} | {p99} | {errors} |");
+        let served: f64 = rps.parse::<f64>().unwrap_or(0.0) * 10.0;
+        let per = |op| store.count(op) as f64 / served.max(1.0);
+        println!(
+            "| {label} | {rps} | {p50} | {p99} | {errors} | {:.2} gets, {:.2} get-many, {:.2} writes |",
+            per(Op::Get),
+            per(Op::GetMany),
+            store.writes() as f64 / served.max(1.0)
+        );
     }
     println!("\n| sequential QR login through the gateway (300 logins) | median | p99 |");
     println!("|---|---|---|");

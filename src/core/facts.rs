@@ -10,7 +10,7 @@
 //! | `access-facts/<corp>/<agent>/tree` | `{"at", "tree": [[id, parentid]]}` |
 //! | `access-facts/<corp>/<agent>/tags` | `{"at", "tags": [[tagid, tagname]]}` (`tag/list`, for the groups) |
 //! | `access-facts/<corp>/<agent>/tag/<tagid>` | `{"at", "name", "users": [userid], "departments": [id]}` |
-//! | `access-facts/<corp>/<agent>/view/<userid, lowercase>` | `{"at": the oldest fact's, "departments", "tree": the member's way up, "tags": [[tagid, name, holds]], "all_tags"}`: what the rules and groups need of one member, read in one `get` |
+//! | `access-facts/<corp>/<agent>/view/<userid, lowercase>` | `{"at": the oldest fact's, "departments", "tree": the member's way up, "tags": [tagid], "holding": [[tagid, name]], "all_tags"}`: what the rules and groups need of one member, read in one `get` |
 //! | `<any of the above>/refused` | `{"at", "errcode"}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
 //!
 //! One key per member, per tag, one tree and one tag list per app,
@@ -361,28 +361,35 @@ impl Keys {
 
 /// What the rules and groups need of one member ([`Facts::reduced`]): one
 /// small record, read in one `get` while younger than the bound counted
-/// from the oldest fact it was made of, instead of the tree and every tag.
+/// from the oldest fact it was made of (`at`), instead of the tree and
+/// every tag. Kept flat and lean: it is read on every request.
 #[derive(Serialize, Deserialize)]
 struct View {
+    at: u64,
     departments: Vec<u32>,
     /// The departments on the member's way up, `(id, parentid)`.
     tree: Vec<(u32, u32)>,
-    /// `(tagid, tagname, holds the member)` of every tag it was made with.
-    tags: Vec<(u32, Option<String>, bool)>,
+    /// Every tag it was made with.
+    tags: Vec<u32>,
+    /// Those holding the member, with their names.
+    holding: Vec<(u32, Option<String>)>,
     /// Made with every tag of the company (the groups' tags).
     all_tags: bool,
 }
 
 impl View {
-    fn of(facts: &Facts, all_tags: bool) -> View {
+    fn of(facts: &Facts, all_tags: bool, at: u64) -> View {
         let reduced = facts.reduced();
         View {
+            at,
             departments: reduced.departments,
             tree: reduced.tree,
-            tags: reduced
+            tags: reduced.tags.iter().map(|t| t.tagid).collect(),
+            holding: reduced
                 .tags
                 .into_iter()
-                .map(|t| (t.tagid, t.name, !t.users.is_empty()))
+                .filter(|t| !t.users.is_empty())
+                .map(|t| (t.tagid, t.name))
                 .collect(),
             all_tags,
         }
@@ -390,14 +397,11 @@ impl View {
 
     /// Whether it holds what `needs` asks for.
     fn covers(&self, needs: &Needs) -> bool {
-        (self.all_tags || !needs.all_tags)
-            && needs
-                .tags
-                .iter()
-                .all(|id| self.tags.iter().any(|(tagid, _, _)| tagid == id))
+        (self.all_tags || !needs.all_tags) && needs.tags.iter().all(|id| self.tags.contains(id))
     }
 
     fn into_facts(self, userid: &str) -> Facts {
+        let holding = self.holding;
         Facts {
             userid: userid.to_owned(),
             departments: self.departments,
@@ -405,15 +409,14 @@ impl View {
             tags: self
                 .tags
                 .into_iter()
-                .map(|(tagid, name, holds)| TagMembers {
-                    tagid,
-                    name,
-                    users: if holds {
-                        vec![userid.to_owned()]
-                    } else {
-                        Vec::new()
-                    },
-                    departments: Vec::new(),
+                .map(|tagid| {
+                    let held = holding.iter().find(|(id, _)| *id == tagid);
+                    TagMembers {
+                        tagid,
+                        name: held.and_then(|(_, name)| name.clone()),
+                        users: held.map(|_| vec![userid.to_owned()]).unwrap_or_default(),
+                        departments: Vec::new(),
+                    }
                 })
                 .collect(),
         }
@@ -595,12 +598,12 @@ pub fn admit<T: Transport, K: KeyValue>(
         .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
     if needs.departments
         && fresh_departments.is_none()
-        && let Ok(Some(view)) = get_json::<Cached<View>>(api.kv, &keys.view())
+        && let Ok(Some(view)) = get_json::<View>(api.kv, &keys.view())
         && api.now < view.at.saturating_add(max_age)
         && view.at <= api.now + 60
-        && view.value.covers(&needs)
+        && view.covers(&needs)
     {
-        let facts = view.value.into_facts(userid);
+        let facts = view.into_facts(userid);
         if facts.is_complete() || !denies_by_tree {
             return judge(&facts, &sets, groups, userid);
         }
@@ -620,12 +623,8 @@ pub fn admit<T: Transport, K: KeyValue>(
     }
     if needs.departments {
         // A failed write costs the next request the whole reading.
-        let view = View::of(&facts, needs.all_tags);
-        let record = Cached {
-            at: oldest.get(),
-            value: view,
-        };
-        let _ = set_json(api.kv, &keys.view(), &record);
+        let view = View::of(&facts, needs.all_tags, oldest.get());
+        let _ = set_json(api.kv, &keys.view(), &view);
     }
     // Still incomplete: a deny rule on a department the tree does not hold
     // could concern a department above the member it does not hold either.
