@@ -672,6 +672,28 @@ mod tests {
         }
     }
 
+    fn at<'a>(
+        a: &'a crate::core::settings::Authenticator,
+        t: &'a Scripted,
+        kv: &'a MemoryKv,
+        now: u64,
+    ) -> WecomApi<'a, Scripted, MemoryKv> {
+        WecomApi {
+            authenticator: a,
+            transport: t,
+            kv,
+            now,
+        }
+    }
+
+    /// Access with no rules of its own and facts trusted for `max_age` s.
+    fn bounded(max_age: u64) -> Access {
+        Access {
+            facts_max_age: max_age,
+            ..Access::default()
+        }
+    }
+
     fn needs(rules: &Rules) -> Needs {
         Needs::of(&[rules], GroupKinds::default())
     }
@@ -686,12 +708,7 @@ mod tests {
             .json(TREE)
             .json(TAGS)
             .json(TAG);
-        let api = |now| WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now,
-        };
+        let api = |now| at(&a, &t, &kv, now);
         let facts = gather(&api(NOW), &needs(&rules()), "zhangsan", None, 300).unwrap();
         assert_eq!(facts.departments, [4]);
         assert_eq!(rules().evaluate(&facts), Verdict::Allowed);
@@ -747,12 +764,7 @@ mod tests {
         let t = Scripted::default().json(TOKEN_OK).json(
             r#"{"errcode":60011,"errmsg":"no privilege to access/modify contact/party/agent"}"#,
         );
-        let api = WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now: NOW,
-        };
+        let api = at(&a, &t, &kv, NOW);
         // The member's departments come from the login; the tree is refused.
         let refused = gather(&api, &needs(&rules()), "zhangsan", Some(vec![4]), 300).unwrap_err();
         assert!(
@@ -780,16 +792,8 @@ mod tests {
             .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":9,"tagname":"财务"}]}"#)
             .json(TAG)
             .json(r#"{"errcode":0,"errmsg":"ok","tagname":"财务","userlist":[],"partylist":[3]}"#);
-        let api = WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now: NOW,
-        };
-        let access = Access {
-            facts_max_age: 300,
-            ..Access::default()
-        };
+        let api = at(&a, &t, &kv, NOW);
+        let access = bounded(300);
         let kinds = GroupKinds::parse("departments,tags").unwrap();
         let groups = admit(&api, &access, &[], kinds, "zhangsan", Some(vec![4])).unwrap();
         let keys: Vec<String> = groups.iter().map(Group::key).collect();
@@ -822,22 +826,14 @@ mod tests {
             .json(TREE)
             .json(r#"{"errcode":0,"errmsg":"ok","userid":"x","department":[5]}"#)
             .json(TREE);
-        let api = |now| WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now,
-        };
+        let api = |now| at(&a, &t, &kv, now);
         let deny = |departments| Rules {
             allow: RuleSet::default(),
             deny: RuleSet::parse("", departments, "").unwrap(),
         };
         let (deny_2, deny_9) = (deny("2"), deny("9"));
         let none = GroupKinds::default();
-        let access = Access {
-            facts_max_age: 300,
-            ..Access::default()
-        };
+        let access = bounded(300);
         // Department 5 is in no tree: a deny rule on 9, which the tree does
         // not hold either, could be above it: refused. The tree is not
         // fetched again while younger than a minute.
@@ -887,16 +883,8 @@ mod tests {
             .json(TAG)
             .json(r#"{"errcode":40068,"errmsg":"invalid tagid"}"#)
             .json(r#"{"errcode":40068,"errmsg":"invalid tagid"}"#);
-        let api = WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now: NOW,
-        };
-        let access = Access {
-            facts_max_age: 300,
-            ..Access::default()
-        };
+        let api = at(&a, &t, &kv, NOW);
+        let access = bounded(300);
         let kinds = GroupKinds::parse("departments,tags").unwrap();
         let groups = admit(&api, &access, &[], kinds, "zhangsan", Some(vec![4])).unwrap();
         let keys: Vec<String> = groups.iter().map(Group::key).collect();
@@ -960,16 +948,8 @@ mod tests {
             .json(TREE)
             .json(r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan","department":[3]}"#)
             .json(TREE);
-        let api = |now| WecomApi {
-            authenticator: &a,
-            transport: &t,
-            kv: &kv,
-            now,
-        };
-        let access = Access {
-            facts_max_age: 300,
-            ..Access::default()
-        };
+        let api = |now| at(&a, &t, &kv, now);
+        let access = bounded(300);
         let engineering = Rules {
             allow: RuleSet::parse("", "2", "").unwrap(),
             deny: RuleSet::default(),
