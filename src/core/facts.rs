@@ -732,12 +732,7 @@ mod tests {
             .json(TREE)
             .json(TAGS)
             .json(TAG);
-        let later = WecomApi {
-            authenticator: &a,
-            transport: &t2,
-            kv: &kv,
-            now: NOW + 301,
-        };
+        let later = at(&a, &t2, &kv, NOW + 301);
         let moved = gather(&later, &needs(&rules()), "zhangsan", None, 300).unwrap();
         assert_eq!(moved.departments, [3]);
         assert!(matches!(rules().evaluate(&moved), Verdict::Denied(_)));
@@ -747,12 +742,7 @@ mod tests {
             deny: RuleSet::default(),
         };
         let t3 = Scripted::default();
-        let none = WecomApi {
-            authenticator: &a,
-            transport: &t3,
-            kv: &kv,
-            now: NOW,
-        };
+        let none = at(&a, &t3, &kv, NOW);
         assert!(gather(&none, &needs(&by_user), "zhangsan", None, 300).is_ok());
         assert!(t3.sent.borrow().is_empty());
     }
