@@ -302,7 +302,8 @@ fn gather_since<T: Transport, K: KeyValue>(
     }
     let mut wanted = needs.tags.clone();
     if needs.all_tags {
-        wanted.extend(listed.as_deref().map(listed_ids).unwrap_or_default());
+        let more = listed.as_deref().map(listed_ids).unwrap_or_default();
+        wanted.extend(more.into_iter().filter(|id| !needs.tags.contains(id)));
     }
     ask.extend(cached_tags(
         api,
@@ -400,16 +401,31 @@ impl View {
         (self.all_tags || !needs.all_tags) && needs.tags.iter().all(|id| self.tags.contains(id))
     }
 
-    fn into_facts(self, userid: &str) -> Facts {
-        let holding = self.holding;
+    /// Adds what `earlier` (same member, same way up) covered and this does
+    /// not; dated by the older of the two.
+    fn merge(&mut self, earlier: View) {
+        self.at = self.at.min(earlier.at);
+        self.all_tags |= earlier.all_tags;
+        for tagid in earlier.tags {
+            if !self.tags.contains(&tagid) {
+                self.tags.push(tagid);
+                if let Some(held) = earlier.holding.iter().find(|(id, _)| *id == tagid) {
+                    self.holding.push(held.clone());
+                }
+            }
+        }
+    }
+
+    fn facts(&self, userid: &str) -> Facts {
+        let holding = &self.holding;
         Facts {
             userid: userid.to_owned(),
-            departments: self.departments,
-            tree: self.tree,
+            departments: self.departments.clone(),
+            tree: self.tree.clone(),
             tags: self
                 .tags
-                .into_iter()
-                .map(|tagid| {
+                .iter()
+                .map(|&tagid| {
                     let held = holding.iter().find(|(id, _)| *id == tagid);
                     TagMembers {
                         tagid,
@@ -596,15 +612,28 @@ pub fn admit<T: Transport, K: KeyValue>(
     let denies_by_tree = sets
         .iter()
         .any(|r| !r.deny.departments.is_empty() || !r.deny.tags.is_empty());
-    if needs.departments
-        && fresh_departments.is_none()
-        && let Ok(Some(view)) = get_json::<View>(api.kv, &keys.view())
-        && api.now < view.at.saturating_add(max_age)
-        && view.at <= api.now + 60
+    // A view still within the bound (an incomplete one: within the minute
+    // after which the full path would fetch the tree again).
+    let fresh = |view: &View, complete: bool| {
+        let bound = if complete {
+            max_age
+        } else {
+            max_age.min(REFETCH_SECONDS)
+        };
+        api.now < view.at.saturating_add(bound) && view.at <= api.now + 60
+    };
+    let earlier = if needs.departments {
+        get_json::<View>(api.kv, &keys.view()).ok().flatten()
+    } else {
+        None
+    };
+    if fresh_departments.is_none()
+        && let Some(view) = &earlier
         && view.covers(&needs)
     {
-        let facts = view.into_facts(userid);
-        if facts.is_complete() || !denies_by_tree {
+        let facts = view.facts(userid);
+        let complete = facts.is_complete();
+        if fresh(view, complete) && (complete || !denies_by_tree) {
             return judge(&facts, &sets, groups, userid);
         }
     }
@@ -621,9 +650,20 @@ pub fn admit<T: Transport, K: KeyValue>(
         let again = gather_since(api, &tree_only, userid, None, REFETCH_SECONDS, &oldest)?;
         (facts.departments, facts.tree) = (again.departments, again.tree);
     }
-    if needs.departments {
-        // A failed write costs the next request the whole reading.
-        let view = View::of(&facts, needs.all_tags, oldest.get());
+    // Kept unless it could never serve (incomplete, and a deny rule needs
+    // the whole tree). A failed write costs the next request the whole
+    // reading.
+    if needs.departments && (facts.is_complete() || !denies_by_tree) {
+        let mut view = View::of(&facts, needs.all_tags, oldest.get());
+        // What an earlier view of the same member covered stays covered, so
+        // requests with other needs do not take turns rewriting it.
+        if let Some(earlier) = earlier
+            && earlier.departments == view.departments
+            && earlier.tree == view.tree
+            && fresh(&earlier, facts.is_complete())
+        {
+            view.merge(earlier);
+        }
         let _ = set_json(api.kv, &keys.view(), &view);
     }
     // Still incomplete: a deny rule on a department the tree does not hold
@@ -976,5 +1016,76 @@ mod tests {
         // A profile refresh's departments replace the view.
         record_departments(&api(NOW + 302), "ZhangSan", vec![4]);
         assert!(!kv.keys().contains(&view));
+    }
+
+    /// Requests with other needs widen the member's view instead of taking
+    /// turns rewriting it; an incomplete view is trusted only for the
+    /// minute after which the tree would be fetched again.
+    #[test]
+    fn the_view_is_widened_and_an_incomplete_one_kept_a_minute() {
+        let a = sample("corp").check().unwrap();
+        let kv = MemoryKv::default();
+        let t = Scripted::default()
+            .json(TOKEN_OK)
+            .json(ZHANGSAN)
+            .json(TREE)
+            .json(r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"},{"tagid":8,"tagname":"财务"}]}"#)
+            .json(TAG)
+            .json(r#"{"errcode":0,"errmsg":"ok","tagname":"财务","userlist":[{"userid":"zhangsan"}],"partylist":[]}"#);
+        let api = |now| at(&a, &t, &kv, now);
+        let access = bounded(300);
+        let tag = |id: &str| Rules {
+            allow: RuleSet::parse("", "", id).unwrap(),
+            deny: RuleSet::default(),
+        };
+        let none = GroupKinds::default();
+        admit(&api(NOW), &access, &[&tag("7")], none, "zhangsan", None).unwrap();
+        // Another rule's tag: read in full, then kept beside the first.
+        admit(&api(NOW + 1), &access, &[&tag("8")], none, "zhangsan", None).unwrap();
+        let key = format!("access-facts/{}/{}/view/zhangsan", a.corp_id, a.agent_id);
+        let view: View = get_json(&kv, &key).unwrap().unwrap();
+        assert_eq!(view.tags, [8, 7]);
+        // 运维 (7) holds zhangsan's 平台组 (4); 财务 (8) zhangsan.
+        assert_eq!(
+            view.holding,
+            [(8, Some("财务".to_owned())), (7, Some("运维".to_owned()))]
+        );
+        assert_eq!(view.at, NOW);
+        let calls = t.sent.borrow().len();
+        admit(&api(NOW + 2), &access, &[&tag("7")], none, "zhangsan", None).unwrap();
+        assert_eq!(t.sent.borrow().len(), calls);
+        // A rule's tag that the groups list too is one group, not two.
+        let all = GroupKinds::parse("tags").unwrap();
+        let groups = admit(&api(NOW + 3), &access, &[&tag("7")], all, "zhangsan", None).unwrap();
+        let keys: Vec<String> = groups.iter().map(Group::key).collect();
+        assert_eq!(keys, ["tag:7", "tag:8"]);
+
+        // A member in 5, which the tree does not hold: the view is used for
+        // a minute, then the tree is asked for again.
+        let x = r#"{"errcode":0,"errmsg":"ok","userid":"x","department":[5]}"#;
+        let t2 = Scripted::default().json(x).json(TREE).json(x).json(TREE);
+        let engineering = Rules {
+            allow: RuleSet::parse("", "2", "").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let api2 = |now| at(&a, &t2, &kv, now);
+        kv.delete(&format!("access-facts/{}/{}/tree", a.corp_id, a.agent_id))
+            .unwrap();
+        let refused = admit(&api2(NOW + 2), &access, &[&engineering], none, "x", None);
+        assert!(refused.is_err());
+        assert_eq!(t2.sent.borrow().len(), 2, "user/get and the tree");
+        admit(&api2(NOW + 30), &access, &[&engineering], none, "x", None).unwrap_err();
+        assert_eq!(t2.sent.borrow().len(), 2, "within the minute: the view");
+        admit(&api2(NOW + 70), &access, &[&engineering], none, "x", None).unwrap_err();
+        assert_eq!(
+            t2.paths(),
+            [
+                "user/get",
+                "department/simplelist",
+                "user/get",
+                "department/simplelist"
+            ],
+            "after it: the member and the tree again"
+        );
     }
 }
