@@ -36,9 +36,9 @@ struct Cached<T> {
 }
 
 /// How long WeCom's refusal of a fact is remembered, in seconds.
-pub const REFUSAL_SECONDS: u64 = 60;
+const REFUSAL_SECONDS: u64 = 60;
 /// An incomplete tree is fetched again when older than this, in seconds.
-pub const REFETCH_SECONDS: u64 = 60;
+const REFETCH_SECONDS: u64 = 60;
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Refused {
@@ -70,18 +70,18 @@ struct Tag {
 
 /// What to gather.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Needs {
+struct Needs {
     /// The member's departments and the tree.
-    pub departments: bool,
+    departments: bool,
     /// Tags whose members are needed (the rules name them).
-    pub tags: Vec<u32>,
+    tags: Vec<u32>,
     /// Every tag of the company (`tag/list`), for the groups.
-    pub all_tags: bool,
+    all_tags: bool,
 }
 
 impl Needs {
     /// What evaluating every set of `rules` and telling `groups` needs.
-    pub fn of(rules: &[&Rules], groups: GroupKinds) -> Needs {
+    fn of(rules: &[&Rules], groups: GroupKinds) -> Needs {
         let mut needs = Needs {
             departments: groups.any(),
             tags: Vec::new(),
@@ -217,21 +217,10 @@ where
 /// cached in a second. `fresh_departments`: the member's departments a
 /// login just read (they replace the cached ones). No WeCom call when
 /// nothing is needed or everything is cached. Every answer is cached (a
-/// refusal for [`REFUSAL_SECONDS`]); the first error is returned.
-pub fn gather<T: Transport, K: KeyValue>(
-    api: &WecomApi<'_, T, K>,
-    needs: &Needs,
-    userid: &str,
-    fresh_departments: Option<Vec<u32>>,
-    max_age: u64,
-) -> Result<Facts, AuthError> {
-    let oldest = Cell::new(api.now);
-    gather_since(api, needs, userid, fresh_departments, max_age, &oldest)
-}
-
-/// [`gather`], lowering `oldest` to the time WeCom told the oldest fact
-/// served from the cache (facts asked of WeCom now count as now).
-fn gather_since<T: Transport, K: KeyValue>(
+/// refusal for [`REFUSAL_SECONDS`]); the first error is returned. `oldest`
+/// is lowered to the time WeCom told the oldest fact served from the cache
+/// (facts asked of WeCom now count as now).
+fn gather<T: Transport, K: KeyValue>(
     api: &WecomApi<'_, T, K>,
     needs: &Needs,
     userid: &str,
@@ -638,7 +627,7 @@ pub fn admit<T: Transport, K: KeyValue>(
         }
     }
     let oldest = Cell::new(api.now);
-    let mut facts = gather_since(api, &needs, userid, fresh_departments, max_age, &oldest)?;
+    let mut facts = gather(api, &needs, userid, fresh_departments, max_age, &oldest)?;
     // Rules by userid alone need no tree: nothing to complete.
     if needs.departments && !facts.is_complete() {
         let tree_only = Needs {
@@ -647,7 +636,7 @@ pub fn admit<T: Transport, K: KeyValue>(
         };
         // At most once a minute: an app whose visible range leaves out the
         // top of the tree sees an incomplete one for good.
-        let again = gather_since(api, &tree_only, userid, None, REFETCH_SECONDS, &oldest)?;
+        let again = gather(api, &tree_only, userid, None, REFETCH_SECONDS, &oldest)?;
         (facts.departments, facts.tree) = (again.departments, again.tree);
     }
     // Kept unless it could never serve (incomplete, and a deny rule needs
@@ -749,7 +738,15 @@ mod tests {
             .json(TAGS)
             .json(TAG);
         let api = |now| at(&a, &t, &kv, now);
-        let facts = gather(&api(NOW), &needs(&rules()), "zhangsan", None, 300).unwrap();
+        let facts = gather(
+            &api(NOW),
+            &needs(&rules()),
+            "zhangsan",
+            None,
+            300,
+            &Cell::new(NOW),
+        )
+        .unwrap();
         assert_eq!(facts.departments, [4]);
         assert_eq!(rules().evaluate(&facts), Verdict::Allowed);
         assert_eq!(
@@ -763,7 +760,15 @@ mod tests {
             ]
         );
         // Cached: no call at all.
-        let again = gather(&api(NOW + 299), &needs(&rules()), "ZhangSan", None, 300).unwrap();
+        let again = gather(
+            &api(NOW + 299),
+            &needs(&rules()),
+            "ZhangSan",
+            None,
+            300,
+            &Cell::new(NOW),
+        )
+        .unwrap();
         assert_eq!(again.tree, facts.tree);
         assert_eq!(t.sent.borrow().len(), 5);
         // Aged: the member's departments again (moved to 财务部 meanwhile).
@@ -773,7 +778,15 @@ mod tests {
             .json(TAGS)
             .json(TAG);
         let later = at(&a, &t2, &kv, NOW + 301);
-        let moved = gather(&later, &needs(&rules()), "zhangsan", None, 300).unwrap();
+        let moved = gather(
+            &later,
+            &needs(&rules()),
+            "zhangsan",
+            None,
+            300,
+            &Cell::new(NOW),
+        )
+        .unwrap();
         assert_eq!(moved.departments, [3]);
         assert!(matches!(rules().evaluate(&moved), Verdict::Denied(_)));
         // Rules that need nothing cost nothing.
@@ -783,7 +796,17 @@ mod tests {
         };
         let t3 = Scripted::default();
         let none = at(&a, &t3, &kv, NOW);
-        assert!(gather(&none, &needs(&by_user), "zhangsan", None, 300).is_ok());
+        assert!(
+            gather(
+                &none,
+                &needs(&by_user),
+                "zhangsan",
+                None,
+                300,
+                &Cell::new(NOW)
+            )
+            .is_ok()
+        );
         assert!(t3.sent.borrow().is_empty());
     }
 
@@ -796,7 +819,15 @@ mod tests {
         );
         let api = at(&a, &t, &kv, NOW);
         // The member's departments come from the login; the tree is refused.
-        let refused = gather(&api, &needs(&rules()), "zhangsan", Some(vec![4]), 300).unwrap_err();
+        let refused = gather(
+            &api,
+            &needs(&rules()),
+            "zhangsan",
+            Some(vec![4]),
+            300,
+            &Cell::new(NOW),
+        )
+        .unwrap_err();
         assert!(
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
