@@ -161,6 +161,22 @@ pub struct Member {
     pub departments: Option<Vec<u32>>,
 }
 
+impl Member {
+    /// Member `wecom_userid` as the directory last stored its user: for a
+    /// login answered without asking WeCom for the profile.
+    fn as_stored(wecom_userid: &str, user: &User) -> Member {
+        Member {
+            wecom_userid: wecom_userid.to_owned(),
+            name: user.name.clone(),
+            mobile: user.mobile.clone(),
+            email: user.email.clone(),
+            avatar: user.avatar.clone(),
+            gender: None,
+            departments: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginSuccess {
     pub authenticator: String,
@@ -264,15 +280,7 @@ pub fn complete_callback(
             &identity.userid,
             None,
         )?;
-        let member = Member {
-            wecom_userid: identity.userid.clone(),
-            name: user.name.clone(),
-            mobile: user.mobile.clone(),
-            email: user.email.clone(),
-            avatar: user.avatar.clone(),
-            gender: None,
-            departments: None,
-        };
+        let member = Member::as_stored(&identity.userid, &user);
         let pending = PendingRefresh {
             binding,
             user_id: user.id.clone(),
@@ -521,15 +529,7 @@ fn repeat_finished_login(
     );
     Ok(LoginSuccess {
         authenticator: authenticator.name.clone(),
-        member: Member {
-            wecom_userid: finished.wecom_userid.clone(),
-            name: user.name.clone(),
-            mobile: user.mobile.clone(),
-            email: user.email.clone(),
-            avatar: user.avatar.clone(),
-            gender: None,
-            departments: None,
-        },
+        member: Member::as_stored(&finished.wecom_userid, &user),
         user,
         outcome: Outcome::Existing,
         session_cookie: session_cookie(authenticator, token),
