@@ -783,21 +783,28 @@ async fn independent_wecom_calls_of_a_login_are_in_flight_together() {
     eprintln!("in-client login at a modelled 150 ms round trip: {took:?}");
 }
 
+/// The demo without its groups, whose `/verify` would read the member's
+/// departments with `user/get` of its own.
+async fn demo_without_groups() -> host_test::demo::Demo {
+    use host_test::demo::{Demo, DemoOptions};
+    let options = DemoOptions {
+        extra_variables: vec![("groups".into(), String::new())],
+        ..DemoOptions::for_tests()
+    };
+    Demo::start(options).await.unwrap()
+}
+
 /// A returning member inside WeCom is answered once `auth/getuserinfo` is
 /// in: the profile calls (`getuserdetail`, `user/get`) run after the answer
 /// was sent, and the profile they fetch still reaches the user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_member_is_answered_before_the_profile_refresh() {
     use common::http::{Browser, send};
-    use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions, WECOM_USER_AGENT};
+    use host_test::demo::{ADMIN_TOKEN, WECOM_USER_AGENT};
     use wecom_simulator::{Endpoint, Fault};
 
     // No groups: the one user/get counted is the refresh's.
-    let options = DemoOptions {
-        extra_variables: vec![("groups".into(), String::new())],
-        ..DemoOptions::for_tests()
-    };
-    let demo = Demo::start(options).await.unwrap();
+    let demo = demo_without_groups().await;
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
     sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().name = "张三丰".into());
@@ -852,15 +859,11 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refused() {
     use common::http::Browser;
-    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use host_test::demo::WECOM_USER_AGENT;
     use wecom_simulator::Endpoint;
 
     // No groups: the one user/get counted is the refresh's.
-    let options = DemoOptions {
-        extra_variables: vec![("groups".into(), String::new())],
-        ..DemoOptions::for_tests()
-    };
-    let demo = Demo::start(options).await.unwrap();
+    let demo = demo_without_groups().await;
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
     sim.update_model(|model| model.corps[0].member_mut("zhangsan").unwrap().visible = false);
