@@ -375,7 +375,32 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             query: &[("userid", userid)],
             body: None,
         };
-        self.call_both(&detail, &profile)
+        enum Answer {
+            Detail(UserDetail),
+            Profile(UserProfile),
+        }
+        let calls = [detail, profile];
+        let read = |i: usize, answer, token: &str| {
+            let api = calls[i].api;
+            match i {
+                0 => self.read(api, answer, &[token]).map(Answer::Detail),
+                _ => self.read(api, answer, &[token]).map(Answer::Profile),
+            }
+        };
+        let mut answers = self.call_all(&calls, &read).into_iter();
+        let missing =
+            || AuthError::WecomUnavailable("the transport answered fewer requests".into());
+        let detail = match answers.next() {
+            Some(Ok(Answer::Detail(detail))) => Ok(detail),
+            Some(Err(e)) => Err(e),
+            _ => Err(missing()),
+        };
+        let profile = match answers.next() {
+            Some(Ok(Answer::Profile(profile))) => Ok(profile),
+            Some(Err(e)) => Err(e),
+            _ => Err(missing()),
+        };
+        (detail, profile)
     }
 
     /// Calls `api` with the cached token; when WeCom says the token is bad
@@ -397,42 +422,11 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         }
     }
 
-    /// Two token calls in flight together, each retried once (together
-    /// again when both need it) with a fresh token when WeCom says the token
-    /// is bad, as [`WecomApi::call_with_token`] does for one.
-    fn call_both<A: DeserializeOwned, B: DeserializeOwned>(
-        &self,
-        a: &Call<'_>,
-        b: &Call<'_>,
-    ) -> (Result<A, AuthError>, Result<B, AuthError>) {
-        let token = match self.access_token(None) {
-            Ok(token) => token,
-            Err(e) => return (Err(e.clone()), Err(e)),
-        };
-        let (first, second) = self.send_both(a, b, &token);
-        let (stale_a, stale_b) = (refused(&first), refused(&second));
-        if !stale_a && !stale_b {
-            return (first, second);
-        }
-        let fresh = match self.access_token(Some(&token)) {
-            Ok(fresh) => fresh,
-            // A good answer stays good; a refused one gets gettoken's error.
-            Err(e) => {
-                let first = if stale_a { Err(e.clone()) } else { first };
-                let second = if stale_b { Err(e) } else { second };
-                return (first, second);
-            }
-        };
-        match (stale_a, stale_b) {
-            (true, true) => self.send_both(a, b, &fresh),
-            (true, false) => (self.call(a, &fresh), second),
-            _ => (first, self.call(b, &fresh)),
-        }
-    }
-
     /// Token calls in flight together, each retried once (the retries
-    /// together) with a fresh token when WeCom says the token is bad; `read`
-    /// reads the answer to `calls[i]`. Answers in the order of `calls`.
+    /// together) with a fresh token when WeCom says the token is bad, as
+    /// [`WecomApi::call_with_token`] does for one; a good answer stays good
+    /// when the fresh token cannot be had. `read` reads the answer to
+    /// `calls[i]`. Answers in the order of `calls`.
     fn call_all<A>(
         &self,
         calls: &[Call<'_>],
@@ -484,26 +478,6 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 read(i, answer, token)
             })
             .collect()
-    }
-
-    fn send_both<A: DeserializeOwned, B: DeserializeOwned>(
-        &self,
-        a: &Call<'_>,
-        b: &Call<'_>,
-        token: &str,
-    ) -> (Result<A, AuthError>, Result<B, AuthError>) {
-        let requests = [self.request(a, token), self.request(b, token)];
-        let mut answers = self.transport.send_all(&requests).into_iter();
-        let mut next = || {
-            answers
-                .next()
-                .unwrap_or_else(|| Err("the transport answered fewer requests".into()))
-        };
-        let (first, second) = (next(), next());
-        (
-            self.read(a.api, first, &[token]),
-            self.read(b.api, second, &[token]),
-        )
     }
 
     fn call<A: DeserializeOwned>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
