@@ -1,10 +1,12 @@
 //! Cross-builds the component from the current source before host-test compiles,
-//! so every test and bench drives the `.wasm` of this very tree, never a stale one.
+//! so every test and bench drives the `.wasm` of this very tree, never a stale one,
+//! and the shipped bytes: `wecom-auth-dist` runs `wasm-opt` over it as releases do.
 //! It has its own target dir (beside the host's), as wstd's test-programs do.
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use wecom_auth_dist::{Optimized, REQUIRE_ENV, WASM_OPT_ENV};
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
@@ -32,57 +34,18 @@ fn main() {
     let target_dir = host_target_dir(&out_dir)
         .join("wasm-component")
         .join(format!("{checkout:016x}"));
-    ensure_wasm_target();
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .arg("build")
-        .arg("--release")
-        .args(["--target", "wasm32-wasip2", "--package", "wecom-auth"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
-    // The outer build's flags and wrappers (clippy, coverage) are for the host.
-    for inherited in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
-        build.env_remove(inherited);
+    let require_wasm_opt = env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
+    println!("cargo:rerun-if-env-changed={REQUIRE_ENV}");
+    println!("cargo:rerun-if-env-changed={WASM_OPT_ENV}");
+    let built = wecom_auth_dist::build(root, &target_dir, require_wasm_opt)
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let Optimized::Skipped(why) = &built.optimized {
+        println!("cargo:warning={why}");
     }
-    let status = build
-        .status()
-        .expect("could not run cargo to build the component");
-    assert!(
-        status.success(),
-        "building the wecom-auth component failed; is the target installed? (rustup target add wasm32-wasip2)"
+    println!(
+        "cargo:rustc-env=WECOM_AUTH_COMPONENT={}",
+        built.component.display()
     );
-    let wasm = target_dir.join("wasm32-wasip2/release/wecom_auth.wasm");
-    assert!(wasm.exists(), "no component at {}", wasm.display());
-    println!("cargo:rustc-env=WECOM_AUTH_COMPONENT={}", wasm.display());
-}
-
-/// A fresh machine has no `wasm32-wasip2` standard library: add it with rustup
-/// (what `.ci/run` does too), so the README's commands work as they stand.
-fn ensure_wasm_target() {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip2").is_dir());
-    if !installed {
-        println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
-        let _ = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip2"])
-            .status();
-    }
 }
 
 /// `<target>/<profile>/build/host-test-<hash>/out` → `<target>`.

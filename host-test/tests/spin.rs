@@ -52,7 +52,7 @@ fn spin() -> Option<PathBuf> {
 /// from this tree; everything else as shipped.
 fn manifest(dir: &Path) -> PathBuf {
     let shipped = std::fs::read_to_string(Path::new(REPO).join("spin.toml")).unwrap();
-    let source = "source = \"target/wasm32-wasip2/release/wecom_auth.wasm\"";
+    let source = "source = \"target/dist/wecom_auth.wasm\"";
     assert!(shipped.contains(source), "spin.toml's source moved");
     let manifest = shipped.replace(source, &format!("source = {COMPONENT_PATH:?}"));
     let path = dir.join("spin.toml");

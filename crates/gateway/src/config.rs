@@ -46,11 +46,10 @@ pub const ENV_PREFIX: &str = "WECOM_AUTH_";
 /// (`WECOM_AUTH_GATEWAY_LISTEN`, ...), never component variables.
 pub const GATEWAY_ENV_PREFIX: &str = "WECOM_AUTH_GATEWAY_";
 /// Names under [`ENV_PREFIX`] that are not variables either.
-const RESERVED_ENV: &[&str] = &[
-    "WECOM_AUTH_REQUIRE_REDIS",
-    "WECOM_AUTH_REQUIRE_BROWSER",
-    "WECOM_AUTH_COMPONENT",
-];
+const RESERVED_ENV: &[&str] = &["WECOM_AUTH_COMPONENT"];
+/// `WECOM_AUTH_REQUIRE_REDIS`, `..._WASM_OPT` and the like: the test harness's
+/// and the build's switches, never component variables.
+const REQUIRE_ENV_PREFIX: &str = "WECOM_AUTH_REQUIRE_";
 
 /// Where the gateway listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -59,9 +58,9 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_SQLITE_PATH: &str = ".wecom-auth/sqlite_key_value.db";
 /// The default cache of precompiled components.
 pub const DEFAULT_CACHE_DIR: &str = ".wecom-auth/precompiled";
-/// Where `cargo build --release --target wasm32-wasip2 -p wecom-auth` puts the
-/// component, relative to the workspace root.
-pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/release/wecom_auth.wasm";
+/// Where `cargo run -p wecom-auth-dist` puts the shipped component (cargo's
+/// build, then `wasm-opt`), relative to the workspace root.
+pub const DEFAULT_COMPONENT: &str = "target/dist/wecom_auth.wasm";
 /// The WeCom server API, always an allowed outbound host by default.
 pub const WECOM_API: &str = "https://qyapi.weixin.qq.com";
 
@@ -413,6 +412,7 @@ impl GatewayConfig {
             if !upper.starts_with(ENV_PREFIX)
                 || upper.starts_with(GATEWAY_ENV_PREFIX)
                 || RESERVED_ENV.contains(&upper.as_str())
+                || upper.starts_with(REQUIRE_ENV_PREFIX)
             {
                 continue;
             }

@@ -2,7 +2,7 @@
 //! loopback, as Spin's HTTP trigger would, with a durable SQLite store.
 //!
 //! ```sh
-//! cargo build --release --target wasm32-wasip2 -p wecom-auth   # the component
+//! cargo run -p wecom-auth-dist      # the component: target/dist/wecom_auth.wasm
 //! cargo run --release -p wecom-auth-gateway -- --config gateway.toml
 //! WECOM_AUTH_SECRET=... cargo run -p wecom-auth-gateway -- --store memory
 //! ```
@@ -38,7 +38,7 @@ struct Args {
     /// CAS on an absent key: `strict` or `upsert-when-absent` (as Spin's SQLite store).
     #[arg(long, env = "WECOM_AUTH_GATEWAY_CAS_MODE", hide_env_values = true)]
     cas_mode: Option<String>,
-    /// The component (.wasm) [default: target/wasm32-wasip2/release/wecom_auth.wasm].
+    /// The component (.wasm) [default: target/dist/wecom_auth.wasm, from `cargo run -p wecom-auth-dist`].
     #[arg(long, env = "WECOM_AUTH_GATEWAY_COMPONENT", hide_env_values = true)]
     component: Option<PathBuf>,
     /// Where precompiled components are cached [default: .wecom-auth/precompiled].
