@@ -39,10 +39,10 @@
 //!   even on stores whose compare-and-swap on an absent key is an upsert
 //!   (Spin's SQLite store). Updates of existing records use compare-and-swap.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::AuthError;
+use super::json::{self, Deserialize, Serialize};
 use super::mobile;
 use super::ports::{KeyValue, Update, get_json, set_json, update_json};
 
@@ -78,22 +78,16 @@ impl Binding {
 pub struct User {
     pub id: String,
     pub name: String,
-    #[serde(default)]
     pub mobile: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub avatar: Option<String>,
-    #[serde(default)]
     pub bindings: Vec<Binding>,
-    #[serde(default)]
     pub created_by_signup: bool,
     pub created_at: u64,
     pub updated_at: u64,
     /// Sessions carry the generation they were issued in; logout moves it on,
     /// which ends every earlier session on every instance without comparing
     /// clocks.
-    #[serde(default)]
     pub session_generation: u64,
 }
 
@@ -492,7 +486,7 @@ fn bounded(text: &str, max: usize) -> String {
 }
 
 fn json_string(id: &str) -> Vec<u8> {
-    serde_json::to_vec(id).expect("a string serializes")
+    json::to_vec(id)
 }
 
 /// Creates or updates a provisioned user. Index first, then the record, then

@@ -18,7 +18,7 @@
 //! A window is [`Family::window_seconds`] long; window `w` holds the keys
 //! that expire in `((w - 1)·W, w·W]`, so it is swept once `w·W <= now`.
 
-use serde::{Deserialize, Serialize};
+use super::json::{self, Deserialize, Serialize};
 
 use super::error::AuthError;
 use super::ports::{KeyValue, get_json, set_json};
@@ -95,7 +95,7 @@ impl Family {
         // An unreadable watermark starts afresh rather than stopping every sweep.
         let mut at = kv
             .get(&sweep_key)?
-            .and_then(|bytes| serde_json::from_slice::<SweepPoint>(&bytes).ok())
+            .and_then(|bytes| json::from_slice::<SweepPoint>(&bytes))
             .unwrap_or(first);
         let mut budget = SWEEP_BUDGET;
         let mut swept = 0;

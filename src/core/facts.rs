@@ -6,12 +6,14 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `access-facts/<corp>/<agent>/member/<userid, lowercase>` | `{"at": unix s, "departments": [id]}` |
-//! | `access-facts/<corp>/<agent>/tree` | `{"at", "tree": [[id, parentid]]}` |
-//! | `access-facts/<corp>/<agent>/tags` | `{"at", "tags": [[tagid, tagname]]}` (`tag/list`, for the groups) |
-//! | `access-facts/<corp>/<agent>/tag/<tagid>` | `{"at", "name", "users": [userid], "departments": [id]}` |
+//! | `access-facts/<corp>/<agent>/member/<userid, lowercase>` | `{"at": unix s, "value": {"departments": [id]}}` |
+//! | `access-facts/<corp>/<agent>/tree` | `{"at", "value": {"tree": [[id, parentid]]}}` |
+//! | `access-facts/<corp>/<agent>/tags` | `{"at", "value": {"tags": [[tagid, tagname]]}}` (`tag/list`, for the groups) |
+//! | `access-facts/<corp>/<agent>/tag/<tagid>` | `{"at", "value": {"name", "users": [userid], "departments": [id]}}` |
 //! | `access-facts/<corp>/<agent>/view/<userid, lowercase>` | `{"at": the oldest fact's, "departments", "tree": the member's way up, "tags": [tagid], "holding": [[tagid, name]], "all_tags"}`: what the rules and groups need of one member, read in one `get` |
-//! | `<any of the above>/refused` | `{"at", "errcode"}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
+//! | `<any of the above>/refused` | `{"at", "value": {"errcode"}}`: WeCom refused it, remembered for [`REFUSAL_SECONDS`] |
+//!
+//! A record this version cannot read (an older layout) is a cache miss.
 //!
 //! One key per member, per tag, one tree and one tag list per app,
 //! overwritten: bounded by the company's size. A tag id a rule names is
@@ -20,7 +22,7 @@
 
 use std::cell::Cell;
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use super::json::{Deserialize, Serialize};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
@@ -31,7 +33,6 @@ use super::wecom::{FactAnswer, FactQuery, WecomApi};
 struct Cached<T> {
     /// Unix seconds when WeCom said it.
     at: u64,
-    #[serde(flatten)]
     value: T,
 }
 
@@ -62,7 +63,6 @@ struct TagList {
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Tag {
-    #[serde(default)]
     name: Option<String>,
     users: Vec<String>,
     departments: Vec<u32>,
@@ -138,7 +138,7 @@ impl Prefetched {
         )
     }
 
-    fn decoded<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
+    fn decoded<V: Deserialize>(&self, key: &str) -> Option<V> {
         let (_, bytes) = self.0.iter().find(|(k, _)| k == key)?;
         decode(key, bytes).ok()
     }
@@ -156,7 +156,7 @@ fn lookup<T, K, V>(
 where
     T: Transport,
     K: KeyValue,
-    V: DeserializeOwned,
+    V: Deserialize,
 {
     // A record from a clock running ahead by more than a minute is not
     // trusted (within a minute: at most that much past the bound).

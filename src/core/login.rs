@@ -375,11 +375,11 @@ fn fetch_member<T: Transport, K: KeyValue>(
         member.mobile = detail.mobile.as_deref().and_then(mobile::normalize);
         member.email = non_empty(detail.biz_mail).or(non_empty(detail.email));
         member.avatar = non_empty(detail.avatar);
-        member.gender = non_empty(detail.gender);
+        member.gender = non_empty(detail.gender.map(|g| g.0));
     }
     let mut name = None;
     if let Some(profile) = profile {
-        member.departments = Some(profile.department);
+        member.departments = Some(profile.department.unwrap_or_default());
         name = non_empty(profile.name);
         member.email = member
             .email
@@ -604,12 +604,11 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleLinks {
     pub callback_url: String,
     pub desktop_homepage: String,
     pub mobile_homepage: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub plain_homepage: Option<String>,
 }
 

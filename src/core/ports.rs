@@ -3,10 +3,8 @@
 //! (`wasi:http/outgoing-handler`). The WASI glue implements them; tests use
 //! [`MemoryKv`] and scripted transports.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
 use super::error::AuthError;
+use super::json::{self, Deserialize, Serialize};
 
 /// A failed store operation; the text names the operation, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +52,7 @@ pub trait KeyValue {
 const MAX_CAS_ATTEMPTS: usize = 100;
 
 /// Reads a JSON record; an unreadable one is a store error (never a panic).
-pub fn get_json<T: DeserializeOwned>(
-    kv: &impl KeyValue,
-    key: &str,
-) -> Result<Option<T>, AuthError> {
+pub fn get_json<T: Deserialize>(kv: &impl KeyValue, key: &str) -> Result<Option<T>, AuthError> {
     match kv.get(key)? {
         None => Ok(None),
         Some(bytes) => decode(key, &bytes).map(Some),
@@ -69,13 +64,16 @@ pub fn set_json<T: Serialize>(kv: &impl KeyValue, key: &str, value: &T) -> Resul
 }
 
 /// A JSON record's bytes read back; unreadable is a store error.
-pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| AuthError::Store(format!("record {key:?} is unreadable: {e}")))
+pub fn decode<T: Deserialize>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
+    json::from_slice(bytes).ok_or_else(|| {
+        AuthError::Store(format!(
+            "record {key:?} is unreadable: not the JSON this version writes"
+        ))
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("records serialize to JSON")
+    json::to_vec(value)
 }
 
 /// What an update wants done with the record it was shown.
@@ -94,7 +92,7 @@ pub fn update_json<T, K>(
     mut change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
 ) -> Result<(Option<T>, bool), AuthError>
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize + Deserialize,
     K: KeyValue,
 {
     // The typed part only decodes and encodes; the loop is built once.

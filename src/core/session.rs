@@ -7,9 +7,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::json::{self, Deserialize, Serialize};
 use super::settings::{Authenticator, SigningKey};
 
 /// v2 carries the user's session generation (`g`). v1 tokens, which
@@ -32,11 +32,11 @@ pub struct SessionClaims {
     #[serde(rename = "exp")]
     pub expires_at: u64,
     /// The user's session generation at issue: logout moves it on.
-    #[serde(rename = "g", default)]
+    #[serde(rename = "g")]
     pub generation: u64,
     /// When the member logged in (Unix seconds); renewals keep it, and no
     /// renewal reaches past it plus the absolute maximum.
-    #[serde(rename = "auth", default)]
+    #[serde(rename = "auth")]
     pub logged_in_at: u64,
 }
 
@@ -114,8 +114,7 @@ pub fn renew(
 }
 
 fn sign(authenticator: &Authenticator, claims: &SessionClaims) -> String {
-    let payload =
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize to JSON"));
+    let payload = URL_SAFE_NO_PAD.encode(json::to_vec(claims));
     let key = &authenticator.signing_keys[0];
     let mac = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
     format!("{VERSION}.{}.{payload}.{mac}", key.id)
@@ -126,7 +125,7 @@ fn sign(authenticator: &Authenticator, claims: &SessionClaims) -> String {
 pub fn claimed_authenticator(token: &str) -> Option<String> {
     let (_, _, payload, _) = split(token)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: SessionClaims = serde_json::from_slice(&bytes).ok()?;
+    let claims: SessionClaims = json::from_slice(&bytes)?;
     Some(claims.authenticator)
 }
 
@@ -159,7 +158,7 @@ pub fn verify(
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| "malformed token")?;
-    let claims: SessionClaims = serde_json::from_slice(&bytes).map_err(|_| "malformed token")?;
+    let claims: SessionClaims = json::from_slice(&bytes).ok_or("malformed token")?;
     if claims.authenticator != authenticator.name {
         return Err("issued by another authenticator");
     }

@@ -11,7 +11,7 @@
 //! | `used-state/<hex nonce>` | `{"expires_at": unix s, "finished": {"user_id", "wecom_userid"} \| null}` |
 //! | `used-states/...` | the sweep's bookkeeping; slots hold the hex nonce |
 
-use serde::{Deserialize, Serialize};
+use super::json::{Deserialize, Serialize};
 
 use super::error::AuthError;
 use super::expiring::Family;
@@ -33,7 +33,6 @@ pub static USED_STATES: Family = Family {
 #[derive(Serialize, Deserialize)]
 struct UsedState {
     expires_at: u64,
-    #[serde(default)]
     finished: Option<FinishedLogin>,
 }
 
@@ -43,10 +42,8 @@ pub struct FinishedLogin {
     pub user_id: String,
     pub wecom_userid: String,
     /// The user's session generation then: a logout since ends the repeat.
-    #[serde(default)]
     pub generation: u64,
     /// Unix seconds.
-    #[serde(default)]
     pub at: u64,
 }
 

@@ -4,11 +4,11 @@
 //! capitalised spelling accepted); failures become [`AuthError`]s that never
 //! carry the Secret or a token.
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use miniserde::de::Visitor;
 
 use super::access::TagMembers;
 use super::error::{AuthError, WecomError, errcode, redact};
+use super::json::{self, Deserialize, Serialize};
 use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
 use super::settings::Authenticator;
 use super::urls::encode_component;
@@ -47,33 +47,23 @@ pub struct CodeIdentity {
 /// What `auth/getuserdetail` tells (no name).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct UserDetail {
-    #[serde(default)]
     pub userid: Option<String>,
-    #[serde(default, deserialize_with = "string_or_number")]
-    pub gender: Option<String>,
-    #[serde(default)]
+    pub gender: Option<Gender>,
     pub avatar: Option<String>,
-    #[serde(default)]
     pub mobile: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub biz_mail: Option<String>,
 }
 
 /// What `user/get` tells a post-2022 app: the name (and, for older apps, more).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct UserProfile {
-    #[serde(default)]
     pub name: Option<String>,
-    /// The member's departments (doc 90196).
-    #[serde(default)]
-    pub department: Vec<u32>,
-    #[serde(default)]
+    /// The member's departments (doc 90196); absent for apps not allowed
+    /// to see them.
+    pub department: Option<Vec<u32>>,
     pub avatar: Option<String>,
-    #[serde(default)]
     pub email: Option<String>,
-    #[serde(default)]
     pub biz_mail: Option<String>,
 }
 
@@ -81,13 +71,10 @@ pub struct UserProfile {
 /// compares with the settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct AgentInfo {
-    #[serde(default)]
     pub name: Option<String>,
     /// The trusted domain (可信域名), `host[:port]`.
-    #[serde(default)]
     pub redirect_domain: Option<String>,
     /// 1: the app is disabled (停用).
-    #[serde(default)]
     pub close: Option<i64>,
 }
 
@@ -132,24 +119,21 @@ fn read_fact(
     #[derive(Deserialize)]
     struct Node {
         id: u32,
-        #[serde(default)]
-        parentid: u32,
+        /// Absent on the root (1).
+        parentid: Option<u32>,
     }
     #[derive(Deserialize)]
     struct Tree {
-        #[serde(default)]
-        department_id: Vec<Node>,
+        department_id: Option<Vec<Node>>,
     }
     #[derive(Deserialize)]
     struct ListedTag {
         tagid: u32,
-        #[serde(default)]
-        tagname: String,
+        tagname: Option<String>,
     }
     #[derive(Deserialize)]
     struct Tags {
-        #[serde(default)]
-        taglist: Vec<ListedTag>,
+        taglist: Option<Vec<ListedTag>>,
     }
     #[derive(Deserialize)]
     struct Member {
@@ -157,46 +141,50 @@ fn read_fact(
     }
     #[derive(Deserialize)]
     struct Tag {
-        #[serde(default)]
         tagname: Option<String>,
-        #[serde(default)]
-        userlist: Vec<Member>,
-        #[serde(default)]
-        partylist: Vec<u32>,
+        userlist: Option<Vec<Member>>,
+        partylist: Option<Vec<u32>>,
     }
     let body = read(MAX_CONTACT_ANSWER_BYTES)?;
     let unreadable =
-        |_| AuthError::WecomUnavailable("a contact answer had an unexpected shape".into());
+        || AuthError::WecomUnavailable("a contact answer had an unexpected shape".into());
     Ok(match query {
         FactQuery::Departments(_) => {
-            let profile: UserProfile = serde_json::from_slice(&body).map_err(unreadable)?;
-            FactAnswer::Departments(profile.department)
+            let profile: UserProfile = json::from_slice(&body).ok_or_else(unreadable)?;
+            FactAnswer::Departments(profile.department.unwrap_or_default())
         }
         FactQuery::Tree => {
-            let tree: Tree = serde_json::from_slice(&body).map_err(unreadable)?;
+            let tree: Tree = json::from_slice(&body).ok_or_else(unreadable)?;
             FactAnswer::Tree(
                 tree.department_id
+                    .unwrap_or_default()
                     .into_iter()
-                    .map(|n| (n.id, n.parentid))
+                    .map(|n| (n.id, n.parentid.unwrap_or(0)))
                     .collect(),
             )
         }
         FactQuery::Tags => {
-            let tags: Tags = serde_json::from_slice(&body).map_err(unreadable)?;
+            let tags: Tags = json::from_slice(&body).ok_or_else(unreadable)?;
             FactAnswer::Tags(
                 tags.taglist
+                    .unwrap_or_default()
                     .into_iter()
-                    .map(|t| (t.tagid, t.tagname))
+                    .map(|t| (t.tagid, t.tagname.unwrap_or_default()))
                     .collect(),
             )
         }
         FactQuery::Tag(tagid) => {
-            let tag: Tag = serde_json::from_slice(&body).map_err(unreadable)?;
+            let tag: Tag = json::from_slice(&body).ok_or_else(unreadable)?;
             FactAnswer::Tag(TagMembers {
                 tagid: *tagid,
                 name: non_empty(tag.tagname),
-                users: tag.userlist.into_iter().map(|m| m.userid).collect(),
-                departments: tag.partylist,
+                users: tag
+                    .userlist
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| m.userid)
+                    .collect(),
+                departments: tag.partylist.unwrap_or_default(),
             })
         }
     })
@@ -205,9 +193,7 @@ fn read_fact(
 /// Every answer's envelope.
 #[derive(Deserialize)]
 struct Envelope {
-    #[serde(default)]
     errcode: Option<i64>,
-    #[serde(default)]
     errmsg: Option<String>,
 }
 
@@ -219,21 +205,17 @@ struct TokenAnswer {
 
 /// `auth/getuserinfo` (doc 91023) answers `userid` / `openid`; the legacy
 /// `user/getuserinfo` and some clients answer `UserId` / `OpenId`. Each
-/// spelling is a field of its own (a serde alias would refuse an answer that
+/// spelling is a field of its own (an alias would refuse an answer that
 /// holds both), and the first non-empty one counts.
 #[derive(Deserialize)]
 struct UserInfoAnswer {
-    #[serde(default)]
     userid: Option<String>,
-    #[serde(default, rename = "UserId")]
+    #[serde(rename = "UserId")]
     legacy_userid: Option<String>,
-    #[serde(default)]
     user_ticket: Option<String>,
-    #[serde(default)]
     openid: Option<String>,
-    #[serde(default, rename = "OpenId")]
+    #[serde(rename = "OpenId")]
     legacy_openid: Option<String>,
-    #[serde(default)]
     external_userid: Option<String>,
 }
 
@@ -280,7 +262,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
 
     /// `auth/getuserdetail`: mobile, email, avatar, gender of a consenting member.
     pub fn user_detail(&self, user_ticket: &str) -> Result<UserDetail, AuthError> {
-        let body = serde_json::json!({ "user_ticket": user_ticket }).to_string();
+        let body = user_ticket_body(user_ticket);
         self.call_with_token("auth/getuserdetail", &[], Some(body.into_bytes()))
     }
 
@@ -364,7 +346,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         Result<UserDetail, AuthError>,
         Result<UserProfile, AuthError>,
     ) {
-        let body = serde_json::json!({ "user_ticket": user_ticket }).to_string();
+        let body = user_ticket_body(user_ticket);
         let detail = Call {
             api: "auth/getuserdetail",
             query: &[],
@@ -405,7 +387,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
 
     /// Calls `api` with the cached token; when WeCom says the token is bad
     /// (40014, 42001, 41001) fetches a new one and retries once.
-    fn call_with_token<A: DeserializeOwned>(
+    fn call_with_token<A: Deserialize>(
         &self,
         api: &'static str,
         query: &[(&str, &str)],
@@ -480,7 +462,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             .collect()
     }
 
-    fn call<A: DeserializeOwned>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
+    fn call<A: Deserialize>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
         let request = self.request(call, token);
         self.read(call.api, self.transport.send(&request), &[token])
     }
@@ -564,7 +546,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// Reads WeCom's answer to one request: transport failures, non-200
     /// statuses and unreadable bodies are `WecomUnavailable`, `errcode != 0`
     /// is `Wecom`. `tokens` (and the Secret) are redacted from anything kept.
-    fn read<A: DeserializeOwned>(
+    fn read<A: Deserialize>(
         &self,
         api: &'static str,
         response: Result<HttpResponse, String>,
@@ -574,7 +556,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     }
 
     /// [`WecomApi::read`] of an answer of at most `limit` bytes.
-    fn read_up_to<A: DeserializeOwned>(
+    fn read_up_to<A: Deserialize>(
         &self,
         api: &'static str,
         response: Result<HttpResponse, String>,
@@ -583,8 +565,8 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     ) -> Result<A, AuthError> {
         // The checks are the same for every answer type: built once.
         let body = self.checked_body(api, response, tokens, limit)?;
-        serde_json::from_slice(&body)
-            .map_err(|_| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))
+        json::from_slice(&body)
+            .ok_or_else(|| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))
     }
 
     /// The body of a successful answer (HTTP 200, at most `limit` bytes,
@@ -612,8 +594,9 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 "{api} answered more than {limit} bytes"
             )));
         }
-        let envelope: Envelope = serde_json::from_slice(&response.body)
-            .map_err(|_| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))?;
+        let envelope: Envelope = json::from_slice(&response.body).ok_or_else(|| {
+            AuthError::WecomUnavailable(format!("{api} answered unreadable JSON"))
+        })?;
         match envelope.errcode.unwrap_or(0) {
             0 => Ok(response.body),
             code => Err(AuthError::Wecom(WecomError {
@@ -642,19 +625,43 @@ fn refused<A>(result: &Result<A, AuthError>) -> bool {
     result.as_ref().err().is_some_and(token_refused)
 }
 
-/// WeCom sends `gender` as a string; some answers use a number.
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        S(String),
-        N(i64),
+/// The body of `auth/getuserdetail`: `{"user_ticket":"..."}`.
+fn user_ticket_body(user_ticket: &str) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        user_ticket: &'a str,
     }
-    Ok(match Option::<Either>::deserialize(d)? {
-        None => None,
-        Some(Either::S(s)) => Some(s),
-        Some(Either::N(n)) => Some(n.to_string()),
-    })
+    json::to_string(&Body { user_ticket })
+}
+
+/// `gender` as `auth/getuserdetail` sends it: a string (`"1"`, doc 91437);
+/// some answers use a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gender(pub String);
+
+miniserde::make_place!(Place);
+
+impl Deserialize for Gender {
+    fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
+        Place::new(out)
+    }
+}
+
+impl Visitor for Place<Gender> {
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        self.out = Some(Gender(s.to_owned()));
+        Ok(())
+    }
+
+    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
+        self.out = Some(Gender(n.to_string()));
+        Ok(())
+    }
+
+    fn negative(&mut self, n: i64) -> miniserde::Result<()> {
+        self.out = Some(Gender(n.to_string()));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -950,8 +957,8 @@ pub(crate) mod tests {
         let detail = w.user_detail("T").unwrap();
         assert_eq!(detail.mobile.as_deref(), Some("13800000000"));
         assert_eq!(detail.biz_mail.as_deref(), Some("z@corp.wecom.work"));
-        assert_eq!(detail.gender.as_deref(), Some("1"));
-        assert_eq!(w.user_detail("T").unwrap().gender.as_deref(), Some("2"));
+        assert_eq!(detail.gender, Some(Gender("1".into())));
+        assert_eq!(w.user_detail("T").unwrap().gender, Some(Gender("2".into())));
         let sent = t.sent.borrow();
         assert!(sent[3].post);
         assert_eq!(

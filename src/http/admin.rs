@@ -12,8 +12,8 @@
 //! | `DELETE /admin/bindings/<authenticator>/<wecom_userid>` | unbind a member |
 //! | `GET /admin/links` | the WeCom console links of each authenticator |
 
+use miniserde::json::Value;
 use percent_encoding::percent_decode_str;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -25,6 +25,7 @@ use super::probes;
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
+use crate::core::json::{self, Fragment, Object, Serialize};
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
@@ -149,18 +150,50 @@ fn list<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> 
     Ok(Response::json(200, &body))
 }
 
-/// What the admin sends for one user.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What the admin sends for one user: `{id?, name?, mobile?, email?}`,
+/// strings or null. Any other field is refused, so a misspelt one is not
+/// silently dropped.
+#[derive(Default)]
 struct UserJson {
-    #[serde(default)]
     id: Option<String>,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     mobile: Option<String>,
-    #[serde(default)]
     email: Option<String>,
+}
+
+impl UserJson {
+    /// The user in `value`, or what is wrong with it.
+    fn of(value: Value) -> Result<UserJson, String> {
+        let Value::Object(fields) = value else {
+            return Err("is not an object {id?, name, mobile?, email?}".into());
+        };
+        let mut user = UserJson::default();
+        for (name, value) in fields {
+            let text = match value {
+                Value::Null => None,
+                Value::String(text) => Some(text),
+                _ => return Err(format!("has `{name}` that is not a string")),
+            };
+            match name.as_str() {
+                "id" => user.id = text,
+                "name" => user.name = text.unwrap_or_default(),
+                "mobile" => user.mobile = text,
+                "email" => user.email = text,
+                _ => {
+                    return Err(format!(
+                        "has an unknown field `{name}` (known: id, name, mobile, email)"
+                    ));
+                }
+            }
+        }
+        Ok(user)
+    }
+}
+
+/// The body as JSON, or a 400 naming what was expected.
+fn json_body(body: &[u8], expected: &str) -> Result<Value, AuthError> {
+    json::from_slice(body)
+        .ok_or_else(|| AuthError::bad_request("body", format!("is not JSON: {expected}")))
 }
 
 impl From<UserJson> for UserInput {
@@ -175,12 +208,8 @@ impl From<UserJson> for UserInput {
 }
 
 fn upsert_one<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
-    let input: UserJson = serde_json::from_slice(&ctx.request.body).map_err(|e| {
-        AuthError::bad_request(
-            "body",
-            format!("is not a user {{id?, name, mobile?, email?}}: {e}"),
-        )
-    })?;
+    let value = json_body(&ctx.request.body, "a user {id?, name, mobile?, email?}")?;
+    let input = UserJson::of(value).map_err(|why| AuthError::bad_request("body", why))?;
     let user = directory::upsert(ctx.env.kv, &input.into(), ctx.env.now, &row_random(ctx, 0))?;
     Ok(Response::json(200, &user))
 }
@@ -280,11 +309,19 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// hold and the live checks ([`setup::check`]); and the store. 200 when every
 /// check passes, else 503.
 fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
-    #[derive(Serialize)]
+    /// `{authenticator, console, checks}`: the report's fields beside the name.
     struct Authenticator<'a> {
         authenticator: &'a str,
-        #[serde(flatten)]
         report: setup::Report,
+    }
+    impl Serialize for Authenticator<'_> {
+        fn begin(&self) -> Fragment<'_> {
+            Object::new()
+                .field("authenticator", &self.authenticator)
+                .field("console", &self.report.console)
+                .field("checks", &self.report.checks)
+                .begin()
+        }
     }
     #[derive(Serialize)]
     struct Setup<'a> {
@@ -396,19 +433,27 @@ struct Imported {
     results: Vec<Row>,
 }
 
-#[derive(Serialize)]
+/// `{line?, index?, ok, id?, error?}`.
 struct Row {
     /// CSV: the line the row starts on.
-    #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<usize>,
     /// JSON: the position in the array (from 0).
-    #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
     ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorJson<'static>>,
+}
+
+impl Serialize for Row {
+    fn begin(&self) -> Fragment<'_> {
+        Object::new()
+            .optional("line", &self.line)
+            .optional("index", &self.index)
+            .field("ok", &self.ok)
+            .optional("id", &self.id)
+            .optional("error", &self.error)
+            .begin()
+    }
 }
 
 type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
@@ -417,17 +462,19 @@ type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
 /// (JSON cannot be resynchronised after an error); rows that only fail
 /// validation (mobile number, name) are reported one by one.
 fn json_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let items: Vec<UserJson> = serde_json::from_slice(body).map_err(|e| {
-        AuthError::bad_request(
-            "body",
-            format!("is not a JSON array of users {{id?, name, mobile?, email?}}: {e}"),
-        )
-    })?;
-    Ok(items
+    let expected = "an array of users {id?, name, mobile?, email?}";
+    let Value::Array(items) = json_body(body, expected)? else {
+        return Err(AuthError::bad_request("body", format!("is not {expected}")));
+    };
+    items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| ("index", index, Ok(item.into())))
-        .collect())
+        .map(|(index, item)| {
+            let user = UserJson::of(item)
+                .map_err(|why| AuthError::bad_request("body", format!("item {index} {why}")))?;
+            Ok(("index", index, Ok(user.into())))
+        })
+        .collect()
 }
 
 /// The columns an import understands (English or Chinese headers).

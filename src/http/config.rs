@@ -149,7 +149,7 @@ pub fn is_under(path: &str, prefix: &str) -> bool {
 }
 
 /// A problem with one variable. Never quotes a secret value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, crate::core::json::Serialize)]
 pub struct ConfigProblem {
     /// The variable to fix, e.g. `corp_id` or `hq_corp_id`.
     pub variable: String,

@@ -6,6 +6,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
 use crate::core::browser::{self, Language, MAX_USER_AGENT};
+use crate::core::json::{self, Serialize};
 use crate::core::login::PendingRefresh;
 use crate::core::settings::Authenticator;
 
@@ -307,8 +308,8 @@ impl Response {
         }
     }
 
-    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
-        Response::json_bytes(status, serde_json::to_vec(value).unwrap_or_default())
+    pub fn json(status: u16, value: &dyn Serialize) -> Self {
+        Response::json_bytes(status, json::to_vec(value))
     }
 
     /// [`Response::json`] once serialized: one copy for every type.

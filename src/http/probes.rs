@@ -4,19 +4,26 @@
 //! settings parse and the key-value store answers a read). Cheap enough for
 //! a probe every second, never needing a session, never revealing a setting.
 
-use serde::Serialize;
-
 use super::message::Response;
+use crate::core::json::{Fragment, Object, Serialize};
 use crate::core::ports::{KeyValue, StoreError};
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";
 
-#[derive(Serialize)]
+/// `{"status", "reason"?}`.
 struct Readiness<'a> {
     status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+}
+
+impl Serialize for Readiness<'_> {
+    fn begin(&self) -> Fragment<'_> {
+        Object::new()
+            .field("status", &self.status)
+            .optional("reason", &self.reason)
+            .begin()
+    }
 }
 
 /// Whether `path` is `{prefix}/ping` or `{prefix}/ready` for `prefix`.

@@ -1,7 +1,7 @@
 //! Routing and the login routes: login page, `/login`, `/callback`,
 //! `/logout`, `/me`, `/verify`, and the site root / protected paths.
 
-use serde::Serialize;
+use crate::core::json::Serialize;
 
 use super::admin;
 use super::audit::{self, Audited as _};
