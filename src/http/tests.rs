@@ -954,6 +954,43 @@ fn admins_upsert_find_list_and_delete_users() {
             .body("application/json", r#"{"name":"x","phone":"1"}"#),
     );
     assert_eq!(typo.status, 400);
+    let detail = |r: &Response| json(r)["error"]["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail(&typo).contains("unknown field `phone`"),
+        "{}",
+        detail(&typo)
+    );
+    for (bad, says) in [
+        (r#"{"name":7}"#, "`name` that is not a string"),
+        (r#"["x"]"#, "is not an object"),
+        (r#"{"name":"x""#, "is not JSON"),
+    ] {
+        let refused = world.send(
+            request("POST", "/auth/wecom/admin/users")
+                .bearer(ADMIN_TOKEN)
+                .body("application/json", bad),
+        );
+        assert_eq!(refused.status, 400, "{bad}");
+        assert!(
+            detail(&refused).contains(says),
+            "{bad}: {}",
+            detail(&refused)
+        );
+    }
+    let import = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                r#"[{"name":"王五","mobile":"13800000009"},{"nmae":"x"}]"#,
+            ),
+    );
+    assert_eq!(import.status, 400, "a misshapen row fails the whole import");
+    assert!(
+        detail(&import).contains("item 1 has an unknown field `nmae`"),
+        "{}",
+        detail(&import)
+    );
     let found = world.send(get(&format!("/auth/wecom/admin/users/{id}")).bearer(ADMIN_TOKEN));
     assert_eq!(json(&found)["name"], "张三");
     let page = world.send(get("/auth/wecom/admin/users?limit=1").bearer(ADMIN_TOKEN));
