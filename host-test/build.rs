@@ -41,6 +41,8 @@ fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     if let Optimized::Skipped(why) = &built.optimized {
         println!("cargo:warning={why}");
+        // Installing Binaryen afterwards is picked up at the next build.
+        println!("cargo:rerun-if-env-changed=PATH");
     }
     println!(
         "cargo:rustc-env=WECOM_AUTH_COMPONENT={}",

@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 use super::error::AuthError;
 use super::json::{self, Deserialize, Serialize};
 use super::mobile;
-use super::ports::{KeyValue, Update, get_json, set_json, update_json};
+use super::ports::{KeyValue, Update, get_json, get_stored, set_json, update_json, update_stored};
 
 pub const USER_PREFIX: &str = "user/";
 pub const MAX_PAGE: u32 = 1000;
@@ -74,7 +74,8 @@ impl Binding {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user record, `user/<id>`; read through [`StoredUser`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -89,6 +90,40 @@ pub struct User {
     /// which ends every earlier session on every instance without comparing
     /// clocks.
     pub session_generation: u64,
+}
+
+/// A user record as stored by any release: the fields added since the first
+/// (`bindings`, `created_by_signup`, `session_generation`) may be absent and
+/// read as empty, false and 0.
+#[derive(Deserialize)]
+pub struct StoredUser {
+    id: String,
+    name: String,
+    mobile: Option<String>,
+    email: Option<String>,
+    avatar: Option<String>,
+    bindings: Option<Vec<Binding>>,
+    created_by_signup: Option<bool>,
+    created_at: u64,
+    updated_at: u64,
+    session_generation: Option<u64>,
+}
+
+impl From<StoredUser> for User {
+    fn from(stored: StoredUser) -> User {
+        User {
+            id: stored.id,
+            name: stored.name,
+            mobile: stored.mobile,
+            email: stored.email,
+            avatar: stored.avatar,
+            bindings: stored.bindings.unwrap_or_default(),
+            created_by_signup: stored.created_by_signup.unwrap_or_default(),
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+            session_generation: stored.session_generation.unwrap_or_default(),
+        }
+    }
 }
 
 impl User {
@@ -250,7 +285,7 @@ fn provisioned_id(mobile: Option<&str>, random: &[u8; 10]) -> String {
 }
 
 pub fn find_by_id(kv: &impl KeyValue, id: &str) -> Result<Option<User>, AuthError> {
-    get_json(kv, &user_key(id))
+    get_stored::<User, StoredUser>(kv, &user_key(id))
 }
 
 /// The user a `mobile/` index names, if that user still has the mobile.
@@ -343,7 +378,7 @@ pub fn refresh_bound(
         return Ok(());
     };
     // An unbind landing meanwhile wins: the refresh never binds again.
-    update_json::<User, _>(kv, &user_key(&user.id), |current| {
+    update_stored::<User, StoredUser, _>(kv, &user_key(&user.id), |current| {
         Ok(match current {
             Some(user) if user.is_bound_to(binding) => {
                 match refreshed(user, binding, profile, now) {
@@ -394,7 +429,7 @@ fn create(
     }
     index_add(kv, &id)?;
     let mut created = false;
-    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
+    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
         created = current.is_none();
         Ok(match current {
             Some(user) => match refreshed(user, binding, profile, now) {
@@ -437,7 +472,7 @@ fn refresh(
     profile: &Profile,
     now: u64,
 ) -> Result<User, AuthError> {
-    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
+    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(id), |current| {
         let Some(user) = current else {
             return Err(AuthError::Store(format!(
                 "user {id:?} was deleted during the login"
@@ -551,7 +586,7 @@ pub fn upsert(
     }
     index_add(kv, &id)?;
     let mut previous_mobile = None;
-    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
+    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
         previous_mobile = current.and_then(|u| u.mobile.clone());
         let mut next = current.cloned().unwrap_or_else(|| User {
             id: id.clone(),
@@ -608,7 +643,7 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
     if let Some(legacy) = legacy_binding_key(binding) {
         kv.delete(&legacy)?;
     }
-    update_json::<User, _>(kv, &user_key(&id), |current| {
+    update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
         Ok(match current {
             Some(user) if user.is_bound_to(binding) => {
                 let mut next = user.clone();
@@ -627,7 +662,7 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
 /// and tokens of earlier generations stop counting; no clock is compared).
 /// False when there is no such user.
 pub fn end_sessions(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
-    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
+    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(id), |current| {
         Ok(match current {
             Some(user) => {
                 let mut next = user.clone();
@@ -733,6 +768,35 @@ mod tests {
         auto_signup: false,
         web_login: true,
     };
+
+    #[test]
+    fn a_user_of_the_first_layout_is_read_updated_and_deleted() {
+        // Written before bindings, sign-up and session generations existed.
+        let kv = MemoryKv::default();
+        kv.set(
+            &user_key("u-old"),
+            r#"{"id":"u-old","name":"老用户","mobile":null,"email":null,"avatar":null,"created_at":1,"updated_at":1}"#.as_bytes(),
+        )
+        .unwrap();
+        let old = find_by_id(&kv, "u-old").unwrap().unwrap();
+        assert_eq!(
+            (
+                old.bindings.len(),
+                old.created_by_signup,
+                old.session_generation
+            ),
+            (0, false, 0)
+        );
+        let input = UserInput {
+            id: Some("u-old".into()),
+            name: "老用户".into(),
+            mobile: Some("13800000077".into()),
+            email: None,
+        };
+        let updated = upsert(&kv, &input, NOW, &RANDOM).unwrap();
+        assert_eq!(updated.mobile.as_deref(), Some("13800000077"));
+        assert!(delete(&kv, "u-old").unwrap());
+    }
 
     /// `alice` provisioned with a mobile, then bound at the in-client login
     /// of the member WeCom spells `ZhangWu`.

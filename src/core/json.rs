@@ -120,6 +120,32 @@ mod tests {
     }
 
     #[test]
+    fn signed_and_unsigned_numbers_round_trip() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Point {
+            window: u64,
+            slot: i64,
+        }
+        for point in [
+            Point {
+                window: u64::MAX,
+                slot: -1,
+            },
+            Point {
+                window: 0,
+                slot: i64::MAX,
+            },
+            Point {
+                window: 5_966_666,
+                slot: 1,
+            },
+        ] {
+            let json = to_string(&point);
+            assert_eq!(from_slice::<Point>(json.as_bytes()), Some(point), "{json}");
+        }
+    }
+
+    #[test]
     fn a_missing_required_field_or_bad_bytes_refuse_the_record() {
         assert_eq!(from_slice::<Record>(br#"{"a":"x"}"#), None);
         assert_eq!(from_slice::<Record>(b"{\"a\":\"\xff\",\"pairs\":[]}"), None);

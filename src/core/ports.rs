@@ -53,9 +53,18 @@ const MAX_CAS_ATTEMPTS: usize = 100;
 
 /// Reads a JSON record; an unreadable one is a store error (never a panic).
 pub fn get_json<T: Deserialize>(kv: &impl KeyValue, key: &str) -> Result<Option<T>, AuthError> {
+    get_stored::<T, T>(kv, key)
+}
+
+/// [`get_json`] of a record read through its stored layout `S` (where the
+/// fields added since the first release are optional), then completed.
+pub fn get_stored<T, S: Deserialize + Into<T>>(
+    kv: &impl KeyValue,
+    key: &str,
+) -> Result<Option<T>, AuthError> {
     match kv.get(key)? {
         None => Ok(None),
-        Some(bytes) => decode(key, &bytes).map(Some),
+        Some(bytes) => decode::<S>(key, &bytes).map(|stored| Some(stored.into())),
     }
 }
 
@@ -89,16 +98,33 @@ pub enum Update<T> {
 pub fn update_json<T, K>(
     kv: &K,
     key: &str,
-    mut change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
+    change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
 ) -> Result<(Option<T>, bool), AuthError>
 where
     T: Serialize + Deserialize,
     K: KeyValue,
 {
+    update_stored::<T, T, K>(kv, key, change)
+}
+
+/// [`update_json`] of a record read through its stored layout `S`
+/// ([`get_stored`]); it is written as `T` writes it.
+pub fn update_stored<T, S, K>(
+    kv: &K,
+    key: &str,
+    mut change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
+) -> Result<(Option<T>, bool), AuthError>
+where
+    T: Serialize,
+    S: Deserialize + Into<T>,
+    K: KeyValue,
+{
     // The typed part only decodes and encodes; the loop is built once.
     let mut last: Option<T> = None;
     let wrote = update_bytes(kv, key, &mut |current| {
-        let current: Option<T> = current.map(|bytes| decode(key, bytes)).transpose()?;
+        let current: Option<T> = current
+            .map(|bytes| decode::<S>(key, bytes).map(S::into))
+            .transpose()?;
         match change(current.as_ref())? {
             Update::Keep => {
                 last = current;

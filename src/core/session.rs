@@ -19,7 +19,8 @@ const MAC_CONTEXT: &[u8] = b"wecom-auth session v2\0";
 /// Longer tokens are refused before any work.
 pub const MAX_SESSION_TOKEN: usize = 2048;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a token carries, as compact JSON: `{"a","u","w","iat","exp","g","auth"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionClaims {
     #[serde(rename = "a")]
     pub authenticator: String,
@@ -38,6 +39,40 @@ pub struct SessionClaims {
     /// renewal reaches past it plus the absolute maximum.
     #[serde(rename = "auth")]
     pub logged_in_at: u64,
+}
+
+/// The claims as any v2 token holds them: tokens issued before `auth` existed
+/// lack it (0: renewals count from `iat`).
+#[derive(Deserialize)]
+struct StoredClaims {
+    #[serde(rename = "a")]
+    authenticator: String,
+    #[serde(rename = "u")]
+    user_id: String,
+    #[serde(rename = "w")]
+    wecom_userid: String,
+    #[serde(rename = "iat")]
+    issued_at: u64,
+    #[serde(rename = "exp")]
+    expires_at: u64,
+    #[serde(rename = "g")]
+    generation: Option<u64>,
+    #[serde(rename = "auth")]
+    logged_in_at: Option<u64>,
+}
+
+/// The claims in a token's payload bytes, if they are claims.
+fn read_claims(bytes: &[u8]) -> Option<SessionClaims> {
+    let stored: StoredClaims = json::from_slice(bytes)?;
+    Some(SessionClaims {
+        authenticator: stored.authenticator,
+        user_id: stored.user_id,
+        wecom_userid: stored.wecom_userid,
+        issued_at: stored.issued_at,
+        expires_at: stored.expires_at,
+        generation: stored.generation.unwrap_or_default(),
+        logged_in_at: stored.logged_in_at.unwrap_or_default(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +160,7 @@ fn sign(authenticator: &Authenticator, claims: &SessionClaims) -> String {
 pub fn claimed_authenticator(token: &str) -> Option<String> {
     let (_, _, payload, _) = split(token)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: SessionClaims = json::from_slice(&bytes)?;
+    let claims = read_claims(&bytes)?;
     Some(claims.authenticator)
 }
 
@@ -158,7 +193,7 @@ pub fn verify(
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| "malformed token")?;
-    let claims: SessionClaims = json::from_slice(&bytes).ok_or("malformed token")?;
+    let claims = read_claims(&bytes).ok_or("malformed token")?;
     if claims.authenticator != authenticator.name {
         return Err("issued by another authenticator");
     }
@@ -273,6 +308,23 @@ mod tests {
         assert_eq!(session.key_id, "k1");
         assert_eq!(verify(&a, &token, NOW + 8 * 3600), Err("expired"));
         assert_eq!(claimed_authenticator(&token).as_deref(), Some("corp"));
+    }
+
+    #[test]
+    fn a_token_issued_before_the_login_time_claim_still_verifies() {
+        let a = corp();
+        let key = &a.signing_keys[0];
+        let payload = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"a":"corp","u":"wc-1","w":"zhangsan","iat":{NOW},"exp":{},"g":0}}"#,
+            NOW + 3600
+        ));
+        let mac = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
+        let token = format!("{VERSION}.{}.{payload}.{mac}", key.id);
+        let session = verify(&a, &token, NOW + 1).unwrap();
+        assert_eq!(
+            (session.claims.user_id.as_str(), session.claims.logged_in_at),
+            ("wc-1", 0)
+        );
     }
 
     #[test]
