@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmparser::{Parser, Payload, Validator, WasmFeatures};
+use wasmparser::{Parser, Payload, Validator};
 
 /// What cargo writes, relative to the target directory.
 pub const CARGO_OUTPUT: &str = "wasm32-wasip2/release/wecom_auth.wasm";
@@ -149,16 +149,24 @@ pub fn ship(raw: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<Bui
     let dist = shipped.parent().expect("SHIPPED has a directory");
     fs::create_dir_all(dist).map_err(|source| io_error(dist, source))?;
     let done = shipped.with_extension("optimized");
-    // The marker says the shipped bytes are wasm-opt's; an unoptimised copy is redone.
-    if is_newer(&shipped, raw) && is_newer(&done, raw) {
+    let tool = find_wasm_opt();
+    // The marker holds how the shipped bytes were made (wasm-opt's version and
+    // flags): a new Binaryen or new flags redo them, and so does an
+    // unoptimised copy (no marker).
+    let made_with = tool.as_ref().map(|(_, version)| fingerprint(version));
+    if is_newer(&shipped, raw)
+        && is_newer(&done, raw)
+        && made_with.is_some()
+        && fs::read_to_string(&done).ok() == made_with
+    {
         return Ok(Built {
             component: shipped,
             optimized: Optimized::UpToDate,
         });
     }
     let bytes = fs::read(raw).map_err(|source| io_error(raw, source))?;
-    let (out, optimized) = match find_wasm_opt() {
-        Some(tool) => match optimize(&bytes, &tool, dist) {
+    let (out, optimized) = match &tool {
+        Some((tool, _)) => match optimize(&bytes, tool, dist) {
             Ok(out) => {
                 let sizes = Optimized::WasmOpt {
                     before: bytes.len() as u64,
@@ -192,8 +200,8 @@ pub fn ship(raw: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<Bui
     let partial = shipped.with_extension("partial");
     fs::write(&partial, &out).map_err(|source| io_error(&partial, source))?;
     fs::rename(&partial, &shipped).map_err(|source| io_error(&shipped, source))?;
-    if matches!(optimized, Optimized::WasmOpt { .. }) {
-        fs::write(&done, b"").map_err(|source| io_error(&done, source))?;
+    if let (Optimized::WasmOpt { .. }, Some(made_with)) = (&optimized, &made_with) {
+        fs::write(&done, made_with).map_err(|source| io_error(&done, source))?;
     }
     Ok(Built {
         component: shipped,
@@ -228,7 +236,9 @@ pub fn optimize(component: &[u8], wasm_opt: &Path, scratch: &Path) -> Result<Vec
     let _ = fs::remove_file(&input);
     let _ = fs::remove_file(&output);
     let spliced = replace_module(component, module, &optimized)?;
-    Validator::new_with_features(WasmFeatures::all())
+    // The features a host takes by default (wasmparser's defaults: the
+    // stable proposals and the component model), not every proposal.
+    Validator::new()
         .validate_all(&spliced)
         .map_err(|e| Error::Component(format!("the optimised component does not validate: {e}")))?;
     Ok(spliced)
@@ -308,14 +318,19 @@ fn write_leb(out: &mut Vec<u8>, mut n: usize) {
     }
 }
 
-/// `$WASM_OPT`, else `wasm-opt` when it runs.
-fn find_wasm_opt() -> Option<PathBuf> {
+/// `$WASM_OPT`, else `wasm-opt`, with what `--version` prints, when it runs.
+fn find_wasm_opt() -> Option<(PathBuf, String)> {
     let tool = wasm_opt_name();
-    let runs = Command::new(&tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    runs.then(|| PathBuf::from(tool))
+    let out = Command::new(&tool).arg("--version").output().ok()?;
+    out.status.success().then(|| {
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (PathBuf::from(tool), version)
+    })
+}
+
+/// How a component is optimised: the tool's version and the flags.
+fn fingerprint(version: &str) -> String {
+    format!("{version}\n-Oz {}\n", FEATURES.join(" "))
 }
 
 fn is_newer(path: &Path, than: &Path) -> bool {
@@ -355,7 +370,48 @@ fn ensure_wasm_target() {
 
 #[cfg(test)]
 mod tests {
+    use wasm_encoder::{Component, CustomSection, Module, ModuleSection, NestedComponentSection};
+
     use super::*;
+
+    /// A valid core module of about `size` bytes (a custom section's padding).
+    fn padded(size: usize) -> Module {
+        let mut module = Module::new();
+        module.section(&CustomSection {
+            name: "padding".into(),
+            data: vec![7; size].into(),
+        });
+        module
+    }
+
+    fn module(size: usize) -> Vec<u8> {
+        padded(size).finish()
+    }
+
+    #[test]
+    fn the_outer_components_largest_module_is_replaced_in_place() {
+        let main = module(200);
+        // A nested component's module is larger, but not the outer's to touch.
+        let mut nested = Component::new();
+        nested.section(&ModuleSection(&padded(1_000)));
+        let mut outer = Component::new();
+        outer.section(&ModuleSection(&padded(10)));
+        outer.section(&NestedComponentSection(&nested));
+        outer.section(&ModuleSection(&padded(200)));
+        let component = outer.finish();
+        let found = main_module(&component).unwrap();
+        assert_eq!(component[found.clone()], main[..]);
+        // 200 bytes take a 2-byte size; 20 000 take 3.
+        let replacement = module(20_000);
+        let spliced = replace_module(&component, found, &replacement).unwrap();
+        Validator::new().validate_all(&spliced).unwrap();
+        let again = main_module(&spliced).unwrap();
+        assert_eq!(spliced[again], replacement[..]);
+        assert_eq!(
+            spliced.len(),
+            component.len() - main.len() + replacement.len() + 1
+        );
+    }
 
     #[test]
     fn leb128_round_trips_at_every_width() {
