@@ -211,7 +211,7 @@ pub fn ship(raw: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<Bui
 
 /// Runs `wasm-opt -Oz` over the main core module of `component`, using
 /// `scratch` for its input and output files. Returns the whole component with
-/// that module replaced, validated.
+/// that module replaced and its debug names left out, validated.
 pub fn optimize(component: &[u8], wasm_opt: &Path, scratch: &Path) -> Result<Vec<u8>, Error> {
     let module = main_module(component)?;
     let input = scratch.join("core.wasm");
@@ -235,7 +235,7 @@ pub fn optimize(component: &[u8], wasm_opt: &Path, scratch: &Path) -> Result<Vec
     let optimized = fs::read(&output).map_err(|source| io_error(&output, source))?;
     let _ = fs::remove_file(&input);
     let _ = fs::remove_file(&output);
-    let spliced = replace_module(component, module, &optimized)?;
+    let spliced = strip_names(&replace_module(component, module, &optimized)?)?;
     // The features a host takes by default (wasmparser's defaults: the
     // stable proposals and the component model), not every proposal.
     Validator::new()
@@ -277,11 +277,7 @@ fn replace_module(
     module: Range<usize>,
     replacement: &[u8],
 ) -> Result<Vec<u8>, Error> {
-    let header_start = (1..=5)
-        .filter_map(|size_len| module.start.checked_sub(size_len + 1))
-        .find(|&at| {
-            component[at] == 1 && read_leb(&component[at + 1..module.start]) == Some(module.len())
-        })
+    let header_start = section_start(component, &module, 1)
         .ok_or_else(|| Error::Component("no section header before the core module".into()))?;
     let mut out = Vec::with_capacity(component.len());
     out.extend_from_slice(&component[..header_start]);
@@ -290,6 +286,47 @@ fn replace_module(
     out.extend_from_slice(replacement);
     out.extend_from_slice(&component[module.end..]);
     Ok(out)
+}
+
+/// Custom sections of the outer component that only name its parts for
+/// debuggers: left out of the shipped component (13 KB).
+const DROPPED_CUSTOM_SECTIONS: [&str; 1] = ["component-name"];
+
+/// `component` without the outer component's [`DROPPED_CUSTOM_SECTIONS`].
+fn strip_names(component: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut dropped = Vec::new();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.map_err(|e| Error::Component(e.to_string()))? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth -= 1,
+            Payload::CustomSection(section)
+                if depth == 1 && DROPPED_CUSTOM_SECTIONS.contains(&section.name()) =>
+            {
+                let content = section.range();
+                let start = section_start(component, &content, 0).ok_or_else(|| {
+                    Error::Component("no section header before a custom section".into())
+                })?;
+                dropped.push(start..content.end);
+            }
+            _ => {}
+        }
+    }
+    let mut out = component.to_vec();
+    for range in dropped.into_iter().rev() {
+        out.drain(range);
+    }
+    Ok(out)
+}
+
+/// Where the section whose content is `content` starts: its id byte, then
+/// its size as LEB128 (of 1 to 5 bytes) right before the content.
+fn section_start(bytes: &[u8], content: &Range<usize>, id: u8) -> Option<usize> {
+    (1..=5)
+        .filter_map(|size_len| content.start.checked_sub(size_len + 1))
+        .find(|&at| {
+            bytes[at] == id && read_leb(&bytes[at + 1..content.start]) == Some(content.len())
+        })
 }
 
 /// An unsigned LEB128 that spans exactly `bytes`.
@@ -328,9 +365,13 @@ fn find_wasm_opt() -> Option<(PathBuf, String)> {
     })
 }
 
-/// How a component is optimised: the tool's version and the flags.
+/// How a component is made: the tool's version, its flags, what is left out.
 fn fingerprint(version: &str) -> String {
-    format!("{version}\n-Oz {}\n", FEATURES.join(" "))
+    format!(
+        "{version}\n-Oz {}\nwithout {}\n",
+        FEATURES.join(" "),
+        DROPPED_CUSTOM_SECTIONS.join(" ")
+    )
 }
 
 fn is_newer(path: &Path, than: &Path) -> bool {
@@ -411,6 +452,52 @@ mod tests {
             spliced.len(),
             component.len() - main.len() + replacement.len() + 1
         );
+    }
+
+    #[test]
+    fn the_outer_components_debug_names_are_left_out() {
+        let mut nested = Component::new();
+        nested.section(&CustomSection {
+            name: "component-name".into(),
+            data: vec![0; 5].into(),
+        });
+        let mut outer = Component::new();
+        outer.section(&ModuleSection(&padded(10)));
+        outer.section(&NestedComponentSection(&nested));
+        outer.section(&CustomSection {
+            name: "component-name".into(),
+            data: vec![0; 300].into(),
+        });
+        outer.section(&CustomSection {
+            name: "producers-like".into(),
+            data: vec![0; 3].into(),
+        });
+        let component = outer.finish();
+        let stripped = strip_names(&component).unwrap();
+        Validator::new().validate_all(&stripped).unwrap();
+        let names: Vec<(usize, String)> = {
+            let mut depth = 0;
+            let mut names = Vec::new();
+            for payload in Parser::new(0).parse_all(&stripped) {
+                match payload.unwrap() {
+                    Payload::Version { .. } => depth += 1,
+                    Payload::End(_) => depth -= 1,
+                    Payload::CustomSection(c) => names.push((depth, c.name().to_owned())),
+                    _ => {}
+                }
+            }
+            names
+        };
+        // The module's and the nested component's sections stay; the outer's name section goes.
+        assert_eq!(
+            names,
+            [
+                (2, "padding".to_owned()),
+                (2, "component-name".to_owned()),
+                (1, "producers-like".to_owned())
+            ]
+        );
+        assert_eq!(stripped.len(), component.len() - (1 + 2 + 1 + 14 + 300));
     }
 
     #[test]
