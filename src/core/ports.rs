@@ -72,12 +72,17 @@ pub fn set_json<T: Serialize>(kv: &impl KeyValue, key: &str, value: &T) -> Resul
     Ok(kv.set(key, &encode(value))?)
 }
 
-/// A JSON record's bytes read back; unreadable is a store error.
+/// A JSON record's bytes read back; unreadable is a store error that says
+/// whether the bytes are JSON at all (never quoting them: records hold
+/// mobile numbers).
 pub fn decode<T: Deserialize>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
     json::from_slice(bytes).ok_or_else(|| {
-        AuthError::Store(format!(
-            "record {key:?} is unreadable: not the JSON this version writes"
-        ))
+        let what = if json::from_slice::<miniserde::json::Value>(bytes).is_some() {
+            "JSON, but not a record this version reads (a field missing or of another type)"
+        } else {
+            "not JSON"
+        };
+        AuthError::Store(format!("record {key:?} is unreadable: {what}"))
     })
 }
 
@@ -333,6 +338,25 @@ mod memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_record_says_whether_it_is_json_without_quoting_it() {
+        let kv = MemoryKv::default();
+        kv.set("user/u-1", br#"{"mobile":"13800000000"}"#).unwrap();
+        kv.set("user/u-2", b"\x00garbage 13800000000").unwrap();
+        let message = |key| match get_json::<Vec<u32>>(&kv, key) {
+            Err(AuthError::Store(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        let layout = message("user/u-1");
+        assert!(
+            layout.contains("\"user/u-1\"") && layout.contains("not a record this version reads"),
+            "{layout}"
+        );
+        let garbage = message("user/u-2");
+        assert!(garbage.ends_with("not JSON"), "{garbage}");
+        assert!(!layout.contains("138") && !garbage.contains("138"));
+    }
 
     #[test]
     fn update_json_retries_on_conflict_and_keeps_without_writing() {
