@@ -9,9 +9,9 @@ use wecom_auth_dist::{Optimized, REQUIRE_ENV, build};
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let root = root.canonicalize().unwrap_or(root);
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    // Always the workspace's own `target/`, whatever CARGO_TARGET_DIR says:
+    // spin.toml and the gateway look for the component there.
+    let target_dir = root.join("target");
     let require = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
     match build(&root, &target_dir, require) {
         Ok(built) => {
