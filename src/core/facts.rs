@@ -715,6 +715,16 @@ mod tests {
         }
     }
 
+    /// [`gather`] with facts trusted for 300 s, the age left untracked.
+    fn gather_for(
+        api: &WecomApi<'_, Scripted, MemoryKv>,
+        needs: &Needs,
+        userid: &str,
+        fresh_departments: Option<Vec<u32>>,
+    ) -> Result<Facts, AuthError> {
+        gather(api, needs, userid, fresh_departments, 300, &Cell::new(NOW))
+    }
+
     /// Access with no rules of its own and facts trusted for `max_age` s.
     fn bounded(max_age: u64) -> Access {
         Access {
@@ -738,15 +748,7 @@ mod tests {
             .json(TAGS)
             .json(TAG);
         let api = |now| at(&a, &t, &kv, now);
-        let facts = gather(
-            &api(NOW),
-            &needs(&rules()),
-            "zhangsan",
-            None,
-            300,
-            &Cell::new(NOW),
-        )
-        .unwrap();
+        let facts = gather_for(&api(NOW), &needs(&rules()), "zhangsan", None).unwrap();
         assert_eq!(facts.departments, [4]);
         assert_eq!(rules().evaluate(&facts), Verdict::Allowed);
         assert_eq!(
@@ -760,15 +762,7 @@ mod tests {
             ]
         );
         // Cached: no call at all.
-        let again = gather(
-            &api(NOW + 299),
-            &needs(&rules()),
-            "ZhangSan",
-            None,
-            300,
-            &Cell::new(NOW),
-        )
-        .unwrap();
+        let again = gather_for(&api(NOW + 299), &needs(&rules()), "ZhangSan", None).unwrap();
         assert_eq!(again.tree, facts.tree);
         assert_eq!(t.sent.borrow().len(), 5);
         // Aged: the member's departments again (moved to 财务部 meanwhile).
@@ -778,15 +772,7 @@ mod tests {
             .json(TAGS)
             .json(TAG);
         let later = at(&a, &t2, &kv, NOW + 301);
-        let moved = gather(
-            &later,
-            &needs(&rules()),
-            "zhangsan",
-            None,
-            300,
-            &Cell::new(NOW),
-        )
-        .unwrap();
+        let moved = gather_for(&later, &needs(&rules()), "zhangsan", None).unwrap();
         assert_eq!(moved.departments, [3]);
         assert!(matches!(rules().evaluate(&moved), Verdict::Denied(_)));
         // Rules that need nothing cost nothing.
@@ -796,17 +782,7 @@ mod tests {
         };
         let t3 = Scripted::default();
         let none = at(&a, &t3, &kv, NOW);
-        assert!(
-            gather(
-                &none,
-                &needs(&by_user),
-                "zhangsan",
-                None,
-                300,
-                &Cell::new(NOW)
-            )
-            .is_ok()
-        );
+        assert!(gather_for(&none, &needs(&by_user), "zhangsan", None).is_ok());
         assert!(t3.sent.borrow().is_empty());
     }
 
@@ -819,15 +795,7 @@ mod tests {
         );
         let api = at(&a, &t, &kv, NOW);
         // The member's departments come from the login; the tree is refused.
-        let refused = gather(
-            &api,
-            &needs(&rules()),
-            "zhangsan",
-            Some(vec![4]),
-            300,
-            &Cell::new(NOW),
-        )
-        .unwrap_err();
+        let refused = gather_for(&api, &needs(&rules()), "zhangsan", Some(vec![4])).unwrap_err();
         assert!(
             matches!(refused, AuthError::Wecom(ref e) if e.errcode == 60011),
             "{refused:?}"
