@@ -248,26 +248,39 @@ pub fn optimize(component: &[u8], wasm_opt: &Path, scratch: &Path) -> Result<Vec
 /// `wasm-component-ld` linked; the others are small shims).
 fn main_module(component: &[u8]) -> Result<Range<usize>, Error> {
     let mut largest: Option<Range<usize>> = None;
-    // Every module and component opens with a version and closes with an end;
-    // only modules of the outer component (depth 1) are replaced in place.
+    for_outer_sections(component, |payload| {
+        if let Payload::ModuleSection {
+            unchecked_range, ..
+        } = payload
+            && largest
+                .as_ref()
+                .is_none_or(|l| unchecked_range.len() > l.len())
+        {
+            largest = Some(unchecked_range);
+        }
+        Ok(())
+    })?;
+    largest.ok_or_else(|| Error::Component("no core module in it".into()))
+}
+
+/// Calls `visit` with each section of the outer component (depth 1), not
+/// those of its modules or nested components: only those can be replaced or
+/// dropped without rewriting an enclosing section's size.
+fn for_outer_sections<'a>(
+    component: &'a [u8],
+    mut visit: impl FnMut(Payload<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    // Every module and component opens with a version and closes with an end.
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(component) {
         match payload.map_err(|e| Error::Component(e.to_string()))? {
             Payload::Version { .. } => depth += 1,
             Payload::End(_) => depth -= 1,
-            Payload::ModuleSection {
-                unchecked_range, ..
-            } if depth == 1
-                && largest
-                    .as_ref()
-                    .is_none_or(|l| unchecked_range.len() > l.len()) =>
-            {
-                largest = Some(unchecked_range);
-            }
+            payload if depth == 1 => visit(payload)?,
             _ => {}
         }
     }
-    largest.ok_or_else(|| Error::Component("no core module in it".into()))
+    Ok(())
 }
 
 /// `component` with the core module at `module` replaced by `replacement`, its
@@ -295,23 +308,18 @@ const DROPPED_CUSTOM_SECTIONS: [&str; 1] = ["component-name"];
 /// `component` without the outer component's [`DROPPED_CUSTOM_SECTIONS`].
 fn strip_names(component: &[u8]) -> Result<Vec<u8>, Error> {
     let mut dropped = Vec::new();
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(component) {
-        match payload.map_err(|e| Error::Component(e.to_string()))? {
-            Payload::Version { .. } => depth += 1,
-            Payload::End(_) => depth -= 1,
-            Payload::CustomSection(section)
-                if depth == 1 && DROPPED_CUSTOM_SECTIONS.contains(&section.name()) =>
-            {
-                let content = section.range();
-                let start = section_start(component, &content, 0).ok_or_else(|| {
-                    Error::Component("no section header before a custom section".into())
-                })?;
-                dropped.push(start..content.end);
-            }
-            _ => {}
+    for_outer_sections(component, |payload| {
+        if let Payload::CustomSection(section) = payload
+            && DROPPED_CUSTOM_SECTIONS.contains(&section.name())
+        {
+            let content = section.range();
+            let start = section_start(component, &content, 0).ok_or_else(|| {
+                Error::Component("no section header before a custom section".into())
+            })?;
+            dropped.push(start..content.end);
         }
-    }
+        Ok(())
+    })?;
     let mut out = component.to_vec();
     for range in dropped.into_iter().rev() {
         out.drain(range);
