@@ -7,7 +7,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use host_test::bindings::login::{AuthorizeRequest, CallbackRequest, Settings};
+use host_test::bindings::login::{
+    AccessRules, AuthorizeRequest, CallbackRequest, GroupKind, Settings,
+};
 use host_test::host::ComponentHost;
 use host_test::outgoing::SimulatorRoute;
 use host_test::{COMPONENT_PATH, example};
@@ -34,15 +36,6 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
         p99: samples[samples.len() * 99 / 100],
         mean,
     }
-}
-
-/// `cargo bench -p host-test -- pooling`: only the rows whose label contains "pooling".
-fn selected(label: &str) -> bool {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    filters.is_empty() || filters.iter().any(|f| label.contains(f.as_str()))
 }
 
 fn row(name: &str, s: &Stats) {
@@ -163,6 +156,64 @@ async fn callbacks() -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// `verify-session` as `/verify` runs it: a fresh instance, the token's
+/// check, the user read, and the rules and groups from the member's cached
+/// view (the first call of each row fetched it; WeCom answers in-process).
+async fn sessions() -> wasmtime::Result<()> {
+    let sim = Simulator::start(Model::sample()).await?;
+    let engine = engine(EngineOptions { pooling: true })?;
+    let mut host = ComponentHost::load(&engine, COMPONENT_PATH)?;
+    host.routes = Routes::to([(
+        "qyapi.weixin.qq.com".to_owned(),
+        SimulatorRoute::route(&sim),
+    )]);
+    let plain = Settings {
+        auto_signup: true,
+        ..example::settings("corp")
+    };
+    let request = started(&host, &sim, &plain, UA).await;
+    let token = host
+        .handle_callback(&plain, &request)
+        .await?
+        .unwrap()
+        .session_cookie
+        .value;
+    // 张三 is in department 2, under 1.
+    let ruled = Settings {
+        access_rules: Some(AccessRules {
+            allowed_users: Vec::new(),
+            allowed_departments: vec!["1".into()],
+            allowed_tags: Vec::new(),
+            denied_users: Vec::new(),
+            denied_departments: Vec::new(),
+            denied_tags: Vec::new(),
+        }),
+        ..plain.clone()
+    };
+    let grouped = Settings {
+        groups: Some(vec![GroupKind::Department, GroupKind::Tag]),
+        ..plain.clone()
+    };
+    for (label, settings) in [
+        ("no rules", &plain),
+        ("a department rule", &ruled),
+        ("groups (departments, tags)", &grouped),
+    ] {
+        host.verify_session(settings, &token).await?.unwrap();
+        let s = measure_async(|| async {
+            black_box(
+                host.verify_session(settings, &token)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        })
+        .await;
+        row(&format!("instantiate + verify-session, {label}"), &s);
+    }
+    Ok(())
+}
+
 fn main() -> wasmtime::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -185,7 +236,7 @@ fn main() -> wasmtime::Result<()> {
     };
     let settings = example::settings("corp");
     for (label, pooling) in [("pooling", true), ("on-demand", false)] {
-        if !selected(label) {
+        if !host_test::bench_row_selected(label) {
             continue;
         }
         let engine = engine(EngineOptions { pooling })?;
@@ -214,11 +265,14 @@ fn main() -> wasmtime::Result<()> {
         });
     }
 
-    if selected("callback") {
+    if host_test::bench_row_selected("callback") {
         runtime.block_on(callbacks())?;
     }
+    if host_test::bench_row_selected("verify-session") {
+        runtime.block_on(sessions())?;
+    }
 
-    if !selected("native") {
+    if !host_test::bench_row_selected("native") {
         return Ok(());
     }
     let s = measure(|| {
@@ -238,5 +292,13 @@ fn main() -> wasmtime::Result<()> {
         );
     });
     row("native core: check settings + authorize", &s);
+    let variables: wecom_auth::http::ConfigMap =
+        host_test::demo::variables("https://apps.example.com", "http://127.0.0.1:9")
+            .into_iter()
+            .collect();
+    let s = measure(|| {
+        black_box(wecom_auth::http::parse_config(black_box(&variables)).unwrap());
+    });
+    row("native front: parse the demo's variables", &s);
     Ok(())
 }

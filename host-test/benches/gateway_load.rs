@@ -3,7 +3,9 @@
 //! a fresh instance per request, in-memory store, WeCom simulator) on loopback,
 //! loaded by `wrk` (Debian's package) from a second process.
 //!
-//! Run: `cargo bench -p host-test --bench gateway_load` (needs `wrk` on PATH).
+//! Run: `cargo bench -p host-test --bench gateway_load` (needs `wrk` on PATH);
+//! `-- rule 401` runs only the rows whose label contains one of the words;
+//! `GATEWAY_LOAD_CONNECTIONS=1` one request at a time.
 //! Prints a Markdown table to paste into docs/PERFORMANCE.md.
 
 use std::net::SocketAddr;
@@ -19,7 +21,11 @@ use wecom_auth_gateway::{Gateway, GatewayConfig, StoreSpec};
 use wecom_simulator::SimulatorHandle;
 
 const DURATION: &str = "10s";
-const CONNECTIONS: &str = "32";
+/// wrk's connections; `GATEWAY_LOAD_CONNECTIONS=1` measures one request at
+/// a time (latency without contention).
+fn connections() -> String {
+    std::env::var("GATEWAY_LOAD_CONNECTIONS").unwrap_or_else(|_| "32".into())
+}
 
 /// One GET: status, `Location`, `Set-Cookie`s.
 async fn get(
@@ -54,7 +60,10 @@ async fn session_cookie(app: &str, sim: &SimulatorHandle) -> anyhow::Result<Stri
 /// Runs wrk and returns (requests/s, p50, p99, non-2xx/3xx count) from its report.
 fn wrk(url: &str, headers: &[String]) -> anyhow::Result<(String, String, String, String)> {
     let mut command = Command::new("wrk");
-    command.args(["-t2", "-c", CONNECTIONS, "-d", DURATION, "--latency"]);
+    let connections = connections();
+    // wrk wants at least as many connections as threads.
+    let threads = if connections == "1" { "-t1" } else { "-t2" };
+    command.args([threads, "-c", &connections, "-d", DURATION, "--latency"]);
     for header in headers {
         command.args(["-H", header]);
     }
@@ -198,7 +207,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "| route ({DURATION}, {CONNECTIONS} connections, wrk -t2) | requests/s | p50 | p99 | non-2xx/3xx | store operations per request |"
+        "| route ({DURATION}, {} connections, wrk) | requests/s | p50 | p99 | non-2xx/3xx | store operations per request |",
+        connections()
     );
     println!("|---|---|---|---|---|---|");
     let desktop = "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0.0.0".to_owned();
@@ -246,6 +256,9 @@ async fn main() -> anyhow::Result<()> {
     ];
     let store = demo.gateway.keyvalue().faults();
     for (label, url, headers) in cases {
+        if !host_test::bench_row_selected(label) {
+            continue;
+        }
         store.reset_counts();
         // wrk blocks: keep it off the runtime that serves the gateway.
         let (rps, p50, p99, errors) =
@@ -262,6 +275,9 @@ async fn main() -> anyhow::Result<()> {
     println!("\n| sequential QR login through the gateway (300 logins) | median | p99 |");
     println!("|---|---|---|");
     for (label, gateway) in [("limits off", &off), ("limits counting", &counting)] {
+        if !host_test::bench_row_selected(&format!("sequential QR login, {label}")) {
+            continue;
+        }
         let (median, p99) = sequential_logins(&gateway.url(), &app, &demo.simulator, 300).await?;
         println!(
             "| {label} | {:.2} ms | {:.2} ms |",
@@ -273,7 +289,10 @@ async fn main() -> anyhow::Result<()> {
         "\nrequests served by the gateways: {}",
         demo.gateway.requests_served() + off.requests_served() + counting.requests_served()
     );
-    through_nginx(&demo, &session).await
+    if host_test::bench_row_selected("through Nginx") {
+        through_nginx(&demo, &session).await?;
+    }
+    Ok(())
 }
 
 /// A page behind Nginx (`deploy/nginx.conf`, `auth_request` to the gateway,
@@ -299,7 +318,8 @@ async fn through_nginx(demo: &Demo, session: &str) -> anyhow::Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     println!(
-        "\n| through Nginx `auth_request` ({DURATION}, {CONNECTIONS} connections) | requests/s | p50 | p99 | non-2xx/3xx |"
+        "\n| through Nginx `auth_request` ({DURATION}, {} connections) | requests/s | p50 | p99 | non-2xx/3xx |",
+        connections()
     );
     println!("|---|---|---|---|---|");
     for (label, gateway) in [

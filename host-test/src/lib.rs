@@ -23,3 +23,14 @@ pub mod proxy;
 
 /// The component built from this tree's source by `build.rs` (release profile).
 pub const COMPONENT_PATH: &str = env!("WECOM_AUTH_COMPONENT");
+
+/// Whether a bench row is asked for: `cargo bench -p host-test --bench X --
+/// word...` runs only the rows whose label contains one of the words (none
+/// given: every row).
+pub fn bench_row_selected(label: &str) -> bool {
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    words.is_empty() || words.iter().any(|w| label.contains(w.as_str()))
+}
