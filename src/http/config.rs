@@ -246,40 +246,53 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Where one authenticator's field was read from.
-struct Source<'a> {
-    /// The variable that holds it, or the one to set when unset.
-    variable: String,
-    value: Option<&'a str>,
-    unset_hint: Option<String>,
+/// Where one authenticator's field was read from: `<name>_<field>`, the
+/// plain `<field>`, or neither. The variable's name is spelled out only when
+/// a problem is reported ([`variable`]): parsing runs on every request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Own,
+    Plain,
+    Unset,
 }
 
-fn source<'a>(reader: &Reader<'a>, name: &str, count: usize, key: &str) -> Source<'a> {
+/// The value of `key` for the authenticator `name`, and where it came from.
+/// `own` is scratch space for the `<name>_<key>` spelling.
+fn source<'a>(
+    reader: &Reader<'a>,
+    own: &mut String,
+    name: &str,
+    key: &str,
+) -> (Option<&'a str>, Origin) {
+    own.clear();
+    own.push_str(name);
+    own.push('_');
+    own.push_str(key);
+    if let Some(value) = reader.get(own) {
+        return (Some(value), Origin::Own);
+    }
+    match reader.get(key) {
+        Some(value) => (Some(value), Origin::Plain),
+        None => (None, Origin::Unset),
+    }
+}
+
+/// The variable to name for field `key` of the authenticator `name` (one of
+/// `count`), and for an unset one what to say instead of "is empty".
+fn variable(name: &str, count: usize, key: &str, origin: Origin) -> (String, Option<String>) {
     let own = format!("{name}_{key}");
-    if let Some(value) = reader.get(&own) {
-        return Source {
-            variable: own,
-            value: Some(value),
-            unset_hint: None,
-        };
-    }
-    if let Some(value) = reader.get(key) {
-        return Source {
-            variable: key.to_owned(),
-            value: Some(value),
-            unset_hint: None,
-        };
-    }
-    // With one authenticator the plain variable is the one to set.
-    let (variable, other) = if count == 1 {
-        (key.to_owned(), own)
-    } else {
-        (own, key.to_owned())
-    };
-    Source {
-        variable,
-        value: None,
-        unset_hint: Some(format!("is not set (nor is {other})")),
+    match origin {
+        Origin::Own => (own, None),
+        Origin::Plain => (key.to_owned(), None),
+        Origin::Unset => {
+            // With one authenticator the plain variable is the one to set.
+            let (variable, other) = if count == 1 {
+                (key.to_owned(), own)
+            } else {
+                (own, key.to_owned())
+            };
+            (variable, Some(format!("is not set (nor is {other})")))
+        }
     }
 }
 
@@ -317,8 +330,9 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     let rate_limits = rate_limits(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
-    // Per authenticator: the variable each settings field came from.
-    let mut sources: Vec<Vec<(&'static str, String, Option<String>)>> = Vec::new();
+    // Per authenticator: where each of the FIELDS came from.
+    let mut sources: Vec<[Origin; FIELDS.len()]> = Vec::with_capacity(names.len());
+    let mut own = String::new();
     let mut display_names = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
@@ -329,13 +343,16 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             return_hosts: return_hosts.clone(),
             ..Settings::default()
         };
-        let mut fields = Vec::with_capacity(FIELDS.len());
+        let mut origins = [Origin::Unset; FIELDS.len()];
         let mut display_name = None;
-        for key in FIELDS {
-            let f = source(&reader, name, names.len(), key);
-            let value = f.value;
-            let var = f.variable.clone();
-            let mut bad = |problem: String| reader.problem(&var, Some(name), problem);
+        for (key, origin) in FIELDS.into_iter().zip(&mut origins) {
+            let value;
+            (value, *origin) = source(&reader, &mut own, name, key);
+            let origin = *origin;
+            let mut bad = |problem: String| {
+                let (variable, _) = variable(name, names.len(), key, origin);
+                reader.problem(&variable, Some(name), problem)
+            };
             match key {
                 "corp_id" => s.corp_id = value.unwrap_or_default().to_owned(),
                 "agent_id" => s.agent_id = value.unwrap_or_default().to_owned(),
@@ -368,10 +385,9 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 "denied_tags" => s.denied_tags = value.unwrap_or_default().to_owned(),
                 _ => {}
             }
-            fields.push((key, f.variable, f.unset_hint));
         }
         all.push(s);
-        sources.push(fields);
+        sources.push(origins);
         display_names.push(display_name);
     }
     let checked = match settings::check_all(&all) {
@@ -410,7 +426,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
 fn report(
     reader: &mut Reader<'_>,
     names: &[String],
-    sources: &[Vec<(&'static str, String, Option<String>)>],
+    sources: &[[Origin; FIELDS.len()]],
     error: SettingsError,
 ) {
     let index = names.iter().position(|n| *n == error.authenticator);
@@ -436,10 +452,10 @@ fn report(
         | Field::SessionCookieDomain
         | Field::ReturnHosts => reader.problem(&key, None, error.message),
         _ => {
-            let source = index.and_then(|i| sources[i].iter().find(|(k, _, _)| *k == key));
-            let (variable, unset) = match source {
-                Some((_, variable, unset)) => (variable.clone(), unset.clone()),
-                None => (key.clone(), None),
+            let field = FIELDS.iter().position(|k| *k == key);
+            let (variable, unset) = match (index, field) {
+                (Some(i), Some(f)) => variable(&names[i], names.len(), &key, sources[i][f]),
+                _ => (key.clone(), None),
             };
             let message = match (unset, detail) {
                 (Some(unset), _) => match error.message.strip_prefix("is empty") {
