@@ -13,8 +13,18 @@
 //!   like `wecom:auth/login@0.1.0#...` are not valid native symbols).
 //! - [`example`]: the sample authenticator of the docs, the demo and the tests.
 
+// On wasm32 the component is `no_std`: std's runtime (panic printing,
+// stdio, environment, the seeded hasher) and the WASI CLI imports it brings
+// cost 22 KB of the shipped component and nothing here needs them. The guest
+// brings the heap (wasi-libc's malloc, as std uses), the panic handler and
+// stderr. Natively the crate links std (tests, the benches' native rows).
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
 pub mod core;
 pub mod example;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 pub mod http;
+mod prelude;

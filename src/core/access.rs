@@ -9,6 +9,7 @@
 //! doc 95350) and tag members (`tag/get` → `userlist`, `partylist`, doc
 //! 90213). Fetching and caching them is the caller's; this module is pure.
 
+use crate::prelude::*;
 /// One department rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepartmentRule {

@@ -39,6 +39,7 @@
 //!   even on stores whose compare-and-swap on an absent key is an upsert
 //!   (Spin's SQLite store). Updates of existing records use compare-and-swap.
 
+use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::error::AuthError;

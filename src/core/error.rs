@@ -2,7 +2,8 @@
 //! status, messages for the member (en, zh) and a hint for the admin.
 //! Nothing here ever holds the Secret, an access token or a signing key.
 
-use std::fmt;
+use crate::prelude::*;
+use ::core::fmt;
 
 use super::access::{Refusal, RuleClass};
 use super::browser::Language;
@@ -377,7 +378,7 @@ impl fmt::Display for AuthError {
     }
 }
 
-impl std::error::Error for AuthError {}
+impl ::core::error::Error for AuthError {}
 
 /// Removes each secret from `text` (WeCom echoes nothing secret today; this
 /// keeps it that way should it start).

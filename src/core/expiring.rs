@@ -19,6 +19,7 @@
 //! that expire in `((w - 1)·W, w·W]`, so it is swept once `w·W <= now`.
 
 use super::json::{self, Deserialize, Serialize};
+use crate::prelude::*;
 
 use super::error::AuthError;
 use super::ports::{KeyValue, get_json, set_json};

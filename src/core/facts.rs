@@ -20,7 +20,8 @@
 //! checked against the cached tag list first, so made-up ids cost no call
 //! and leave no key.
 
-use std::cell::Cell;
+use crate::prelude::*;
+use ::core::cell::Cell;
 
 use super::json::{Deserialize, Serialize};
 
@@ -583,7 +584,7 @@ pub fn admit<T: Transport, K: KeyValue>(
     userid: &str,
     fresh_departments: Option<Vec<u32>>,
 ) -> Result<Vec<Group>, AuthError> {
-    let sets: Vec<&Rules> = std::iter::once(&access.rules)
+    let sets: Vec<&Rules> = ::core::iter::once(&access.rules)
         .chain(more.iter().copied())
         .filter(|r| !r.is_empty())
         .collect();

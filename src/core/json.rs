@@ -9,7 +9,8 @@
 //! so a field that may be absent is an `Option`. Unknown fields are ignored.
 //! A field that is left out when empty is written with [`Object`].
 
-use std::borrow::Cow;
+use crate::prelude::*;
+use alloc::borrow::Cow;
 
 pub use miniserde::ser::Fragment;
 pub use miniserde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ pub use miniserde::{Deserialize, Serialize};
 /// Parses `bytes` as a `T`. None when they are not UTF-8, not JSON, or not a
 /// `T` (miniserde tells no more: callers name what they were reading).
 pub fn from_slice<T: Deserialize>(bytes: &[u8]) -> Option<T> {
-    miniserde::json::from_str(std::str::from_utf8(bytes).ok()?).ok()
+    miniserde::json::from_str(::core::str::from_utf8(bytes).ok()?).ok()
 }
 
 /// `value` as compact JSON.
@@ -79,7 +80,7 @@ impl<'a> Object<'a> {
     }
 }
 
-struct Fields<'a>(std::vec::IntoIter<(&'static str, &'a dyn Serialize)>);
+struct Fields<'a>(alloc::vec::IntoIter<(&'static str, &'a dyn Serialize)>);
 
 impl miniserde::ser::Map for Fields<'_> {
     fn next(&mut self) -> Option<(Cow<'_, str>, &dyn Serialize)> {

@@ -19,6 +19,7 @@ use super::state::{
 use super::urls;
 use super::used_states::{self, Claim, FinishedLogin};
 use super::wecom::WecomApi;
+use crate::prelude::*;
 
 /// How long after a finished login a second opening of its callback gets
 /// the login again (WeCom clients open it twice, at once).

@@ -5,6 +5,7 @@
 
 use super::error::AuthError;
 use super::json::{self, Deserialize, Serialize};
+use crate::prelude::*;
 
 /// A failed store operation; the text names the operation, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +228,7 @@ impl<T: Transport + ?Sized> Transport for &T {
 pub struct MemoryKv {
     store: host_drafts::keyvalue::MemoryStore,
     /// Swaps that write, then answer a conflict (as Spin 3.6's Redis store does).
-    pub misreport_swaps: std::cell::Cell<bool>,
+    pub misreport_swaps: ::core::cell::Cell<bool>,
 }
 
 #[cfg(test)]
@@ -240,7 +241,7 @@ mod memory {
         fn default() -> Self {
             MemoryKv {
                 store: MemoryStore::new(CasMode::Strict, &[DEFAULT_STORE]),
-                misreport_swaps: std::cell::Cell::new(false),
+                misreport_swaps: ::core::cell::Cell::new(false),
             }
         }
     }

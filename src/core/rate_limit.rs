@@ -14,7 +14,8 @@
 //! | `rate/<scope>/<window>` | requests in minute `window` (Unix s / 60), atomic counter |
 //! | `rate-limits/...` | the sweep's bookkeeping; slots hold whole keys |
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use crate::prelude::*;
+use ::core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::expiring::Family;
 use super::ports::{KeyValue, StoreError};

@@ -4,6 +4,7 @@
 //! the MAC is HMAC-SHA256 with the key named by the id, so keys rotate: the
 //! first configured key signs, every configured key verifies.
 
+use crate::prelude::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};

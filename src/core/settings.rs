@@ -1,7 +1,8 @@
 //! Authenticator settings: what the caller passes, checked into what the rest of
 //! the core uses. Every error names the authenticator and the field.
 
-use std::fmt;
+use crate::prelude::*;
+use ::core::fmt;
 
 use url::Url;
 
@@ -263,7 +264,7 @@ impl fmt::Display for SettingsError {
     }
 }
 
-impl std::error::Error for SettingsError {}
+impl ::core::error::Error for SettingsError {}
 
 /// Collects the problems of one authenticator.
 struct Problems<'a> {

@@ -14,6 +14,7 @@ use super::login::{self, ConsoleLinks};
 use super::ports::{KeyValue, Transport};
 use super::settings::Authenticator;
 use super::wecom::WecomApi;
+use crate::prelude::*;
 
 /// One live check: ok, or WeCom's errcode and what to fix. As JSON:
 /// `{"check", "ok", "errcode"?, "hint_en"?, "hint_zh"?}`.

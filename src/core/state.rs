@@ -16,6 +16,7 @@
 //! random binding (16 bytes, hex) ties it to this browser, and the return path
 //! (cookie-safe percent-encoding) never enters `state`.
 
+use crate::prelude::*;
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
@@ -591,7 +592,7 @@ mod tests {
             Some(tossed)
         );
         assert_eq!(cookie_for("junk", [tossed].into_iter()), Some(tossed));
-        assert_eq!(cookie_for(&issued.state, std::iter::empty()), None);
+        assert_eq!(cookie_for(&issued.state, ::core::iter::empty()), None);
         // What the browser sent beside the entry is not written back.
         let planted = format!("{}!x;y!zz", issued.pre_auth_cookie);
         let verified = verify(&a, &issued.state, Some(&planted), NOW).unwrap();

@@ -1,6 +1,7 @@
 //! The URLs WeCom and the admin see: in-client OAuth, web login, callback and
 //! homepage links.
 
+use crate::prelude::*;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::form_urlencoded;
 

@@ -12,6 +12,7 @@
 //! | `used-states/...` | the sweep's bookkeeping; slots hold the hex nonce |
 
 use super::json::{Deserialize, Serialize};
+use crate::prelude::*;
 
 use super::error::AuthError;
 use super::expiring::Family;

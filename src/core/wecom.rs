@@ -4,6 +4,7 @@
 //! capitalised spelling accepted); failures become [`AuthError`]s that never
 //! carry the Secret or a token.
 
+use crate::prelude::*;
 use miniserde::de::Visitor;
 
 use super::access::TagMembers;
@@ -666,8 +667,8 @@ impl Visitor for Place<Gender> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::cell::RefCell;
-    use std::collections::VecDeque;
+    use ::core::cell::RefCell;
+    use alloc::collections::VecDeque;
 
     use super::*;
     use crate::core::ports::{HttpResponse, MemoryKv};

@@ -10,6 +10,7 @@ use crate::core::login::{Authorization, ConsoleLinks, LoginSuccess, Member, Sess
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
 use crate::core::setup;
 use crate::core::state::StateRejection;
+use crate::prelude::*;
 
 use super::bindings::exports::wecom::auth::login as wit;
 

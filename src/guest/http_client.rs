@@ -2,6 +2,7 @@
 //! several in flight at once (waited for together with `wasi:io/poll`), each
 //! answer read whole, bounded by the authenticator's API timeout.
 
+use crate::prelude::*;
 use url::Url;
 
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};

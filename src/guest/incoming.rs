@@ -3,7 +3,8 @@
 //! the transport, the clock and randomness, and writes the [`Response`] back.
 //! Nothing here decides anything.
 
-use std::collections::HashMap;
+use crate::prelude::*;
+use alloc::collections::BTreeMap;
 
 use super::bindings::Component;
 use super::bindings::exports::wasi::http::incoming_handler::Guest;
@@ -15,17 +16,15 @@ use super::bindings::wasi::io::streams::StreamError;
 use super::environment::{now_seconds, random_array, stopwatch};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
+use super::stderr::{self, WRITE_CHUNK};
 use crate::core::ports::Transport;
 use crate::http::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
-
-/// `blocking-write-and-flush` takes at most 4096 bytes per call.
-const WRITE_CHUNK: usize = 4096;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let elapsed_ms = stopwatch();
         let request = read_request(&request);
-        let map: Result<HashMap<String, String>, String> = config::get_all()
+        let map: Result<BTreeMap<String, String>, String> = config::get_all()
             .map(|pairs| pairs.into_iter().collect())
             .map_err(|e| match e {
                 config::Error::Upstream(why) | config::Error::Io(why) => why,
@@ -44,10 +43,10 @@ impl Guest for Component {
         };
         let mut response = http::handle(&request, &env);
         if let Some(line) = &response.log {
-            eprintln!("{line}");
+            stderr::line(line);
         }
         if let Some(line) = &response.audit {
-            eprintln!("{line}");
+            stderr::line(line);
         }
         let deferred = response.deferred.take();
         write_response(response, response_out);
@@ -56,7 +55,7 @@ impl Guest for Component {
         if let Some(deferred) = deferred
             && let Some(line) = http::after_response(&deferred, &kv, &transport, env.now)
         {
-            eprintln!("{line}");
+            stderr::line(&line);
         }
     }
 }
@@ -127,7 +126,7 @@ fn write_response(response: Response, out: ResponseOutparam) {
     let (fields, status, body) = match Fields::from_list(&headers) {
         Ok(fields) => (fields, response.status, response.body),
         Err(_) => {
-            eprintln!("wecom-auth: the host refused the response headers");
+            stderr::line("wecom-auth: the host refused the response headers");
             (Fields::new(), 500, b"internal error\n".to_vec())
         }
     };

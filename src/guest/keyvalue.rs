@@ -1,6 +1,7 @@
 //! The core's [`KeyValue`] over `wasi:keyvalue@0.2.0-draft2`, bucket `default`.
 
-use std::cell::OnceCell;
+use crate::prelude::*;
+use ::core::cell::OnceCell;
 
 use crate::core::ports::{KeyValue, StoreError, Swap};
 

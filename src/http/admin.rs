@@ -12,6 +12,7 @@
 //! | `DELETE /admin/bindings/<authenticator>/<wecom_userid>` | unbind a member |
 //! | `GET /admin/links` | the WeCom console links of each authenticator |
 
+use crate::prelude::*;
 use miniserde::json::Value;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
@@ -489,7 +490,7 @@ fn column(header: &str) -> Option<&'static str> {
 }
 
 fn csv_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let text = std::str::from_utf8(body)
+    let text = ::core::str::from_utf8(body)
         .map_err(|_| AuthError::bad_request("body", "is not UTF-8 (save the CSV as UTF-8)"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = parse_csv(text).into_iter().filter(|r| !r.is_blank());

@@ -7,7 +7,8 @@
 //! `rate-limited` lines `client_address`. Never a secret, token,
 //! code, state or cookie: only the fields below exist.
 
-use std::cell::Cell;
+use crate::prelude::*;
+use ::core::cell::Cell;
 
 use super::context::Ctx;
 use super::message::Response;

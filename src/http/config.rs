@@ -15,9 +15,10 @@ use crate::core::session::Renewal;
 use crate::core::settings::{
     self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
 };
+use crate::prelude::*;
 
 /// Configuration as `wasi:config/store` `get-all` gives it.
-pub type ConfigMap = std::collections::HashMap<String, String>;
+pub type ConfigMap = alloc::collections::BTreeMap<String, String>;
 
 pub const DEFAULT_AUTHENTICATORS: &str = "wecom";
 pub const MAX_AUTHENTICATORS: usize = 16;
@@ -552,7 +553,7 @@ fn admin_token(reader: &mut Reader<'_>) -> Option<Secret> {
 
 /// `session_refresh_seconds` (0: never renew) and `session_max_seconds`.
 fn renewal(reader: &mut Reader<'_>) -> Renewal {
-    let mut read = |name: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
+    let mut read = |name: &str, default: u32, range: ::core::ops::RangeInclusive<u32>| {
         let value = reader.get(name).map(str::trim).filter(|v| !v.is_empty());
         match value.map(str::parse::<u32>) {
             None => default,

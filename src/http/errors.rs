@@ -2,6 +2,7 @@
 //! and the admin API; a log line for server-side failures only.
 
 use crate::core::json::{Fragment, Object, Serialize};
+use crate::prelude::*;
 
 use super::config::ConfigProblem;
 use super::context::Ctx;

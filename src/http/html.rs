@@ -2,7 +2,8 @@
 //! no scripts, fonts or images; everything interpolated goes through
 //! [`escape_html`].
 
-use std::fmt::Write as _;
+use crate::prelude::*;
+use ::core::fmt::Write as _;
 
 use crate::core::browser::Language;
 use crate::core::texts;

@@ -2,6 +2,7 @@
 //! requests (headers, cookies, query, language, content negotiation) and
 //! building responses with the protective headers every answer carries.
 
+use crate::prelude::*;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
@@ -214,7 +215,7 @@ fn quality(text: &str) -> u16 {
     }
     let thousandths = fraction
         .bytes()
-        .chain(std::iter::repeat(b'0'))
+        .chain(::core::iter::repeat(b'0'))
         .take(3)
         .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
     match whole {

@@ -20,6 +20,7 @@
 //!
 //! Anything else is 404.
 
+use crate::prelude::*;
 mod admin;
 mod audit;
 mod config;

@@ -7,6 +7,7 @@
 use super::message::Response;
 use crate::core::json::{Fragment, Object, Serialize};
 use crate::core::ports::{KeyValue, StoreError};
+use crate::prelude::*;
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";

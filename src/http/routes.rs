@@ -2,6 +2,7 @@
 //! `/logout`, `/me`, `/verify`, and the site root / protected paths.
 
 use crate::core::json::Serialize;
+use crate::prelude::*;
 
 use super::admin;
 use super::audit::{self, Audited as _};
@@ -412,7 +413,7 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let post = ctx.request.method == "POST";
     let form = match (post, ctx.request.header("content-type")) {
         (true, Some(kind)) if kind.starts_with("application/x-www-form-urlencoded") => {
-            Params::parse(std::str::from_utf8(&ctx.request.body).ok())
+            Params::parse(::core::str::from_utf8(&ctx.request.body).ok())
         }
         _ => Params::parse(None),
     };

@@ -18,6 +18,7 @@ use crate::core::error::AuthError;
 use crate::core::login::{self, Session};
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::texts;
+use crate::prelude::*;
 
 /// At most this many entries in the lists of one `/verify` request, and
 /// this many tags (each costs a `tag/get` when its members are not cached).

@@ -1,0 +1,22 @@
+//! The component's output: audit and error lines on `wasi:cli/stderr`, which
+//! hosts put in their log (Spin: the component's log; the gateway: its own).
+
+use super::bindings::wasi::cli::stderr::get_stderr;
+use crate::prelude::*;
+
+/// `blocking-write-and-flush` takes at most 4096 bytes per call.
+pub const WRITE_CHUNK: usize = 4096;
+
+/// Writes `line` and a newline. A host that refuses the write loses the line:
+/// there is nowhere else to tell.
+pub fn line(line: &str) {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let stream = get_stderr();
+    for chunk in bytes.chunks(WRITE_CHUNK) {
+        if stream.blocking_write_and_flush(chunk).is_err() {
+            return;
+        }
+    }
+}
