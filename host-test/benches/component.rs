@@ -110,10 +110,9 @@ async fn started(
     }
 }
 
-/// `handle-callback` with WeCom answering in-process (the simulator's handlers,
-/// no socket): the component's own time per login, plus the WeCom calls it
-/// makes. The token is warm (one in-client login signed the member up first).
-async fn callbacks() -> wasmtime::Result<()> {
+/// The simulator, and the component (pooling) with WeCom answering
+/// in-process through the simulator's handlers, no socket.
+async fn in_process() -> wasmtime::Result<(SimulatorHandle, ComponentHost)> {
     let sim = Simulator::start(Model::sample()).await?;
     let engine = engine(EngineOptions { pooling: true })?;
     let mut host = ComponentHost::load(&engine, COMPONENT_PATH)?;
@@ -121,6 +120,14 @@ async fn callbacks() -> wasmtime::Result<()> {
         "qyapi.weixin.qq.com".to_owned(),
         SimulatorRoute::route(&sim),
     )]);
+    Ok((sim, host))
+}
+
+/// `handle-callback` with WeCom answering in-process (the simulator's handlers,
+/// no socket): the component's own time per login, plus the WeCom calls it
+/// makes. The token is warm (one in-client login signed the member up first).
+async fn callbacks() -> wasmtime::Result<()> {
+    let (sim, host) = in_process().await?;
     let settings = Settings {
         auto_signup: true,
         ..example::settings("corp")
@@ -160,13 +167,7 @@ async fn callbacks() -> wasmtime::Result<()> {
 /// check, the user read, and the rules and groups from the member's cached
 /// view (the first call of each row fetched it; WeCom answers in-process).
 async fn sessions() -> wasmtime::Result<()> {
-    let sim = Simulator::start(Model::sample()).await?;
-    let engine = engine(EngineOptions { pooling: true })?;
-    let mut host = ComponentHost::load(&engine, COMPONENT_PATH)?;
-    host.routes = Routes::to([(
-        "qyapi.weixin.qq.com".to_owned(),
-        SimulatorRoute::route(&sim),
-    )]);
+    let (sim, host) = in_process().await?;
     let plain = Settings {
         auto_signup: true,
         ..example::settings("corp")
