@@ -245,7 +245,13 @@ pub fn language(request: &Request, params: &Params) -> (Language, bool) {
         }
     }
     match best {
-        Some((tag, _)) if tag.len() >= 2 && tag[..2].eq_ignore_ascii_case("zh") => {
+        // By bytes: a tag is client text, and `zé` has no char boundary at 2.
+        Some((tag, _))
+            if tag
+                .as_bytes()
+                .get(..2)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"zh")) =>
+        {
             (Language::Zh, true)
         }
         Some(_) => (Language::En, true),
@@ -411,6 +417,18 @@ mod tests {
         ]));
         let lang = Params::parse(Some("lang=zh"));
         assert_eq!(language(&request(&[]), &lang), (Language::Zh, true));
+    }
+
+    /// A tag whose second character is not ASCII (or an invalid byte read as
+    /// U+FFFD) once made the component panic slicing it at byte 2.
+    #[test]
+    fn language_tags_of_any_text_are_judged_without_panicking() {
+        let none = Params::parse(None);
+        for header in ["zé", "z\u{fffd}", "é", "中文", "zh\u{fffd}", "ž"] {
+            let (lang, named) = language(&request(&[("Accept-Language", header)]), &none);
+            assert_eq!(lang == Language::Zh, header.starts_with("zh"), "{header}");
+            assert!(named, "{header}");
+        }
     }
 
     #[test]

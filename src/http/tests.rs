@@ -295,6 +295,18 @@ fn the_login_page_lists_authenticators_in_the_visitors_language() {
     );
 }
 
+/// Any `Accept-Language` text gets a page: `zé` once panicked (the
+/// component trapped) slicing the tag inside a character.
+#[test]
+fn the_login_page_takes_any_accept_language() {
+    let world = World::new(&[]);
+    for header in ["zé", "ž", "中文;q=0.5, zé", "z\u{fffd}"] {
+        let r = world.send(get("/auth/wecom").with("Accept-Language", header));
+        assert_eq!(r.status, 200, "{header}");
+        assert!(body(&r).contains("Log in with WeCom"), "{header}");
+    }
+}
+
 #[test]
 fn login_sends_wecom_browsers_in_client_and_others_to_web_login() {
     let world = World::new(&[]);
