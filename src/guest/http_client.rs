@@ -15,6 +15,7 @@ use super::bindings::wasi::http::types::{
 };
 use super::bindings::wasi::io::poll::{self, Pollable};
 use super::bindings::wasi::io::streams::StreamError;
+use super::streams::write_all;
 
 pub struct WasiTransport;
 
@@ -104,11 +105,8 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
             .write()
             .map_err(|()| "the request body stream was taken".to_owned())?;
         if let Some(bytes) = &request.body {
-            for chunk in bytes.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| format!("writing the request failed: {}", stream_error(e)))?;
-            }
+            write_all(&stream, bytes)
+                .map_err(|e| format!("writing the request failed: {}", stream_error(e)))?;
         }
     }
     OutgoingBody::finish(body, None)

@@ -16,7 +16,8 @@ use super::bindings::wasi::io::streams::StreamError;
 use super::environment::{now_seconds, random_array, stopwatch};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
-use super::stderr::{self, WRITE_CHUNK};
+use super::stderr;
+use super::streams::write_all;
 use crate::core::ports::Transport;
 use crate::http::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
 
@@ -138,11 +139,7 @@ fn write_response(response: Response, out: ResponseOutparam) {
     };
     ResponseOutparam::set(out, Ok(outgoing));
     if let Ok(stream) = outgoing_body.write() {
-        for chunk in body.chunks(WRITE_CHUNK) {
-            if stream.blocking_write_and_flush(chunk).is_err() {
-                break;
-            }
-        }
+        let _ = write_all(&stream, &body);
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
 }

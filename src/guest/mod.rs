@@ -12,6 +12,7 @@ mod incoming;
 mod keyvalue;
 mod login;
 mod stderr;
+mod streams;
 
 use ::core::alloc::{GlobalAlloc, Layout};
 use ::core::panic::PanicInfo;
@@ -31,14 +32,26 @@ static HEAP: LibcHeap = LibcHeap;
 
 struct LibcHeap;
 
+// The target's own wasi-libc: rustc links no libc for a `no_std` crate.
+#[link(name = "c")]
 unsafe extern "C" {
     fn malloc(size: usize) -> *mut u8;
     fn aligned_alloc(align: usize, size: usize) -> *mut u8;
     fn realloc(ptr: *mut u8, size: usize) -> *mut u8;
     fn free(ptr: *mut u8);
+    /// The canonical ABI's allocator export, over `realloc`: the memory the
+    /// host hands in (strings, lists) comes from the heap Rust frees with.
+    fn cabi_realloc(old_ptr: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8;
 }
 
-/// The alignment `malloc` always gives on wasm32 (std assumes the same).
+/// Makes the linker take wasi-libc's `cabi_realloc`, which exports itself
+/// (what wit-bindgen leaves to libc on `wasm32-wasip2`).
+#[used]
+static EXPORT_CABI_REALLOC: unsafe extern "C" fn(*mut u8, usize, usize, usize) -> *mut u8 =
+    cabi_realloc;
+
+/// An alignment `malloc` always meets on wasm32: std's minimum (wasi-libc's
+/// dlmalloc gives 16).
 const MALLOC_ALIGN: usize = 8;
 
 // SAFETY: each method forwards to the libc function with that contract;
@@ -75,13 +88,21 @@ unsafe impl GlobalAlloc for LibcHeap {
     }
 }
 
-/// A panic is a bug: say where on stderr, as std would, then trap. A panic
-/// while saying so (out of memory) only traps.
+/// A panic is a bug: say where, on one stderr line (hosts read a line per
+/// record), then trap. A panic while saying so (out of memory) only traps.
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     static PANICKING: AtomicBool = AtomicBool::new(false);
     if !PANICKING.swap(true, Ordering::Relaxed) {
-        stderr::line(&format!("wecom-auth panicked: {info}"));
+        let message = info.message();
+        stderr::line(&match info.location() {
+            Some(at) => format!(
+                "wecom-auth: panic at {}:{}: {message}",
+                at.file(),
+                at.line()
+            ),
+            None => format!("wecom-auth: panic: {message}"),
+        });
     }
     ::core::arch::wasm32::unreachable()
 }

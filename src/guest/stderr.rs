@@ -2,10 +2,8 @@
 //! hosts put in their log (Spin: the component's log; the gateway: its own).
 
 use super::bindings::wasi::cli::stderr::get_stderr;
+use super::streams::write_all;
 use crate::prelude::*;
-
-/// `blocking-write-and-flush` takes at most 4096 bytes per call.
-pub const WRITE_CHUNK: usize = 4096;
 
 /// Writes `line` and a newline. A host that refuses the write loses the line:
 /// there is nowhere else to tell.
@@ -13,10 +11,5 @@ pub fn line(line: &str) {
     let mut bytes = Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
-    let stream = get_stderr();
-    for chunk in bytes.chunks(WRITE_CHUNK) {
-        if stream.blocking_write_and_flush(chunk).is_err() {
-            return;
-        }
-    }
+    let _ = write_all(&get_stderr(), &bytes);
 }
