@@ -168,6 +168,8 @@ fn token_value(ua: &str, prefix: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_owned())
 }
 
+/// The longest start of `text` of at most `max` bytes that ends between
+/// characters.
 pub(crate) fn truncate_at_char_boundary(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;

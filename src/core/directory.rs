@@ -39,6 +39,7 @@
 //!   even on stores whose compare-and-swap on an absent key is an upsert
 //!   (Spin's SQLite store). Updates of existing records use compare-and-swap.
 
+use super::browser::truncate_at_char_boundary;
 use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -514,11 +515,7 @@ fn refreshed(user: &User, binding: &Binding, profile: &Profile, now: u64) -> Opt
 }
 
 fn bounded(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    truncate_at_char_boundary(text, max).to_owned()
 }
 
 fn json_string(id: &str) -> Vec<u8> {

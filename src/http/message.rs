@@ -6,7 +6,7 @@ use crate::prelude::*;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
-use crate::core::browser::{self, Language, MAX_USER_AGENT};
+use crate::core::browser::{self, Language, MAX_USER_AGENT, truncate_at_char_boundary};
 use crate::core::json::{self, Serialize};
 use crate::core::login::PendingRefresh;
 use crate::core::settings::Authenticator;
@@ -132,12 +132,7 @@ impl Request {
 
     /// The User-Agent, cut to what the core judges.
     pub fn user_agent(&self) -> &str {
-        let ua = self.header("user-agent").unwrap_or("");
-        let mut end = ua.len().min(MAX_USER_AGENT);
-        while !ua.is_char_boundary(end) {
-            end -= 1;
-        }
-        &ua[..end]
+        truncate_at_char_boundary(self.header("user-agent").unwrap_or(""), MAX_USER_AGENT)
     }
 
     /// The path (before `?`) and the query (after it, if any).
