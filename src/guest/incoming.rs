@@ -3,9 +3,6 @@
 //! the transport, the clock and randomness, and writes the [`Response`] back.
 //! Nothing here decides anything.
 
-use crate::prelude::*;
-use alloc::collections::BTreeMap;
-
 use super::bindings::Component;
 use super::bindings::exports::wasi::http::incoming_handler::Guest;
 use super::bindings::wasi::config::store as config;
@@ -19,13 +16,16 @@ use super::keyvalue::WasiKv;
 use super::stderr;
 use super::streams::write_all;
 use crate::core::ports::Transport;
-use crate::http::{self, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response};
+use crate::http::{
+    self, ConfigMap, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response,
+};
+use crate::prelude::*;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let elapsed_ms = stopwatch();
         let request = read_request(&request);
-        let map: Result<BTreeMap<String, String>, String> = config::get_all()
+        let map: Result<ConfigMap, String> = config::get_all()
             .map(|pairs| pairs.into_iter().collect())
             .map_err(|e| match e {
                 config::Error::Upstream(why) | config::Error::Io(why) => why,

@@ -347,9 +347,9 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         let mut origins = [Origin::Unset; FIELDS.len()];
         let mut display_name = None;
         for (key, origin) in FIELDS.into_iter().zip(&mut origins) {
-            let value;
-            (value, *origin) = source(&reader, &mut own, name, key);
-            let origin = *origin;
+            let (value, found) = source(&reader, &mut own, name, key);
+            *origin = found;
+            let origin = found;
             let mut bad = |problem: String| {
                 let (variable, _) = variable(name, names.len(), key, origin);
                 reader.problem(&variable, Some(name), problem)
