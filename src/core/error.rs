@@ -2,7 +2,6 @@
 //! status, messages for the member (en, zh) and a hint for the admin.
 //! Nothing here ever holds the Secret, an access token or a signing key.
 
-use crate::prelude::*;
 use ::core::fmt;
 
 use super::access::{Refusal, RuleClass};
@@ -10,6 +9,7 @@ use super::browser::Language;
 use super::settings::{Field, SettingsError};
 use super::state::StateRejection;
 use super::texts::{self, Text};
+use crate::prelude::*;
 
 /// An error answer (`errcode != 0`) from the WeCom server API.
 #[derive(Debug, Clone, PartialEq, Eq)]

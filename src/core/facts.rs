@@ -20,10 +20,10 @@
 //! checked against the cached tag list first, so made-up ids cost no call
 //! and leave no key.
 
-use crate::prelude::*;
 use ::core::cell::Cell;
 
 use super::json::{Deserialize, Serialize};
+use crate::prelude::*;
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};

@@ -4,7 +4,6 @@
 //! the MAC is HMAC-SHA256 with the key named by the id, so keys rotate: the
 //! first configured key signs, every configured key verifies.
 
-use crate::prelude::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -12,6 +11,7 @@ use sha2::Sha256;
 
 use super::json::{self, Deserialize, Serialize};
 use super::settings::{Authenticator, SigningKey};
+use crate::prelude::*;
 
 /// v2 carries the user's session generation (`g`). v1 tokens, which
 /// logout ended by a time the store no longer keeps, do not verify.

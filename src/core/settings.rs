@@ -1,13 +1,13 @@
 //! Authenticator settings: what the caller passes, checked into what the rest of
 //! the core uses. Every error names the authenticator and the field.
 
-use crate::prelude::*;
 use ::core::fmt;
 
 use url::Url;
 
 use super::access::{self, Access, GroupKinds, RuleSet, Rules};
 use super::return_path;
+use crate::prelude::*;
 
 pub const DEFAULT_API_BASE: &str = "https://qyapi.weixin.qq.com";
 pub const DEFAULT_OAUTH_BASE: &str = "https://open.weixin.qq.com";

@@ -16,13 +16,13 @@
 //! random binding (16 bytes, hex) ties it to this browser, and the return path
 //! (cookie-safe percent-encoding) never enters `state`.
 
-use crate::prelude::*;
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
 use super::flow::LoginFlow;
 use super::settings::{Authenticator, SigningKey};
+use crate::prelude::*;
 
 pub const STATE_VERSION: u8 = 2;
 /// WeCom refuses longer states (errcode 84025).

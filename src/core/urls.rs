@@ -1,12 +1,12 @@
 //! The URLs WeCom and the admin see: in-client OAuth, web login, callback and
 //! homepage links.
 
-use crate::prelude::*;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::form_urlencoded;
 
 use super::browser::Language;
 use super::settings::Authenticator;
+use crate::prelude::*;
 
 /// What `encodeURIComponent` leaves alone, and nothing more.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

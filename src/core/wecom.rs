@@ -4,7 +4,6 @@
 //! capitalised spelling accepted); failures become [`AuthError`]s that never
 //! carry the Secret or a token.
 
-use crate::prelude::*;
 use miniserde::de::Visitor;
 
 use super::access::TagMembers;
@@ -13,6 +12,7 @@ use super::json::{self, Deserialize, Serialize};
 use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
 use super::settings::Authenticator;
 use super::urls::encode_component;
+use crate::prelude::*;
 
 /// Refresh a cached token this long before WeCom says it expires.
 pub const TOKEN_REFRESH_MARGIN: u64 = 300;

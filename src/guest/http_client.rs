@@ -2,11 +2,11 @@
 //! several in flight at once (waited for together with `wasi:io/poll`), each
 //! answer read whole, bounded by the authenticator's API timeout.
 
-use crate::prelude::*;
 use url::Url;
 
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
 use crate::core::wecom::MAX_CONTACT_ANSWER_BYTES;
+use crate::prelude::*;
 
 use super::bindings::wasi::http::outgoing_handler;
 use super::bindings::wasi::http::types::{

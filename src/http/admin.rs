@@ -12,7 +12,6 @@
 //! | `DELETE /admin/bindings/<authenticator>/<wecom_userid>` | unbind a member |
 //! | `GET /admin/links` | the WeCom console links of each authenticator |
 
-use crate::prelude::*;
 use miniserde::json::Value;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
@@ -31,6 +30,7 @@ use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
 use crate::core::setup;
+use crate::prelude::*;
 
 /// Most users one import takes.
 pub const MAX_IMPORT_ROWS: usize = 10_000;

@@ -7,7 +7,6 @@
 //! `rate-limited` lines `client_address`. Never a secret, token,
 //! code, state or cookie: only the fields below exist.
 
-use crate::prelude::*;
 use ::core::cell::Cell;
 
 use super::context::Ctx;
@@ -16,6 +15,7 @@ use crate::core::browser;
 use crate::core::error::{AuthError, Category};
 use crate::core::json::{self, Fragment, Object, Serialize};
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
+use crate::prelude::*;
 
 /// One line of the trail: one JSON object, its `None` fields left out.
 #[derive(Debug, Default)]

@@ -2,11 +2,11 @@
 //! no scripts, fonts or images; everything interpolated goes through
 //! [`escape_html`].
 
-use crate::prelude::*;
 use ::core::fmt::Write as _;
 
 use crate::core::browser::Language;
 use crate::core::texts;
+use crate::prelude::*;
 
 /// Escapes text for HTML element content and double- or single-quoted attributes.
 pub fn escape_html(text: &str) -> String {

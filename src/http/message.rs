@@ -2,7 +2,6 @@
 //! requests (headers, cookies, query, language, content negotiation) and
 //! building responses with the protective headers every answer carries.
 
-use crate::prelude::*;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
@@ -10,6 +9,7 @@ use crate::core::browser::{self, Language, MAX_USER_AGENT, truncate_at_char_boun
 use crate::core::json::{self, Serialize};
 use crate::core::login::PendingRefresh;
 use crate::core::settings::Authenticator;
+use crate::prelude::*;
 
 /// Longest request body read (CSV imports); the WASI glue stops reading beyond it.
 pub const MAX_BODY: usize = 1 << 20;

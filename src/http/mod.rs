@@ -20,7 +20,6 @@
 //!
 //! Anything else is 404.
 
-use crate::prelude::*;
 mod admin;
 mod audit;
 mod config;
@@ -39,6 +38,7 @@ mod tests;
 
 use crate::core::error::Category;
 use crate::core::ports::{KeyValue, Transport};
+use crate::prelude::*;
 
 pub use self::config::{
     ConfigMap, ConfigProblem, FIELDS as AUTHENTICATOR_VARIABLES, FrontConfig, GLOBAL_VARIABLES,
