@@ -118,8 +118,8 @@ pub fn build(root: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<B
 
 /// `cargo build --profile component --target wasm32-wasip2 -p wecom-auth`
 /// (the workspace's size profile), from `root`, whose `.cargo/config.toml`
-/// holds the component's link flags, with the outer build's host-only flags
-/// removed.
+/// holds the component's rustflags (stack size, inlining), with the outer
+/// build's host-only flags removed.
 pub fn cargo_build(root: &Path, target_dir: &Path) -> Result<(), Error> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
