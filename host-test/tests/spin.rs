@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
@@ -22,31 +21,13 @@ use wecom_simulator::{Endpoint, Fault, Member, Model, Simulator, SimulatorHandle
 mod common;
 
 use common::http::{Browser, Reply, send};
+use common::spin::{SpinUp, spin, wecom_variables};
 
-const REQUIRE_SPIN_ENV: &str = "WECOM_AUTH_REQUIRE_SPIN";
 const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const WECOM_ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; PGU110 Build/UKQ1.230924.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 Mobile Safari/537.36 wxwork/4.1.20 MicroMessenger/7.0.1 NetType/4G Language/zh";
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// `spin` on `PATH`, or why the test skips (a failure when required).
-fn spin() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("spin"))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        let required = std::env::var(REQUIRE_SPIN_ENV).is_ok_and(|v| v == "1");
-        assert!(!required, "spin is not on PATH and {REQUIRE_SPIN_ENV}=1");
-        eprintln!(
-            "*** SKIPPED: the component is NOT tested in a real Spin: no `spin` on PATH \
-             (install Spin 3.x; CI installs ../shared/tools/install-spin). \
-             Set {REQUIRE_SPIN_ENV}=1 to make this a failure. ***"
-        );
-    }
-    found
-}
+const UNTESTED: &str = "the component is NOT tested in a real Spin";
 
 /// The project's `spin.toml`, with `source` pointing at the component built
 /// from this tree; everything else as shipped.
@@ -71,96 +52,37 @@ fn redis_runtime_config(dir: &Path, url: &str) -> PathBuf {
     path
 }
 
-/// One `spin up`, stopped when dropped.
-struct SpinUp {
-    child: Child,
-    addr: SocketAddr,
-    /// From the start of `spin up` to its first answer.
-    cold_start: Duration,
-}
-
-impl Drop for SpinUp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SpinUp {
-    /// `spin up` of the project's manifest on `127.0.0.1:port`, serving
-    /// `origin`, WeCom at the simulator.
-    async fn start(
-        spin: &Path,
-        app_dir: &Path,
-        port: u16,
-        origin: &str,
-        sim: &SimulatorHandle,
-        runtime_config: Option<&Path>,
-    ) -> SpinUp {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let base = sim.base_url();
-        let variables = [
-            ("corp_id", wecom_auth::example::CORP_ID.to_owned()),
-            ("agent_id", wecom_auth::example::AGENT_ID.to_owned()),
-            ("secret", wecom_auth::example::APP_SECRET.to_owned()),
-            ("origin", origin.to_owned()),
-            (
-                "signing_keys",
-                format!("k1:{}", wecom_auth::example::SIGNING_KEY),
-            ),
-            ("api_base", base.clone()),
-            ("oauth_base", base.clone()),
-            ("sso_base", base),
-            ("admin_token", ADMIN_TOKEN.to_owned()),
-            ("auto_signup", "true".to_owned()),
-            // Every login of the walk comes from 127.0.0.1; the walk ends
-            // by running into this limit.
-            ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
-            // Groups read their cached facts with Spin's batch.get-many.
-            ("groups", "departments,tags".to_owned()),
-        ];
-        let mut command = Command::new(spin);
-        command
-            .current_dir(app_dir)
-            .args(["up", "--from"])
-            .arg(manifest(app_dir))
-            .args(["--listen", &addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(app_dir.join(format!("spin-{port}.log"))).unwrap(),
-            ));
-        if let Some(config) = runtime_config {
-            command.arg("--runtime-config-file").arg(config);
-        }
-        for (name, value) in variables {
-            command.env(
-                format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
-                value,
-            );
-        }
-        let started = Instant::now();
-        let child = command.spawn().expect("spin up starts");
-        let mut up = SpinUp {
-            child,
-            addr,
-            cold_start: Duration::ZERO,
-        };
-        let deadline = started + Duration::from_secs(120);
-        loop {
-            if let Ok(reply) = send(addr, "GET", "/auth/wecom/", &[], b"").await {
-                assert_eq!(reply.status, 200, "{}", reply.body);
-                up.cold_start = started.elapsed();
-                return up;
-            }
-            if let Ok(Some(status)) = up.child.try_wait() {
-                let log = std::fs::read_to_string(app_dir.join(format!("spin-{port}.log")));
-                panic!("spin up exited with {status}: {}", log.unwrap_or_default());
-            }
-            assert!(Instant::now() < deadline, "spin up never answered");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// `spin up` of the project's manifest on `127.0.0.1:port`, serving
+/// `origin`, WeCom at the simulator.
+async fn start(
+    spin: &Path,
+    app_dir: &Path,
+    port: u16,
+    origin: &str,
+    sim: &SimulatorHandle,
+    runtime_config: Option<&Path>,
+) -> SpinUp {
+    let mut variables = wecom_variables(origin, sim);
+    variables.extend([
+        ("admin_token", ADMIN_TOKEN.to_owned()),
+        ("auto_signup", "true".to_owned()),
+        // Every login of the walk comes from 127.0.0.1; the walk ends
+        // by running into this limit.
+        ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
+        // Groups read their cached facts with Spin's batch.get-many.
+        ("groups", "departments,tags".to_owned()),
+    ]);
+    let manifest = manifest(app_dir);
+    SpinUp::start(
+        spin,
+        app_dir,
+        &manifest,
+        port,
+        &variables,
+        runtime_config,
+        "/auth/wecom/",
+    )
+    .await
 }
 
 async fn admin(
@@ -366,7 +288,7 @@ const RATE_PER_CLIENT: u32 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_component_in_a_real_spin_on_its_default_sqlite_store() {
-    let Some(spin) = spin() else { return };
+    let Some(spin) = spin(UNTESTED) else { return };
     let dir = TempDir::new("spin-sqlite").unwrap();
     let port = free_port().unwrap();
     let origin = format!("http://127.0.0.1:{port}");
@@ -375,7 +297,7 @@ async fn the_component_in_a_real_spin_on_its_default_sqlite_store() {
         .unwrap();
     // One instance: SQLite is a file of one `spin up`. The callback's origin
     // is the instance's own address.
-    let up = SpinUp::start(&spin, dir.path(), port, &origin, &sim, None).await;
+    let up = start(&spin, dir.path(), port, &origin, &sim, None).await;
     let median = walk(&up, &up, &sim).await;
     eprintln!(
         "spin (SQLite): cold start to first answer {:?}; sequential login median {median:?}",
@@ -385,7 +307,7 @@ async fn the_component_in_a_real_spin_on_its_default_sqlite_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_spin_instances_share_one_redis() {
-    let Some(spin) = spin() else { return };
+    let Some(spin) = spin(UNTESTED) else { return };
     let Some(redis) = RedisServer::start().expect("redis-server starts") else {
         return;
     };
@@ -396,9 +318,9 @@ async fn two_spin_instances_share_one_redis() {
     let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
         .await
         .unwrap();
-    let a = SpinUp::start(&spin, dir.path(), port, &origin, &sim, Some(&config)).await;
+    let a = start(&spin, dir.path(), port, &origin, &sim, Some(&config)).await;
     let other = free_port().unwrap();
-    let b = SpinUp::start(&spin, dir.path(), other, &origin, &sim, Some(&config)).await;
+    let b = start(&spin, dir.path(), other, &origin, &sim, Some(&config)).await;
     let median = walk(&a, &b, &sim).await;
     eprintln!(
         "spin (Redis, 2 instances): cold start to first answer {:?}; sequential login median {median:?}",

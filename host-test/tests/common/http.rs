@@ -93,6 +93,18 @@ impl Browser {
     }
 
     pub async fn request(&mut self, at: SocketAddr, method: &str, target: &str) -> Reply {
+        self.request_with(at, method, target, &[], b"").await
+    }
+
+    /// [`Browser::request`] with more headers and a body (a form post).
+    pub async fn request_with(
+        &mut self,
+        at: SocketAddr,
+        method: &str,
+        target: &str,
+        more: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         let target = match target.find("/auth/") {
             Some(at) if target.starts_with("http") => &target[at..],
             _ => target,
@@ -107,7 +119,8 @@ impl Browser {
         if !cookie.is_empty() {
             headers.push(("cookie", cookie.as_str()));
         }
-        let reply = send(at, method, target, &headers, b"").await.unwrap();
+        headers.extend_from_slice(more);
+        let reply = send(at, method, target, &headers, body).await.unwrap();
         keep_cookies(&mut self.cookies, &reply.headers);
         reply
     }
