@@ -13,13 +13,7 @@ fn main() {
     let root = manifest_dir
         .parent()
         .expect("host-test lives in the workspace");
-    for watched in [
-        "src",
-        "wit",
-        "Cargo.toml",
-        "Cargo.lock",
-        ".cargo/config.toml",
-    ] {
+    for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());

@@ -4,7 +4,6 @@
 //! search for: a test that finds `DO-NOT-LEAK` in an output has found a leak.
 
 use crate::core::settings::{Secret, Settings, SigningKey};
-use crate::prelude::*;
 
 pub const CORP_ID: &str = "ww0123456789abcdef";
 pub const AGENT_ID: &str = "1000002";

@@ -11,20 +11,13 @@
 //!   takes configuration, time and randomness from WASI. Built for `wasm32`
 //!   only: natively the crate is the core and the HTTP front (export names
 //!   like `wecom:auth/login@0.1.0#...` are not valid native symbols).
-//! - [`example`]: the sample authenticator of the docs, the demo and the tests.
-
-// On wasm32 the component is `no_std`: std's runtime (panic printing,
-// stdio, environment, the seeded hasher) and the WASI CLI imports it brings
-// cost 22 KB of the shipped component and nothing here needs them. The guest
-// brings the heap (wasi-libc's malloc, as std uses), the panic handler and
-// stderr. Natively the crate links std (tests, the benches' native rows).
-#![cfg_attr(target_arch = "wasm32", no_std)]
-
-extern crate alloc;
+//! - `example` (feature `example`, and in the crate's own tests): the sample
+//!   authenticator of the docs, the demo and the tests, with its made-up
+//!   secrets; never part of the shipped component.
 
 pub mod core;
+#[cfg(any(test, feature = "example"))]
 pub mod example;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 pub mod http;
-mod prelude;

@@ -70,3 +70,48 @@ fn imports_only_standard_wasi() {
         );
     }
 }
+
+/// The WIT `settings` record, read from the built component, holds the one
+/// list of settings (`Field::SETTINGS`), in order: the access rules inside
+/// `access-rules`, and `return-hosts` left to the HTTP front (the typed
+/// API's callers return to relative paths). A setting added on one side
+/// only fails here.
+#[test]
+fn the_settings_record_holds_the_one_list_of_settings() {
+    use wasmtime::component::types::Type;
+    use wecom_auth::core::settings::Field;
+
+    let (engine, component) = common::engine_and_component();
+    let ty = component.component_type();
+    let ComponentItem::ComponentInstance(login) =
+        ty.get_export(engine, "wecom:auth/login@0.1.0").unwrap().ty
+    else {
+        panic!("wecom:auth/login is not an instance");
+    };
+    let ComponentItem::ComponentFunc(authorize) =
+        login.get_export(engine, "authorize-url").unwrap().ty
+    else {
+        panic!("authorize-url is not a function");
+    };
+    let (_, Type::Record(settings)) = authorize.params().next().unwrap() else {
+        panic!("authorize-url takes the settings record first");
+    };
+    let mut fields = Vec::new();
+    for field in settings.fields() {
+        match (field.name, field.ty) {
+            ("access-rules", Type::Option(rules)) => {
+                let Type::Record(rules) = rules.ty() else {
+                    panic!("access-rules is not a record");
+                };
+                fields.extend(rules.fields().map(|f| f.name.to_owned()));
+            }
+            (name, _) => fields.push(name.to_owned()),
+        }
+    }
+    let settings: Vec<&str> = Field::SETTINGS
+        .into_iter()
+        .filter(|field| *field != Field::ReturnHosts)
+        .map(Field::name)
+        .collect();
+    assert_eq!(fields, settings);
+}

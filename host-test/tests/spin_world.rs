@@ -479,11 +479,6 @@ fn relabelling_follows_semver_tracks_only() {
 // spin.toml
 // ---------------------------------------------------------------------------
 
-/// The `wasi:config` keys the component reads in Spin (plain names; the
-/// per-authenticator ones may also be given as `<name>_<key>`), taken from the
-/// front itself, so a variable it starts reading must be declared here too.
-const GLOBAL_KEYS: &[&str] = &wecom_auth::http::GLOBAL_VARIABLES;
-const AUTHENTICATOR_KEYS: &[&str] = &wecom_auth::http::AUTHENTICATOR_VARIABLES;
 const SECRET_KEYS: &[&str] = &["secret", "signing_keys", "admin_token"];
 const REQUIRED_KEYS: &[&str] = &["corp_id", "agent_id", "secret", "origin", "signing_keys"];
 const WECOM_API: &str = "https://qyapi.weixin.qq.com";
@@ -584,14 +579,15 @@ fn spin_toml_declares_every_variable_the_component_reads() {
     let declared = table(&manifest, "variables");
     let mapped = table(the_component(&manifest), "variables");
 
-    // Every key the component reads is mapped to the application variable of
-    // the same name; nothing else is mapped.
-    let keys: BTreeSet<&str> = GLOBAL_KEYS
-        .iter()
-        .chain(AUTHENTICATOR_KEYS)
-        .copied()
+    // Every key the component reads (plain names; the per-authenticator ones
+    // may also be given as `<name>_<key>`), taken from the front's one list of
+    // settings, is mapped to the application variable of the same name;
+    // nothing else is mapped. A setting added to the list must be declared.
+    let keys: BTreeSet<String> = wecom_auth::http::global_variables()
+        .into_iter()
+        .chain(wecom_auth::http::authenticator_variables())
         .collect();
-    let mapped_keys: BTreeSet<&str> = mapped.keys().map(String::as_str).collect();
+    let mapped_keys: BTreeSet<String> = mapped.keys().cloned().collect();
     assert_eq!(mapped_keys, keys);
     for (key, value) in mapped {
         let template = value.as_str().unwrap();

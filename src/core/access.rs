@@ -9,7 +9,6 @@
 //! doc 95350) and tag members (`tag/get` → `userlist`, `partylist`, doc
 //! 90213). Fetching and caching them is the caller's; this module is pure.
 
-use crate::prelude::*;
 /// One department rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepartmentRule {
@@ -32,14 +31,14 @@ impl RuleSet {
         self.users.is_empty() && self.departments.is_empty() && self.tags.is_empty()
     }
 
-    /// Parses `users`, `departments` and `tags` as comma-separated lists:
-    /// userids, department ids (`=id` for the department alone), tag ids.
-    /// Errors name the list and the entry.
+    /// Parses `users`, `departments` and `tags` as comma-separated lists
+    /// ([`split_list`]): userids, department ids (`=id` for the department
+    /// alone), tag ids. Errors name the list and the entry.
     pub fn parse(users: &str, departments: &str, tags: &str) -> Result<RuleSet, String> {
         Ok(RuleSet {
-            users: parse_users(users)?,
-            departments: parse_departments(departments)?,
-            tags: parse_tags(tags)?,
+            users: parse_users(&split_list(users))?,
+            departments: parse_departments(&split_list(departments))?,
+            tags: parse_tags(&split_list(tags))?,
         })
     }
 
@@ -73,22 +72,33 @@ impl RuleSet {
     }
 }
 
-/// The entries of a comma-separated list; a list of blanks only (`" , "`)
-/// is one blank entry, refused by the parsers, never "no rule".
-fn items(text: &str) -> impl Iterator<Item = &str> {
+/// The entries of a comma-separated list (a variable, a query parameter),
+/// trimmed, empty ones left out; a list of blanks only (`" , "`) is one
+/// blank entry, refused by the parsers, never "no rule". Lists given as
+/// lists (the typed API) are never split: `"alice,bob"` is one entry.
+pub fn split_list(text: &str) -> Vec<String> {
     let blank_only = !text.trim().is_empty() && text.split(',').all(|i| i.trim().is_empty());
-    text.split(',')
+    let mut entries: Vec<String> = text
+        .split(',')
         .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .chain(blank_only.then_some("\"\""))
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if blank_only {
+        entries.push(String::new());
+    }
+    entries
 }
 
-/// A comma-separated list of WeCom userids (at most 64 bytes of
-/// `[A-Za-z0-9_.@-]`, doc 90195), lowercased. The error names the entry.
-pub fn parse_users(list: &str) -> Result<Vec<String>, String> {
-    items(list)
+/// WeCom userids (at most 64 bytes of `[A-Za-z0-9_.@-]`, doc 90195),
+/// lowercased. The error names the entry.
+pub fn parse_users<S: AsRef<str>>(entries: &[S]) -> Result<Vec<String>, String> {
+    entries
+        .iter()
         .map(|user| {
-            let valid = user.len() <= 64
+            let user = user.as_ref().trim();
+            let valid = !user.is_empty()
+                && user.len() <= 64
                 && user
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_-.@".contains(&b));
@@ -101,11 +111,13 @@ pub fn parse_users(list: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// A comma-separated list of department ids, `=id` for the department
-/// alone. The error names the entry.
-pub fn parse_departments(list: &str) -> Result<Vec<DepartmentRule>, String> {
-    items(list)
+/// Department ids, `=id` for the department alone. The error names the
+/// entry.
+pub fn parse_departments<S: AsRef<str>>(entries: &[S]) -> Result<Vec<DepartmentRule>, String> {
+    entries
+        .iter()
         .map(|department| {
+            let department = department.as_ref().trim();
             let (exact, id) = match department.strip_prefix('=') {
                 Some(id) => (true, id),
                 None => (false, department),
@@ -120,10 +132,12 @@ pub fn parse_departments(list: &str) -> Result<Vec<DepartmentRule>, String> {
         .collect()
 }
 
-/// A comma-separated list of tag ids. The error names the entry.
-pub fn parse_tags(list: &str) -> Result<Vec<u32>, String> {
-    items(list)
+/// Tag ids. The error names the entry.
+pub fn parse_tags<S: AsRef<str>>(entries: &[S]) -> Result<Vec<u32>, String> {
+    entries
+        .iter()
         .map(|tag| {
+            let tag = tag.as_ref().trim();
             tag.parse::<u32>()
                 .map_err(|_| format!("tags: {tag:?} is not a tag id"))
         })
@@ -253,7 +267,7 @@ impl GroupKinds {
     /// the entry.
     pub fn parse(list: &str) -> Result<GroupKinds, String> {
         let mut kinds = GroupKinds::default();
-        for item in items(list) {
+        for item in split_list(list) {
             match item.to_ascii_lowercase().as_str() {
                 "departments" => kinds.departments = true,
                 "tags" => kinds.tags = true,

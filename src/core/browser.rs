@@ -1,7 +1,6 @@
 //! Which browser a request comes from: the WeCom client (mobile or desktop),
 //! plain WeChat, or anything else. Decides between in-client OAuth and web login.
 
-use crate::prelude::*;
 /// User-Agents longer than this are judged on their first `MAX_USER_AGENT` bytes.
 pub const MAX_USER_AGENT: usize = 4096;
 

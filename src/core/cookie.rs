@@ -3,7 +3,6 @@
 //! Secure on https origins, scoped to the login routes where possible.
 
 use super::settings::Authenticator;
-use crate::prelude::*;
 
 pub const PRE_AUTH_COOKIE: &str = "wecom_auth_login";
 

@@ -40,13 +40,13 @@
 //!   (Spin's SQLite store). Updates of existing records use compare-and-swap.
 
 use super::browser::truncate_at_char_boundary;
-use crate::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::error::AuthError;
-use super::json::{self, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
+
 use super::mobile;
-use super::ports::{KeyValue, Update, get_json, get_stored, set_json, update_json, update_stored};
+use super::ports::{KeyValue, Update, get_json, set_json, update_json};
 
 pub const USER_PREFIX: &str = "user/";
 pub const MAX_PAGE: u32 = 1000;
@@ -76,56 +76,27 @@ impl Binding {
     }
 }
 
-/// A user record, `user/<id>`; read through [`StoredUser`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A user record, `user/<id>`. The fields added since the first release
+/// (`bindings`, `created_by_signup`, `session_generation`) read as empty,
+/// false and 0 from records that lack them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub name: String,
     pub mobile: Option<String>,
     pub email: Option<String>,
     pub avatar: Option<String>,
+    #[serde(default)]
     pub bindings: Vec<Binding>,
+    #[serde(default)]
     pub created_by_signup: bool,
     pub created_at: u64,
     pub updated_at: u64,
     /// Sessions carry the generation they were issued in; logout moves it on,
     /// which ends every earlier session on every instance without comparing
     /// clocks.
+    #[serde(default)]
     pub session_generation: u64,
-}
-
-/// A user record as stored by any release: the fields added since the first
-/// (`bindings`, `created_by_signup`, `session_generation`) may be absent and
-/// read as empty, false and 0.
-#[derive(Deserialize)]
-pub struct StoredUser {
-    id: String,
-    name: String,
-    mobile: Option<String>,
-    email: Option<String>,
-    avatar: Option<String>,
-    bindings: Option<Vec<Binding>>,
-    created_by_signup: Option<bool>,
-    created_at: u64,
-    updated_at: u64,
-    session_generation: Option<u64>,
-}
-
-impl From<StoredUser> for User {
-    fn from(stored: StoredUser) -> User {
-        User {
-            id: stored.id,
-            name: stored.name,
-            mobile: stored.mobile,
-            email: stored.email,
-            avatar: stored.avatar,
-            bindings: stored.bindings.unwrap_or_default(),
-            created_by_signup: stored.created_by_signup.unwrap_or_default(),
-            created_at: stored.created_at,
-            updated_at: stored.updated_at,
-            session_generation: stored.session_generation.unwrap_or_default(),
-        }
-    }
 }
 
 impl User {
@@ -287,7 +258,7 @@ fn provisioned_id(mobile: Option<&str>, random: &[u8; 10]) -> String {
 }
 
 pub fn find_by_id(kv: &impl KeyValue, id: &str) -> Result<Option<User>, AuthError> {
-    get_stored::<User, StoredUser>(kv, &user_key(id))
+    get_json::<User>(kv, &user_key(id))
 }
 
 /// The user a `mobile/` index names, if that user still has the mobile.
@@ -355,7 +326,7 @@ pub fn resolve_login(
     };
     if let Some(user) = find_by_mobile(kv, mobile)? {
         let user = refresh(kv, &user.id, binding, profile, now)?;
-        kv.set(&binding_key(binding), &json_string(&user.id))?;
+        set_json(kv, &binding_key(binding), &user.id)?;
         return Ok((user, Outcome::NewlyBound));
     }
     if policy.web_login {
@@ -380,7 +351,7 @@ pub fn refresh_bound(
         return Ok(());
     };
     // An unbind landing meanwhile wins: the refresh never binds again.
-    update_stored::<User, StoredUser, _>(kv, &user_key(&user.id), |current| {
+    update_json::<User, _>(kv, &user_key(&user.id), |current| {
         Ok(match current {
             Some(user) if user.is_bound_to(binding) => {
                 match refreshed(user, binding, profile, now) {
@@ -427,11 +398,11 @@ fn create(
 ) -> Result<(User, Outcome), AuthError> {
     let id = signup_id(binding);
     if let Some(mobile) = &profile.mobile {
-        kv.set(&mobile_key(mobile), &json_string(&id))?;
+        set_json(kv, &mobile_key(mobile), &id)?;
     }
     index_add(kv, &id)?;
     let mut created = false;
-    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
+    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         created = current.is_none();
         Ok(match current {
             Some(user) => match refreshed(user, binding, profile, now) {
@@ -456,7 +427,7 @@ fn create(
         })
     })?;
     let user = user.ok_or_else(|| AuthError::Store("the new user vanished".into()))?;
-    kv.set(&binding_key(binding), &json_string(&id))?;
+    set_json(kv, &binding_key(binding), &id)?;
     let outcome = if created {
         Outcome::Created
     } else {
@@ -474,7 +445,7 @@ fn refresh(
     profile: &Profile,
     now: u64,
 ) -> Result<User, AuthError> {
-    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(id), |current| {
+    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
         let Some(user) = current else {
             return Err(AuthError::Store(format!(
                 "user {id:?} was deleted during the login"
@@ -516,10 +487,6 @@ fn refreshed(user: &User, binding: &Binding, profile: &Profile, now: u64) -> Opt
 
 fn bounded(text: &str, max: usize) -> String {
     truncate_at_char_boundary(text, max).to_owned()
-}
-
-fn json_string(id: &str) -> Vec<u8> {
-    json::to_vec(id)
 }
 
 /// Creates or updates a provisioned user. Index first, then the record, then
@@ -580,11 +547,11 @@ pub fn upsert(
         (None, None) => provisioned_id(mobile.as_deref(), random),
     };
     if let Some(m) = &mobile {
-        kv.set(&mobile_key(m), &json_string(&id))?;
+        set_json(kv, &mobile_key(m), &id)?;
     }
     index_add(kv, &id)?;
     let mut previous_mobile = None;
-    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
+    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         previous_mobile = current.and_then(|u| u.mobile.clone());
         let mut next = current.cloned().unwrap_or_else(|| User {
             id: id.clone(),
@@ -641,7 +608,7 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
     if let Some(legacy) = legacy_binding_key(binding) {
         kv.delete(&legacy)?;
     }
-    update_stored::<User, StoredUser, _>(kv, &user_key(&id), |current| {
+    update_json::<User, _>(kv, &user_key(&id), |current| {
         Ok(match current {
             Some(user) if user.is_bound_to(binding) => {
                 let mut next = user.clone();
@@ -660,7 +627,7 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
 /// and tokens of earlier generations stop counting; no clock is compared).
 /// False when there is no such user.
 pub fn end_sessions(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
-    let (user, _) = update_stored::<User, StoredUser, _>(kv, &user_key(id), |current| {
+    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
         Ok(match current {
             Some(user) => {
                 let mut next = user.clone();
@@ -730,6 +697,34 @@ fn check_id(id: &str) -> Result<(), AuthError> {
 mod tests {
     use super::*;
     use crate::core::ports::MemoryKv;
+
+    #[test]
+    fn users_bindings_and_indexes_of_todays_layout_read_and_are_written_the_same() {
+        let kv = MemoryKv::default();
+        let today = crate::core::ports::stored_record("user.json");
+        kv.set("user/u-3f2a9c01d4e5b6a7c8d9", &today).unwrap();
+        let user = find_by_id(&kv, "u-3f2a9c01d4e5b6a7c8d9").unwrap().unwrap();
+        assert_eq!(user.bindings.len(), 1);
+        assert_eq!(user.session_generation, 2);
+        set_json(&kv, "user/again", &user).unwrap();
+        assert_eq!(kv.get("user/again").unwrap().unwrap(), today);
+
+        let first = crate::core::ports::stored_record("user.first-release.json");
+        kv.set("user/u-7b1e", &first).unwrap();
+        let user = find_by_id(&kv, "u-7b1e").unwrap().unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.mobile, user.bindings.len()),
+            ("李四", None, 0)
+        );
+        assert!(!user.created_by_signup && user.session_generation == 0);
+
+        let id: String = crate::core::ports::assert_layout_kept("binding.json");
+        assert_eq!(id, "u-3f2a9c01d4e5b6a7c8d9");
+        let shard: Vec<String> = crate::core::ports::assert_layout_kept("user-index.json");
+        assert_eq!(shard.len(), 2);
+        let until: u64 = crate::core::ports::assert_layout_kept("profile-denied.json");
+        assert_eq!(until, 1_764_547_500);
+    }
 
     const NOW: u64 = 1_790_000_000;
     const RANDOM: [u8; 10] = [3; 10];

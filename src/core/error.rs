@@ -2,14 +2,13 @@
 //! status, messages for the member (en, zh) and a hint for the admin.
 //! Nothing here ever holds the Secret, an access token or a signing key.
 
-use ::core::fmt;
+use std::fmt;
 
 use super::access::{Refusal, RuleClass};
 use super::browser::Language;
 use super::settings::{Field, SettingsError};
 use super::state::StateRejection;
 use super::texts::{self, Text};
-use crate::prelude::*;
 
 /// An error answer (`errcode != 0`) from the WeCom server API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,7 +377,7 @@ impl fmt::Display for AuthError {
     }
 }
 
-impl ::core::error::Error for AuthError {}
+impl std::error::Error for AuthError {}
 
 /// Removes each secret from `text` (WeCom echoes nothing secret today; this
 /// keeps it that way should it start).

@@ -18,8 +18,7 @@
 //! A window is [`Family::window_seconds`] long; window `w` holds the keys
 //! that expire in `((w - 1)·W, w·W]`, so it is swept once `w·W <= now`.
 
-use super::json::{self, Deserialize, Serialize};
-use crate::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::error::AuthError;
 use super::ports::{KeyValue, get_json, set_json};
@@ -96,7 +95,7 @@ impl Family {
         // An unreadable watermark starts afresh rather than stopping every sweep.
         let mut at = kv
             .get(&sweep_key)?
-            .and_then(|bytes| json::from_slice::<SweepPoint>(&bytes))
+            .and_then(|bytes| serde_json::from_slice::<SweepPoint>(&bytes).ok())
             .unwrap_or(first);
         let mut budget = SWEEP_BUDGET;
         let mut swept = 0;
@@ -135,6 +134,18 @@ mod tests {
     use crate::core::ports::MemoryKv;
 
     const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn the_sweep_point_of_todays_layout_reads_and_is_written_the_same() {
+        let at: SweepPoint = crate::core::ports::assert_layout_kept("sweep-point.json");
+        assert_eq!(
+            at,
+            SweepPoint {
+                window: 5_882_490,
+                slot: 3
+            }
+        );
+    }
 
     static SHORT: Family = Family {
         name: "short",

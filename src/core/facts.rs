@@ -20,10 +20,10 @@
 //! checked against the cached tag list first, so made-up ids cost no call
 //! and leave no key.
 
-use ::core::cell::Cell;
+use std::cell::Cell;
 
-use super::json::{Deserialize, Serialize};
-use crate::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
@@ -139,7 +139,7 @@ impl Prefetched {
         )
     }
 
-    fn decoded<V: Deserialize>(&self, key: &str) -> Option<V> {
+    fn decoded<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
         let (_, bytes) = self.0.iter().find(|(k, _)| k == key)?;
         decode(key, bytes).ok()
     }
@@ -157,7 +157,7 @@ fn lookup<T, K, V>(
 where
     T: Transport,
     K: KeyValue,
-    V: Deserialize,
+    V: DeserializeOwned,
 {
     // A record from a clock running ahead by more than a minute is not
     // trusted (within a minute: at most that much past the bound).
@@ -584,7 +584,7 @@ pub fn admit<T: Transport, K: KeyValue>(
     userid: &str,
     fresh_departments: Option<Vec<u32>>,
 ) -> Result<Vec<Group>, AuthError> {
-    let sets: Vec<&Rules> = ::core::iter::once(&access.rules)
+    let sets: Vec<&Rules> = std::iter::once(&access.rules)
         .chain(more.iter().copied())
         .filter(|r| !r.is_empty())
         .collect();
@@ -688,6 +688,24 @@ mod tests {
     use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn cached_facts_and_views_of_todays_layout_read_and_are_written_the_same() {
+        use crate::core::ports::assert_layout_kept;
+        let member: Cached<MemberDepartments> = assert_layout_kept("facts.member.json");
+        assert_eq!(member.value.departments, [3, 7]);
+        let tree: Cached<Tree> = assert_layout_kept("facts.tree.json");
+        assert_eq!(tree.value.tree.len(), 3);
+        let tags: Cached<TagList> = assert_layout_kept("facts.tags.json");
+        assert_eq!(tags.value.tags[1], (9, "财务".to_string()));
+        let tag: Cached<Tag> = assert_layout_kept("facts.tag.json");
+        assert_eq!(tag.value.users, ["zhangsan"]);
+        let refused: Cached<Refused> = assert_layout_kept("facts.refused.json");
+        assert_eq!(refused.value.errcode, 60011);
+        let view: View = assert_layout_kept("facts.view.json");
+        assert_eq!(view.holding[1], (9, None));
+        assert!(view.all_tags);
+    }
     const TREE: &str = r#"{"errcode":0,"errmsg":"ok","department_id":[{"id":1,"parentid":0,"order":1},{"id":2,"parentid":1,"order":1},{"id":4,"parentid":2,"order":1}]}"#;
     const TAGS: &str = r#"{"errcode":0,"errmsg":"ok","taglist":[{"tagid":7,"tagname":"运维"}]}"#;
     const TAG: &str =

@@ -19,7 +19,6 @@ use super::state::{
 use super::urls;
 use super::used_states::{self, Claim, FinishedLogin};
 use super::wecom::WecomApi;
-use crate::prelude::*;
 
 /// How long after a finished login a second opening of its callback gets
 /// the login again (WeCom clients open it twice, at once).
@@ -605,11 +604,13 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// As JSON: `{"callback_url", "desktop_homepage", "mobile_homepage", "plain_homepage"?}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConsoleLinks {
     pub callback_url: String,
     pub desktop_homepage: String,
     pub mobile_homepage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plain_homepage: Option<String>,
 }
 

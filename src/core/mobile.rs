@@ -33,7 +33,6 @@
 //! - Anything else (letters, an extension, two numbers, fewer than 5 or more
 //!   than 15 digits: E.164's maximum) is not a phone number.
 
-use crate::prelude::*;
 /// Most digits of an E.164 number (ITU-T E.164 §6).
 const MAX_DIGITS: usize = 15;
 /// Fewer digits are no phone number (short codes are not mobiles).

@@ -17,7 +17,6 @@
 //! | [`error`], [`texts`] | one error type; every zh/en text |
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
-//! | [`json`] | JSON for records, answers and responses |
 
 pub mod access;
 pub mod browser;
@@ -27,7 +26,6 @@ pub mod error;
 pub mod expiring;
 pub mod facts;
 pub mod flow;
-pub mod json;
 pub mod login;
 pub mod mobile;
 pub mod ports;

@@ -4,8 +4,8 @@
 //! [`MemoryKv`] and scripted transports.
 
 use super::error::AuthError;
-use super::json::{self, Deserialize, Serialize};
-use crate::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A failed store operation; the text names the operation, never a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,42 +53,46 @@ pub trait KeyValue {
 const MAX_CAS_ATTEMPTS: usize = 100;
 
 /// Reads a JSON record; an unreadable one is a store error (never a panic).
-pub fn get_json<T: Deserialize>(kv: &impl KeyValue, key: &str) -> Result<Option<T>, AuthError> {
-    get_stored::<T, T>(kv, key)
-}
-
-/// [`get_json`] of a record read through its stored layout `S` (where the
-/// fields added since the first release are optional), then completed.
-pub fn get_stored<T, S: Deserialize + Into<T>>(
+/// Records written by earlier releases read too: the fields added since
+/// are `#[serde(default)]`.
+pub fn get_json<T: DeserializeOwned>(
     kv: &impl KeyValue,
     key: &str,
 ) -> Result<Option<T>, AuthError> {
     match kv.get(key)? {
         None => Ok(None),
-        Some(bytes) => decode::<S>(key, &bytes).map(|stored| Some(stored.into())),
+        Some(bytes) => decode(key, &bytes).map(Some),
     }
 }
 
 pub fn set_json<T: Serialize>(kv: &impl KeyValue, key: &str, value: &T) -> Result<(), AuthError> {
-    Ok(kv.set(key, &encode(value))?)
+    Ok(kv.set(key, &encode(value)?)?)
 }
 
 /// A JSON record's bytes read back; unreadable is a store error that says
-/// whether the bytes are JSON at all (never quoting them: records hold
-/// mobile numbers).
-pub fn decode<T: Deserialize>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
-    json::from_slice(bytes).ok_or_else(|| {
-        let what = if json::from_slice::<miniserde::json::Value>(bytes).is_some() {
-            "JSON, but not a record this version reads (a field missing or of another type)"
-        } else {
-            "not JSON"
+/// whether the bytes are JSON at all and where serde_json stopped, never
+/// quoting them (records hold mobile numbers, serde_json's messages quote
+/// values).
+pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, AuthError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => {
+                "JSON, but not a record this version reads (a field missing or of another type)"
+            }
+            _ => "not JSON",
         };
-        AuthError::Store(format!("record {key:?} is unreadable: {what}"))
+        AuthError::Store(format!(
+            "record {key:?} is unreadable: {what} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    json::to_vec(value)
+/// A record's JSON bytes. serde_json refuses only maps keyed by other than
+/// strings, which no record has; should one, it is a store error, not a panic.
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, AuthError> {
+    serde_json::to_vec(value).map_err(|e| AuthError::Store(format!("a record is not JSON: {e}")))
 }
 
 /// What an update wants done with the record it was shown.
@@ -104,40 +108,23 @@ pub enum Update<T> {
 pub fn update_json<T, K>(
     kv: &K,
     key: &str,
-    change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
-) -> Result<(Option<T>, bool), AuthError>
-where
-    T: Serialize + Deserialize,
-    K: KeyValue,
-{
-    update_stored::<T, T, K>(kv, key, change)
-}
-
-/// [`update_json`] of a record read through its stored layout `S`
-/// ([`get_stored`]); it is written as `T` writes it.
-pub fn update_stored<T, S, K>(
-    kv: &K,
-    key: &str,
     mut change: impl FnMut(Option<&T>) -> Result<Update<T>, AuthError>,
 ) -> Result<(Option<T>, bool), AuthError>
 where
-    T: Serialize,
-    S: Deserialize + Into<T>,
+    T: Serialize + DeserializeOwned,
     K: KeyValue,
 {
     // The typed part only decodes and encodes; the loop is built once.
     let mut last: Option<T> = None;
     let wrote = update_bytes(kv, key, &mut |current| {
-        let current: Option<T> = current
-            .map(|bytes| decode::<S>(key, bytes).map(S::into))
-            .transpose()?;
+        let current: Option<T> = current.map(|bytes| decode(key, bytes)).transpose()?;
         match change(current.as_ref())? {
             Update::Keep => {
                 last = current;
                 Ok(None)
             }
             Update::Write(next) => {
-                let bytes = encode(&next);
+                let bytes = encode(&next)?;
                 last = Some(next);
                 Ok(Some(bytes))
             }
@@ -228,7 +215,7 @@ impl<T: Transport + ?Sized> Transport for &T {
 pub struct MemoryKv {
     store: host_drafts::keyvalue::MemoryStore,
     /// Swaps that write, then answer a conflict (as Spin 3.6's Redis store does).
-    pub misreport_swaps: ::core::cell::Cell<bool>,
+    pub misreport_swaps: std::cell::Cell<bool>,
 }
 
 #[cfg(test)]
@@ -241,7 +228,7 @@ mod memory {
         fn default() -> Self {
             MemoryKv {
                 store: MemoryStore::new(CasMode::Strict, &[DEFAULT_STORE]),
-                misreport_swaps: ::core::cell::Cell::new(false),
+                misreport_swaps: std::cell::Cell::new(false),
             }
         }
     }
@@ -336,6 +323,29 @@ mod memory {
     }
 }
 
+/// The bytes of a stored record as today's release writes it
+/// (`testdata/stored/<file>`), for the tests that hold each layout.
+#[cfg(test)]
+pub(crate) fn stored_record(file: &str) -> Vec<u8> {
+    let path = format!("{}/testdata/stored/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Reads the stored record `file` as a `T` and checks that writing it back
+/// gives the same bytes: records written by today's release read, and what
+/// this one writes, today's release reads.
+#[cfg(test)]
+pub(crate) fn assert_layout_kept<T: Serialize + DeserializeOwned>(file: &str) -> T {
+    let bytes = stored_record(file);
+    let record: T = decode(file, &bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!(
+        String::from_utf8(encode(&record).unwrap()).unwrap(),
+        String::from_utf8(bytes).unwrap(),
+        "{file} is written as it was"
+    );
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +365,7 @@ mod tests {
             "{layout}"
         );
         let garbage = message("user/u-2");
-        assert!(garbage.ends_with("not JSON"), "{garbage}");
+        assert!(garbage.contains("not JSON (line 1, column 1)"), "{garbage}");
         assert!(!layout.contains("138") && !garbage.contains("138"));
     }
 

@@ -14,11 +14,10 @@
 //! | `rate/<scope>/<window>` | requests in minute `window` (Unix s / 60), atomic counter |
 //! | `rate-limits/...` | the sweep's bookkeeping; slots hold whole keys |
 
-use ::core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use super::expiring::Family;
 use super::ports::{KeyValue, StoreError};
-use crate::prelude::*;
 
 /// Length of a counting window, in seconds.
 pub const WINDOW_SECONDS: u64 = 60;

@@ -1,7 +1,6 @@
 //! Return paths: where the browser goes after login. Only same-origin relative
 //! paths survive; everything else is refused, so there is no open redirect.
 
-use crate::prelude::*;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use url::Url;
 

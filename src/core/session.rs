@@ -9,9 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::json::{self, Deserialize, Serialize};
 use super::settings::{Authenticator, SigningKey};
-use crate::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// v2 carries the user's session generation (`g`). v1 tokens, which
 /// logout ended by a time the store no longer keeps, do not verify.
@@ -21,7 +20,9 @@ const MAC_CONTEXT: &[u8] = b"wecom-auth session v2\0";
 pub const MAX_SESSION_TOKEN: usize = 2048;
 
 /// What a token carries, as compact JSON: `{"a","u","w","iat","exp","g","auth"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Tokens issued before `g` and `auth` existed lack them (0: generation 0,
+/// and renewals count from `iat`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
     #[serde(rename = "a")]
     pub authenticator: String,
@@ -34,46 +35,17 @@ pub struct SessionClaims {
     #[serde(rename = "exp")]
     pub expires_at: u64,
     /// The user's session generation at issue: logout moves it on.
-    #[serde(rename = "g")]
+    #[serde(rename = "g", default)]
     pub generation: u64,
     /// When the member logged in (Unix seconds); renewals keep it, and no
     /// renewal reaches past it plus the absolute maximum.
-    #[serde(rename = "auth")]
+    #[serde(rename = "auth", default)]
     pub logged_in_at: u64,
-}
-
-/// The claims as any v2 token holds them: tokens issued before `auth` existed
-/// lack it (0: renewals count from `iat`).
-#[derive(Deserialize)]
-struct StoredClaims {
-    #[serde(rename = "a")]
-    authenticator: String,
-    #[serde(rename = "u")]
-    user_id: String,
-    #[serde(rename = "w")]
-    wecom_userid: String,
-    #[serde(rename = "iat")]
-    issued_at: u64,
-    #[serde(rename = "exp")]
-    expires_at: u64,
-    #[serde(rename = "g")]
-    generation: Option<u64>,
-    #[serde(rename = "auth")]
-    logged_in_at: Option<u64>,
 }
 
 /// The claims in a token's payload bytes, if they are claims.
 fn read_claims(bytes: &[u8]) -> Option<SessionClaims> {
-    let stored: StoredClaims = json::from_slice(bytes)?;
-    Some(SessionClaims {
-        authenticator: stored.authenticator,
-        user_id: stored.user_id,
-        wecom_userid: stored.wecom_userid,
-        issued_at: stored.issued_at,
-        expires_at: stored.expires_at,
-        generation: stored.generation.unwrap_or_default(),
-        logged_in_at: stored.logged_in_at.unwrap_or_default(),
-    })
+    serde_json::from_slice(bytes).ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +122,8 @@ pub fn renew(
 }
 
 fn sign(authenticator: &Authenticator, claims: &SessionClaims) -> String {
-    let payload = URL_SAFE_NO_PAD.encode(json::to_vec(claims));
+    let payload = URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(claims).expect("claims of strings and integers serialize"));
     let key = &authenticator.signing_keys[0];
     let mac = URL_SAFE_NO_PAD.encode(mac(key, &payload).finalize().into_bytes());
     format!("{VERSION}.{}.{payload}.{mac}", key.id)
@@ -285,6 +258,18 @@ mod tests {
     use super::*;
     use crate::core::settings::Secret;
     use crate::example::settings as sample;
+
+    #[test]
+    fn claims_of_todays_and_the_first_v2_layout_read_and_are_written_the_same() {
+        let today = crate::core::ports::stored_record("session-claims.json");
+        let claims = read_claims(&today).unwrap();
+        assert_eq!((claims.generation, claims.logged_in_at), (2, 1_764_540_000));
+        assert_eq!(serde_json::to_vec(&claims).unwrap(), today);
+        let first = crate::core::ports::stored_record("session-claims.v2-first.json");
+        let claims = read_claims(&first).unwrap();
+        assert_eq!(claims.user_id, "u-3f2a9c01d4e5b6a7c8d9");
+        assert_eq!((claims.generation, claims.logged_in_at), (0, 0));
+    }
 
     const NOW: u64 = 1_790_000_000;
 

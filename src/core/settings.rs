@@ -1,13 +1,12 @@
 //! Authenticator settings: what the caller passes, checked into what the rest of
 //! the core uses. Every error names the authenticator and the field.
 
-use ::core::fmt;
+use std::fmt;
 
 use url::Url;
 
 use super::access::{self, Access, GroupKinds, RuleSet, Rules};
 use super::return_path;
-use crate::prelude::*;
 
 pub const DEFAULT_API_BASE: &str = "https://qyapi.weixin.qq.com";
 pub const DEFAULT_OAUTH_BASE: &str = "https://open.weixin.qq.com";
@@ -55,7 +54,9 @@ pub struct SigningKey {
     pub secret: Secret,
 }
 
-/// The settings as the caller gives them (mirrors the WIT `settings` record).
+/// The settings as the caller gives them: the WIT `settings` record, or the
+/// front's variables read with [`Settings::set`]. Each field is one
+/// [`Field`], the one list of settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     pub name: String,
@@ -80,18 +81,118 @@ pub struct Settings {
     /// `*.example.com`), all under `session_cookie_domain`. The typed API
     /// leaves it empty: its callers return to relative paths.
     pub return_hosts: Vec<String>,
-    /// Who may enter: comma-separated userids, department ids (`=12` for
-    /// 12 alone, else its subtree) and tag ids ([`access::Rules`]).
-    pub allowed_users: String,
-    pub allowed_departments: String,
-    pub allowed_tags: String,
-    pub denied_users: String,
-    pub denied_departments: String,
-    pub denied_tags: String,
+    /// Who may enter: userids, department ids (`=12` for 12 alone, else its
+    /// subtree) and tag ids ([`access::Rules`]), one entry each.
+    pub allowed_users: Vec<String>,
+    pub allowed_departments: Vec<String>,
+    pub allowed_tags: Vec<u32>,
+    pub denied_users: Vec<String>,
+    pub denied_departments: Vec<String>,
+    pub denied_tags: Vec<u32>,
     /// Seconds, 30 to 86 400; default 300.
     pub access_facts_max_age_seconds: Option<u32>,
-    /// `departments`, `tags`, comma-separated: the groups the identity carries.
-    pub groups: String,
+    /// The groups the identity carries.
+    pub groups: GroupKinds,
+}
+
+impl Settings {
+    /// Sets `field` from its text form, as a variable holds it (Spin
+    /// variables, the gateway's config): booleans `true/false/1/0/yes/no/on/off`
+    /// (any case), whole numbers, lists comma-separated
+    /// ([`access::split_list`]), signing keys `id:secret,id2:secret2`. The
+    /// error says what is wrong, never quoting a secret.
+    pub fn set(&mut self, field: Field, text: &str) -> Result<(), String> {
+        let number = || {
+            text.parse::<u32>()
+                .map_err(|_| "must be a whole number".to_owned())
+        };
+        let tags = || access::parse_tags(&access::split_list(text)).map_err(entry_problem);
+        match field {
+            Field::Name => self.name = text.to_owned(),
+            Field::CorpId => self.corp_id = text.to_owned(),
+            Field::AgentId => self.agent_id = text.to_owned(),
+            Field::Secret => self.secret = Secret::new(text),
+            Field::Origin => self.origin = text.to_owned(),
+            Field::RedirectPath => self.redirect_path = Some(text.to_owned()),
+            Field::AutoLogin => self.auto_login = parse_bool(text)?,
+            Field::AutoSignup => self.auto_signup = parse_bool(text)?,
+            Field::ApiBase => self.api_base = Some(text.to_owned()),
+            Field::OauthBase => self.oauth_base = Some(text.to_owned()),
+            Field::SsoBase => self.sso_base = Some(text.to_owned()),
+            Field::SigningKeys => {
+                // The well-formed keys are kept, so their own problems (too
+                // short) are reported beside the malformed entry.
+                let (keys, malformed) = parse_signing_keys(text);
+                self.signing_keys = keys;
+                if let Some(why) = malformed {
+                    return Err(why);
+                }
+            }
+            Field::SessionLifetimeSeconds => self.session_lifetime_seconds = Some(number()?),
+            Field::StateLifetimeSeconds => self.state_lifetime_seconds = Some(number()?),
+            Field::RoutePrefix => self.route_prefix = Some(text.to_owned()),
+            Field::ApiTimeoutMs => self.api_timeout_ms = Some(number()?),
+            Field::SessionCookieName => self.session_cookie_name = Some(text.to_owned()),
+            Field::SessionCookieDomain => self.session_cookie_domain = Some(text.to_owned()),
+            Field::ReturnHosts => self.return_hosts = access::split_list(text),
+            Field::AllowedUsers => self.allowed_users = access::split_list(text),
+            Field::AllowedDepartments => self.allowed_departments = access::split_list(text),
+            Field::AllowedTags => self.allowed_tags = tags()?,
+            Field::DeniedUsers => self.denied_users = access::split_list(text),
+            Field::DeniedDepartments => self.denied_departments = access::split_list(text),
+            Field::DeniedTags => self.denied_tags = tags()?,
+            Field::AccessFactsMaxAgeSeconds => self.access_facts_max_age_seconds = Some(number()?),
+            Field::Groups => {
+                self.groups = GroupKinds::parse(text)
+                    .map_err(|why| format!("{why}: list departments, tags or both"))?
+            }
+            Field::Authenticators | Field::SigningKeyId(_) | Field::SigningKeySecret(_) => {
+                return Err(format!("{field} is not set on its own"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `true/false/1/0/yes/no/on/off`, any case.
+pub fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false (also 1/0, yes/no, on/off)".into()),
+    }
+}
+
+/// `id:secret,id2:secret2`, the first signs: the well-formed keys, and what
+/// is wrong with the first malformed entry (naming its position, never its
+/// text).
+fn parse_signing_keys(text: &str) -> (Vec<SigningKey>, Option<String>) {
+    let mut keys = Vec::new();
+    let mut malformed = None;
+    for (index, entry) in text.split(',').map(str::trim).enumerate() {
+        match entry.split_once(':') {
+            // Duplicate ids: check_all reports them with their position.
+            Some((id, secret)) if !id.trim().is_empty() => keys.push(SigningKey {
+                id: id.trim().to_owned(),
+                secret: Secret::new(secret.trim()),
+            }),
+            _ => {
+                malformed.get_or_insert(format!(
+                    "key {} is not written id:secret (e.g. k1:<64 hex digits>); keys are separated by commas",
+                    index + 1
+                ));
+            }
+        }
+    }
+    (keys, malformed)
+}
+
+/// A rule list's problem without the list's name, which the field gives:
+/// `tags: "x" is not a tag id` → `"x" is not a tag id`.
+fn entry_problem(why: String) -> String {
+    why.split_once(": ")
+        .map_or(why.as_str(), |(_, rest)| rest)
+        .to_owned()
 }
 
 /// Checked settings with defaults filled in.
@@ -188,7 +289,90 @@ pub enum Field {
     Groups,
 }
 
+/// Where the HTTP front reads a setting from (Spin variables, the gateway's
+/// config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// `<authenticator>_<variable>`, else the plain `<variable>`.
+    Authenticator,
+    /// The plain `<variable>` only: shared by every authenticator.
+    Global,
+    /// Not a variable (the names come from `authenticators`).
+    None,
+}
+
 impl Field {
+    /// Every setting, in the WIT record's order: the one list that the
+    /// front's variables, `spin.toml` (checked by a test) and the typed API
+    /// follow.
+    pub const SETTINGS: [Field; 27] = [
+        Field::Name,
+        Field::CorpId,
+        Field::AgentId,
+        Field::Secret,
+        Field::Origin,
+        Field::RedirectPath,
+        Field::AutoLogin,
+        Field::AutoSignup,
+        Field::ApiBase,
+        Field::OauthBase,
+        Field::SsoBase,
+        Field::SigningKeys,
+        Field::SessionLifetimeSeconds,
+        Field::StateLifetimeSeconds,
+        Field::RoutePrefix,
+        Field::ApiTimeoutMs,
+        Field::SessionCookieName,
+        Field::SessionCookieDomain,
+        Field::ReturnHosts,
+        Field::AllowedUsers,
+        Field::AllowedDepartments,
+        Field::AllowedTags,
+        Field::DeniedUsers,
+        Field::DeniedDepartments,
+        Field::DeniedTags,
+        Field::AccessFactsMaxAgeSeconds,
+        Field::Groups,
+    ];
+
+    /// The access rule lists, allow (users, departments, tags), then deny:
+    /// a proxy's `/verify` rules take their variables' names.
+    pub const RULE_LISTS: [Field; 6] = [
+        Field::AllowedUsers,
+        Field::AllowedDepartments,
+        Field::AllowedTags,
+        Field::DeniedUsers,
+        Field::DeniedDepartments,
+        Field::DeniedTags,
+    ];
+
+    /// Where the front reads it from.
+    pub fn scope(self) -> Scope {
+        match self {
+            Field::RoutePrefix
+            | Field::SessionCookieName
+            | Field::SessionCookieDomain
+            | Field::ReturnHosts => Scope::Global,
+            Field::Name | Field::Authenticators => Scope::None,
+            // The parts of a key are read with `signing-keys`.
+            _ => Scope::Authenticator,
+        }
+    }
+
+    /// The variable's name, the record field's with `_` for `-`
+    /// (`corp-id` → `corp_id`), appended to `out` (the front builds
+    /// `<authenticator>_<variable>` on every request without allocating).
+    pub fn push_variable(self, out: &mut String) {
+        out.extend(self.name().chars().map(|c| if c == '-' { '_' } else { c }));
+    }
+
+    /// [`Field::push_variable`] as a new string.
+    pub fn variable(self) -> String {
+        let mut out = String::new();
+        self.push_variable(&mut out);
+        out
+    }
+
     /// The record field's name: `corp-id`; a key's parts are `signing-keys`.
     pub fn name(self) -> &'static str {
         match self {
@@ -264,7 +448,7 @@ impl fmt::Display for SettingsError {
     }
 }
 
-impl ::core::error::Error for SettingsError {}
+impl std::error::Error for SettingsError {}
 
 /// Collects the problems of one authenticator.
 struct Problems<'a> {
@@ -449,9 +633,7 @@ impl Settings {
 /// A parsed rule list, or the problem (the field names the list).
 fn listed<T: Default>(problems: &mut Problems<'_>, field: Field, parsed: Result<T, String>) -> T {
     parsed.unwrap_or_else(|why| {
-        // "departments: \"x\" is not ..." → "\"x\" is not ...".
-        let why = why.split_once(": ").map_or(why.as_str(), |(_, rest)| rest);
-        problems.add(field, why);
+        problems.add(field, entry_problem(why));
         T::default()
     })
 }
@@ -470,11 +652,7 @@ fn check_access(problems: &mut Problems<'_>, s: &Settings) -> Access {
                 Field::AllowedDepartments,
                 access::parse_departments(&s.allowed_departments),
             ),
-            tags: listed(
-                problems,
-                Field::AllowedTags,
-                access::parse_tags(&s.allowed_tags),
-            ),
+            tags: s.allowed_tags.clone(),
         },
         deny: RuleSet {
             users: listed(
@@ -487,11 +665,7 @@ fn check_access(problems: &mut Problems<'_>, s: &Settings) -> Access {
                 Field::DeniedDepartments,
                 access::parse_departments(&s.denied_departments),
             ),
-            tags: listed(
-                problems,
-                Field::DeniedTags,
-                access::parse_tags(&s.denied_tags),
-            ),
+            tags: s.denied_tags.clone(),
         },
     };
     let (low, high) = access::FACTS_MAX_AGE_RANGE;
@@ -506,17 +680,10 @@ fn check_access(problems: &mut Problems<'_>, s: &Settings) -> Access {
             access::DEFAULT_FACTS_MAX_AGE
         }
     };
-    let groups = GroupKinds::parse(&s.groups).unwrap_or_else(|why| {
-        problems.add(
-            Field::Groups,
-            format!("{why}: list departments, tags or both"),
-        );
-        GroupKinds::default()
-    });
     Access {
         rules,
         facts_max_age,
-        groups,
+        groups: s.groups,
     }
 }
 
@@ -777,27 +944,38 @@ mod tests {
     }
 
     #[test]
-    fn access_rules_and_groups_are_checked_field_by_field() {
-        let good = Settings {
-            allowed_departments: "2, =3".into(),
-            allowed_tags: "7".into(),
-            denied_users: "LiSi".into(),
-            groups: "departments,tags".into(),
-            access_facts_max_age_seconds: Some(60),
-            ..sample("a")
+    fn access_rules_and_groups_are_read_from_text_and_checked_field_by_field() {
+        let mut good = sample("a");
+        for (field, text) in [
+            (Field::AllowedDepartments, "2, =3"),
+            (Field::AllowedTags, "7"),
+            (Field::DeniedUsers, "LiSi"),
+            (Field::Groups, "departments,tags"),
+            (Field::AccessFactsMaxAgeSeconds, "60"),
+        ] {
+            good.set(field, text).unwrap();
         }
-        .check()
-        .unwrap();
+        let good = good.check().unwrap();
         assert_eq!(good.access.rules.allow.departments.len(), 2);
+        assert_eq!(good.access.rules.allow.tags, [7]);
         assert_eq!(good.access.rules.deny.users, ["lisi"]);
         assert!(good.access.groups.tags && good.access.groups.departments);
         assert_eq!(good.access.facts_max_age, 60);
         assert_eq!(sample("a").check().unwrap().access.facts_max_age, 300);
+
+        // Text that is no tag id or group kind is refused as it is read.
+        let mut text = sample("a");
+        let why = text.set(Field::DeniedTags, "7,x").unwrap_err();
+        assert_eq!(why, "\"x\" is not a tag id");
+        let why = text.set(Field::Groups, "roles").unwrap_err();
+        assert!(
+            why.contains("\"roles\" is not departments or tags"),
+            "{why}"
+        );
+
         let bad = Settings {
-            allowed_departments: "2,finance".into(),
-            denied_tags: "x".into(),
-            allowed_users: "a b".into(),
-            groups: "roles".into(),
+            allowed_departments: vec!["2".into(), "finance".into()],
+            allowed_users: vec!["a b".into()],
             access_facts_max_age_seconds: Some(5),
             ..sample("a")
         }
@@ -808,12 +986,68 @@ mod tests {
             [
                 "allowed-users",
                 "allowed-departments",
-                "denied-tags",
-                "access-facts-max-age-seconds",
-                "groups"
+                "access-facts-max-age-seconds"
             ]
         );
         assert!(bad[1].message.contains("\"finance\""), "{}", bad[1].message);
+    }
+
+    #[test]
+    fn a_list_entry_is_one_entry_and_only_text_is_split_at_commas() {
+        // Given as a list (the typed API), `alice,bob` is one entry: not a
+        // userid, so refused, never two members let in.
+        let listed = Settings {
+            allowed_users: vec!["alice,bob".into()],
+            ..sample("a")
+        };
+        let errors = listed.check().unwrap_err();
+        assert_eq!(fields(&errors), ["allowed-users"]);
+        assert!(
+            errors[0].message.contains("\"alice,bob\""),
+            "{}",
+            errors[0].message
+        );
+        // A blank entry is refused by name, never read as "no rule".
+        let blank = Settings {
+            denied_departments: vec![" ".into()],
+            ..sample("a")
+        };
+        assert_eq!(fields(&blank.check().unwrap_err()), ["denied-departments"]);
+        // Read from a variable's text, the commas separate entries.
+        let mut text = sample("a");
+        text.set(Field::AllowedUsers, "alice, bob").unwrap();
+        let checked = text.check().unwrap();
+        assert_eq!(checked.access.rules.allow.users, ["alice", "bob"]);
+        let mut blanks = sample("a");
+        blanks.set(Field::AllowedUsers, " , ").unwrap();
+        assert_eq!(fields(&blanks.check().unwrap_err()), ["allowed-users"]);
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_variable() {
+        // Each setting of the one list has a variable that `set` reads.
+        for field in Field::SETTINGS {
+            assert!(!matches!(
+                field,
+                Field::Authenticators | Field::SigningKeyId(_) | Field::SigningKeySecret(_)
+            ));
+            let text = match field {
+                Field::AutoLogin | Field::AutoSignup => "true",
+                Field::SigningKeys => "k1:secret",
+                Field::SessionLifetimeSeconds
+                | Field::StateLifetimeSeconds
+                | Field::ApiTimeoutMs
+                | Field::AccessFactsMaxAgeSeconds
+                | Field::AllowedTags
+                | Field::DeniedTags => "60",
+                Field::Groups => "tags",
+                _ => "x",
+            };
+            let mut settings = Settings::default();
+            settings.set(field, text).unwrap();
+            assert_ne!(settings, Settings::default(), "{field} was not set");
+            assert_eq!(field.variable(), field.name().replace('-', "_"));
+        }
     }
 
     #[test]

@@ -9,35 +9,25 @@
 //! typed `check-setup`.
 
 use super::error::AuthError;
-use super::json::{Fragment, Object, Serialize};
 use super::login::{self, ConsoleLinks};
 use super::ports::{KeyValue, Transport};
 use super::settings::Authenticator;
 use super::wecom::WecomApi;
-use crate::prelude::*;
+use serde::Serialize;
 
 /// One live check: ok, or WeCom's errcode and what to fix. As JSON:
 /// `{"check", "ok", "errcode"?, "hint_en"?, "hint_zh"?}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
     /// `gettoken`, `agent`, `trusted-domain`, `agent-enabled`, `store`.
     pub check: &'static str,
     pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errcode: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hint_en: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hint_zh: Option<String>,
-}
-
-impl Serialize for Check {
-    fn begin(&self) -> Fragment<'_> {
-        Object::new()
-            .field("check", &self.check)
-            .field("ok", &self.ok)
-            .optional("errcode", &self.errcode)
-            .optional("hint_en", &self.hint_en)
-            .optional("hint_zh", &self.hint_zh)
-            .begin()
-    }
 }
 
 impl Check {
@@ -78,27 +68,14 @@ impl Check {
 /// What the console must hold for one authenticator. As JSON, the links'
 /// fields sit beside the others: `{"trusted_domain", "callback_url",
 /// "desktop_homepage", "mobile_homepage", "plain_homepage"?, "domain_check_file"}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Console {
     /// 可信域名 and 授权回调域: the origin's `host[:port]`.
     pub trusted_domain: String,
+    #[serde(flatten)]
     pub links: ConsoleLinks,
     /// Where the domain-ownership file WeCom offers must be served.
     pub domain_check_file: String,
-}
-
-impl Serialize for Console {
-    fn begin(&self) -> Fragment<'_> {
-        let links = &self.links;
-        Object::new()
-            .field("trusted_domain", &self.trusted_domain)
-            .field("callback_url", &links.callback_url)
-            .field("desktop_homepage", &links.desktop_homepage)
-            .field("mobile_homepage", &links.mobile_homepage)
-            .optional("plain_homepage", &links.plain_homepage)
-            .field("domain_check_file", &self.domain_check_file)
-            .begin()
-    }
 }
 
 /// The setup of one authenticator.

@@ -22,7 +22,6 @@ use sha2::{Digest, Sha256};
 
 use super::flow::LoginFlow;
 use super::settings::{Authenticator, SigningKey};
-use crate::prelude::*;
 
 pub const STATE_VERSION: u8 = 2;
 /// WeCom refuses longer states (errcode 84025).
@@ -592,7 +591,7 @@ mod tests {
             Some(tossed)
         );
         assert_eq!(cookie_for("junk", [tossed].into_iter()), Some(tossed));
-        assert_eq!(cookie_for(&issued.state, ::core::iter::empty()), None);
+        assert_eq!(cookie_for(&issued.state, std::iter::empty()), None);
         // What the browser sent beside the entry is not written back.
         let planted = format!("{}!x;y!zz", issued.pre_auth_cookie);
         let verified = verify(&a, &issued.state, Some(&planted), NOW).unwrap();

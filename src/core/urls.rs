@@ -6,7 +6,6 @@ use url::form_urlencoded;
 
 use super::browser::Language;
 use super::settings::Authenticator;
-use crate::prelude::*;
 
 /// What `encodeURIComponent` leaves alone, and nothing more.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

@@ -11,8 +11,7 @@
 //! | `used-state/<hex nonce>` | `{"expires_at": unix s, "finished": {"user_id", "wecom_userid"} \| null}` |
 //! | `used-states/...` | the sweep's bookkeeping; slots hold the hex nonce |
 
-use super::json::{Deserialize, Serialize};
-use crate::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::error::AuthError;
 use super::expiring::Family;
@@ -125,6 +124,14 @@ mod tests {
     use crate::core::ports::MemoryKv;
 
     const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn markers_of_todays_layout_read_and_are_written_the_same() {
+        let open: UsedState = crate::core::ports::assert_layout_kept("used-state.json");
+        assert!(open.finished.is_none());
+        let done: UsedState = crate::core::ports::assert_layout_kept("used-state.finished.json");
+        assert_eq!(done.finished.unwrap().generation, 2);
+    }
 
     fn state(n: u32, expires_at: u64) -> VerifiedState {
         let mut nonce = [0; 12];

@@ -4,15 +4,13 @@
 //! capitalised spelling accepted); failures become [`AuthError`]s that never
 //! carry the Secret or a token.
 
-use miniserde::de::Visitor;
-
 use super::access::TagMembers;
 use super::error::{AuthError, WecomError, errcode, redact};
-use super::json::{self, Deserialize, Serialize};
 use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
 use super::settings::Authenticator;
 use super::urls::encode_component;
-use crate::prelude::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Refresh a cached token this long before WeCom says it expires.
 pub const TOKEN_REFRESH_MARGIN: u64 = 300;
@@ -151,11 +149,11 @@ fn read_fact(
         || AuthError::WecomUnavailable("a contact answer had an unexpected shape".into());
     Ok(match query {
         FactQuery::Departments(_) => {
-            let profile: UserProfile = json::from_slice(&body).ok_or_else(unreadable)?;
+            let profile: UserProfile = serde_json::from_slice(&body).map_err(|_| unreadable())?;
             FactAnswer::Departments(profile.department.unwrap_or_default())
         }
         FactQuery::Tree => {
-            let tree: Tree = json::from_slice(&body).ok_or_else(unreadable)?;
+            let tree: Tree = serde_json::from_slice(&body).map_err(|_| unreadable())?;
             FactAnswer::Tree(
                 tree.department_id
                     .unwrap_or_default()
@@ -165,7 +163,7 @@ fn read_fact(
             )
         }
         FactQuery::Tags => {
-            let tags: Tags = json::from_slice(&body).ok_or_else(unreadable)?;
+            let tags: Tags = serde_json::from_slice(&body).map_err(|_| unreadable())?;
             FactAnswer::Tags(
                 tags.taglist
                     .unwrap_or_default()
@@ -175,7 +173,7 @@ fn read_fact(
             )
         }
         FactQuery::Tag(tagid) => {
-            let tag: Tag = json::from_slice(&body).ok_or_else(unreadable)?;
+            let tag: Tag = serde_json::from_slice(&body).map_err(|_| unreadable())?;
             FactAnswer::Tag(TagMembers {
                 tagid: *tagid,
                 name: non_empty(tag.tagname),
@@ -388,7 +386,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
 
     /// Calls `api` with the cached token; when WeCom says the token is bad
     /// (40014, 42001, 41001) fetches a new one and retries once.
-    fn call_with_token<A: Deserialize>(
+    fn call_with_token<A: DeserializeOwned>(
         &self,
         api: &'static str,
         query: &[(&str, &str)],
@@ -463,7 +461,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             .collect()
     }
 
-    fn call<A: Deserialize>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
+    fn call<A: DeserializeOwned>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
         let request = self.request(call, token);
         self.read(call.api, self.transport.send(&request), &[token])
     }
@@ -547,7 +545,7 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// Reads WeCom's answer to one request: transport failures, non-200
     /// statuses and unreadable bodies are `WecomUnavailable`, `errcode != 0`
     /// is `Wecom`. `tokens` (and the Secret) are redacted from anything kept.
-    fn read<A: Deserialize>(
+    fn read<A: DeserializeOwned>(
         &self,
         api: &'static str,
         response: Result<HttpResponse, String>,
@@ -557,17 +555,15 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     }
 
     /// [`WecomApi::read`] of an answer of at most `limit` bytes.
-    fn read_up_to<A: Deserialize>(
+    fn read_up_to<A: DeserializeOwned>(
         &self,
         api: &'static str,
         response: Result<HttpResponse, String>,
         tokens: &[&str],
         limit: usize,
     ) -> Result<A, AuthError> {
-        // The checks are the same for every answer type: built once.
         let body = self.checked_body(api, response, tokens, limit)?;
-        json::from_slice(&body)
-            .ok_or_else(|| AuthError::WecomUnavailable(format!("{api} answered unreadable JSON")))
+        serde_json::from_slice(&body).map_err(|e| unreadable_answer(api, &e))
     }
 
     /// The body of a successful answer (HTTP 200, at most `limit` bytes,
@@ -595,9 +591,8 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 "{api} answered more than {limit} bytes"
             )));
         }
-        let envelope: Envelope = json::from_slice(&response.body).ok_or_else(|| {
-            AuthError::WecomUnavailable(format!("{api} answered unreadable JSON"))
-        })?;
+        let envelope: Envelope =
+            serde_json::from_slice(&response.body).map_err(|e| unreadable_answer(api, &e))?;
         match envelope.errcode.unwrap_or(0) {
             0 => Ok(response.body),
             code => Err(AuthError::Wecom(WecomError {
@@ -607,6 +602,16 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
             })),
         }
     }
+}
+
+/// An answer serde_json could not read: where it stopped, never what it read
+/// (answers hold members' data, serde_json's messages quote values).
+fn unreadable_answer(api: &str, e: &serde_json::Error) -> AuthError {
+    AuthError::WecomUnavailable(format!(
+        "{api} answered unreadable JSON (line {}, column {})",
+        e.line(),
+        e.column()
+    ))
 }
 
 /// One call of a token API: its name (after `/cgi-bin/`), query and body.
@@ -628,53 +633,47 @@ fn refused<A>(result: &Result<A, AuthError>) -> bool {
 
 /// The body of `auth/getuserdetail`: `{"user_ticket":"..."}`.
 fn user_ticket_body(user_ticket: &str) -> String {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        user_ticket: &'a str,
-    }
-    json::to_string(&Body { user_ticket })
+    serde_json::json!({ "user_ticket": user_ticket }).to_string()
 }
 
 /// `gender` as `auth/getuserdetail` sends it: a string (`"1"`, doc 91437);
 /// some answers use a number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "GenderAnswer")]
 pub struct Gender(pub String);
 
-miniserde::make_place!(Place);
-
-impl Deserialize for Gender {
-    fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
-        Place::new(out)
-    }
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GenderAnswer {
+    Text(String),
+    Number(serde_json::Number),
 }
 
-impl Visitor for Place<Gender> {
-    fn string(&mut self, s: &str) -> miniserde::Result<()> {
-        self.out = Some(Gender(s.to_owned()));
-        Ok(())
-    }
-
-    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
-        self.out = Some(Gender(n.to_string()));
-        Ok(())
-    }
-
-    fn negative(&mut self, n: i64) -> miniserde::Result<()> {
-        self.out = Some(Gender(n.to_string()));
-        Ok(())
+impl From<GenderAnswer> for Gender {
+    fn from(answer: GenderAnswer) -> Gender {
+        Gender(match answer {
+            GenderAnswer::Text(text) => text,
+            GenderAnswer::Number(number) => number.to_string(),
+        })
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use ::core::cell::RefCell;
-    use alloc::collections::VecDeque;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
 
     use super::*;
     use crate::core::ports::{HttpResponse, MemoryKv};
     use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn the_token_cache_of_todays_layout_reads_and_is_written_the_same() {
+        let cached: CachedToken = crate::core::ports::assert_layout_kept("wecom-token.json");
+        assert_eq!(cached.refresh_after, 1_764_554_100);
+    }
 
     /// Answers requests from a script, in order, and records them.
     #[derive(Default)]

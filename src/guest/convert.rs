@@ -1,6 +1,6 @@
 //! Conversions between the generated WIT types and the core's.
 
-use crate::core::access::{Group, GroupKind, Refusal, RuleClass};
+use crate::core::access::{Group, GroupKind, GroupKinds, Refusal, RuleClass};
 use crate::core::browser::{BrowserInfo, ClientKind, Language, Platform};
 use crate::core::cookie::Cookie;
 use crate::core::directory::{Binding, Outcome, User, UserInput, UserPage, UserQuery};
@@ -10,13 +10,45 @@ use crate::core::login::{Authorization, ConsoleLinks, LoginSuccess, Member, Sess
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
 use crate::core::setup;
 use crate::core::state::StateRejection;
-use crate::prelude::*;
 
 use super::bindings::exports::wecom::auth::login as wit;
 
+/// The WIT record as the core's settings, field for field: lists stay
+/// lists (never joined into text to be split again). Destructured, so a
+/// field added to the record must be handled here.
 impl From<wit::Settings> for settings::Settings {
     fn from(s: wit::Settings) -> Self {
-        let rules = s.access_rules.unwrap_or(wit::AccessRules {
+        let wit::Settings {
+            name,
+            corp_id,
+            agent_id,
+            secret,
+            origin,
+            redirect_path,
+            auto_login,
+            auto_signup,
+            api_base,
+            oauth_base,
+            sso_base,
+            signing_keys,
+            session_lifetime_seconds,
+            state_lifetime_seconds,
+            route_prefix,
+            api_timeout_ms,
+            session_cookie_name,
+            session_cookie_domain,
+            access_rules,
+            access_facts_max_age_seconds,
+            groups,
+        } = s;
+        let wit::AccessRules {
+            allowed_users,
+            allowed_departments,
+            allowed_tags,
+            denied_users,
+            denied_departments,
+            denied_tags,
+        } = access_rules.unwrap_or(wit::AccessRules {
             allowed_users: Vec::new(),
             allowed_departments: Vec::new(),
             allowed_tags: Vec::new(),
@@ -24,75 +56,47 @@ impl From<wit::Settings> for settings::Settings {
             denied_departments: Vec::new(),
             denied_tags: Vec::new(),
         });
+        let groups = groups.unwrap_or_default();
         settings::Settings {
-            name: s.name,
-            corp_id: s.corp_id,
-            agent_id: s.agent_id,
-            secret: Secret::new(s.secret),
-            origin: s.origin,
-            redirect_path: s.redirect_path,
-            auto_login: s.auto_login,
-            auto_signup: s.auto_signup,
-            api_base: s.api_base,
-            oauth_base: s.oauth_base,
-            sso_base: s.sso_base,
-            signing_keys: s
-                .signing_keys
+            name,
+            corp_id,
+            agent_id,
+            secret: Secret::new(secret),
+            origin,
+            redirect_path,
+            auto_login,
+            auto_signup,
+            api_base,
+            oauth_base,
+            sso_base,
+            signing_keys: signing_keys
                 .into_iter()
                 .map(|k| SigningKey {
                     id: k.id,
                     secret: Secret::new(k.secret),
                 })
                 .collect(),
-            session_lifetime_seconds: s.session_lifetime_seconds,
-            state_lifetime_seconds: s.state_lifetime_seconds,
-            route_prefix: s.route_prefix,
-            api_timeout_ms: s.api_timeout_ms,
-            session_cookie_name: s.session_cookie_name,
-            session_cookie_domain: s.session_cookie_domain,
+            session_lifetime_seconds,
+            state_lifetime_seconds,
+            route_prefix,
+            api_timeout_ms,
+            session_cookie_name,
+            session_cookie_domain,
+            // The typed API's callers return to relative paths.
             return_hosts: Vec::new(),
-            allowed_users: listed(&rules.allowed_users),
-            allowed_departments: listed(&rules.allowed_departments),
-            allowed_tags: joined(&rules.allowed_tags),
-            denied_users: listed(&rules.denied_users),
-            denied_departments: listed(&rules.denied_departments),
-            denied_tags: joined(&rules.denied_tags),
-            access_facts_max_age_seconds: s.access_facts_max_age_seconds,
-            groups: s
-                .groups
-                .unwrap_or_default()
-                .iter()
-                .map(|kind| match kind {
-                    wit::GroupKind::Department => "departments",
-                    wit::GroupKind::Tag => "tags",
-                })
-                .collect::<Vec<&str>>()
-                .join(","),
+            allowed_users,
+            allowed_departments,
+            allowed_tags,
+            denied_users,
+            denied_departments,
+            denied_tags,
+            access_facts_max_age_seconds,
+            groups: GroupKinds {
+                departments: groups.contains(&wit::GroupKind::Department),
+                tags: groups.contains(&wit::GroupKind::Tag),
+            },
         }
     }
-}
-
-/// The entries as the settings' comma-separated list. A blank entry stays
-/// visible (as `""`), so it is refused by name instead of reading as no rule.
-fn listed(entries: &[String]) -> String {
-    let shown: Vec<&str> = entries
-        .iter()
-        .map(|e| {
-            if e.trim().is_empty() {
-                "\"\""
-            } else {
-                e.as_str()
-            }
-        })
-        .collect();
-    shown.join(",")
-}
-
-fn joined(ids: &[u32]) -> String {
-    ids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<String>>()
-        .join(",")
 }
 
 impl From<Group> for wit::Group {

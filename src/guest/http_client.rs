@@ -6,7 +6,6 @@ use url::Url;
 
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
 use crate::core::wecom::MAX_CONTACT_ANSWER_BYTES;
-use crate::prelude::*;
 
 use super::bindings::wasi::http::outgoing_handler;
 use super::bindings::wasi::http::types::{

@@ -13,13 +13,11 @@ use super::bindings::wasi::io::streams::StreamError;
 use super::environment::{now_seconds, random_array, stopwatch};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
-use super::stderr;
 use super::streams::write_all;
 use crate::core::ports::Transport;
 use crate::http::{
     self, ConfigMap, Env, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, Request, Response,
 };
-use crate::prelude::*;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -44,10 +42,10 @@ impl Guest for Component {
         };
         let mut response = http::handle(&request, &env);
         if let Some(line) = &response.log {
-            stderr::line(line);
+            eprintln!("{line}");
         }
         if let Some(line) = &response.audit {
-            stderr::line(line);
+            eprintln!("{line}");
         }
         let deferred = response.deferred.take();
         write_response(response, response_out);
@@ -56,7 +54,7 @@ impl Guest for Component {
         if let Some(deferred) = deferred
             && let Some(line) = http::after_response(&deferred, &kv, &transport, env.now)
         {
-            stderr::line(&line);
+            eprintln!("{line}");
         }
     }
 }
@@ -127,7 +125,7 @@ fn write_response(response: Response, out: ResponseOutparam) {
     let (fields, status, body) = match Fields::from_list(&headers) {
         Ok(fields) => (fields, response.status, response.body),
         Err(_) => {
-            stderr::line("wecom-auth: the host refused the response headers");
+            eprintln!("wecom-auth: the host refused the response headers");
             (Fields::new(), 500, b"internal error\n".to_vec())
         }
     };

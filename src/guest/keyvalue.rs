@@ -1,9 +1,8 @@
 //! The core's [`KeyValue`] over `wasi:keyvalue@0.2.0-draft2`, bucket `default`.
 
-use ::core::cell::OnceCell;
+use std::cell::OnceCell;
 
 use crate::core::ports::{KeyValue, StoreError, Swap};
-use crate::prelude::*;
 
 use super::bindings::wasi::keyvalue::{atomics, batch, store};
 

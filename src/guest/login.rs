@@ -13,7 +13,6 @@ use crate::core::login::{self, AuthorizeRequest, CallbackRequest};
 use crate::core::ports::Transport;
 use crate::core::settings::{self, Authenticator};
 use crate::core::setup;
-use crate::prelude::*;
 
 type WitResult<T> = Result<T, wit::AuthError>;
 

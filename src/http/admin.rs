@@ -12,7 +12,6 @@
 //! | `DELETE /admin/bindings/<authenticator>/<wecom_userid>` | unbind a member |
 //! | `GET /admin/links` | the WeCom console links of each authenticator |
 
-use miniserde::json::Value;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -25,12 +24,11 @@ use super::probes;
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
-use crate::core::json::{self, Fragment, Object, Serialize};
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
 use crate::core::setup;
-use crate::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// Most users one import takes.
 pub const MAX_IMPORT_ROWS: usize = 10_000;
@@ -151,57 +149,42 @@ fn list<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> 
     Ok(Response::json(200, &body))
 }
 
-/// What the admin sends for one user: `{id?, name?, mobile?, email?}`,
+/// What the admin sends for one user: `{id?, name, mobile?, email?}`,
 /// strings or null. Any other field is refused, so a misspelt one is not
 /// silently dropped.
-#[derive(Default)]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a user {id?, name, mobile?, email?}")]
 struct UserJson {
     id: Option<String>,
-    name: String,
+    name: Option<String>,
     mobile: Option<String>,
     email: Option<String>,
 }
 
-impl UserJson {
-    /// The user in `value`, or what is wrong with it.
-    fn of(value: Value) -> Result<UserJson, String> {
-        let Value::Object(fields) = value else {
-            return Err("is not an object {id?, name, mobile?, email?}".into());
+/// The body as a `T`, or a 400 naming what was expected, the field that is
+/// wrong (`[3].mobile` in an import) and what serde_json found wrong there,
+/// with its line and column.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, AuthError> {
+    let refused = |path: String, e: &serde_json::Error| {
+        let at = match path.as_str() {
+            "" | "." => String::new(),
+            path => format!(" at `{path}`"),
         };
-        let mut user = UserJson::default();
-        for (name, value) in fields {
-            let text = match value {
-                Value::Null => None,
-                Value::String(text) => Some(text),
-                _ => return Err(format!("has `{name}` that is not a string")),
-            };
-            match name.as_str() {
-                "id" => user.id = text,
-                "name" => user.name = text.unwrap_or_default(),
-                "mobile" => user.mobile = text,
-                "email" => user.email = text,
-                _ => {
-                    return Err(format!(
-                        "has an unknown field `{name}` (known: id, name, mobile, email)"
-                    ));
-                }
-            }
-        }
-        Ok(user)
-    }
-}
-
-/// The body as JSON, or a 400 naming what was expected.
-fn json_body(body: &[u8], expected: &str) -> Result<Value, AuthError> {
-    json::from_slice(body)
-        .ok_or_else(|| AuthError::bad_request("body", format!("is not JSON: {expected}")))
+        AuthError::bad_request("body", format!("is not {expected}{at}: {e}"))
+    };
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json)
+        .map_err(|e| refused(e.path().to_string(), e.inner()))?;
+    // Nothing may follow the value (`{...}x`).
+    json.end().map_err(|e| refused(String::new(), &e))?;
+    Ok(value)
 }
 
 impl From<UserJson> for UserInput {
     fn from(u: UserJson) -> Self {
         UserInput {
             id: u.id.filter(|id| !id.is_empty()),
-            name: u.name,
+            name: u.name.unwrap_or_default(),
             mobile: u.mobile,
             email: u.email,
         }
@@ -209,8 +192,7 @@ impl From<UserJson> for UserInput {
 }
 
 fn upsert_one<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
-    let value = json_body(&ctx.request.body, "a user {id?, name, mobile?, email?}")?;
-    let input = UserJson::of(value).map_err(|why| AuthError::bad_request("body", why))?;
+    let input: UserJson = json_body(&ctx.request.body, "a user {id?, name, mobile?, email?}")?;
     let user = directory::upsert(ctx.env.kv, &input.into(), ctx.env.now, &row_random(ctx, 0))?;
     Ok(Response::json(200, &user))
 }
@@ -311,18 +293,11 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// check passes, else 503.
 fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     /// `{authenticator, console, checks}`: the report's fields beside the name.
+    #[derive(Serialize)]
     struct Authenticator<'a> {
         authenticator: &'a str,
+        #[serde(flatten)]
         report: setup::Report,
-    }
-    impl Serialize for Authenticator<'_> {
-        fn begin(&self) -> Fragment<'_> {
-            Object::new()
-                .field("authenticator", &self.authenticator)
-                .field("console", &self.report.console)
-                .field("checks", &self.report.checks)
-                .begin()
-        }
     }
     #[derive(Serialize)]
     struct Setup<'a> {
@@ -435,26 +410,19 @@ struct Imported {
 }
 
 /// `{line?, index?, ok, id?, error?}`.
+#[derive(Serialize)]
 struct Row {
     /// CSV: the line the row starts on.
+    #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<usize>,
     /// JSON: the position in the array (from 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
     ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorJson<'static>>,
-}
-
-impl Serialize for Row {
-    fn begin(&self) -> Fragment<'_> {
-        Object::new()
-            .optional("line", &self.line)
-            .optional("index", &self.index)
-            .field("ok", &self.ok)
-            .optional("id", &self.id)
-            .optional("error", &self.error)
-            .begin()
-    }
 }
 
 type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
@@ -463,19 +431,12 @@ type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
 /// (JSON cannot be resynchronised after an error); rows that only fail
 /// validation (mobile number, name) are reported one by one.
 fn json_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let expected = "an array of users {id?, name, mobile?, email?}";
-    let Value::Array(items) = json_body(body, expected)? else {
-        return Err(AuthError::bad_request("body", format!("is not {expected}")));
-    };
-    items
+    let users: Vec<UserJson> = json_body(body, "an array of users {id?, name, mobile?, email?}")?;
+    Ok(users
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            let user = UserJson::of(item)
-                .map_err(|why| AuthError::bad_request("body", format!("item {index} {why}")))?;
-            Ok(("index", index, Ok(user.into())))
-        })
-        .collect()
+        .map(|(index, user)| ("index", index, Ok(user.into())))
+        .collect())
 }
 
 /// The columns an import understands (English or Chinese headers).
@@ -490,7 +451,7 @@ fn column(header: &str) -> Option<&'static str> {
 }
 
 fn csv_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let text = ::core::str::from_utf8(body)
+    let text = std::str::from_utf8(body)
         .map_err(|_| AuthError::bad_request("body", "is not UTF-8 (save the CSV as UTF-8)"))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = parse_csv(text).into_iter().filter(|r| !r.is_blank());

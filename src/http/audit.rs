@@ -7,18 +7,16 @@
 //! `rate-limited` lines `client_address`. Never a secret, token,
 //! code, state or cookie: only the fields below exist.
 
-use ::core::cell::Cell;
+use std::cell::Cell;
 
 use super::context::Ctx;
 use super::message::Response;
 use crate::core::browser;
 use crate::core::error::{AuthError, Category};
-use crate::core::json::{self, Fragment, Object, Serialize};
 use crate::core::ports::{HttpRequest, HttpResponse, Transport};
-use crate::prelude::*;
 
 /// One line of the trail: one JSON object, its `None` fields left out.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize)]
 pub struct Event<'a> {
     pub ts: u64,
     /// `login-started`, `login-finished`, `login-refused`, `logout`,
@@ -28,19 +26,28 @@ pub struct Event<'a> {
     /// `ok`, `created`, `newly-bound`, `existing`, `refused`, `error`, or the
     /// admin action done.
     pub outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authenticator: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wecom_userid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub category: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errcode: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<&'static str>,
     pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wecom_calls: Option<u32>,
     /// The client address a limit counted (rate-limited lines only).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_address: Option<&'a str>,
     /// Milliseconds from the request coming in to this line.
     pub duration_ms: u64,
     /// A fixed phrase of ours (e.g. a flow or a refusal reason), never input.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'static str>,
 }
 
@@ -77,28 +84,7 @@ impl<'a> Event<'a> {
     }
 
     pub fn line(&self) -> String {
-        json::to_string(self)
-    }
-}
-
-impl Serialize for Event<'_> {
-    fn begin(&self) -> Fragment<'_> {
-        Object::new()
-            .field("ts", &self.ts)
-            .field("event", &self.event)
-            .field("outcome", &self.outcome)
-            .optional("authenticator", &self.authenticator)
-            .optional("wecom_userid", &self.wecom_userid)
-            .optional("user_id", &self.user_id)
-            .optional("category", &self.category)
-            .optional("errcode", &self.errcode)
-            .optional("client", &self.client)
-            .field("request_id", &self.request_id)
-            .optional("wecom_calls", &self.wecom_calls)
-            .optional("client_address", &self.client_address)
-            .field("duration_ms", &self.duration_ms)
-            .optional("detail", &self.detail)
-            .begin()
+        serde_json::to_string(self).expect("an event of strings and integers serializes")
     }
 }
 

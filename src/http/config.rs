@@ -4,21 +4,21 @@
 //!
 //! Rules:
 //! - An empty value is unset (Spin declares defaults as `""`); values are trimmed.
-//! - Global: [`GLOBAL_VARIABLES`] (`authenticators`, default `wecom`, a comma
+//! - Each setting of [`Field::SETTINGS`] is the variable of its name with
+//!   `_` for `-` (`corp-id` → `corp_id`), read as [`Settings::set`] reads
+//!   text (booleans, numbers, comma lists, `signing_keys` as
+//!   `id:secret,id2:secret2`).
+//! - Global: [`global_variables`] (`authenticators`, default `wecom`, a comma
 //!   list; `admin_token`, `protected_paths`, `route_prefix`, the session
 //!   cookie, forward-auth and renewal settings).
-//! - Per authenticator `NAME`: `NAME_<field>`, else the plain `<field>`.
-//! - Booleans: `true/false/1/0/yes/no/on/off` (any case).
-//! - `signing_keys`: `id:secret,id2:secret2`, the first signs.
+//! - Per authenticator `NAME`: `NAME_<variable>`, else the plain `<variable>`
+//!   ([`authenticator_variables`]).
 
 use crate::core::session::Renewal;
-use crate::core::settings::{
-    self, Authenticator, Field, Secret, Settings, SettingsError, SigningKey,
-};
-use crate::prelude::*;
+use crate::core::settings::{self, Authenticator, Field, Scope, Secret, Settings, SettingsError};
 
 /// Configuration as `wasi:config/store` `get-all` gives it.
-pub type ConfigMap = alloc::collections::BTreeMap<String, String>;
+pub type ConfigMap = std::collections::BTreeMap<String, String>;
 
 pub const DEFAULT_AUTHENTICATORS: &str = "wecom";
 pub const MAX_AUTHENTICATORS: usize = 16;
@@ -150,7 +150,7 @@ pub fn is_under(path: &str, prefix: &str) -> bool {
 }
 
 /// A problem with one variable. Never quotes a secret value.
-#[derive(Debug, Clone, PartialEq, Eq, crate::core::json::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigProblem {
     /// The variable to fix, e.g. `corp_id` or `hq_corp_id`.
     pub variable: String,
@@ -159,68 +159,55 @@ pub struct ConfigProblem {
     pub problem: String,
 }
 
-/// The global variables the front reads (Spin variables; `spin.toml` must
-/// declare each, which `host-test/tests/spin_world.rs` checks).
-pub const GLOBAL_VARIABLES: [&str; 15] = [
+/// The front's own global variables (Spin variables), beside the settings
+/// shared by every authenticator ([`Scope::Global`]).
+const FRONT_VARIABLES: [&str; 11] = [
     "authenticators",
     "admin_token",
     "protected_paths",
-    "route_prefix",
-    "session_cookie_name",
-    "session_cookie_domain",
     "identity_headers",
     "session_refresh_seconds",
     "session_max_seconds",
     "public_paths",
     "allow_preflight",
-    "return_hosts",
     "rate_limit_per_client",
     "rate_limit_per_authenticator",
     "client_address_header",
 ];
+/// The front's own per-authenticator variable: the name on the login page.
+const DISPLAY_NAME: &str = "display_name";
+
+/// Every global variable the front reads: its own, then the settings shared
+/// by every authenticator. `spin.toml` must declare each
+/// (`host-test/tests/spin_world.rs` checks it against this list).
+pub fn global_variables() -> Vec<String> {
+    let shared = Field::SETTINGS
+        .into_iter()
+        .filter(|f| f.scope() == Scope::Global)
+        .map(Field::variable);
+    FRONT_VARIABLES
+        .map(str::to_owned)
+        .into_iter()
+        .chain(shared)
+        .collect()
+}
+
+/// Every per-authenticator variable (`<name>_<variable>`, else the plain
+/// `<variable>`): the settings of [`Scope::Authenticator`], in the one
+/// list's order, then `display_name`.
+pub fn authenticator_variables() -> Vec<String> {
+    Field::SETTINGS
+        .into_iter()
+        .filter(|f| f.scope() == Scope::Authenticator)
+        .map(Field::variable)
+        .chain([DISPLAY_NAME.to_owned()])
+        .collect()
+}
+
 /// Renew a session in use once it is an hour old...
 pub const DEFAULT_SESSION_REFRESH: u32 = 3600;
 /// ...but never past a week after the login.
 pub const DEFAULT_SESSION_MAX: u32 = 7 * 24 * 3600;
-
-/// The per-authenticator variables (`<name>_<field>`, else plain `<field>`),
-/// in the order problems are reported.
-pub const FIELDS: [&str; 23] = [
-    "corp_id",
-    "agent_id",
-    "secret",
-    "origin",
-    "redirect_path",
-    "auto_login",
-    "auto_signup",
-    "api_base",
-    "oauth_base",
-    "sso_base",
-    "signing_keys",
-    "session_lifetime_seconds",
-    "state_lifetime_seconds",
-    "api_timeout_ms",
-    "display_name",
-    "allowed_users",
-    "allowed_departments",
-    "allowed_tags",
-    "denied_users",
-    "denied_departments",
-    "denied_tags",
-    "access_facts_max_age_seconds",
-    "groups",
-];
-
-/// The rule lists among [`FIELDS`], in the order allow (users,
-/// departments, tags), then deny.
-pub const RULE_LISTS: [&str; 6] = [
-    "allowed_users",
-    "allowed_departments",
-    "allowed_tags",
-    "denied_users",
-    "denied_departments",
-    "denied_tags",
-];
 
 struct Reader<'a> {
     map: &'a ConfigMap,
@@ -305,88 +292,61 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     };
     let names = authenticator_names(&mut reader);
     let route_prefix = reader.get("route_prefix").map(str::to_owned);
-    let session_cookie_name = reader.get("session_cookie_name").map(str::to_owned);
-    let session_cookie_domain = reader.get("session_cookie_domain").map(str::to_owned);
-    let return_hosts: Vec<String> = reader
-        .get("return_hosts")
-        .map(|raw| {
-            raw.split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
     let admin_token = admin_token(&mut reader);
     let protected_paths = protected_paths(&mut reader);
     let identity_headers = identity_headers(&mut reader);
     let renewal = renewal(&mut reader);
     let public_paths = public_paths(&mut reader);
-    let allow_preflight = {
-        let value = reader.get("allow_preflight").map(str::to_owned);
-        boolean(value.as_deref(), &mut |why| {
+    let allow_preflight = reader
+        .get("allow_preflight")
+        .map(settings::parse_bool)
+        .transpose()
+        .unwrap_or_else(|why| {
             reader.problem("allow_preflight", None, why);
+            None
         })
-    };
+        .unwrap_or(false);
     let rate_limits = rate_limits(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
-    // Per authenticator: where each of the FIELDS came from.
-    let mut sources: Vec<[Origin; FIELDS.len()]> = Vec::with_capacity(names.len());
-    let mut own = String::new();
+    // Per authenticator: where each of the settings came from.
+    let mut sources: Vec<[Origin; Field::SETTINGS.len()]> = Vec::with_capacity(names.len());
+    let (mut own, mut key) = (String::new(), String::new());
     let mut display_names = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
             name: name.clone(),
-            route_prefix: route_prefix.clone(),
-            session_cookie_name: session_cookie_name.clone(),
-            session_cookie_domain: session_cookie_domain.clone(),
-            return_hosts: return_hosts.clone(),
             ..Settings::default()
         };
-        let mut origins = [Origin::Unset; FIELDS.len()];
-        let mut display_name = None;
-        for (key, origin) in FIELDS.into_iter().zip(&mut origins) {
-            let (value, found) = source(&reader, &mut own, name, key);
-            *origin = found;
-            let origin = found;
-            let mut bad = |problem: String| {
-                let (variable, _) = variable(name, names.len(), key, origin);
-                reader.problem(&variable, Some(name), problem)
+        let mut origins = [Origin::Unset; Field::SETTINGS.len()];
+        for (field, origin) in Field::SETTINGS.into_iter().zip(&mut origins) {
+            key.clear();
+            field.push_variable(&mut key);
+            let (value, found, who) = match field.scope() {
+                Scope::Authenticator => {
+                    let (value, found) = source(&reader, &mut own, name, &key);
+                    (value, found, Some(name.as_str()))
+                }
+                Scope::Global => (reader.get(&key), Origin::Plain, None),
+                Scope::None => continue,
             };
-            match key {
-                "corp_id" => s.corp_id = value.unwrap_or_default().to_owned(),
-                "agent_id" => s.agent_id = value.unwrap_or_default().to_owned(),
-                "secret" => s.secret = Secret::new(value.unwrap_or_default()),
-                "origin" => s.origin = value.unwrap_or_default().to_owned(),
-                "redirect_path" => s.redirect_path = value.map(str::to_owned),
-                "api_base" => s.api_base = value.map(str::to_owned),
-                "oauth_base" => s.oauth_base = value.map(str::to_owned),
-                "sso_base" => s.sso_base = value.map(str::to_owned),
-                "auto_login" => s.auto_login = boolean(value, &mut bad),
-                "auto_signup" => s.auto_signup = boolean(value, &mut bad),
-                "signing_keys" => s.signing_keys = signing_keys(value, &mut bad),
-                "session_lifetime_seconds" => s.session_lifetime_seconds = number(value, &mut bad),
-                "state_lifetime_seconds" => s.state_lifetime_seconds = number(value, &mut bad),
-                "api_timeout_ms" => s.api_timeout_ms = number(value, &mut bad),
-                "display_name" => {
-                    display_name = value.and_then(|v| check_display_name(v, &mut bad))
-                }
-                "access_facts_max_age_seconds" => {
-                    s.access_facts_max_age_seconds = number(value, &mut bad)
-                }
-                "groups" => s.groups = value.unwrap_or_default().to_owned(),
-                "allowed_users" => s.allowed_users = value.unwrap_or_default().to_owned(),
-                "allowed_departments" => {
-                    s.allowed_departments = value.unwrap_or_default().to_owned()
-                }
-                "allowed_tags" => s.allowed_tags = value.unwrap_or_default().to_owned(),
-                "denied_users" => s.denied_users = value.unwrap_or_default().to_owned(),
-                "denied_departments" => s.denied_departments = value.unwrap_or_default().to_owned(),
-                "denied_tags" => s.denied_tags = value.unwrap_or_default().to_owned(),
-                _ => {}
+            *origin = found;
+            if let Some(value) = value
+                && let Err(why) = s.set(field, value)
+            {
+                let (variable, _) = variable(name, names.len(), &key, found);
+                reader.problem(&variable, who, why);
             }
         }
+        let (value, found) = source(&reader, &mut own, name, DISPLAY_NAME);
+        let display_name = value.and_then(|v| {
+            check_display_name(v)
+                .map_err(|why| {
+                    let (variable, _) = variable(name, names.len(), DISPLAY_NAME, found);
+                    reader.problem(&variable, Some(name), why);
+                })
+                .ok()
+        });
         all.push(s);
         sources.push(origins);
         display_names.push(display_name);
@@ -427,7 +387,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
 fn report(
     reader: &mut Reader<'_>,
     names: &[String],
-    sources: &[[Origin; FIELDS.len()]],
+    sources: &[[Origin; Field::SETTINGS.len()]],
     error: SettingsError,
 ) {
     let index = names.iter().position(|n| *n == error.authenticator);
@@ -437,9 +397,9 @@ fn report(
         .field
         .signing_key()
         .map(|(index, part)| format!("key {} ({part})", index + 1));
-    let key = error.field.name().replace('-', "_");
-    match error.field {
-        Field::Name | Field::Authenticators => reader.problem(
+    let key = error.field.variable();
+    match error.field.scope() {
+        Scope::None => reader.problem(
             "authenticators",
             None,
             format!(
@@ -448,13 +408,12 @@ fn report(
                 error.message
             ),
         ),
-        Field::RoutePrefix
-        | Field::SessionCookieName
-        | Field::SessionCookieDomain
-        | Field::ReturnHosts => reader.problem(&key, None, error.message),
+        Scope::Global => reader.problem(&key, None, error.message),
         _ => {
-            let field = FIELDS.iter().position(|k| *k == key);
-            let (variable, unset) = match (index, field) {
+            let setting = Field::SETTINGS
+                .iter()
+                .position(|f| f.name() == error.field.name());
+            let (variable, unset) = match (index, setting) {
                 (Some(i), Some(f)) => variable(&names[i], names.len(), &key, sources[i][f]),
                 _ => (key.clone(), None),
             };
@@ -553,7 +512,7 @@ fn admin_token(reader: &mut Reader<'_>) -> Option<Secret> {
 
 /// `session_refresh_seconds` (0: never renew) and `session_max_seconds`.
 fn renewal(reader: &mut Reader<'_>) -> Renewal {
-    let mut read = |name: &str, default: u32, range: ::core::ops::RangeInclusive<u32>| {
+    let mut read = |name: &str, default: u32, range: std::ops::RangeInclusive<u32>| {
         let value = reader.get(name).map(str::trim).filter(|v| !v.is_empty());
         match value.map(str::parse::<u32>) {
             None => default,
@@ -750,63 +709,13 @@ fn protected_paths(reader: &mut Reader<'_>) -> Vec<String> {
     paths
 }
 
-fn boolean(value: Option<&str>, bad: &mut impl FnMut(String)) -> bool {
-    let Some(value) = value else {
-        return false;
-    };
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => true,
-        "false" | "0" | "no" | "off" => false,
-        _ => {
-            bad("must be true or false (also 1/0, yes/no, on/off)".into());
-            false
-        }
-    }
-}
-
-fn number(value: Option<&str>, bad: &mut impl FnMut(String)) -> Option<u32> {
-    let value = value?;
-    match value.parse::<u32>() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            bad("must be a whole number".into());
-            None
-        }
-    }
-}
-
-/// `id:secret,id2:secret2`. Problems name the entry, never its text.
-fn signing_keys(value: Option<&str>, bad: &mut impl FnMut(String)) -> Vec<SigningKey> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let mut keys = Vec::new();
-    for (index, entry) in value.split(',').map(str::trim).enumerate() {
-        match entry.split_once(':') {
-            Some((id, secret)) if !id.trim().is_empty() => {
-                // Duplicate ids: check_all reports them with their position.
-                keys.push(SigningKey {
-                    id: id.trim().to_owned(),
-                    secret: Secret::new(secret.trim()),
-                });
-            }
-            _ => bad(format!(
-                "key {} is not written id:secret (e.g. k1:<64 hex digits>); keys are separated by commas",
-                index + 1
-            )),
-        }
-    }
-    keys
-}
-
-fn check_display_name(value: &str, bad: &mut impl FnMut(String)) -> Option<String> {
+fn check_display_name(value: &str) -> Result<String, String> {
     if value.chars().count() > MAX_DISPLAY_NAME || value.chars().any(char::is_control) {
-        bad(format!(
+        return Err(format!(
             "must be at most {MAX_DISPLAY_NAME} characters without control characters"
         ));
-        return None;
     }
-    Some(value.to_owned())
+    Ok(value.to_owned())
 }
 
 fn truncated(text: &str, max: usize) -> String {

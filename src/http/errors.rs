@@ -1,8 +1,7 @@
 //! The error answers: a page in the member's language, or JSON for scripts
 //! and the admin API; a log line for server-side failures only.
 
-use crate::core::json::{Fragment, Object, Serialize};
-use crate::prelude::*;
+use serde::Serialize;
 
 use super::config::ConfigProblem;
 use super::context::Ctx;
@@ -53,29 +52,20 @@ pub(super) struct ErrorBody<'a> {
 }
 
 /// `{category, status, message, admin_hint, errcode?, detail?, problems?}`.
+#[derive(Serialize)]
 pub(super) struct ErrorJson<'a> {
     pub category: &'static str,
     pub status: u16,
     pub message: &'a str,
+    /// Always present (null when there is none): clients test it.
     pub admin_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errcode: Option<i32>,
     /// What exactly went wrong: for the admin API only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub problems: &'a [ConfigProblem],
-}
-
-impl Serialize for ErrorJson<'_> {
-    fn begin(&self) -> Fragment<'_> {
-        Object::new()
-            .field("category", &self.category)
-            .field("status", &self.status)
-            .field("message", &self.message)
-            .field("admin_hint", &self.admin_hint)
-            .optional("errcode", &self.errcode)
-            .optional("detail", &self.detail)
-            .field_if("problems", !self.problems.is_empty(), &self.problems)
-            .begin()
-    }
 }
 
 impl<'a> ErrorJson<'a> {

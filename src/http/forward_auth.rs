@@ -25,7 +25,6 @@ use crate::core::access::{Group, GroupKind};
 use crate::core::login::Session;
 use crate::core::return_path;
 use crate::core::settings::Authenticator;
-use crate::prelude::*;
 
 /// On a 401 to a page navigation: the login path that returns to the
 /// original request (Nginx: `auth_request_set $wecom_login

@@ -2,11 +2,10 @@
 //! no scripts, fonts or images; everything interpolated goes through
 //! [`escape_html`].
 
-use ::core::fmt::Write as _;
+use std::fmt::Write as _;
 
 use crate::core::browser::Language;
 use crate::core::texts;
-use crate::prelude::*;
 
 /// Escapes text for HTML element content and double- or single-quoted attributes.
 pub fn escape_html(text: &str) -> String {

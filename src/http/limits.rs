@@ -10,7 +10,6 @@ use super::message::Response;
 use crate::core::ports::KeyValue;
 use crate::core::rate_limit::{self, Limited, Scope};
 use crate::core::texts;
-use crate::prelude::*;
 
 /// Counts this login request against its client address's limit; `Some(429)`
 /// when it is over.

@@ -6,10 +6,8 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use url::form_urlencoded;
 
 use crate::core::browser::{self, Language, MAX_USER_AGENT, truncate_at_char_boundary};
-use crate::core::json::{self, Serialize};
 use crate::core::login::PendingRefresh;
 use crate::core::settings::Authenticator;
-use crate::prelude::*;
 
 /// Longest request body read (CSV imports); the WASI glue stops reading beyond it.
 pub const MAX_BODY: usize = 1 << 20;
@@ -210,7 +208,7 @@ fn quality(text: &str) -> u16 {
     }
     let thousandths = fraction
         .bytes()
-        .chain(::core::iter::repeat(b'0'))
+        .chain(std::iter::repeat(b'0'))
         .take(3)
         .fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
     match whole {
@@ -310,12 +308,16 @@ impl Response {
         }
     }
 
-    pub fn json(status: u16, value: &dyn Serialize) -> Self {
-        Response::json_bytes(status, json::to_vec(value))
-    }
-
-    /// [`Response::json`] once serialized: one copy for every type.
-    fn json_bytes(status: u16, body: Vec<u8>) -> Self {
+    /// `value` as a JSON body. Should serde_json refuse it (a map keyed by
+    /// other than strings, which no answer has), a 500 says so.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        let (status, body) = match serde_json::to_vec(value) {
+            Ok(body) => (status, body),
+            Err(_) => (
+                500,
+                br#"{"error":{"category":"internal","status":500}}"#.to_vec(),
+            ),
+        };
         Response {
             status,
             headers: vec![("content-type".into(), JSON.into())],

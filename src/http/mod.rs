@@ -38,11 +38,9 @@ mod tests;
 
 use crate::core::error::Category;
 use crate::core::ports::{KeyValue, Transport};
-use crate::prelude::*;
 
 pub use self::config::{
-    ConfigMap, ConfigProblem, FIELDS as AUTHENTICATOR_VARIABLES, FrontConfig, GLOBAL_VARIABLES,
-    parse_config,
+    ConfigMap, ConfigProblem, FrontConfig, authenticator_variables, global_variables, parse_config,
 };
 pub use self::context::{Env, RANDOM_LEN};
 pub use self::html::escape_html;

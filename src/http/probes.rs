@@ -5,26 +5,17 @@
 //! a probe every second, never needing a session, never revealing a setting.
 
 use super::message::Response;
-use crate::core::json::{Fragment, Object, Serialize};
 use crate::core::ports::{KeyValue, StoreError};
-use crate::prelude::*;
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";
 
 /// `{"status", "reason"?}`.
+#[derive(serde::Serialize)]
 struct Readiness<'a> {
     status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
-}
-
-impl Serialize for Readiness<'_> {
-    fn begin(&self) -> Fragment<'_> {
-        Object::new()
-            .field("status", &self.status)
-            .optional("reason", &self.reason)
-            .begin()
-    }
 }
 
 /// Whether `path` is `{prefix}/ping` or `{prefix}/ready` for `prefix`.

@@ -1,8 +1,7 @@
 //! Routing and the login routes: login page, `/login`, `/callback`,
 //! `/logout`, `/me`, `/verify`, and the site root / protected paths.
 
-use crate::core::json::Serialize;
-use crate::prelude::*;
+use serde::Serialize;
 
 use super::admin;
 use super::audit::{self, Audited as _};
@@ -413,7 +412,7 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let post = ctx.request.method == "POST";
     let form = match (post, ctx.request.header("content-type")) {
         (true, Some(kind)) if kind.starts_with("application/x-www-form-urlencoded") => {
-            Params::parse(::core::str::from_utf8(&ctx.request.body).ok())
+            Params::parse(std::str::from_utf8(&ctx.request.body).ok())
         }
         _ => Params::parse(None),
     };

@@ -9,7 +9,7 @@
 //! class of rule that refused.
 
 use super::audit::{self, Audited as _};
-use super::config::{Entry, RULE_LISTS};
+use super::config::Entry;
 use super::context::Ctx;
 use super::errors::{ErrorJson, error_response, refusal_answer};
 use super::message::Response;
@@ -17,8 +17,8 @@ use crate::core::access::{Refusal, RuleClass, RuleSet, Rules};
 use crate::core::error::AuthError;
 use crate::core::login::{self, Session};
 use crate::core::ports::{KeyValue, Transport};
+use crate::core::settings::Field;
 use crate::core::texts;
-use crate::prelude::*;
 
 /// At most this many entries in the lists of one `/verify` request, and
 /// this many tags (each costs a `tag/get` when its members are not cached).
@@ -41,7 +41,7 @@ pub(super) fn from_query<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Rules, Box<Res
         if !(key.starts_with("allowed_") || key.starts_with("denied_")) {
             continue;
         }
-        let Some(at) = RULE_LISTS.iter().position(|l| *l == key) else {
+        let Some(at) = Field::RULE_LISTS.iter().position(|f| f.variable() == key) else {
             return Err(bad(format!(
                 "{key} is not a rule: use allowed_ or denied_ with users, departments or tags"
             )));

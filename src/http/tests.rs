@@ -973,9 +973,22 @@ fn admins_upsert_find_list_and_delete_users() {
         detail(&typo)
     );
     for (bad, says) in [
-        (r#"{"name":7}"#, "`name` that is not a string"),
-        (r#"["x"]"#, "is not an object"),
-        (r#"{"name":"x""#, "is not JSON"),
+        (
+            r#"{"name":7}"#,
+            "at `name`: invalid type: integer `7`, expected a string at line 1 column 9",
+        ),
+        (
+            r#"["x"]"#,
+            "invalid length 1, expected a user {id?, name, mobile?, email?} at line 1 column 5",
+        ),
+        (
+            r#"{"name":"x""#,
+            "EOF while parsing an object at line 1 column 11",
+        ),
+        (
+            r#"{"name":"x"} {}"#,
+            "trailing characters at line 1 column 14",
+        ),
     ] {
         let refused = world.send(
             request("POST", "/auth/wecom/admin/users")
@@ -999,7 +1012,7 @@ fn admins_upsert_find_list_and_delete_users() {
     );
     assert_eq!(import.status, 400, "a misshapen row fails the whole import");
     assert!(
-        detail(&import).contains("item 1 has an unknown field `nmae`"),
+        detail(&import).contains("at `[1].nmae`: unknown field `nmae`, expected one of"),
         "{}",
         detail(&import)
     );

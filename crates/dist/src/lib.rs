@@ -1,5 +1,5 @@
-//! Builds the component that ships: cargo's `wasm32-wasip2` build with the
-//! workspace's `component` profile (size first, `Cargo.toml`), then
+//! Builds the component that ships: cargo's `wasm32-wasip2` release build
+//! (the workspace's release profile, `Cargo.toml`), then
 //! Binaryen's `wasm-opt -Oz` over the component's main core module.
 //!
 //! `wasm-opt` reads core modules, not components, so the main core module (the
@@ -24,7 +24,7 @@ use std::process::Command;
 use wasmparser::{Parser, Payload, Validator};
 
 /// What cargo writes, relative to the target directory.
-pub const CARGO_OUTPUT: &str = "wasm32-wasip2/component/wecom_auth.wasm";
+pub const CARGO_OUTPUT: &str = "wasm32-wasip2/release/wecom_auth.wasm";
 /// The shipped component, relative to the target directory.
 pub const SHIPPED: &str = "dist/wecom_auth.wasm";
 /// Set to `1` to fail instead of shipping an unoptimised component when
@@ -116,17 +116,15 @@ pub fn build(root: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<B
     ship(&target_dir.join(CARGO_OUTPUT), target_dir, require_wasm_opt)
 }
 
-/// `cargo build --profile component --target wasm32-wasip2 -p wecom-auth`
-/// (the workspace's size profile), from `root`, whose `.cargo/config.toml`
-/// holds the component's rustflags (stack size, inlining), with the outer
-/// build's host-only flags removed.
+/// `cargo build --release --target wasm32-wasip2 -p wecom-auth`, from
+/// `root`, with the outer build's host-only flags removed.
 pub fn cargo_build(root: &Path, target_dir: &Path) -> Result<(), Error> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .arg("build")
         .current_dir(root)
-        .args(["--profile", "component"])
+        .arg("--release")
         .args(["--target", "wasm32-wasip2", "--package", "wecom-auth"])
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
