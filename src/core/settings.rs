@@ -102,6 +102,7 @@ impl Settings {
     /// ([`access::split_list`]), signing keys `id:secret,id2:secret2`. The
     /// error says what is wrong, never quoting a secret.
     pub fn set(&mut self, field: Field, text: &str) -> Result<(), String> {
+        let text = text.trim();
         let number = || {
             text.parse::<u32>()
                 .map_err(|_| "must be a whole number".to_owned())
@@ -134,7 +135,16 @@ impl Settings {
             Field::ApiTimeoutMs => self.api_timeout_ms = Some(number()?),
             Field::SessionCookieName => self.session_cookie_name = Some(text.to_owned()),
             Field::SessionCookieDomain => self.session_cookie_domain = Some(text.to_owned()),
-            Field::ReturnHosts => self.return_hosts = access::split_list(text),
+            // No host is no host (unlike a rule list, where blanks only
+            // would silently let everyone in).
+            Field::ReturnHosts => {
+                self.return_hosts = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|host| !host.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
             Field::AllowedUsers => self.allowed_users = access::split_list(text),
             Field::AllowedDepartments => self.allowed_departments = access::split_list(text),
             Field::AllowedTags => self.allowed_tags = tags()?,
@@ -163,12 +173,11 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-/// `id:secret,id2:secret2`, the first signs: the well-formed keys, and what
-/// is wrong with the first malformed entry (naming its position, never its
-/// text).
+/// `id:secret,id2:secret2`, the first signs: the well-formed keys, and which
+/// entries are malformed (by position, never their text).
 fn parse_signing_keys(text: &str) -> (Vec<SigningKey>, Option<String>) {
     let mut keys = Vec::new();
-    let mut malformed = None;
+    let mut malformed = Vec::new();
     for (index, entry) in text.split(',').map(str::trim).enumerate() {
         match entry.split_once(':') {
             // Duplicate ids: check_all reports them with their position.
@@ -176,15 +185,18 @@ fn parse_signing_keys(text: &str) -> (Vec<SigningKey>, Option<String>) {
                 id: id.trim().to_owned(),
                 secret: Secret::new(secret.trim()),
             }),
-            _ => {
-                malformed.get_or_insert(format!(
-                    "key {} is not written id:secret (e.g. k1:<64 hex digits>); keys are separated by commas",
-                    index + 1
-                ));
-            }
+            _ => malformed.push((index + 1).to_string()),
         }
     }
-    (keys, malformed)
+    let problem = match malformed.as_slice() {
+        [] => None,
+        [one] => Some(format!("key {one} is not")),
+        [all @ .., last] => Some(format!("keys {} and {last} are not", all.join(", "))),
+    };
+    let problem = problem.map(|which| {
+        format!("{which} written id:secret (e.g. k1:<64 hex digits>); keys are separated by commas")
+    });
+    (keys, problem)
 }
 
 /// A rule list's problem without the list's name, which the field gives:
@@ -345,6 +357,16 @@ impl Field {
         Field::DeniedDepartments,
         Field::DeniedTags,
     ];
+
+    /// Whether `variable` is this setting's variable ([`Field::variable`]),
+    /// compared without building it.
+    pub fn is_variable(self, variable: &str) -> bool {
+        let own = self
+            .name()
+            .bytes()
+            .map(|b| if b == b'-' { b'_' } else { b });
+        own.eq(variable.bytes())
+    }
 
     /// Where the front reads it from.
     pub fn scope(self) -> Scope {
@@ -769,9 +791,7 @@ fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
     let Ok(url) = Url::parse(origin) else {
         problems.add(
             Field::Origin,
-            format!(
-                "is not a URL: write scheme://host[:port], {EXAMPLE} (a non-ASCII host name in punycode, xn--…)"
-            ),
+            format!("is not a URL: write scheme://host[:port], {EXAMPLE}"),
         );
         return String::new();
     };
@@ -784,7 +804,7 @@ fn check_origin(problems: &mut Problems<'_>, origin: &str) -> String {
         problems.add(
             Field::Origin,
             format!(
-                "must be scheme://host[:port] and nothing else (no path, trailing slash, user, query, default port or upper case); did you mean {serialized}?"
+                "must be scheme://host[:port] and nothing else (no path, trailing slash, user, query, default port or upper case; a non-ASCII host name in punycode); did you mean {serialized}?"
             ),
         );
     }
@@ -1224,7 +1244,10 @@ mod tests {
         let errors = unicode.check().unwrap_err();
         assert_eq!(fields(&errors), ["origin"]);
         assert!(
-            errors[0].message.contains("punycode"),
+            errors[0].message.contains("punycode")
+                && errors[0]
+                    .message
+                    .ends_with("did you mean https://xn--exto61c.example.com?"),
             "{}",
             errors[0].message
         );

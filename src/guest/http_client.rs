@@ -149,8 +149,8 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
     Ok(HttpResponse { status, body })
 }
 
-/// What failed, in a few words: the derived `Debug` of wasi:http's
-/// `error-code` (40 variants with fields) costs the component kilobytes.
+/// What failed, in a few words (wasi:http's `error-code` has 40 variants,
+/// some with fields that could name hosts).
 fn error_code(e: &ErrorCode) -> &'static str {
     match e {
         ErrorCode::DnsTimeout | ErrorCode::DnsError(_) => "DNS failed",

@@ -42,10 +42,10 @@ impl Guest for Component {
         };
         let mut response = http::handle(&request, &env);
         if let Some(line) = &response.log {
-            eprintln!("{line}");
+            log(line);
         }
         if let Some(line) = &response.audit {
-            eprintln!("{line}");
+            log(line);
         }
         let deferred = response.deferred.take();
         write_response(response, response_out);
@@ -54,7 +54,7 @@ impl Guest for Component {
         if let Some(deferred) = deferred
             && let Some(line) = http::after_response(&deferred, &kv, &transport, env.now)
         {
-            eprintln!("{line}");
+            log(&line);
         }
     }
 }
@@ -125,7 +125,7 @@ fn write_response(response: Response, out: ResponseOutparam) {
     let (fields, status, body) = match Fields::from_list(&headers) {
         Ok(fields) => (fields, response.status, response.body),
         Err(_) => {
-            eprintln!("wecom-auth: the host refused the response headers");
+            log("wecom-auth: the host refused the response headers");
             (Fields::new(), 500, b"internal error\n".to_vec())
         }
     };
@@ -140,4 +140,16 @@ fn write_response(response: Response, out: ResponseOutparam) {
         let _ = write_all(&stream, &body);
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
+}
+
+/// Writes one log or audit line to stderr, where hosts collect the
+/// component's output: in one write, so lines of instances running at once
+/// never interleave; a host that refuses it loses the line, never the
+/// request (`eprintln!` would panic).
+fn log(line: &str) {
+    use std::io::Write as _;
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let _ = std::io::stderr().write_all(&bytes);
 }

@@ -163,21 +163,42 @@ struct UserJson {
 
 /// The body as a `T`, or a 400 naming what was expected, the field that is
 /// wrong (`[3].mobile` in an import) and what serde_json found wrong there,
-/// with its line and column.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, AuthError> {
+/// with its line and column, never quoting a value (bodies hold mobile
+/// numbers). `objects` says which JSON shape the body must have: serde's
+/// records also read arrays, field by position, which no admin sends.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    expected: &str,
+    objects: fn(&serde_json::Value) -> bool,
+) -> Result<T, AuthError> {
     let refused = |path: String, e: &serde_json::Error| {
         let at = match path.as_str() {
             "" | "." => String::new(),
             path => format!(" at `{path}`"),
         };
-        AuthError::bad_request("body", format!("is not {expected}{at}: {e}"))
+        AuthError::bad_request("body", format!("is not {expected}{at}: {}", unquoted(e)))
     };
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut json)
-        .map_err(|e| refused(e.path().to_string(), e.inner()))?;
-    // Nothing may follow the value (`{...}x`).
-    json.end().map_err(|e| refused(String::new(), &e))?;
-    Ok(value)
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| refused(String::new(), &e))?;
+    if !objects(&value) {
+        return Err(AuthError::bad_request("body", format!("is not {expected}")));
+    }
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body))
+        .map_err(|e| refused(e.path().to_string(), e.inner()))
+}
+
+/// serde_json's message without the value it quotes: `invalid type:
+/// integer `13800000000`, expected a string at line 1 column 22` →
+/// `invalid type, expected a string at line 1 column 22`.
+fn unquoted(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(", expected ") {
+        Some((found, expected)) if found.starts_with("invalid ") => {
+            let kind = found.split_once(':').map_or(found, |(kind, _)| kind);
+            format!("{kind}, expected {expected}")
+        }
+        _ => text,
+    }
 }
 
 impl From<UserJson> for UserInput {
@@ -192,7 +213,11 @@ impl From<UserJson> for UserInput {
 }
 
 fn upsert_one<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
-    let input: UserJson = json_body(&ctx.request.body, "a user {id?, name, mobile?, email?}")?;
+    let input: UserJson = json_body(
+        &ctx.request.body,
+        "a user {id?, name, mobile?, email?}",
+        serde_json::Value::is_object,
+    )?;
     let user = directory::upsert(ctx.env.kv, &input.into(), ctx.env.now, &row_random(ctx, 0))?;
     Ok(Response::json(200, &user))
 }
@@ -431,7 +456,15 @@ type Rows = Vec<(&'static str, usize, Result<UserInput, AuthError>)>;
 /// (JSON cannot be resynchronised after an error); rows that only fail
 /// validation (mobile number, name) are reported one by one.
 fn json_rows(body: &[u8]) -> Result<Rows, AuthError> {
-    let users: Vec<UserJson> = json_body(body, "an array of users {id?, name, mobile?, email?}")?;
+    let users: Vec<UserJson> = json_body(
+        body,
+        "an array of users {id?, name, mobile?, email?}",
+        |value| {
+            value
+                .as_array()
+                .is_some_and(|users| users.iter().all(|u| u.is_object()))
+        },
+    )?;
     Ok(users
         .into_iter()
         .enumerate()

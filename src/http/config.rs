@@ -853,6 +853,31 @@ mod tests {
     }
 
     #[test]
+    fn every_malformed_signing_key_is_named_and_blank_return_hosts_are_none() {
+        let map = with(
+            base(),
+            &[
+                (
+                    "signing_keys",
+                    "nocolon,k1:signing-key-DO-NOT-LEAK-0123456789abcdef,:x",
+                ),
+                ("return_hosts", " , "),
+            ],
+        );
+        let problems = parse_config(&map).unwrap_err();
+        assert_eq!(variables(&problems), ["signing_keys"]);
+        assert!(
+            problems[0]
+                .problem
+                .starts_with("keys 1 and 3 are not written id:secret"),
+            "{problems:?}"
+        );
+        assert!(!format!("{problems:?}").contains("DO-NOT-LEAK"));
+        let config = parse_config(&with(base(), &[("return_hosts", " , ")])).unwrap();
+        assert!(config.entries[0].authenticator.return_hosts.is_empty());
+    }
+
+    #[test]
     fn unset_required_variables_name_both_spellings() {
         let mut map = base();
         map.remove("corp_id");

@@ -198,8 +198,8 @@ fn weighted(header: &str) -> impl Iterator<Item = (&str, u16)> {
 }
 
 /// An RFC 9110 qvalue (`0`, `0.5`, `1.000`) in thousandths; anything else is
-/// 0. By hand: parsing floats would add kilobytes to the component
-/// (property-tested in `tests/properties.rs`).
+/// 0. Exact, with no float rounding (property-tested in
+/// `tests/properties.rs`).
 fn quality(text: &str) -> u16 {
     let text = text.trim();
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
@@ -315,7 +315,8 @@ impl Response {
             Ok(body) => (status, body),
             Err(_) => (
                 500,
-                br#"{"error":{"category":"internal","status":500}}"#.to_vec(),
+                br#"{"error":{"category":"internal","status":500,"message":"internal error","admin_hint":null}}"#
+                    .to_vec(),
             ),
         };
         Response {

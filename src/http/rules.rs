@@ -41,7 +41,7 @@ pub(super) fn from_query<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Result<Rules, Box<Res
         if !(key.starts_with("allowed_") || key.starts_with("denied_")) {
             continue;
         }
-        let Some(at) = Field::RULE_LISTS.iter().position(|f| f.variable() == key) else {
+        let Some(at) = Field::RULE_LISTS.iter().position(|f| f.is_variable(&key)) else {
             return Err(bad(format!(
                 "{key} is not a rule: use allowed_ or denied_ with users, departments or tags"
             )));

@@ -974,12 +974,13 @@ fn admins_upsert_find_list_and_delete_users() {
     );
     for (bad, says) in [
         (
-            r#"{"name":7}"#,
-            "at `name`: invalid type: integer `7`, expected a string at line 1 column 9",
+            r#"{"name":"张三","mobile":13800000000}"#,
+            "at `mobile`: invalid type, expected a string at line 1 column 37",
         ),
+        (r#"["x"]"#, "is not a user {id?, name, mobile?, email?}"),
         (
-            r#"["x"]"#,
-            "invalid length 1, expected a user {id?, name, mobile?, email?} at line 1 column 5",
+            r#"["u-1","张三","13800000000","a@b.c"]"#,
+            "is not a user {id?, name, mobile?, email?}",
         ),
         (
             r#"{"name":"x""#,
@@ -1001,6 +1002,7 @@ fn admins_upsert_find_list_and_delete_users() {
             "{bad}: {}",
             detail(&refused)
         );
+        assert!(!detail(&refused).contains("138"), "never quotes a value");
     }
     let import = world.send(
         request("POST", "/auth/wecom/admin/users/import")
@@ -1011,6 +1013,23 @@ fn admins_upsert_find_list_and_delete_users() {
             ),
     );
     assert_eq!(import.status, 400, "a misshapen row fails the whole import");
+    let positional = world.send(
+        request("POST", "/auth/wecom/admin/users/import")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                r#"[["u-1","张三","13800000000","a@b.c"]]"#,
+            ),
+    );
+    assert_eq!(
+        positional.status, 400,
+        "a user is an object, not fields by position"
+    );
+    assert!(
+        !detail(&positional).contains("138"),
+        "{}",
+        detail(&positional)
+    );
     assert!(
         detail(&import).contains("at `[1].nmae`: unknown field `nmae`, expected one of"),
         "{}",

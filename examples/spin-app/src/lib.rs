@@ -477,18 +477,25 @@ fn flag(name: &str) -> Result<bool, String> {
     }
 }
 
-/// A comma-separated list; blank entries dropped.
+/// A comma-separated list; blank entries dropped, but a list of blanks only
+/// (`" , "`) is refused, as the component's front refuses it: an access rule
+/// must never read as "no rule" by mistake.
 fn list(name: &str) -> Result<Vec<String>, String> {
-    Ok(var(name)?
-        .map(|value| {
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default())
+    let Some(value) = var(name)? else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if items.is_empty() {
+        return Err(format!(
+            "{name} lists only blanks: leave it empty for no rule"
+        ));
+    }
+    Ok(items)
 }
 
 fn tag_ids(name: &str) -> Result<Vec<u32>, String> {
