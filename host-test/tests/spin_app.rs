@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 
 use host_drafts::keyvalue::testing::{TempDir, free_port};
 use host_test::COMPONENT_PATH;
+use wecom_auth_dist::HOST_ONLY_ENV;
 use wecom_simulator::{Model, Simulator};
 
 mod common;
@@ -33,17 +34,6 @@ const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/spin-app
 const SOURCE: &str = "source = \"target/wasm32-wasip1/release/notice_board.wasm\"";
 const DEPENDENCY: &str =
     "\"wecom:auth/login@0.1.0\" = { path = \"../../target/dist/wecom_auth.wasm\" }";
-/// Flags and wrappers of the outer build are for the host, never for the
-/// example's wasm32 build (the list `crates/dist` removes for the component).
-const HOST_ONLY_ENV: [&str; 7] = [
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "CARGO_BUILD_TARGET",
-    "CARGO_TARGET_DIR",
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-];
 
 /// The text of `interface login { ... }` in a WIT file.
 fn login_interface(wit: &str) -> &str {
@@ -90,22 +80,9 @@ fn the_example_imports_the_login_interface_the_component_exports() {
     }
 }
 
-/// `rustup target add wasm32-wasip1` when the toolchain lacks it.
-fn ensure_wasip1() {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("wasm32-wasip1"));
-    if !installed {
-        let _ = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip1"])
-            .status();
-    }
-}
-
 /// `spin build` in the example's folder; the app component it built.
 fn spin_build(spin: &Path) -> PathBuf {
-    ensure_wasip1();
+    wecom_auth_dist::ensure_wasm_target("wasm32-wasip1");
     let mut build = Command::new(spin);
     build.arg("build").current_dir(EXAMPLE).stdin(Stdio::null());
     for inherited in HOST_ONLY_ENV {

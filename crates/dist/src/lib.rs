@@ -47,8 +47,9 @@ const FEATURES: [&str; 6] = [
 ];
 
 /// Flags and wrappers of an outer build (clippy, coverage, a host RUSTFLAGS)
-/// are for the host, never for the wasm32 build.
-const HOST_ONLY_ENV: [&str; 7] = [
+/// are for the host, never for a wasm32 build (this one, the example Spin
+/// app's in the tests).
+pub const HOST_ONLY_ENV: [&str; 7] = [
     "RUSTFLAGS",
     "CARGO_ENCODED_RUSTFLAGS",
     "CARGO_BUILD_RUSTFLAGS",
@@ -111,7 +112,7 @@ impl std::error::Error for Error {}
 /// Without `wasm-opt` the cargo output is shipped as is
 /// ([`Optimized::Skipped`]), unless `require_wasm_opt`.
 pub fn build(root: &Path, target_dir: &Path, require_wasm_opt: bool) -> Result<Built, Error> {
-    ensure_wasm_target();
+    ensure_wasm_target("wasm32-wasip2");
     cargo_build(root, target_dir)?;
     ship(&target_dir.join(CARGO_OUTPUT), target_dir, require_wasm_opt)
 }
@@ -403,18 +404,20 @@ fn wasm_opt_name() -> OsString {
 
 /// A fresh machine has no `wasm32-wasip2` standard library: add it with rustup
 /// (what `.ci/run` does too), so the README's commands work as they stand.
-fn ensure_wasm_target() {
+/// Adds the rustup target `target` (e.g. `wasm32-wasip2`) when the
+/// toolchain lacks it, so a fresh machine builds without a manual step.
+pub fn ensure_wasm_target(target: &str) {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let sysroot = Command::new(rustc)
         .args(["--print", "sysroot"])
         .output()
         .ok()
         .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib/wasm32-wasip2").is_dir());
+    let installed = sysroot.is_some_and(|root| root.join("lib/rustlib").join(target).is_dir());
     if !installed {
-        eprintln!("installing the wasm32-wasip2 target with rustup");
+        eprintln!("installing the {target} target with rustup");
         let _ = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip2"])
+            .args(["target", "add", target])
             .status();
     }
 }
