@@ -46,6 +46,11 @@ pub const TITLE_MISCONFIGURED: Text = text("Configuration error", "配置有误"
 pub const TITLE_CONFLICT: Text = text("Conflict", "数据冲突");
 pub const TITLE_NOT_FOUND: Text = text("Not found", "页面不存在");
 pub const TITLE_NO_ACCESS: Text = text("No access", "无权访问");
+pub const TITLE_CROSS_SITE: Text = text("Refused", "已拒绝");
+pub const CROSS_SITE: Text = text(
+    "This request came from another site, so nothing was changed. Log out from the app's own pages.",
+    "该请求来自其他网站，未做任何更改。请在应用自己的页面上退出登录。",
+);
 pub const TITLE_TOO_MANY_REQUESTS: Text = text("Too many login attempts", "登录尝试过于频繁");
 
 // Error messages.

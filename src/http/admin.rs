@@ -21,6 +21,7 @@ use super::context::Ctx;
 use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
 use super::message::Response;
 use super::probes;
+use super::same_origin;
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
@@ -58,6 +59,11 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
         ("DELETE", ["bindings", _, _]) => Some("unbind"),
         _ => None,
     };
+    if change.is_some()
+        && let Some(refused) = same_origin::refused(ctx, "admin")
+    {
+        return refused;
+    }
     let result = match (method, segments.as_slice()) {
         ("GET", ["users"]) => list(ctx),
         ("POST", ["users"]) => upsert_one(ctx),

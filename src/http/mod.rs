@@ -10,7 +10,8 @@
 //! | `GET {prefix}` or `{prefix}/` | login page listing the authenticators |
 //! | `GET {prefix}/login[?authenticator=&return_to=&flow=]` | 302 to WeCom, pre-auth cookie |
 //! | `GET {prefix}/callback?code=&state=` | 302 to the return path, session cookie |
-//! | `POST|GET {prefix}/logout[?return_to=]` | session cookie cleared, 303/302 |
+//! | `POST {prefix}/logout[?return_to=]` | the user's sessions ended everywhere and the cookie cleared, 303; a POST from another origin is 403 (`same_origin.rs`) |
+//! | `GET {prefix}/logout[?return_to=]` | this browser's cookie cleared, 302 (a link on another site cannot end sessions) |
 //! | `GET {prefix}/me` | JSON of the session's user, or 401 |
 //! | `* {prefix}/verify[/original path][?redirect=1]` | forward auth (`forward_auth.rs`): 200 with identity headers, or 401 with `X-WeCom-Login` (302 to login with `redirect=1` for page navigations) |
 //! | `{prefix}/admin/...` | admin API (bearer `admin_token`) |
@@ -32,6 +33,7 @@ mod message;
 mod probes;
 mod routes;
 mod rules;
+mod same_origin;
 
 #[cfg(test)]
 mod tests;

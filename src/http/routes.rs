@@ -18,6 +18,7 @@ use super::message::{
 };
 use super::probes;
 use super::rules;
+use super::same_origin;
 use crate::core::access::Rules;
 use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
@@ -410,6 +411,9 @@ fn is_repeat(e: &AuthError) -> bool {
 
 fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     let post = ctx.request.method == "POST";
+    if post && let Some(refused) = same_origin::refused(ctx, "logout") {
+        return refused;
+    }
     let form = match (post, ctx.request.header("content-type")) {
         (true, Some(kind)) if kind.starts_with("application/x-www-form-urlencoded") => {
             Params::parse(std::str::from_utf8(&ctx.request.body).ok())
@@ -432,9 +436,11 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         Response::redirect(if post { 303 } else { 302 }, &target)
     };
     // The token is stateless: the user's session generation moves on, so a
-    // copied cookie stops working too. The cookie goes either way.
+    // copied cookie stops working too. Only a POST from our own pages does
+    // that: a GET is a link, which `SameSite=Lax` lets through from any
+    // site, so it clears this browser's cookie only. The cookie goes either way.
     let session = current_session(ctx).ok();
-    if let Some(session) = &session {
+    if post && let Some(session) = &session {
         let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
     }
     let event = audit::Event {
@@ -448,10 +454,10 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         ..audit::Event::of(
             ctx,
             "logout",
-            if session.is_some() {
-                "ok"
-            } else {
-                "no-session"
+            match (&session, post) {
+                (None, _) => "no-session",
+                (Some(_), true) => "ok",
+                (Some(_), false) => "this-browser",
             },
         )
     };

@@ -1229,3 +1229,125 @@ fn no_input_makes_the_front_panic() {
         }
     }
 }
+
+/// CSRF, one test per state-changing route: a browser's request from another
+/// origin changes nothing; a link (GET) never ends sessions on the server.
+#[test]
+fn a_logout_from_another_site_ends_no_session() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let cookie = session(&world);
+    let me = |world: &World| {
+        world
+            .send(get("/auth/wecom/me").cookie_header(&cookie))
+            .status
+    };
+
+    // A form on another site (a sibling host under a shared cookie domain
+    // sends the SameSite=Lax cookie with it), or Fetch Metadata saying so.
+    for (header, value) in [
+        ("Origin", "https://evil.example.com"),
+        ("Origin", "null"),
+        ("Origin", "https://apps.example.com.evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+        ("Sec-Fetch-Site", "same-site"),
+    ] {
+        let forged = world.send(
+            request("POST", "/auth/wecom/logout")
+                .cookie_header(&cookie)
+                .with(header, value),
+        );
+        assert_eq!(forged.status, 403, "{header}: {value}");
+        assert!(set_cookie(&forged, "wecom_auth_session").is_none());
+        assert!(
+            forged
+                .audit
+                .as_deref()
+                .unwrap()
+                .contains(r#""outcome":"refused""#)
+        );
+        assert_eq!(me(&world), 200, "{header}: {value} ended the session");
+    }
+
+    // A link (top-level GET, which SameSite=Lax lets through from any site)
+    // clears this browser's cookie only: a copy of the token still works.
+    let link = world.send(
+        get("/auth/wecom/logout")
+            .cookie_header(&cookie)
+            .with("Sec-Fetch-Site", "cross-site"),
+    );
+    assert_eq!(link.status, 302);
+    assert!(
+        set_cookie(&link, "wecom_auth_session")
+            .unwrap()
+            .starts_with("wecom_auth_session=; Max-Age=0")
+    );
+    assert!(
+        link.audit
+            .as_deref()
+            .unwrap()
+            .contains(r#""outcome":"this-browser""#)
+    );
+    assert_eq!(me(&world), 200);
+
+    // Our own page's form ends every session. Under our pages'
+    // `Referrer-Policy: no-referrer` browsers send `Origin: null` with it,
+    // and Fetch Metadata says same-origin.
+    let ours = world.send(
+        request("POST", "/auth/wecom/logout")
+            .cookie_header(&cookie)
+            .with("Origin", "null")
+            .with("Sec-Fetch-Site", "same-origin"),
+    );
+    assert_eq!(ours.status, 303);
+    assert_eq!(me(&world), 401, "the copied token is ended too");
+    // A browser without Fetch Metadata is judged by its `Origin`.
+    let world = World::new(&[("auto_signup", "true")]);
+    let cookie = session(&world);
+    let older = world.send(
+        request("POST", "/auth/wecom/logout")
+            .cookie_header(&cookie)
+            .with("Origin", "https://apps.example.com"),
+    );
+    assert_eq!(older.status, 303);
+    let again = world.send(get("/auth/wecom/me").cookie_header(&cookie));
+    assert_eq!(again.status, 401);
+}
+
+#[test]
+fn admin_changes_from_another_site_are_refused_even_with_the_token() {
+    let world = admin_world();
+    for (method, path, body) in [
+        ("POST", "/auth/wecom/admin/users", r#"{"name":"王五"}"#),
+        (
+            "POST",
+            "/auth/wecom/admin/users/import",
+            r#"[{"name":"王五"}]"#,
+        ),
+        ("DELETE", "/auth/wecom/admin/users/u-1", ""),
+        ("DELETE", "/auth/wecom/admin/bindings/wecom/zhangsan", ""),
+    ] {
+        let forged = world.send(
+            request(method, path)
+                .bearer(ADMIN_TOKEN)
+                .body("application/json", body)
+                .with("Origin", "https://evil.example.com"),
+        );
+        assert_eq!(forged.status, 403, "{method} {path}");
+    }
+    let page = world.send(get("/auth/wecom/admin/users").bearer(ADMIN_TOKEN));
+    assert_eq!(
+        json(&page)["users"].as_array().unwrap().len(),
+        0,
+        "nothing written"
+    );
+    // A script (no Origin, no Fetch Metadata) and our own origin may.
+    for origin in [None, Some("https://apps.example.com")] {
+        let mut upsert = request("POST", "/auth/wecom/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .body("application/json", r#"{"name":"王五"}"#);
+        if let Some(origin) = origin {
+            upsert = upsert.with("Origin", origin);
+        }
+        assert_eq!(world.send(upsert).status, 200, "{origin:?}");
+    }
+}
