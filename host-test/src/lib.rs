@@ -34,3 +34,22 @@ pub fn bench_row_selected(label: &str) -> bool {
         .collect();
     words.is_empty() || words.iter().any(|w| label.contains(w.as_str()))
 }
+
+/// Says that a real part a test drives is missing, so the test skips: a
+/// failure when `require_env` is `1` (`.ci/run` sets it), else a note
+/// written straight to the stderr handle. libtest captures `eprintln!` of
+/// passing tests, and a person running `cargo test` must see what was not
+/// tested (`.ci/install-parts` installs every part).
+pub fn missing_part(require_env: &str, untested: &str, missing: &str) {
+    use std::io::Write as _;
+    let required = std::env::var(require_env).is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{untested}: missing {missing}, and {require_env}=1"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: {untested}. Missing: {missing} (see .ci/install-parts). \
+         Set {require_env}=1 to make this a failure. ***\n"
+    );
+}

@@ -18,12 +18,12 @@
 //! SKIPPED note and passes, unless `WECOM_AUTH_REQUIRE_BROWSER=1` (CI sets
 //! it), which makes that a failure.
 
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use host_test::demo::{Demo, DemoOptions};
 
 /// Set to `1` (CI does) to make a missing browser setup a failure.
@@ -99,15 +99,10 @@ fn setup() -> anyhow::Result<Option<Setup>> {
             dir,
         }));
     }
-    let list = missing.join("; ");
-    if std::env::var(REQUIRE_BROWSER_ENV).as_deref() == Ok("1") {
-        bail!("the browser test cannot run but {REQUIRE_BROWSER_ENV}=1; missing: {list}");
-    }
-    // Straight to the stderr handle: the harness captures `eprintln!`.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: the demo is NOT tested in a real browser. Missing: {list}. \
-         Set {REQUIRE_BROWSER_ENV}=1 to make this a failure. ***\n"
+    host_test::missing_part(
+        REQUIRE_BROWSER_ENV,
+        "the demo is NOT tested in a real browser",
+        &missing.join("; "),
     );
     Ok(None)
 }

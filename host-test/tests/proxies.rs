@@ -36,11 +36,10 @@ fn program(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|path| path.is_file());
     if found.is_none() {
-        let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
-        assert!(!required, "{name} is not installed and {REQUIRE_ENV}=1");
-        eprintln!(
-            "*** SKIPPED: forward auth is NOT tested through a real {name} (not installed; \
-             Debian: apt-get install {name}). Set {REQUIRE_ENV}=1 to make this a failure. ***"
+        host_test::missing_part(
+            REQUIRE_ENV,
+            &format!("forward auth is NOT tested through a real {name}"),
+            &format!("{name} (Debian: apt-get install {name})"),
         );
     }
     found
