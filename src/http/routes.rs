@@ -429,8 +429,17 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         #[derive(Serialize)]
         struct SignedOut {
             signed_out: bool,
+            /// Whether every session of the user ended on the server (a
+            /// POST), or only this client's cookie was cleared (a GET).
+            sessions_ended: bool,
         }
-        Response::json(200, &SignedOut { signed_out: true })
+        Response::json(
+            200,
+            &SignedOut {
+                signed_out: true,
+                sessions_ended: post,
+            },
+        )
     } else {
         let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
         Response::redirect(if post { 303 } else { 302 }, &target)
@@ -685,7 +694,14 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 &session.verified.claims.wecom_userid,
                 &logout,
             );
-            with_renewal(ctx, &session, Response::html(200, page))
+            // Its logout form must carry the page's real `Origin`: under
+            // `no-referrer` browsers send `Origin: null`, which browsers
+            // without Fetch Metadata (older Safari, the WeCom in-app browser
+            // on older iOS, any plain-http origin) could not be told apart
+            // from a forged POST by (`same_origin.rs`). Its URL holds no
+            // code or state.
+            let page = Response::html(200, page).with_header("referrer-policy", "same-origin");
+            with_renewal(ctx, &session, page)
         }
         Err(e @ AuthError::Store(_)) => error_response(ctx, &e, None),
         Err(_) => {

@@ -35,11 +35,12 @@ pub(super) fn refused<K, T>(ctx: &Ctx<'_, '_, K, T>, event: &str) -> Option<Resp
 
 /// Why the request is refused as cross-origin, or None when it may change
 /// state. Fetch Metadata decides where the browser sends it (`same-origin`,
-/// or `none` when the user typed it): our pages answer with
-/// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null`
-/// with a same-origin form POST (Fetch, "serializing a request origin").
-/// Without it (older browsers), `Origin` must be one of the authenticators'
-/// origins. A request with neither is not a browser's.
+/// or `none` when the user typed it). Without it (older browsers, plain-http
+/// origins), `Origin` must be one of the authenticators' origins: the
+/// signed-in page's `Referrer-Policy: same-origin` makes its logout form
+/// send the real one, where our other pages' `no-referrer` would send
+/// `null`. With neither header, a form body is refused (a browser too old to
+/// send `Origin`), anything else is a script's.
 fn refusal<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<&'static str> {
     let request = ctx.request;
     if let Some(site) = request.header("sec-fetch-site") {
@@ -48,11 +49,22 @@ fn refusal<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<&'static str> {
             _ => Some("the request comes from another site"),
         };
     }
-    let origin = request.header("origin")?.trim();
-    let ours = ctx
-        .config
-        .entries
+    let Some(origin) = request.header("origin") else {
+        let kind = request.header("content-type").unwrap_or_default();
+        let form = [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+            "text/plain",
+        ]
         .iter()
-        .any(|entry| entry.authenticator.origin.eq_ignore_ascii_case(origin));
+        .any(|form| kind.trim().to_ascii_lowercase().starts_with(form));
+        return form.then_some("a form sent without Origin");
+    };
+    let ours = ctx.config.entries.iter().any(|entry| {
+        entry
+            .authenticator
+            .origin
+            .eq_ignore_ascii_case(origin.trim())
+    });
     (!ours).then_some("the request comes from another origin")
 }

@@ -1250,9 +1250,11 @@ fn a_logout_from_another_site_ends_no_session() {
         ("Origin", "https://apps.example.com.evil.example"),
         ("Sec-Fetch-Site", "cross-site"),
         ("Sec-Fetch-Site", "same-site"),
+        // A browser too old for either header, posting a form.
+        ("Content-Type", "application/x-www-form-urlencoded"),
     ] {
         let forged = world.send(
-            request("POST", "/auth/wecom/logout")
+            request("POST", "/auth/wecom/logout/")
                 .cookie_header(&cookie)
                 .with(header, value),
         );
@@ -1300,9 +1302,13 @@ fn a_logout_from_another_site_ends_no_session() {
     );
     assert_eq!(ours.status, 303);
     assert_eq!(me(&world), 401, "the copied token is ended too");
-    // A browser without Fetch Metadata is judged by its `Origin`.
+    // A browser without Fetch Metadata is judged by its `Origin`: the
+    // signed-in page makes its form send the real one.
     let world = World::new(&[("auto_signup", "true")]);
     let cookie = session(&world);
+    let page = world.send(get("/").cookie_header(&cookie));
+    assert!(body(&page).contains("action=\"/auth/wecom/logout\""));
+    assert_eq!(page.header("referrer-policy"), Some("same-origin"));
     let older = world.send(
         request("POST", "/auth/wecom/logout")
             .cookie_header(&cookie)
