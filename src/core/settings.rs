@@ -138,12 +138,8 @@ impl Settings {
             // No host is no host (unlike a rule list, where blanks only
             // would silently let everyone in).
             Field::ReturnHosts => {
-                self.return_hosts = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|host| !host.is_empty())
-                    .map(str::to_owned)
-                    .collect()
+                self.return_hosts = access::split_list(text);
+                self.return_hosts.retain(|host| !host.is_empty());
             }
             Field::AllowedUsers => self.allowed_users = access::split_list(text),
             Field::AllowedDepartments => self.allowed_departments = access::split_list(text),
@@ -1066,7 +1062,10 @@ mod tests {
             let mut settings = Settings::default();
             settings.set(field, text).unwrap();
             assert_ne!(settings, Settings::default(), "{field} was not set");
-            assert_eq!(field.variable(), field.name().replace('-', "_"));
+        }
+        // Each setting is in the list once.
+        for (index, field) in Field::SETTINGS.iter().enumerate() {
+            assert!(!Field::SETTINGS[..index].contains(field), "{field} twice");
         }
     }
 
