@@ -194,8 +194,30 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     assert_eq!(verified.status, 200, "{}", verified.body);
     assert_eq!(verified.header("x-user-id"), Some("alice"));
     assert_eq!(verified.header("x-wecom-groups"), Some("dept:1,dept:2"));
+    // The second `/verify` reads the member's view the first cached: no
+    // call reaches WeCom.
+    sim.reset_calls();
     let again = desktop.request(b, "GET", "/auth/wecom/verify").await;
     assert_eq!(again.header("x-wecom-groups"), Some("dept:1,dept:2"));
+    let calls = || Endpoint::ALL.map(|e| (e, sim.calls(e)));
+    assert_eq!(
+        sim.api_calls(),
+        0,
+        "a /verify with a cached view called WeCom: {:?}",
+        calls()
+    );
+    // Another member's first `/verify` reads the cached facts (the tree,
+    // the tag list) with the store's batch read (`get-many`): the tree
+    // the first `/verify` cached is not asked of WeCom again. A store
+    // whose batch read fails would cost WeCom calls on every such request.
+    let theirs = newcomer.request(a, "GET", "/auth/wecom/verify").await;
+    assert_eq!(theirs.status, 200, "{}", theirs.body);
+    assert_eq!(
+        sim.calls(Endpoint::DepartmentSimpleList),
+        0,
+        "the cached tree was asked of WeCom again: {:?}",
+        calls()
+    );
     let out = desktop.request(b, "POST", "/auth/wecom/logout").await;
     assert_eq!(out.status, 303, "{}", out.body);
     let mut copy = Browser::new(CHROME);

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
-use super::ports::{KeyValue, Transport, decode, get_json, set_json};
+use super::ports::{KeyValue, Transport, decode, set_json};
 use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
 #[derive(Serialize, Deserialize)]
@@ -119,24 +119,27 @@ enum Lookup<V> {
     Miss,
 }
 
-/// Records read together: each key and its refusal key, in one
-/// `get-many` (a store that fails reads as empty: the facts are asked of
-/// WeCom again).
+/// The cache records a gathering may use: each key and its refusal key.
+/// One `get` each (no `get-many`: see [`KeyValue`]). A store that fails is
+/// the request's error, never a miss: a miss asks WeCom again, so a failing
+/// store would spend WeCom's call quota on every request, unseen.
 struct Prefetched(Vec<(String, Vec<u8>)>);
 
 impl Prefetched {
-    fn read<T: Transport, K: KeyValue>(api: &WecomApi<'_, T, K>, keys: &[String]) -> Prefetched {
-        let all: Vec<String> = keys
+    fn read<T: Transport, K: KeyValue>(
+        api: &WecomApi<'_, T, K>,
+        keys: &[String],
+    ) -> Result<Prefetched, AuthError> {
+        let mut found = Vec::new();
+        for key in keys
             .iter()
             .flat_map(|key| [key.clone(), format!("{key}/refused")])
-            .collect();
-        let values = api.kv.get_many(&all).unwrap_or_default();
-        Prefetched(
-            all.into_iter()
-                .zip(values)
-                .filter_map(|(key, value)| Some((key, value?)))
-                .collect(),
-        )
+        {
+            if let Some(value) = api.kv.get(&key)? {
+                found.push((key, value));
+            }
+        }
+        Ok(Prefetched(found))
     }
 
     fn decoded<V: DeserializeOwned>(&self, key: &str) -> Option<V> {
@@ -248,7 +251,7 @@ fn gather<T: Transport, K: KeyValue>(
     if needs.all_tags || !needs.tags.is_empty() {
         wanted_keys.push(keys.tags());
     }
-    let records = Prefetched::read(api, &wanted_keys);
+    let records = Prefetched::read(api, &wanted_keys)?;
     let mut ask = Vec::new();
     match fresh_departments {
         Some(departments) => {
@@ -446,7 +449,7 @@ fn cached_tags<T: Transport, K: KeyValue>(
         .filter(|id| !facts.tags.iter().any(|t| t.tagid == *id))
         .collect();
     let tag_keys: Vec<String> = tagids.iter().map(|id| keys.tag(*id)).collect();
-    let records = Prefetched::read(api, &tag_keys);
+    let records = Prefetched::read(api, &tag_keys)?;
     let mut ask = Vec::new();
     for (&tagid, key) in tagids.iter().zip(&tag_keys) {
         match lookup::<T, K, Tag>(api, &records, key, max_age, oldest) {
@@ -612,8 +615,13 @@ pub fn admit<T: Transport, K: KeyValue>(
         };
         api.now < view.at.saturating_add(bound) && view.at <= api.now + 60
     };
+    // A store that fails is the error; a view it cannot read (another
+    // release's layout) is made again.
     let earlier = if needs.departments {
-        get_json::<View>(api.kv, &keys.view()).ok().flatten()
+        let key = keys.view();
+        api.kv
+            .get(&key)?
+            .and_then(|bytes| decode::<View>(&key, &bytes).ok())
     } else {
         None
     };
@@ -983,6 +991,35 @@ mod tests {
         assert_eq!(t.sent.borrow().len(), calls);
     }
 
+    /// A store that fails a read on the facts path (the member's view, a
+    /// cached fact) is the request's error, never a cache miss: a miss asks
+    /// WeCom, so a failing store would spend the call quota unseen.
+    #[test]
+    fn a_store_that_fails_a_facts_read_is_the_error_and_costs_no_wecom_call() {
+        use host_drafts::keyvalue::{FaultTiming, Op};
+        let a = sample("corp").check().unwrap();
+        let access = bounded(300);
+        let engineering = Rules {
+            allow: RuleSet::parse("", "2", "").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let none = GroupKinds::default();
+        // The 1st read is the member's view, the 2nd the cached tree.
+        for skip in [0, 1, 2] {
+            let kv = MemoryKv::default();
+            kv.faults()
+                .fail_op_with(Op::Get, skip, 1, FaultTiming::Before);
+            let t = Scripted::default();
+            let api = at(&a, &t, &kv, NOW);
+            let got = admit(&api, &access, &[&engineering], none, "zhangsan", None);
+            assert!(
+                matches!(&got, Err(AuthError::Store(e)) if e.contains("injected fault")),
+                "read {skip}: {got:?}"
+            );
+            assert!(t.sent.borrow().is_empty(), "read {skip}: WeCom was called");
+        }
+    }
+
     /// The member's view is bounded by the oldest fact it was made of: a
     /// view written later from facts cached earlier expires with them, and
     /// a profile refresh's departments replace it.
@@ -1061,7 +1098,7 @@ mod tests {
         // Another rule's tag: read in full, then kept beside the first.
         admit(&api(NOW + 1), &access, &[&tag("8")], none, "zhangsan", None).unwrap();
         let key = format!("access-facts/{}/{}/view/zhangsan", a.corp_id, a.agent_id);
-        let view: View = get_json(&kv, &key).unwrap().unwrap();
+        let view: View = crate::core::ports::get_json(&kv, &key).unwrap().unwrap();
         assert_eq!(view.tags, [8, 7]);
         // 运维 (7) holds zhangsan's 平台组 (4); 财务 (8) zhangsan.
         assert_eq!(

@@ -25,18 +25,13 @@ pub enum Swap<C> {
 }
 
 /// A bucket of `wasi:keyvalue@0.2.0-draft2`. No `list-keys` and no
-/// `get-many`: Spin's Redis store answers the first with `KEYS *` (the whole
-/// database) and breaks on the second, so nothing here needs them.
+/// `get-many`: Spin 3.6's Redis store answers the first with `KEYS *` (the
+/// whole database) and fails the second (it sends `KEYS` with the keys as
+/// arguments; `host-test/tests/spin.rs` counts the WeCom calls that cost),
+/// so nothing here needs them.
 pub trait KeyValue {
     type Cas;
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// The values of `keys`, in the order asked (None: absent): one store
-    /// round trip where the store has `get-many` (Redis `MGET`). By default
-    /// one `get` after another.
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        keys.iter().map(|key| self.get(key)).collect()
-    }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Takes a compare-and-swap handle: what `key` holds now.

@@ -4,7 +4,7 @@ use std::cell::OnceCell;
 
 use crate::core::ports::{KeyValue, StoreError, Swap};
 
-use super::bindings::wasi::keyvalue::{atomics, batch, store};
+use super::bindings::wasi::keyvalue::{atomics, store};
 
 /// The store every piece of state lives in (Spin: `key_value_stores = ["default"]`).
 pub const STORE_NAME: &str = "default";
@@ -61,20 +61,6 @@ impl KeyValue for WasiKv {
         self.bucket()?.get(key).map_err(|e| failed("get", e))
     }
 
-    fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let found = batch::get_many(self.bucket()?, keys).map_err(|e| failed("get-many", e))?;
-        // Each answer names its key: matched by key, in the order asked.
-        Ok(keys
-            .iter()
-            .map(|key| {
-                found
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .and_then(|(_, value)| value.clone())
-            })
-            .collect())
-    }
-
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.bucket()?.set(key, value).map_err(|e| failed("set", e))
     }
@@ -102,8 +88,4 @@ impl KeyValue for WasiKv {
             Err(atomics::CasError::StoreError(e)) => Err(failed("swap", e)),
         }
     }
-
-    // No `get-many` override: Spin 3.6's Redis store implements it with `KEYS`
-    // (its Redis client then panics and the request fails), so the core's
-    // default, one `get` per key, serves every store Spin ships.
 }
