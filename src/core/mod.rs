@@ -17,6 +17,7 @@
 //! | [`error`], [`texts`] | one error type; every zh/en text |
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
+//! | [`warnings`] | guards that cannot work as configured, said aloud |
 
 pub mod access;
 pub mod browser;
@@ -38,4 +39,5 @@ pub mod state;
 pub mod texts;
 pub mod urls;
 pub mod used_states;
+pub mod warnings;
 pub mod wecom;

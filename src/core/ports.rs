@@ -176,6 +176,9 @@ pub struct HttpRequest {
 pub struct HttpResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Date` header as Unix seconds (RFC 9110 §6.6.1): WeCom's clock,
+    /// which this host's is checked against. None: absent or unreadable.
+    pub date: Option<u64>,
 }
 
 /// Sends one request and reads the whole answer. The error says what failed
@@ -211,6 +214,9 @@ pub struct MemoryKv {
     store: host_drafts::keyvalue::MemoryStore,
     /// Swaps that write, then answer a conflict (as Spin 3.6's Redis store does).
     pub misreport_swaps: std::cell::Cell<bool>,
+    /// Swaps that write whatever the key holds now: a store without
+    /// compare-and-swap.
+    pub overwrite_swaps: std::cell::Cell<bool>,
 }
 
 #[cfg(test)]
@@ -224,6 +230,7 @@ mod memory {
             MemoryKv {
                 store: MemoryStore::new(CasMode::Strict, &[DEFAULT_STORE]),
                 misreport_swaps: std::cell::Cell::new(false),
+                overwrite_swaps: std::cell::Cell::new(false),
             }
         }
     }
@@ -298,7 +305,13 @@ mod memory {
         }
 
         fn swap(&self, cas: MemoryCas, value: &[u8]) -> Result<Swap<MemoryCas>, StoreError> {
-            let expected = cas.seen.as_ref().map(|(version, _)| *version);
+            let expected = if self.overwrite_swaps.get() {
+                self.store
+                    .versioned(DEFAULT_STORE, &cas.key)
+                    .map(|(v, _)| v)
+            } else {
+                cas.seen.as_ref().map(|(version, _)| *version)
+            };
             let outcome = self.guarded(Op::Swap, &cas.key, || {
                 self.store
                     .swap_versioned(DEFAULT_STORE, &cas.key, expected, value)

@@ -19,7 +19,8 @@ use serde::Serialize;
 /// `{"check", "ok", "errcode"?, "hint_en"?, "hint_zh"?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// `gettoken`, `agent`, `trusted-domain`, `agent-enabled`, `store`.
+    /// `gettoken`, `agent`, `trusted-domain`, `agent-enabled`, `store`,
+    /// and the warnings' names (`compare-and-swap`, `client-address-header`, `clock`).
     pub check: &'static str,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,7 +55,8 @@ impl Check {
         }
     }
 
-    fn failed(check: &'static str, hint_en: String, hint_zh: String) -> Check {
+    /// A failed check that names no errcode: what is wrong, in both languages.
+    pub fn failed(check: &'static str, hint_en: String, hint_zh: String) -> Check {
         Check {
             check,
             ok: false,

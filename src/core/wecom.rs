@@ -687,6 +687,7 @@ pub(crate) mod tests {
             self.answers.borrow_mut().push_back(Ok(HttpResponse {
                 status: 200,
                 body: body.as_bytes().to_vec(),
+                date: None,
             }));
             self
         }
@@ -975,18 +976,22 @@ pub(crate) mod tests {
             Ok(HttpResponse {
                 status: 503,
                 body: vec![],
+                date: None,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: b"{\"errcode\":0,\"access_tok".to_vec(),
+                date: None,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: b"<html>".to_vec(),
+                date: None,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: br#"{"errcode":0}"#.to_vec(),
+                date: None,
             }),
         ] {
             let kv = MemoryKv::default();

@@ -127,6 +127,7 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
         .map_err(|()| "the response was already taken".to_owned())?
         .map_err(|e| error_code(&e).to_owned())?;
     let status = response.status();
+    let date = date(&response.headers());
     let incoming = response
         .consume()
         .map_err(|()| "the response body was taken".to_owned())?;
@@ -146,7 +147,18 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
             Err(e) => return Err(format!("reading the answer failed: {}", stream_error(e))),
         }
     }
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse { status, body, date })
+}
+
+/// The `Date` header as Unix seconds (an IMF-fixdate, or the obsolete
+/// forms RFC 9110 §5.6.7 says to accept).
+fn date(headers: &Fields) -> Option<u64> {
+    let values = headers.get("date");
+    let text = std::str::from_utf8(values.first()?).ok()?;
+    let at = httpdate::parse_http_date(text.trim()).ok()?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 /// What failed, in a few words (wasi:http's `error-code` has 40 variants,

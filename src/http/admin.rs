@@ -22,13 +22,16 @@ use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
 use super::message::Response;
 use super::probes;
 use super::same_origin;
+use super::warnings::{client_address_detail, clock_detail};
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
+use crate::core::rate_limit;
 use crate::core::settings::Secret;
 use crate::core::setup;
+use crate::core::warnings::{self, CasCheck, MAX_CLOCK_SKEW, Warning};
 use serde::{Deserialize, Serialize};
 
 /// Most users one import takes.
@@ -335,6 +338,8 @@ fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         ok: bool,
         authenticators: Vec<Authenticator<'a>>,
         store: setup::Check,
+        /// Guards that cannot work as configured (`core/warnings.rs`).
+        guards: Vec<setup::Check>,
     }
     let env = ctx.env;
     let authenticators: Vec<Authenticator> = ctx
@@ -350,15 +355,76 @@ fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         "store",
         probes::store_answers(env.kv).map_err(AuthError::from),
     );
-    let ok = store.ok && authenticators.iter().all(|a| a.report.ok());
+    let guards = guard_checks(ctx);
+    let ok =
+        store.ok && guards.iter().all(|c| c.ok) && authenticators.iter().all(|a| a.report.ok());
     Response::json(
         if ok { 200 } else { 503 },
         &Setup {
             ok,
             authenticators,
             store,
+            guards,
         },
     )
+}
+
+/// The guards that may not work as configured (`core/warnings.rs`), checked
+/// live where this request can: the store's compare-and-swap, this
+/// request's client address, the clock of the `gettoken` answers just
+/// read; and the warnings other requests noticed within the hour.
+fn guard_checks<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Vec<setup::Check> {
+    let env = ctx.env;
+    let noticed = warnings::active(env.kv, env.now).unwrap_or_default();
+    let earlier = |warning: Warning| noticed.iter().find(|n| n.warning == warning.name());
+    let failed = |warning: Warning, detail: &str, zh: &str| {
+        setup::Check::failed(warning.name(), detail.to_owned(), zh.to_owned())
+    };
+    let probe = hex::encode(&env.random[..16]);
+    let cas = match warnings::check_compare_and_swap(env.kv, &probe, env.now) {
+        Ok(CasCheck::Compares) => setup::Check::of(Warning::CompareAndSwap.name(), Ok(())),
+        Ok(CasCheck::Overwrites { detail, .. }) => failed(
+            Warning::CompareAndSwap,
+            &detail,
+            "键值存储的比较并交换（compare-and-swap）覆盖了读取后被修改的值，并发登录时无法保证每个成员只对应一个用户；请改用支持原子比较并交换的存储（Spin 的 SQLite 或 Redis 存储）",
+        ),
+        Err(e) => setup::Check::of(Warning::CompareAndSwap.name(), Err(e.into())),
+    };
+    let limits = &ctx.config.rate_limits;
+    let header = &limits.client_address_header;
+    let value = ctx.request.last_header(header);
+    let here = (limits.per_client > 0 && value.and_then(rate_limit::client_address).is_none())
+        .then(|| client_address_detail(header, value.is_some()));
+    // What login requests met first; else what this request shows.
+    let recorded = earlier(Warning::ClientAddressHeader).map(|n| n.detail.clone());
+    let client = match recorded.or(here) {
+        Some(detail) => failed(
+            Warning::ClientAddressHeader,
+            &detail,
+            &format!(
+                "登录请求缺少 {header} 请求头或其中不是 IP 地址，按客户端的限流（rate_limit_per_client）对其不生效；请让代理把客户端地址写入 {header}，或把 client_address_header 设为代理所写的请求头"
+            ),
+        ),
+        None => setup::Check::of(Warning::ClientAddressHeader.name(), Ok(())),
+    };
+    let skew = ctx.notices.clock_skew();
+    let clock = match skew {
+        Some(skew) if skew.abs() <= MAX_CLOCK_SKEW => {
+            setup::Check::of(Warning::Clock.name(), Ok(()))
+        }
+        _ => match skew
+            .map(clock_detail)
+            .or_else(|| earlier(Warning::Clock).map(|n| n.detail.clone()))
+        {
+            Some(detail) => failed(
+                Warning::Clock,
+                &detail,
+                "本机时钟与企业微信的时钟（其应答的 Date）相差超过一分钟，登录状态、会话和缓存都按本机时钟计时；请同步时钟（NTP）",
+            ),
+            None => setup::Check::of(Warning::Clock.name(), Ok(())),
+        },
+    };
+    vec![cas, client, clock]
 }
 
 // ---- import ----

@@ -3,6 +3,7 @@
 
 use super::config::{ConfigMap, FrontConfig};
 use super::message::{Params, Request};
+use super::warnings::Notices;
 use crate::core::browser::Language;
 
 /// Randomness one request may use: a login attempt's state and cookie take
@@ -34,4 +35,6 @@ pub struct Ctx<'a, 'e, K, T> {
     /// Whether the request named a language (query, UA or Accept-Language).
     pub language_known: bool,
     pub json: bool,
+    /// Warnings this request noticed, for the log.
+    pub notices: &'a Notices,
 }

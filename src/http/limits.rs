@@ -1,26 +1,40 @@
 //! Limits on login requests (`rate_limit.rs` counts): per client address on
 //! `/login` and `/callback`, per authenticator on callbacks whose state
 //! verified (each costs WeCom calls). Over a limit: 429 with `Retry-After`
-//! (RFC 6585 §4), audited with the counted address.
+//! (RFC 6585 §4), audited with the counted address. A request without a
+//! client address is not counted, and that is a warning (`warnings.rs`).
 
 use super::audit::{self, Audited as _};
 use super::context::Ctx;
 use super::errors::refusal_answer;
 use super::message::Response;
+use super::warnings::client_address_detail;
 use crate::core::ports::KeyValue;
 use crate::core::rate_limit::{self, Limited, Scope};
 use crate::core::texts;
+use crate::core::warnings::Warning;
 
 /// Counts this login request against its client address's limit; `Some(429)`
 /// when it is over.
 pub(super) fn check_client<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Option<Response> {
     let limits = &ctx.config.rate_limits;
+    if limits.per_client == 0 {
+        return None;
+    }
     // The last value: a host that appends its own (Spin adds
     // `spin-client-addr` after the client's headers) is the one to trust.
-    let client = ctx
-        .request
-        .last_header(&limits.client_address_header)
-        .and_then(rate_limit::client_address)?;
+    let header = &limits.client_address_header;
+    let value = ctx.request.last_header(header);
+    let Some(client) = value.and_then(rate_limit::client_address) else {
+        // Not counted (one shared count would let one client lock every
+        // other out), but never in silence: `/ready`, the setup check and
+        // the log say the limit is off for such requests.
+        let detail = client_address_detail(header, value.is_some());
+        let env = ctx.env;
+        ctx.notices
+            .notice(env.kv, Warning::ClientAddressHeader, &detail, env.now);
+        return None;
+    };
     count(ctx, Scope::Client(client), limits.per_client, None)
 }
 

@@ -34,6 +34,7 @@ mod probes;
 mod routes;
 mod rules;
 mod same_origin;
+mod warnings;
 
 #[cfg(test)]
 mod tests;

@@ -1,21 +1,27 @@
 //! Probes for orchestrators (Kubernetes, SpinKube, load balancers):
 //! `{prefix}/ping` says the component answers (liveness: even with broken
 //! settings), `{prefix}/ready` that it can serve logins (readiness: the
-//! settings parse and the key-value store answers a read). Cheap enough for
-//! a probe every second, never needing a session, never revealing a setting.
+//! settings parse and the key-value store answers a read, with the
+//! warnings of guards that cannot work as configured). Cheap enough for a
+//! probe every second, never needing a session, never revealing a setting.
 
+use super::context::Env;
 use super::message::Response;
 use crate::core::ports::{KeyValue, StoreError};
+use crate::core::warnings::{self, CasCheck, Noticed};
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";
 
-/// `{"status", "reason"?}`.
+/// `{"status", "reason"?, "warnings"?}`.
 #[derive(serde::Serialize)]
 struct Readiness<'a> {
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    /// Guards that cannot work as configured, seen within the hour.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    warnings: &'a [Noticed],
 }
 
 /// Whether `path` is `{prefix}/ping` or `{prefix}/ready` for `prefix`.
@@ -37,23 +43,43 @@ pub fn store_answers(kv: &impl KeyValue) -> Result<(), StoreError> {
     kv.get(PROBE_KEY).map(drop)
 }
 
-/// `{prefix}/ready` with usable settings: 200 when the store answers a read,
-/// else 503 naming the store (never its error, which may name a host).
-pub fn ready(kv: &impl KeyValue) -> Response {
-    match store_answers(kv) {
-        Ok(()) => Response::json(
+/// `{prefix}/ready` with usable settings: 200 when the store answers,
+/// listing the warnings noticed within the hour (`core/warnings.rs`: a
+/// guard that cannot work as configured still serves logins); else 503
+/// naming the store (never its error, which may name a host). Once an hour
+/// it checks the store's compare-and-swap (six store operations); else
+/// three reads.
+pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
+    let (kv, now) = (env.kv, env.now);
+    let mut log = None;
+    let mut read = || -> Result<Vec<Noticed>, StoreError> {
+        if warnings::compare_and_swap_check_due(kv, now)? {
+            let probe = hex::encode(&env.random[..16]);
+            if let CasCheck::Overwrites { log: line, .. } =
+                warnings::check_compare_and_swap(kv, &probe, now)?
+            {
+                log = line;
+            }
+        }
+        warnings::active(kv, now)
+    };
+    let mut response = match read() {
+        Ok(noticed) => Response::json(
             200,
             &Readiness {
                 status: "ready",
                 reason: None,
+                warnings: &noticed,
             },
         ),
         Err(e) => {
             let mut response = not_ready("the key-value store does not answer");
             response.log = Some(format!("wecom-auth: /ready: key-value store: {}", e.0));
-            response
+            return response;
         }
-    }
+    };
+    response.log = log;
+    response
 }
 
 /// 503 `{"status": "unavailable", "reason": ...}`.
@@ -63,6 +89,7 @@ pub fn not_ready(reason: &str) -> Response {
         &Readiness {
             status: "unavailable",
             reason: Some(reason),
+            warnings: &[],
         },
     )
     .with_header("retry-after", "5")

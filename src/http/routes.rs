@@ -19,6 +19,7 @@ use super::message::{
 use super::probes;
 use super::rules;
 use super::same_origin;
+use super::warnings::{ClockWatch, Notices};
 use crate::core::access::Rules;
 use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
@@ -81,11 +82,27 @@ pub(super) fn dispatch<K: KeyValue, T: Transport>(
         Err(problems) => return config_error(language, json, &problems),
     };
     if probe.is_some() {
-        return probes::ready(env.kv);
+        return probes::ready(env);
     }
+    // Every WeCom answer tells WeCom's clock (`warnings.rs`).
+    let notices = Notices::default();
+    let watched = ClockWatch {
+        transport: env.transport,
+        kv: env.kv,
+        now: env.now,
+        notices: &notices,
+    };
+    let env = Env {
+        config: env.config,
+        kv: env.kv,
+        transport: &watched,
+        now: env.now,
+        random: env.random,
+        elapsed_ms: env.elapsed_ms,
+    };
     let ctx = Ctx {
         request,
-        env,
+        env: &env,
         config: &config,
         path,
         query,
@@ -93,8 +110,11 @@ pub(super) fn dispatch<K: KeyValue, T: Transport>(
         language,
         language_known,
         json,
+        notices: &notices,
     };
-    route(&ctx)
+    let mut response = route(&ctx);
+    response.log = notices.with_log(response.log.take());
+    response
 }
 
 /// Bounded inputs: target, headers, body.

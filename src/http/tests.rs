@@ -52,6 +52,8 @@ struct World {
     wecom: Scripted,
     now: Cell<u64>,
     seed: Cell<u8>,
+    /// WeCom's clock in the `Date` of its answers (None: no `Date`).
+    wecom_clock: Cell<Option<u64>>,
 }
 
 impl World {
@@ -66,6 +68,7 @@ impl World {
             wecom: Scripted::default(),
             now: Cell::new(NOW),
             seed: Cell::new(1),
+            wecom_clock: Cell::new(None),
         }
     }
 
@@ -91,6 +94,7 @@ impl World {
         self.wecom.answers.borrow_mut().push_back(Ok(HttpResponse {
             status: 200,
             body: body.as_bytes().to_vec(),
+            date: self.wecom_clock.get(),
         }));
     }
 
@@ -1356,4 +1360,199 @@ fn admin_changes_from_another_site_are_refused_even_with_the_token() {
         }
         assert_eq!(world.send(upsert).status, 200, "{origin:?}");
     }
+}
+
+// ---- guards that cannot work as configured ----
+
+const AGENT: &str = r#"{"errcode":0,"errmsg":"ok","agentid":1000002,"name":"OA","close":0,"redirect_domain":"app.example.com"}"#;
+
+/// The admin setup check's guards by name: `ok`, and the English hint.
+fn guards(world: &World) -> Vec<(String, bool, String)> {
+    // WeCom answers only these two (a login may leave some unasked).
+    world.wecom.answers.borrow_mut().clear();
+    world.answer(TOKEN_OK);
+    world.answer(AGENT);
+    let setup = world.send(get("/auth/wecom/admin/setup").bearer(ADMIN_TOKEN));
+    let setup = json(&setup);
+    setup["guards"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no guards: {setup}"))
+        .iter()
+        .map(|c| {
+            let hint = c["hint_en"].as_str().unwrap_or_default().to_owned();
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["ok"] == true,
+                hint,
+            )
+        })
+        .collect()
+}
+
+fn ready_warnings(world: &World) -> Vec<String> {
+    let ready = world.send(get("/auth/wecom/ready"));
+    assert_eq!(ready.status, 200, "{}", body(&ready));
+    json(&ready)["warnings"]
+        .as_array()
+        .map(|w| {
+            w.iter()
+                .map(|w| w["warning"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A proxy that forgets the client-address header turned the per-client
+/// limit off in silence; now each login request without it is a warning:
+/// in `/ready`, in the setup check, and once in the log. A header holding
+/// no address is the same.
+#[test]
+fn a_login_request_without_a_client_address_is_a_warning_not_a_silent_switch() {
+    for (header, value, says) in [
+        (None, "", "arrive without the x-real-ip header"),
+        (
+            Some("X-Real-IP"),
+            "unknown, <script>",
+            "holds no IP address",
+        ),
+    ] {
+        let world = World::new(&[
+            ("client_address_header", "x-real-ip"),
+            ("rate_limit_per_client", "2"),
+            ("admin_token", ADMIN_TOKEN),
+        ]);
+        assert!(ready_warnings(&world).is_empty());
+        let login = || {
+            let request = get("/auth/wecom/login").ua(CHROME);
+            world.send(match header {
+                Some(name) => request.with(name, value),
+                None => request,
+            })
+        };
+        let first = login();
+        assert_eq!(first.status, 302, "{}", body(&first));
+        let log = first.log.clone().unwrap_or_default();
+        assert!(
+            log.contains("warning: client-address-header") && log.contains(says),
+            "{log}"
+        );
+        assert!(
+            !log.contains("<script>"),
+            "the value is never quoted: {log}"
+        );
+        // Not counted (one shared count would lock every client out), and
+        // logged once.
+        for _ in 0..3 {
+            let again = login();
+            assert_eq!(again.status, 302);
+            assert_eq!(again.log, None);
+        }
+        assert_eq!(ready_warnings(&world), ["client-address-header"]);
+        let checks = guards(&world);
+        let client = checks
+            .iter()
+            .find(|c| c.0 == "client-address-header")
+            .unwrap();
+        assert!(!client.1 && client.2.contains(says), "{checks:?}");
+        // With the header the limit holds.
+        let counted = || {
+            world.send(
+                get("/auth/wecom/login")
+                    .ua(CHROME)
+                    .with("X-Real-IP", "203.0.113.9"),
+            )
+        };
+        assert_eq!(counted().status, 302);
+        assert_eq!(counted().status, 302);
+        assert_eq!(counted().status, 429);
+        // An hour without it: no longer listed; seen again, logged again.
+        world.now.set(NOW + warnings_active_seconds() + 1);
+        assert!(ready_warnings(&world).is_empty());
+        assert!(
+            login()
+                .log
+                .unwrap_or_default()
+                .contains("client-address-header")
+        );
+    }
+    // The limit off by configuration is no warning.
+    let off = World::new(&[
+        ("client_address_header", "x-real-ip"),
+        ("rate_limit_per_client", "0"),
+    ]);
+    assert_eq!(off.send(get("/auth/wecom/login").ua(CHROME)).log, None);
+    assert!(ready_warnings(&off).is_empty());
+}
+
+fn warnings_active_seconds() -> u64 {
+    crate::core::warnings::ACTIVE_SECONDS
+}
+
+/// A store whose swap writes over a newer value cannot keep one user per
+/// member: `/ready` checks it (once an hour) and lists it, the setup check
+/// fails on it, the log says it once. A store that misreports conflicts
+/// (Spin 3.6's Redis) but compares passes.
+#[test]
+fn a_store_without_compare_and_swap_is_a_warning() {
+    let world = World::new(&[("admin_token", ADMIN_TOKEN)]);
+    world.kv.misreport_swaps.set(true);
+    assert!(ready_warnings(&world).is_empty());
+    let cas = |world: &World| {
+        guards(world)
+            .into_iter()
+            .find(|c| c.0 == "compare-and-swap")
+            .unwrap()
+    };
+    assert!(cas(&world).1);
+
+    let world = World::new(&[("admin_token", ADMIN_TOKEN)]);
+    world.kv.overwrite_swaps.set(true);
+    let ready = world.send(get("/auth/wecom/ready"));
+    assert_eq!(ready.status, 200);
+    let log = ready.log.clone().unwrap_or_default();
+    assert!(
+        log.contains("warning: compare-and-swap") && log.contains("one user per member"),
+        "{log}"
+    );
+    assert_eq!(json(&ready)["warnings"][0]["warning"], "compare-and-swap");
+    // Checked once an hour: the next probes only read.
+    let again = world.send(get("/auth/wecom/ready"));
+    assert_eq!(again.log, None);
+    assert_eq!(ready_warnings(&world), ["compare-and-swap"]);
+    let (_, ok, hint) = cas(&world);
+    assert!(!ok && hint.contains("atomic compare-and-swap"), "{hint}");
+    // The store mended: the setup check's live check clears it.
+    world.kv.overwrite_swaps.set(false);
+    assert!(cas(&world).1);
+    assert!(ready_warnings(&world).is_empty());
+}
+
+/// A host clock far off WeCom's (the `Date` of its answers) is a warning:
+/// login states, sessions and cached facts are timed by it.
+#[test]
+fn a_clock_far_off_wecoms_is_a_warning() {
+    let world = World::new(&[("admin_token", ADMIN_TOKEN), ("auto_signup", "true")]);
+    // Within a minute: nothing.
+    world.wecom_clock.set(Some(NOW - 50));
+    let done = world.log_in_in_client("/", true);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    assert!(!done.log.unwrap_or_default().contains("clock"));
+    // (These requests carry no client address: that warning is listed.)
+    assert!(!ready_warnings(&world).contains(&"clock".to_owned()));
+    // Ten minutes behind WeCom.
+    world.wecom_clock.set(Some(NOW + 600));
+    let done = world.log_in_in_client("/", false);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    let log = done.log.unwrap_or_default();
+    assert!(
+        log.contains("warning: clock: this host's clock is 600 s behind WeCom's"),
+        "{log}"
+    );
+    assert!(ready_warnings(&world).contains(&"clock".to_owned()));
+    let checks = guards(&world);
+    assert!(checks.iter().any(|c| c.0 == "clock" && !c.1), "{checks:?}");
+    // Set right: the setup check's own `gettoken` says so at once.
+    world.wecom_clock.set(Some(NOW));
+    let checks = guards(&world);
+    assert!(checks.iter().any(|c| c.0 == "clock" && c.1), "{checks:?}");
 }

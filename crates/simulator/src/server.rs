@@ -124,7 +124,14 @@ async fn respond(
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    answer(shared, peer, &parts.method, &parts.uri, &body).await
+    let mut reply = answer(shared, peer, &parts.method, &parts.uri, &body).await?;
+    // WeCom's clock, as its answers tell it (hyper would send the real
+    // time): the simulator's, moved by `advance`.
+    let date = httpdate::fmt_http_date(shared.lock().system_now());
+    if let Ok(date) = HeaderValue::from_str(&date) {
+        reply.headers_mut().insert(header::DATE, date);
+    }
+    Ok(reply)
 }
 
 /// One request, answered as the server would, without the network: what

@@ -82,9 +82,14 @@ impl State {
         Instant::now() + self.clock_offset
     }
 
+    /// Simulator time as a wall-clock time (the `Date` of its answers).
+    pub(crate) fn system_now(&self) -> SystemTime {
+        SystemTime::now() + self.clock_offset
+    }
+
     /// Simulator time as Unix seconds (for the `hint` of error messages).
     pub(crate) fn unix_now(&self) -> u64 {
-        (SystemTime::now() + self.clock_offset)
+        self.system_now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     }

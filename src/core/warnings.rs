@@ -1,0 +1,259 @@
+//! Guards that cannot work as configured, said aloud instead of switched
+//! off in silence. A request that notices one records it in the store
+//! (`warnings/<name>`, so every instance's `/ready` sees it); `/ready`
+//! lists those seen within the last [`ACTIVE_SECONDS`] in its `warnings`
+//! field, the setup check fails on them, and the log has one line when one
+//! is first seen (again after an hour without it).
+//!
+//! | warning | noticed when | what stops working |
+//! |---|---|---|
+//! | `client-address-header` | a login request lacks the configured client-address header, or it holds no address | `rate_limit_per_client` for those requests |
+//! | `compare-and-swap` | a swap on a stale handle overwrote a newer value ([`check_compare_and_swap`]) | one user per member under concurrent first logins |
+//! | `clock` | WeCom's `Date` differs from this host's clock by over [`MAX_CLOCK_SKEW`] | the lifetimes of login states, sessions and cached facts |
+
+use super::ports::{KeyValue, StoreError, Swap, decode, set_json};
+use serde::{Deserialize, Serialize};
+
+/// A warning stays listed this long after it was last noticed (s).
+pub const ACTIVE_SECONDS: u64 = 3600;
+/// A warning noticed again is written back at most this often (s): a
+/// misconfigured proxy costs one read per request, not a write.
+const REFRESH_SECONDS: u64 = 60;
+/// The largest difference from WeCom's clock taken for network delay and
+/// the `Date` header's one-second grain (s). Cached facts trust a record up
+/// to a minute ahead of this host's clock too.
+pub const MAX_CLOCK_SKEW: i64 = 60;
+
+/// A guard that cannot work as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warning {
+    ClientAddressHeader,
+    CompareAndSwap,
+    Clock,
+}
+
+impl Warning {
+    pub const ALL: [Warning; 3] = [
+        Warning::ClientAddressHeader,
+        Warning::CompareAndSwap,
+        Warning::Clock,
+    ];
+
+    /// Its name in `/ready`, the setup check and the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Warning::ClientAddressHeader => "client-address-header",
+            Warning::CompareAndSwap => "compare-and-swap",
+            Warning::Clock => "clock",
+        }
+    }
+
+    fn key(self) -> String {
+        format!("warnings/{}", self.name())
+    }
+}
+
+/// A warning as recorded. As JSON: `{"warning", "detail", "first_seen",
+/// "last_seen"}` (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Noticed {
+    pub warning: String,
+    /// What does not work and what to change; never a header's value.
+    pub detail: String,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+impl Noticed {
+    fn is_active(&self, now: u64) -> bool {
+        now < self.last_seen.saturating_add(ACTIVE_SECONDS) && self.last_seen <= now + 60
+    }
+}
+
+/// Records that `warning` holds at `now`, for the reason `detail`.
+/// Answers the log line when it is news (not noticed within the last
+/// [`ACTIVE_SECONDS`], or the store could not say). One read; a write at
+/// most once a minute. A store that fails loses the record, not the
+/// request.
+pub fn notice(kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) -> Option<String> {
+    let key = warning.key();
+    let line = || Some(format!("wecom-auth: warning: {}: {detail}", warning.name()));
+    let earlier = match kv.get(&key) {
+        Ok(bytes) => bytes.and_then(|b| decode::<Noticed>(&key, &b).ok()),
+        Err(_) => return line(),
+    };
+    let active = earlier.filter(|n| n.is_active(now));
+    if let Some(n) = &active
+        && now < n.last_seen.saturating_add(REFRESH_SECONDS)
+    {
+        return None;
+    }
+    let record = Noticed {
+        warning: warning.name().to_owned(),
+        detail: detail.to_owned(),
+        first_seen: active.as_ref().map_or(now, |n| n.first_seen),
+        last_seen: now,
+    };
+    let _ = set_json(kv, &key, &record);
+    if active.is_some() { None } else { line() }
+}
+
+/// Forgets `warning`: a live check found the guard working.
+pub fn clear(kv: &impl KeyValue, warning: Warning) -> Result<(), StoreError> {
+    kv.delete(&warning.key())
+}
+
+/// The warnings noticed within the last [`ACTIVE_SECONDS`], in
+/// [`Warning::ALL`]'s order. One read each; an unreadable record is none.
+pub fn active(kv: &impl KeyValue, now: u64) -> Result<Vec<Noticed>, StoreError> {
+    let mut found = Vec::new();
+    for warning in Warning::ALL {
+        let key = warning.key();
+        if let Some(bytes) = kv.get(&key)?
+            && let Ok(noticed) = decode::<Noticed>(&key, &bytes)
+            && noticed.is_active(now)
+        {
+            found.push(noticed);
+        }
+    }
+    Ok(found)
+}
+
+/// The key the store check writes, and when it last ran.
+const CAS_CHECK_KEY: &str = "warnings/compare-and-swap-check";
+/// How often `/ready` checks the store's compare-and-swap (s).
+pub const CAS_CHECK_SECONDS: u64 = 3600;
+
+/// When the store's compare-and-swap was last checked, as recorded.
+#[derive(Serialize, Deserialize)]
+struct Checked {
+    at: u64,
+    /// The check's own bytes; unique per check (random).
+    probe: String,
+}
+
+/// What [`check_compare_and_swap`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CasCheck {
+    Compares,
+    /// A swap on a stale handle landed: why it matters and what to use,
+    /// and the log line when this is news.
+    Overwrites {
+        detail: String,
+        log: Option<String>,
+    },
+}
+
+/// Whether the store's compare-and-swap is due for a check at `now` (never
+/// checked, or not within [`CAS_CHECK_SECONDS`]). One read.
+pub fn compare_and_swap_check_due(kv: &impl KeyValue, now: u64) -> Result<bool, StoreError> {
+    let last = kv
+        .get(CAS_CHECK_KEY)?
+        .and_then(|bytes| serde_json::from_slice::<Checked>(&bytes).ok());
+    Ok(last.is_none_or(|c| now >= c.at.saturating_add(CAS_CHECK_SECONDS) || c.at > now + 60))
+}
+
+/// Whether the store's compare-and-swap compares: a handle reads the key,
+/// another write changes it, then a swap on the stale handle must not land
+/// (wasi:keyvalue `atomics.swap`). Spin 3.6's Redis store reports a
+/// conflict even when it wrote, so what the key holds afterwards is what
+/// counts, not what the swap answered. `probe`: bytes unique to this check
+/// (concurrent checks on other instances only add conflicts). Records the
+/// outcome: a store that overwrites becomes [`Warning::CompareAndSwap`], one
+/// that compares clears it. Six store operations.
+pub fn check_compare_and_swap(
+    kv: &impl KeyValue,
+    probe: &str,
+    now: u64,
+) -> Result<CasCheck, StoreError> {
+    let stale = format!("{probe}/stale");
+    let newer = format!("{probe}/newer");
+    let cas = kv.cas(CAS_CHECK_KEY)?;
+    kv.cas_current(&cas)?;
+    kv.set(CAS_CHECK_KEY, newer.as_bytes())?;
+    let swap = kv.swap(cas, stale.as_bytes())?;
+    let landed = kv.get(CAS_CHECK_KEY)?.as_deref() == Some(stale.as_bytes());
+    let checked = Checked {
+        at: now,
+        probe: probe.to_owned(),
+    };
+    let bytes = serde_json::to_vec(&checked).map_err(|e| StoreError(e.to_string()))?;
+    kv.set(CAS_CHECK_KEY, &bytes)?;
+    if !landed {
+        clear(kv, Warning::CompareAndSwap)?;
+        return Ok(CasCheck::Compares);
+    }
+    let answered = match swap {
+        Swap::Done => "answered done",
+        Swap::Conflict(_) => "answered a conflict",
+    };
+    let detail = format!(
+        "the key-value store's compare-and-swap wrote over a value changed after its handle read \
+         the key (it {answered}): one user per member cannot be kept under concurrent logins; \
+         use a store with atomic compare-and-swap (Spin's SQLite or Redis store, the gateway's)"
+    );
+    let log = notice(kv, Warning::CompareAndSwap, &detail, now);
+    Ok(CasCheck::Overwrites { detail, log })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ports::MemoryKv;
+
+    const NOW: u64 = 1_790_000_000;
+
+    #[test]
+    fn a_warning_is_logged_once_refreshed_each_minute_and_forgotten_after_an_hour() {
+        let kv = MemoryKv::default();
+        let w = Warning::Clock;
+        assert!(
+            notice(&kv, w, "off", NOW)
+                .unwrap()
+                .contains("warning: clock: off")
+        );
+        assert_eq!(notice(&kv, w, "off", NOW + 30), None);
+        assert_eq!(active(&kv, NOW + 30).unwrap()[0].last_seen, NOW);
+        assert_eq!(notice(&kv, w, "off more", NOW + 61), None);
+        let seen = &active(&kv, NOW + 61).unwrap()[0];
+        assert_eq!((seen.first_seen, seen.last_seen), (NOW, NOW + 61));
+        assert_eq!(seen.detail, "off more");
+        assert!(active(&kv, NOW + 61 + ACTIVE_SECONDS).unwrap().is_empty());
+        assert!(notice(&kv, w, "off", NOW + 61 + ACTIVE_SECONDS).is_some());
+    }
+
+    #[test]
+    fn the_compare_and_swap_check_tells_a_store_that_overwrites() {
+        let strict = MemoryKv::default();
+        let misreporting = MemoryKv::default();
+        misreporting.misreport_swaps.set(true);
+        for kv in [&strict, &misreporting] {
+            assert!(compare_and_swap_check_due(kv, NOW).unwrap());
+            assert_eq!(
+                check_compare_and_swap(kv, "p1", NOW).unwrap(),
+                CasCheck::Compares
+            );
+            assert!(!compare_and_swap_check_due(kv, NOW + 10).unwrap());
+            assert!(compare_and_swap_check_due(kv, NOW + CAS_CHECK_SECONDS).unwrap());
+        }
+        let overwriting = MemoryKv::default();
+        overwriting.overwrite_swaps.set(true);
+        let CasCheck::Overwrites { detail, log } =
+            check_compare_and_swap(&overwriting, "p2", NOW).unwrap()
+        else {
+            panic!("an overwriting store passed");
+        };
+        assert!(detail.contains("answered done"), "{detail}");
+        assert!(log.unwrap().contains("compare-and-swap"));
+        assert_eq!(
+            active(&overwriting, NOW).unwrap()[0].warning,
+            "compare-and-swap"
+        );
+        overwriting.overwrite_swaps.set(false);
+        assert_eq!(
+            check_compare_and_swap(&overwriting, "p3", NOW + 1).unwrap(),
+            CasCheck::Compares
+        );
+        assert!(active(&overwriting, NOW + 1).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,109 @@
+//! What one request notices of the guards that cannot work as configured
+//! ([`crate::core::warnings`]): WeCom's clock in the `Date` of every
+//! answer, a login request without a client address. Each is recorded in
+//! the store and, the first time, logged with the request's answer.
+
+use std::cell::{Cell, RefCell};
+
+use crate::core::ports::{HttpRequest, HttpResponse, KeyValue, Transport};
+use crate::core::warnings::{self, MAX_CLOCK_SKEW, Warning};
+
+/// The log lines a request noticed besides its answer, and WeCom's clock as
+/// its answers told it.
+#[derive(Default)]
+pub struct Notices {
+    lines: RefCell<Vec<String>>,
+    /// This host's clock minus WeCom's (s), from the last answer's `Date`.
+    clock_skew: Cell<Option<i64>>,
+}
+
+impl Notices {
+    /// Records `warning` (see [`warnings::notice`]); its log line, when
+    /// news, goes out with the answer.
+    pub fn notice(&self, kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) {
+        if let Some(line) = warnings::notice(kv, warning, detail, now) {
+            self.lines.borrow_mut().push(line);
+        }
+    }
+
+    /// This host's clock minus WeCom's (s), if an answer told it.
+    pub fn clock_skew(&self) -> Option<i64> {
+        self.clock_skew.get()
+    }
+
+    /// `log` (the answer's own line) followed by the lines noticed.
+    pub fn with_log(&self, log: Option<String>) -> Option<String> {
+        let lines = self.lines.take();
+        let all: Vec<String> = log.into_iter().chain(lines).collect();
+        (!all.is_empty()).then(|| all.join("\n"))
+    }
+}
+
+/// What a clock `skew` seconds off WeCom's breaks, and what to do.
+pub fn clock_detail(skew: i64) -> String {
+    let way = if skew > 0 { "ahead of" } else { "behind" };
+    format!(
+        "this host's clock is {} s {way} WeCom's (the Date of its answers): login states, \
+         sessions and cached facts are timed by it; synchronise it (NTP)",
+        skew.unsigned_abs()
+    )
+}
+
+/// A transport that reads WeCom's clock from each answer's `Date` and
+/// notices [`Warning::Clock`] when this host's is more than
+/// [`MAX_CLOCK_SKEW`] off it.
+pub struct ClockWatch<'a, T, K> {
+    pub transport: &'a T,
+    pub kv: &'a K,
+    pub now: u64,
+    pub notices: &'a Notices,
+}
+
+impl<T: Transport, K: KeyValue> ClockWatch<'_, T, K> {
+    fn read(&self, answer: &Result<HttpResponse, String>) {
+        let Some(date) = answer.as_ref().ok().and_then(|a| a.date) else {
+            return;
+        };
+        let skew = self.now as i64 - date as i64;
+        self.notices.clock_skew.set(Some(skew));
+        if skew.abs() > MAX_CLOCK_SKEW {
+            let detail = clock_detail(skew);
+            self.notices
+                .notice(self.kv, Warning::Clock, &detail, self.now);
+        }
+    }
+}
+
+impl<T: Transport, K: KeyValue> Transport for ClockWatch<'_, T, K> {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
+        let answer = self.transport.send(request);
+        self.read(&answer);
+        answer
+    }
+
+    fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
+        let answers = self.transport.send_all(requests);
+        // One reading is enough: they came back together.
+        if let Some(answer) = answers
+            .iter()
+            .find(|a| a.as_ref().is_ok_and(|a| a.date.is_some()))
+        {
+            self.read(answer);
+        }
+        answers
+    }
+}
+
+/// Why a login request's client address cannot be counted, for the
+/// warning: the proxy must set `header`.
+pub fn client_address_detail(header: &str, present: bool) -> String {
+    let what = if present {
+        format!("carry a {header} header that holds no IP address")
+    } else {
+        format!("arrive without the {header} header")
+    };
+    format!(
+        "login requests {what}, so rate_limit_per_client is not applied to them: have the proxy \
+         set {header} to the client's address, or set client_address_header to the header it sets"
+    )
+}
