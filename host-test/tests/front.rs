@@ -1499,13 +1499,14 @@ async fn every_login_logout_refusal_and_admin_change_leaves_one_audit_line() {
 /// `GET {prefix}/admin/setup` with the admin token.
 async fn setup(front: &Front) -> Reply {
     let auth = format!("Bearer {ADMIN_TOKEN}");
+    // The client address, as Spin and the gateway pass it: its absence is
+    // a failed guard of its own.
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("spin-client-addr", "127.0.0.1"),
+    ];
     front
-        .send(
-            "GET",
-            "/auth/wecom/admin/setup",
-            &[("authorization", &auth)],
-            b"",
-        )
+        .send("GET", "/auth/wecom/admin/setup", &headers, b"")
         .await
 }
 
@@ -1696,6 +1697,22 @@ async fn the_setup_check_compares_the_app_wecom_holds_with_the_settings() {
         .collect();
     assert_eq!(names, ["gettoken", "agent", "trusted-domain"]);
     assert_eq!(fine["ok"], true, "{fine}");
+    // The guards (`core/warnings.rs`) hold in the harness: a strict store,
+    // the client address given, the simulator's clock this host's.
+    let guards: Vec<(&str, bool)> = fine["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap(), c["ok"] == true))
+        .collect();
+    assert_eq!(
+        guards,
+        [
+            ("compare-and-swap", true),
+            ("client-address-header", true),
+            ("clock", true)
+        ]
+    );
 
     sim.update_model(|model| {
         let mut other = model.corps[0].agents[0].clone();

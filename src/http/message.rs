@@ -75,6 +75,10 @@ impl Response {
 
 /// What every answer carries: nothing is cached, sniffed, framed, or given a
 /// referrer (the callback URL holds `code` and `state`); pages load nothing.
+/// `Retry-After` of a 502 or 503 that names none (s): a store restarting,
+/// WeCom slow or busy.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
 const PROTECTIVE_HEADERS: [(&str, &str); 5] = [
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
@@ -335,12 +339,20 @@ impl Response {
     }
 }
 
-/// Adds the protective headers and drops the body of HEAD answers.
+/// Adds the protective headers (and `Retry-After` to a 502 or 503 without
+/// one) and drops the body of HEAD answers.
 pub fn finish(response: &mut Response, request: &Request) {
     for (name, value) in PROTECTIVE_HEADERS {
         if response.header(name).is_none() {
             response.headers.push((name.to_owned(), value.to_owned()));
         }
+    }
+    // The store or WeCom did not answer (or WeCom was busy): a client, a
+    // proxy or a member may try again shortly (RFC 9110 §10.2.3), and
+    // nothing was half done.
+    if matches!(response.status, 502 | 503) && response.header("retry-after").is_none() {
+        let seconds = RETRY_AFTER_SECONDS.to_string();
+        response.headers.push(("retry-after".to_owned(), seconds));
     }
     if request.method.eq_ignore_ascii_case("HEAD") {
         response.body.clear();

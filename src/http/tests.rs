@@ -1556,3 +1556,66 @@ fn a_clock_far_off_wecoms_is_a_warning() {
     let checks = guards(&world);
     assert!(checks.iter().any(|c| c.0 == "clock" && c.1), "{checks:?}");
 }
+
+// ---- outages ----
+
+/// A login or `/verify` the store or WeCom could not serve gets an answer
+/// that says so and when to try again: 503 (store) or 502 (WeCom) with
+/// `Retry-After`, a page naming the cause, never a 401 that would send a
+/// signed-in member to log in again.
+#[test]
+fn outages_answer_retry_after_and_name_the_cause() {
+    use host_drafts::keyvalue::Op;
+    let world = World::new(&[("auto_signup", "true")]);
+    let cookie = session(&world);
+    // WeCom refuses connections in the middle of a login.
+    let login = world.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    for _ in 0..4 {
+        let refused = Err("connecting failed: connection refused".to_owned());
+        world.wecom.answers.borrow_mut().push_back(refused);
+    }
+    let failed = world.send(callback_for(&login).ua(WECOM_IPHONE));
+    assert_eq!(failed.status, 502, "{}", body(&failed));
+    assert_eq!(failed.header("retry-after"), Some("5"));
+    assert!(
+        body(&failed).contains("暂时无法连接企业微信"),
+        "{}",
+        body(&failed)
+    );
+    world.wecom.answers.borrow_mut().clear();
+    // The store stops answering: a login, a `/verify`, JSON and pages.
+    for op in Op::ALL {
+        world.kv.faults().fail_op(op, 1000);
+    }
+    // Starting a login needs no store (the state is signed); finishing
+    // one does.
+    let begun = world.send(
+        get("/auth/wecom/login")
+            .ua(CHROME)
+            .with("Accept-Language", "en"),
+    );
+    assert_eq!(begun.status, 302, "{}", body(&begun));
+    world.answer(USERINFO_WEB);
+    let back = world.send(
+        callback_for(&begun)
+            .ua(CHROME)
+            .with("Accept-Language", "en"),
+    );
+    assert_eq!(back.status, 503, "{}", body(&back));
+    assert_eq!(back.header("retry-after"), Some("5"));
+    assert!(
+        body(&back).contains("temporarily unavailable"),
+        "{}",
+        body(&back)
+    );
+    let verify = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(verify.status, 503, "{}", body(&verify));
+    assert_eq!(verify.header("retry-after"), Some("5"));
+    let me = world.send(get("/auth/wecom/me").cookie_header(&cookie));
+    assert_eq!((me.status, me.header("retry-after")), (503, Some("5")));
+    assert_eq!(json(&me)["error"]["category"], "store-unavailable");
+    // Back: the session issued before the outage still holds.
+    world.kv.faults().clear();
+    let verify = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
+    assert_eq!(verify.status, 200, "{}", body(&verify));
+}

@@ -29,6 +29,7 @@
 //! ```
 
 pub mod cache;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
