@@ -10,47 +10,22 @@
 //! when `WECOM_AUTH_REQUIRE_SPIN=1` (CI).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
-use host_test::COMPONENT_PATH;
 use serde_json::Value;
 use wecom_simulator::{Endpoint, Fault, Member, Model, Simulator, SimulatorHandle};
 
 mod common;
 
 use common::http::{Browser, Reply, send};
-use common::spin::{SpinUp, spin, wecom_variables};
+use common::spin::{SpinUp, manifest, redis_runtime_config, spin, wecom_variables};
 
 const ADMIN_TOKEN: &str = "admin-token-DO-NOT-LEAK-0123456789";
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const WECOM_ANDROID: &str = "Mozilla/5.0 (Linux; Android 14; PGU110 Build/UKQ1.230924.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 Mobile Safari/537.36 wxwork/4.1.20 MicroMessenger/7.0.1 NetType/4G Language/zh";
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const UNTESTED: &str = "the component is NOT tested in a real Spin";
-
-/// The project's `spin.toml`, with `source` pointing at the component built
-/// from this tree; everything else as shipped.
-fn manifest(dir: &Path) -> PathBuf {
-    let shipped = std::fs::read_to_string(Path::new(REPO).join("spin.toml")).unwrap();
-    let source = "source = \"target/dist/wecom_auth.wasm\"";
-    assert!(shipped.contains(source), "spin.toml's source moved");
-    let manifest = shipped.replace(source, &format!("source = {COMPONENT_PATH:?}"));
-    let path = dir.join("spin.toml");
-    std::fs::write(&path, manifest).unwrap();
-    path
-}
-
-/// `deploy/runtime-config.redis.toml` with the test's Redis URL.
-fn redis_runtime_config(dir: &Path, url: &str) -> PathBuf {
-    let shipped =
-        std::fs::read_to_string(Path::new(REPO).join("deploy/runtime-config.redis.toml")).unwrap();
-    let line = "url = \"redis://127.0.0.1:6379\"";
-    assert!(shipped.contains(line), "the runtime config's URL moved");
-    let path = dir.join("runtime-config.redis.toml");
-    std::fs::write(&path, shipped.replace(line, &format!("url = {url:?}"))).unwrap();
-    path
-}
 
 /// `spin up` of the project's manifest on `127.0.0.1:port`, serving
 /// `origin`, WeCom at the simulator.

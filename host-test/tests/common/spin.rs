@@ -4,16 +4,20 @@
 //! `SPIN_VARIABLE_*`, the sample authenticator's variables.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use host_test::COMPONENT_PATH;
 use wecom_simulator::SimulatorHandle;
 
 use super::http::send;
 
 /// Set to `1` to fail instead of skipping when `spin` is missing (CI).
 pub const REQUIRE_SPIN_ENV: &str = "WECOM_AUTH_REQUIRE_SPIN";
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// `spin` on `PATH`, or `None` after a note saying what is not tested
 /// (`untested`, e.g. "the component is NOT tested in a real Spin"); a
@@ -52,6 +56,29 @@ pub fn wecom_variables(origin: &str, sim: &SimulatorHandle) -> Vec<(&'static str
     variables
 }
 
+/// The project's `spin.toml`, with `source` pointing at the component built
+/// from this tree; everything else as shipped.
+pub fn manifest(dir: &Path) -> PathBuf {
+    let shipped = std::fs::read_to_string(Path::new(REPO).join("spin.toml")).unwrap();
+    let source = "source = \"target/dist/wecom_auth.wasm\"";
+    assert!(shipped.contains(source), "spin.toml's source moved");
+    let manifest = shipped.replace(source, &format!("source = {COMPONENT_PATH:?}"));
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).unwrap();
+    path
+}
+
+/// `deploy/runtime-config.redis.toml` with the test's Redis URL.
+pub fn redis_runtime_config(dir: &Path, url: &str) -> PathBuf {
+    let shipped =
+        std::fs::read_to_string(Path::new(REPO).join("deploy/runtime-config.redis.toml")).unwrap();
+    let line = "url = \"redis://127.0.0.1:6379\"";
+    assert!(shipped.contains(line), "the runtime config's URL moved");
+    let path = dir.join("runtime-config.redis.toml");
+    std::fs::write(&path, shipped.replace(line, &format!("url = {url:?}"))).unwrap();
+    path
+}
+
 /// One `spin up`, stopped when dropped.
 pub struct SpinUp {
     child: Child,
@@ -62,12 +89,21 @@ pub struct SpinUp {
 
 impl Drop for SpinUp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
 impl SpinUp {
+    /// Kills `spin up` and the `spin trigger http` it runs as a child of
+    /// its own (SIGKILL to the process group: nothing finishes; killing
+    /// `spin up` alone left the trigger serving), and waits for it to go.
+    pub fn kill(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `spin up --from manifest` on `127.0.0.1:port`, run in `dir` (its
     /// `.spin/` state and `spin-<port>.log` land there), each of
     /// `variables` as `SPIN_VARIABLE_<NAME>`. Returns once `GET ready`
@@ -101,6 +137,8 @@ impl SpinUp {
                 value,
             );
         }
+        // A process group of its own, so that `kill` reaches the trigger.
+        command.process_group(0);
         let started = Instant::now();
         let child = command.spawn().expect("spin up starts");
         let mut up = SpinUp {

@@ -66,14 +66,15 @@ impl RedisStore {
         // Errors of `Client::open` quote the URL, password included: keep them out.
         let client = Client::open(url)
             .map_err(|_| anyhow::anyhow!("invalid Redis URL (expected redis://host:port)"))?;
-        // Reconnection backoff: backon's 1 s minimum times `factor` per
-        // attempt (the crate's default factor, 100, waits minutes), capped.
+        // A lost connection is reconnected with one attempt, no backoff:
+        // every command issued meanwhile waits for that attempt, so retries
+        // held each request for the whole schedule (16 s per login with
+        // Redis down, `host-test/tests/outages.rs`). Failing fast answers
+        // 503 with Retry-After; the next command tries again.
         let config = ::redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(5))
+            .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
-            .set_factor(2)
-            .set_max_delay(2_000)
-            .set_number_of_retries(2);
+            .set_number_of_retries(0);
         let conn = tokio::time::timeout(
             Duration::from_secs(15),
             ConnectionManager::new_with_config(client, config),

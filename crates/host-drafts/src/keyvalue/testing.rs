@@ -53,12 +53,16 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// A `redis-server` child process on `127.0.0.1:<port>`, no persistence,
-/// killed on drop.
+/// A `redis-server` child process on `127.0.0.1:<port>`, killed on drop:
+/// no persistence ([`RedisServer::start`]), or every write on disk before
+/// it is acknowledged ([`RedisServer::start_durable`]), so it can be killed
+/// and started again with its data.
 #[derive(Debug)]
 pub struct RedisServer {
     child: Child,
     port: u16,
+    /// The append-only file's directory of a durable server.
+    durable: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -66,16 +70,53 @@ impl RedisServer {
     /// `WECOM_AUTH_REQUIRE_REDIS=1` is not set (a loud note is printed: the
     /// caller skips); an error when it is set or the server does not come up.
     pub fn start() -> anyhow::Result<Option<Self>> {
+        Self::start_in(None)
+    }
+
+    /// As [`RedisServer::start`], with an append-only file in `dir` synced
+    /// at every write (`appendfsync always`, as a store of logins is run):
+    /// [`RedisServer::kill`] then [`RedisServer::restart`] loses nothing
+    /// acknowledged.
+    pub fn start_durable(dir: &Path) -> anyhow::Result<Option<Self>> {
+        Self::start_in(Some(dir.to_owned()))
+    }
+
+    fn spawn(port: u16, durable: Option<&Path>) -> std::io::Result<Child> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--daemonize", "no"]);
+        match durable {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    }
+
+    /// Kills the server (SIGKILL: no shutdown save) and waits for it to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its port, with its data when durable.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.child = Self::spawn(self.port, self.durable.as_deref())?;
+        self.wait_until_ready()
+    }
+
+    fn start_in(durable: Option<PathBuf>) -> anyhow::Result<Option<Self>> {
         let mut last_error = None;
         for _attempt in 0..5 {
             let port = free_port()?;
-            let spawned = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
+            let spawned = Self::spawn(port, durable.as_deref());
             let child = match spawned {
                 Ok(child) => child,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -97,7 +138,11 @@ impl RedisServer {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let mut server = RedisServer { child, port };
+            let mut server = RedisServer {
+                child,
+                port,
+                durable: durable.clone(),
+            };
             match server.wait_until_ready() {
                 Ok(()) => return Ok(Some(server)),
                 // Most likely someone took the port between probe and bind: retry.
