@@ -153,14 +153,14 @@ pub fn compare_and_swap_check_due(kv: &impl KeyValue, now: u64) -> Result<bool, 
     Ok(last.is_none_or(|c| now >= c.at.saturating_add(CAS_CHECK_SECONDS) || c.at > now + 60))
 }
 
-/// Whether the store's compare-and-swap compares: a handle reads the key,
-/// another write changes it, then a swap on the stale handle must not land
+/// Whether the store's compare-and-swap compares: a handle reads the key
+/// (present), another write changes it, then a swap on the stale handle must not land
 /// (wasi:keyvalue `atomics.swap`). Spin 3.6's Redis store reports a
 /// conflict even when it wrote, so what the key holds afterwards is what
 /// counts, not what the swap answered. `probe`: bytes unique to this check
 /// (concurrent checks on other instances only add conflicts). Records the
 /// outcome: a store that overwrites becomes [`Warning::CompareAndSwap`], one
-/// that compares clears it. Six store operations.
+/// that compares clears it. Seven store operations.
 pub fn check_compare_and_swap(
     kv: &impl KeyValue,
     probe: &str,
@@ -168,6 +168,10 @@ pub fn check_compare_and_swap(
 ) -> Result<CasCheck, StoreError> {
     let stale = format!("{probe}/stale");
     let newer = format!("{probe}/newer");
+    // On a key that exists: Spin's SQLite store swaps an absent key as an
+    // upsert (the directory is built for that: first writes need no
+    // compare), updates of existing records are what must compare.
+    kv.set(CAS_CHECK_KEY, format!("{probe}/first").as_bytes())?;
     let cas = kv.cas(CAS_CHECK_KEY)?;
     kv.cas_current(&cas)?;
     kv.set(CAS_CHECK_KEY, newer.as_bytes())?;

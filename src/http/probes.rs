@@ -47,7 +47,7 @@ pub fn store_answers(kv: &impl KeyValue) -> Result<(), StoreError> {
 /// listing the warnings noticed within the hour (`core/warnings.rs`: a
 /// guard that cannot work as configured still serves logins); else 503
 /// naming the store (never its error, which may name a host). Once an hour
-/// it checks the store's compare-and-swap (six store operations); else
+/// it checks the store's compare-and-swap (seven store operations); else
 /// three reads.
 pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
     let (kv, now) = (env.kv, env.now);
