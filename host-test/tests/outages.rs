@@ -731,9 +731,9 @@ async fn redis_killed_and_restarted_under_load_through_the_gateway() {
     let gateway = GatewayProcess::start(dir.path(), port, &url, settings(&origin, &sim)).await;
     let at = [gateway.addr];
     scenario("Redis killed for 10 s (gateway)", &at, &sim, &url, async {
-        redis.kill();
+        tokio::task::block_in_place(|| redis.kill());
         tokio::time::sleep(OUTAGE).await;
-        redis.restart().unwrap();
+        tokio::task::block_in_place(|| redis.restart()).unwrap();
     })
     .await;
 }
@@ -913,9 +913,9 @@ async fn redis_killed_and_restarted_under_load_through_two_spins() {
     let mut restarts = 0;
     let name = "Redis killed for 10 s (two Spins, liveness probe on /ready)";
     scenario(name, &at, &sim, &url, async {
-        redis.kill();
+        tokio::task::block_in_place(|| redis.kill());
         restarts += rig.keep_alive(&mut spins, OUTAGE, OUTAGE).await;
-        redis.restart().unwrap();
+        tokio::task::block_in_place(|| redis.restart()).unwrap();
         let max = Duration::from_secs(30);
         restarts += rig.keep_alive(&mut spins, Duration::ZERO, max).await;
     })

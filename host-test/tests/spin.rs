@@ -44,7 +44,7 @@ async fn start(
         // Every login of the walk comes from 127.0.0.1; the walk ends
         // by running into this limit.
         ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
-        // Groups read their cached facts with Spin's batch.get-many.
+        // Groups read their cached facts (one get per record).
         ("groups", "departments,tags".to_owned()),
     ]);
     let manifest = manifest(app_dir);
@@ -182,9 +182,9 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
         calls()
     );
     // Another member's first `/verify` reads the cached facts (the tree,
-    // the tag list) with the store's batch read (`get-many`): the tree
-    // the first `/verify` cached is not asked of WeCom again. A store
-    // whose batch read fails would cost WeCom calls on every such request.
+    // the tag list): the tree the first `/verify` cached is not asked of
+    // WeCom again. Read with Spin's `get-many`, which its Redis store fails,
+    // it was: every such request cost WeCom calls.
     let theirs = newcomer.request(a, "GET", "/auth/wecom/verify").await;
     assert_eq!(theirs.status, 200, "{}", theirs.body);
     assert_eq!(

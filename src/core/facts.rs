@@ -186,7 +186,9 @@ where
 }
 
 /// Caches what WeCom answered for `key`: the value, or its refusal. A
-/// failed cache write costs a refetch.
+/// cache write that fails is the request's error: taken for done, every
+/// request after it would ask WeCom again (a store refusing writes, such as
+/// Redis at `maxmemory`, still answers reads).
 fn remember<T, K, V>(
     api: &WecomApi<'_, T, K>,
     key: &str,
@@ -198,15 +200,13 @@ where
     V: Serialize,
 {
     match &fetched {
-        Ok(value) => {
-            let _ = set_json(api.kv, key, &Cached { at: api.now, value });
-        }
+        Ok(value) => set_json(api.kv, key, &Cached { at: api.now, value })?,
         // A refusal of the fact itself, not of the token (gettoken's errors
         // are every call's).
         Err(AuthError::Wecom(e)) if e.api != "gettoken" => {
             let value = Refused { errcode: e.errcode };
             let record = Cached { at: api.now, value };
-            let _ = set_json(api.kv, &format!("{key}/refused"), &record);
+            set_json(api.kv, &format!("{key}/refused"), &record)?;
         }
         Err(_) => {}
     }
@@ -554,19 +554,20 @@ fn refused(refusal: Refusal, userid: &str) -> AuthError {
 }
 
 /// Keeps the departments WeCom just told of member `userid` (a profile
-/// refresh read them) as the freshest facts. A failed write costs a refetch.
+/// refresh read them) as the freshest facts. Errors: the store's (the view
+/// left in place would admit by the old departments).
 pub fn record_departments<T: Transport, K: KeyValue>(
     api: &WecomApi<'_, T, K>,
     userid: &str,
     departments: Vec<u32>,
-) {
+) -> Result<(), AuthError> {
     let keys = Keys {
         prefix: prefix(api),
         userid: userid.to_ascii_lowercase(),
     };
-    let _ = remember(api, &keys.member(), Ok(MemberDepartments { departments }));
+    remember(api, &keys.member(), Ok(MemberDepartments { departments }))?;
     // The member's view was made with the old departments.
-    let _ = api.kv.delete(&keys.view());
+    Ok(api.kv.delete(&keys.view())?)
 }
 
 /// Lets member `userid` in under `access`'s rules and each of `more` (a
@@ -662,7 +663,7 @@ pub fn admit<T: Transport, K: KeyValue>(
         {
             view.merge(earlier);
         }
-        let _ = set_json(api.kv, &keys.view(), &view);
+        set_json(api.kv, &keys.view(), &view)?;
     }
     // Still incomplete: a deny rule on a department the tree does not hold
     // could concern a department above the member it does not hold either.
@@ -1004,8 +1005,10 @@ mod tests {
             deny: RuleSet::default(),
         };
         let none = GroupKinds::default();
-        // The 1st read is the member's view, the 2nd the cached tree.
-        for skip in [0, 1, 2] {
+        // Every read before WeCom would be asked: the member's view, the
+        // cached tree and the member's departments (each with its refusal
+        // record), then the access token.
+        for skip in 0..6 {
             let kv = MemoryKv::default();
             kv.faults()
                 .fail_op_with(Op::Get, skip, 1, FaultTiming::Before);
@@ -1018,6 +1021,29 @@ mod tests {
             );
             assert!(t.sent.borrow().is_empty(), "read {skip}: WeCom was called");
         }
+    }
+
+    /// A store that refuses writes but answers reads (Redis at `maxmemory`)
+    /// fails the request: a cache write taken for done would send every
+    /// later request to WeCom again.
+    #[test]
+    fn a_store_that_refuses_facts_writes_is_the_error() {
+        use host_drafts::keyvalue::Op;
+        let a = sample("corp").check().unwrap();
+        let engineering = Rules {
+            allow: RuleSet::parse("", "2", "").unwrap(),
+            deny: RuleSet::default(),
+        };
+        let kv = MemoryKv::default();
+        let t = Scripted::default().json(TOKEN_OK).json(ZHANGSAN).json(TREE);
+        kv.faults().fail_op(Op::Set, 1000);
+        let api = at(&a, &t, &kv, NOW);
+        let none = GroupKinds::default();
+        let got = admit(&api, &bounded(300), &[&engineering], none, "zhangsan", None);
+        assert!(matches!(&got, Err(AuthError::Store(_))), "{got:?}");
+        // A profile refresh's departments too: the old view would stay.
+        let got = record_departments(&api, "zhangsan", vec![4]);
+        assert!(matches!(&got, Err(AuthError::Store(_))), "{got:?}");
     }
 
     /// The member's view is bounded by the oldest fact it was made of: a
@@ -1069,7 +1095,7 @@ mod tests {
         assert_eq!(moved, Err(super::refused(Refusal::NotAllowed, "zhangsan")));
         assert_eq!(t.sent.borrow().len(), 5);
         // A profile refresh's departments replace the view.
-        record_departments(&api(NOW + 302), "ZhangSan", vec![4]);
+        record_departments(&api(NOW + 302), "ZhangSan", vec![4]).unwrap();
         assert!(!kv.keys().contains(&view));
     }
 

@@ -322,7 +322,7 @@ pub fn complete_callback(
         && access.groups.any()
         && !access.rules.needs_departments()
     {
-        facts::record_departments(&api, userid, departments);
+        facts::record_departments(&api, userid, departments)?;
     }
     let profile = Profile {
         name: name.clone(),
@@ -448,7 +448,7 @@ pub fn refresh_profile(
     if let Some(departments) = member.departments
         && authenticator.access.needs_departments()
     {
-        facts::record_departments(&api, userid, departments);
+        facts::record_departments(&api, userid, departments)?;
     }
     Ok(())
 }

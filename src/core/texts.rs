@@ -131,3 +131,14 @@ pub const TOO_MANY_FOR_APP: Text = text(
     "Too many people are logging in right now. Please wait a minute and try again.",
     "当前登录人数过多，请稍候一分钟再试。",
 );
+
+// ---- for the administrator: guards that cannot work as configured ----
+
+pub const CAS_OVERWRITES: Text = text(
+    "The key-value store's compare-and-swap overwrites values changed after it read them: one user per member cannot be kept. Use a store with atomic compare-and-swap (Spin's SQLite or Redis store).",
+    "键值存储的比较并交换（compare-and-swap）覆盖了读取后被修改的值，并发登录时无法保证每个成员只对应一个用户；请改用支持原子比较并交换的存储（Spin 的 SQLite 或 Redis 存储）。",
+);
+pub const CLOCK_OFF: Text = text(
+    "This host's clock is more than a minute off WeCom's (the Date of its answers): login states, sessions and caches are timed by it. Synchronise it (NTP).",
+    "本机时钟与企业微信的时钟（其应答的 Date）相差超过一分钟，登录状态、会话和缓存都按本机时钟计时；请同步时钟（NTP）。",
+);

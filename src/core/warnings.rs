@@ -12,6 +12,7 @@
 //! | `clock` | WeCom's `Date` differs from this host's clock by over [`MAX_CLOCK_SKEW`] | the lifetimes of login states, sessions and cached facts |
 
 use super::ports::{KeyValue, StoreError, Swap, decode, set_json};
+use super::texts;
 use serde::{Deserialize, Serialize};
 
 /// A warning stays listed this long after it was last noticed (s).
@@ -65,24 +66,25 @@ pub struct Noticed {
 }
 
 impl Noticed {
+    /// Seen within the last hour (a time ahead of `now`, from an instance
+    /// whose clock runs ahead, counts as now).
     fn is_active(&self, now: u64) -> bool {
-        now < self.last_seen.saturating_add(ACTIVE_SECONDS) && self.last_seen <= now + 60
+        now < self.last_seen.min(now).saturating_add(ACTIVE_SECONDS)
     }
 }
 
 /// Records that `warning` holds at `now`, for the reason `detail`.
 /// Answers the log line when it is news (not noticed within the last
-/// [`ACTIVE_SECONDS`], or the store could not say). One read; a write at
-/// most once a minute. A store that fails loses the record, not the
-/// request.
+/// [`ACTIVE_SECONDS`]). One read; a write at most once a minute. A store
+/// that fails loses the record and the line, not the request.
 pub fn notice(kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) -> Option<String> {
     let key = warning.key();
-    let line = || Some(format!("wecom-auth: warning: {}: {detail}", warning.name()));
-    let earlier = match kv.get(&key) {
-        Ok(bytes) => bytes.and_then(|b| decode::<Noticed>(&key, &b).ok()),
-        Err(_) => return line(),
-    };
-    let active = earlier.filter(|n| n.is_active(now));
+    // A store that fails is reported by every route that needs it; this
+    // notice waits for it rather than logging at each request meanwhile.
+    let earlier = kv.get(&key).ok()?;
+    let active = earlier
+        .and_then(|bytes| decode::<Noticed>(&key, &bytes).ok())
+        .filter(|n| n.is_active(now));
     if let Some(n) = &active
         && now < n.last_seen.saturating_add(REFRESH_SECONDS)
     {
@@ -94,8 +96,11 @@ pub fn notice(kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) -> O
         first_seen: active.as_ref().map_or(now, |n| n.first_seen),
         last_seen: now,
     };
-    let _ = set_json(kv, &key, &record);
-    if active.is_some() { None } else { line() }
+    // Logged once recorded: a write that fails is tried (and logged) again.
+    set_json(kv, &key, &record).ok()?;
+    active
+        .is_none()
+        .then(|| format!("wecom-auth: warning: {}: {detail}", warning.name()))
 }
 
 /// Forgets `warning`: a live check found the guard working.
@@ -121,8 +126,9 @@ pub fn active(kv: &impl KeyValue, now: u64) -> Result<Vec<Noticed>, StoreError> 
 
 /// The key the store check writes, and when it last ran.
 const CAS_CHECK_KEY: &str = "warnings/compare-and-swap-check";
-/// How often `/ready` checks the store's compare-and-swap (s).
-pub const CAS_CHECK_SECONDS: u64 = 3600;
+/// How often `/ready` checks the store's compare-and-swap (s): well within
+/// [`ACTIVE_SECONDS`], so a store that stays broken stays listed.
+pub const CAS_CHECK_SECONDS: u64 = 1800;
 
 /// When the store's compare-and-swap was last checked, as recorded.
 #[derive(Serialize, Deserialize)]
@@ -160,7 +166,7 @@ pub fn compare_and_swap_check_due(kv: &impl KeyValue, now: u64) -> Result<bool, 
 /// counts, not what the swap answered. `probe`: bytes unique to this check
 /// (concurrent checks on other instances only add conflicts). Records the
 /// outcome: a store that overwrites becomes [`Warning::CompareAndSwap`], one
-/// that compares clears it. Seven store operations.
+/// that compares clears it. Eight or nine store operations.
 pub fn check_compare_and_swap(
     kv: &impl KeyValue,
     probe: &str,
@@ -192,9 +198,8 @@ pub fn check_compare_and_swap(
         Swap::Conflict(_) => "answered a conflict",
     };
     let detail = format!(
-        "the key-value store's compare-and-swap wrote over a value changed after its handle read \
-         the key (it {answered}): one user per member cannot be kept under concurrent logins; \
-         use a store with atomic compare-and-swap (Spin's SQLite or Redis store, the gateway's)"
+        "{} (A swap on a stale handle wrote over a newer value and {answered}.)",
+        texts::CAS_OVERWRITES.en
     );
     let log = notice(kv, Warning::CompareAndSwap, &detail, now);
     Ok(CasCheck::Overwrites { detail, log })
@@ -224,6 +229,10 @@ mod tests {
         assert_eq!(seen.detail, "off more");
         assert!(active(&kv, NOW + 61 + ACTIVE_SECONDS).unwrap().is_empty());
         assert!(notice(&kv, w, "off", NOW + 61 + ACTIVE_SECONDS).is_some());
+        // A store that fails: no record, no line at every request.
+        let broken = MemoryKv::default();
+        broken.faults().fail_op(host_drafts::keyvalue::Op::Get, 10);
+        assert_eq!(notice(&broken, w, "off", NOW), None);
     }
 
     #[test]

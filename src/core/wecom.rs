@@ -6,7 +6,7 @@
 
 use super::access::TagMembers;
 use super::error::{AuthError, WecomError, errcode, redact};
-use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, get_json, set_json};
+use super::ports::{HttpRequest, HttpResponse, KeyValue, Transport, decode, get_json, set_json};
 use super::settings::Authenticator;
 use super::urls::encode_component;
 use serde::de::DeserializeOwned;
@@ -508,8 +508,11 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
     /// near its expiry: then a new one from `gettoken`, cached.
     fn access_token(&self, stale: Option<&str>) -> Result<String, AuthError> {
         let key = token_key(self.authenticator);
-        // An unreadable cache entry is as good as none: it is refetched.
-        if let Ok(Some(cached)) = get_json::<CachedToken>(self.kv, &key)
+        // An unreadable cache entry is as good as none: it is refetched. A
+        // store that fails is the error: taken for a miss, every call would
+        // cost a `gettoken`.
+        let cached = self.kv.get(&key)?;
+        if let Some(cached) = cached.and_then(|b| decode::<CachedToken>(&key, &b).ok())
             && self.now < cached.refresh_after
             && Some(cached.access_token.as_str()) != stale
         {
@@ -530,15 +533,17 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         let lifetime = answer.expires_in.unwrap_or(7200);
         let refresh_after =
             self.now + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN.min(lifetime / 2));
-        // A failed cache write costs a gettoken later, not this login.
-        let _ = set_json(
+        // A token that cannot be cached is the store's error: taken for
+        // cached, every call would cost a `gettoken`, which WeCom limits
+        // and asks callers to cache (doc 91039).
+        set_json(
             self.kv,
             &key,
             &CachedToken {
                 access_token: token.clone(),
                 refresh_after,
             },
-        );
+        )?;
         Ok(token)
     }
 

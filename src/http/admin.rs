@@ -22,15 +22,15 @@ use super::errors::{ErrorJson, log_line, method_not_allowed, not_found};
 use super::message::Response;
 use super::probes;
 use super::same_origin;
-use super::warnings::{client_address_detail, clock_detail};
+use super::warnings::clock_detail;
 use crate::core::browser::Language;
 use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
-use crate::core::rate_limit;
 use crate::core::settings::Secret;
 use crate::core::setup;
+use crate::core::texts;
 use crate::core::warnings::{self, CasCheck, MAX_CLOCK_SKEW, Warning};
 use serde::{Deserialize, Serialize};
 
@@ -369,59 +369,62 @@ fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     )
 }
 
-/// The guards that may not work as configured (`core/warnings.rs`), checked
-/// live where this request can: the store's compare-and-swap, this
-/// request's client address, the clock of the `gettoken` answers just
-/// read; and the warnings other requests noticed within the hour.
+/// The guards that may not work as configured (`core/warnings.rs`): the
+/// store's compare-and-swap and the clock checked live (the clock by the
+/// `gettoken` answers just read), the client address as login requests
+/// met it within the hour (this request may come another way).
 fn guard_checks<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Vec<setup::Check> {
     let env = ctx.env;
-    let noticed = warnings::active(env.kv, env.now).unwrap_or_default();
-    let earlier = |warning: Warning| noticed.iter().find(|n| n.warning == warning.name());
     let failed = |warning: Warning, detail: &str, zh: &str| {
         setup::Check::failed(warning.name(), detail.to_owned(), zh.to_owned())
     };
+    let passed = |warning: Warning| setup::Check::of(warning.name(), Ok(()));
     let probe = hex::encode(&env.random[..16]);
     let cas = match warnings::check_compare_and_swap(env.kv, &probe, env.now) {
-        Ok(CasCheck::Compares) => setup::Check::of(Warning::CompareAndSwap.name(), Ok(())),
-        Ok(CasCheck::Overwrites { detail, .. }) => failed(
-            Warning::CompareAndSwap,
-            &detail,
-            "键值存储的比较并交换（compare-and-swap）覆盖了读取后被修改的值，并发登录时无法保证每个成员只对应一个用户；请改用支持原子比较并交换的存储（Spin 的 SQLite 或 Redis 存储）",
-        ),
+        Ok(CasCheck::Compares) => passed(Warning::CompareAndSwap),
+        Ok(CasCheck::Overwrites { detail, log }) => {
+            if let Some(line) = log {
+                ctx.notices.push(line);
+            }
+            failed(Warning::CompareAndSwap, &detail, texts::CAS_OVERWRITES.zh)
+        }
         Err(e) => setup::Check::of(Warning::CompareAndSwap.name(), Err(e.into())),
     };
-    let limits = &ctx.config.rate_limits;
-    let header = &limits.client_address_header;
-    let value = ctx.request.last_header(header);
-    let here = (limits.per_client > 0 && value.and_then(rate_limit::client_address).is_none())
-        .then(|| client_address_detail(header, value.is_some()));
-    // What login requests met first; else what this request shows.
-    let recorded = earlier(Warning::ClientAddressHeader).map(|n| n.detail.clone());
-    let client = match recorded.or(here) {
-        Some(detail) => failed(
+    let noticed = match warnings::active(env.kv, env.now) {
+        Ok(noticed) => noticed,
+        Err(e) => {
+            let unread = |w: Warning| setup::Check::of(w.name(), Err(e.clone().into()));
+            return vec![
+                cas,
+                unread(Warning::ClientAddressHeader),
+                unread(Warning::Clock),
+            ];
+        }
+    };
+    let earlier = |warning: Warning| noticed.iter().find(|n| n.warning == warning.name());
+    let header = &ctx.config.rate_limits.client_address_header;
+    let client = match earlier(Warning::ClientAddressHeader) {
+        Some(n) => failed(
             Warning::ClientAddressHeader,
-            &detail,
+            &n.detail,
             &format!(
                 "登录请求缺少 {header} 请求头或其中不是 IP 地址，按客户端的限流（rate_limit_per_client）对其不生效；请让代理把客户端地址写入 {header}，或把 client_address_header 设为代理所写的请求头"
             ),
         ),
-        None => setup::Check::of(Warning::ClientAddressHeader.name(), Ok(())),
+        None => passed(Warning::ClientAddressHeader),
     };
-    let skew = ctx.notices.clock_skew();
-    let clock = match skew {
+    let clock = match ctx.notices.clock_skew() {
+        // Set right: what other requests noticed is over.
         Some(skew) if skew.abs() <= MAX_CLOCK_SKEW => {
-            setup::Check::of(Warning::Clock.name(), Ok(()))
+            let _ = warnings::clear(env.kv, Warning::Clock);
+            passed(Warning::Clock)
         }
-        _ => match skew
+        skew => match skew
             .map(clock_detail)
             .or_else(|| earlier(Warning::Clock).map(|n| n.detail.clone()))
         {
-            Some(detail) => failed(
-                Warning::Clock,
-                &detail,
-                "本机时钟与企业微信的时钟（其应答的 Date）相差超过一分钟，登录状态、会话和缓存都按本机时钟计时；请同步时钟（NTP）",
-            ),
-            None => setup::Check::of(Warning::Clock.name(), Ok(())),
+            Some(detail) => failed(Warning::Clock, &detail, texts::CLOCK_OFF.zh),
+            None => passed(Warning::Clock),
         },
     };
     vec![cas, client, clock]

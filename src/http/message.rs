@@ -73,12 +73,12 @@ impl Response {
     }
 }
 
-/// What every answer carries: nothing is cached, sniffed, framed, or given a
-/// referrer (the callback URL holds `code` and `state`); pages load nothing.
 /// `Retry-After` of a 502 or 503 that names none (s): a store restarting,
 /// WeCom slow or busy.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
 
+/// What every answer carries: nothing is cached, sniffed, framed, or given a
+/// referrer (the callback URL holds `code` and `state`); pages load nothing.
 const PROTECTIVE_HEADERS: [(&str, &str); 5] = [
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),

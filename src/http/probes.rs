@@ -6,7 +6,7 @@
 //! probe every second, never needing a session, never revealing a setting.
 
 use super::context::Env;
-use super::message::Response;
+use super::message::{RETRY_AFTER_SECONDS, Response};
 use crate::core::ports::{KeyValue, StoreError};
 use crate::core::warnings::{self, CasCheck, Noticed};
 
@@ -21,7 +21,17 @@ struct Readiness<'a> {
     reason: Option<&'a str>,
     /// Guards that cannot work as configured, seen within the hour.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    warnings: &'a [Noticed],
+    warnings: &'a [Listed<'a>],
+}
+
+/// A warning as `/ready` lists it: `{"warning", "first_seen",
+/// "last_seen"}`. Not its detail, which names settings (the probe is
+/// public); the setup check and the log give it.
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    warning: &'a str,
+    first_seen: u64,
+    last_seen: u64,
 }
 
 /// Whether `path` is `{prefix}/ping` or `{prefix}/ready` for `prefix`.
@@ -46,9 +56,9 @@ pub fn store_answers(kv: &impl KeyValue) -> Result<(), StoreError> {
 /// `{prefix}/ready` with usable settings: 200 when the store answers,
 /// listing the warnings noticed within the hour (`core/warnings.rs`: a
 /// guard that cannot work as configured still serves logins); else 503
-/// naming the store (never its error, which may name a host). Once an hour
-/// it checks the store's compare-and-swap (seven store operations); else
-/// three reads.
+/// naming the store (never its error, which may name a host). Every half
+/// hour it checks the store's compare-and-swap too (`warnings.rs`); else four
+/// reads.
 pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
     let (kv, now) = (env.kv, env.now);
     let mut log = None;
@@ -64,14 +74,22 @@ pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
         warnings::active(kv, now)
     };
     let mut response = match read() {
-        Ok(noticed) => Response::json(
-            200,
-            &Readiness {
+        Ok(noticed) => {
+            let listed: Vec<Listed> = noticed
+                .iter()
+                .map(|n| Listed {
+                    warning: &n.warning,
+                    first_seen: n.first_seen,
+                    last_seen: n.last_seen,
+                })
+                .collect();
+            let readiness = Readiness {
                 status: "ready",
                 reason: None,
-                warnings: &noticed,
-            },
-        ),
+                warnings: &listed,
+            };
+            Response::json(200, &readiness)
+        }
         Err(e) => {
             let mut response = not_ready("the key-value store does not answer");
             response.log = Some(format!("wecom-auth: /ready: key-value store: {}", e.0));
@@ -92,5 +110,5 @@ pub fn not_ready(reason: &str) -> Response {
             warnings: &[],
         },
     )
-    .with_header("retry-after", "5")
+    .with_header("retry-after", RETRY_AFTER_SECONDS.to_string())
 }

@@ -445,7 +445,24 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .get("return_to")
         .or(form.get("return_to"))
         .and_then(return_path::sanitize);
-    let mut response = if ctx.json {
+    // The token is stateless: the user's session generation moves on, so a
+    // copied cookie stops working too. Only a POST from our own pages does
+    // that: a GET is a link, which `SameSite=Lax` lets through from any
+    // site, so it clears this browser's cookie only. The cookie goes either
+    // way. A store that cannot read the session or move the generation on
+    // is a 503, never a logout reported done while the sessions live on.
+    let session = current_session(ctx);
+    let failed = match (&session, post) {
+        (Err(e), true) if e.category() == Category::StoreUnavailable => Some(e.clone()),
+        (Ok(session), true) => {
+            directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now).err()
+        }
+        _ => None,
+    };
+    let session = session.ok();
+    let mut response = if let Some(e) = &failed {
+        error_response(ctx, e, None)
+    } else if ctx.json {
         #[derive(Serialize)]
         struct SignedOut {
             signed_out: bool,
@@ -464,14 +481,6 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         let target = return_to.unwrap_or_else(|| format!("{}/", ctx.config.route_prefix));
         Response::redirect(if post { 303 } else { 302 }, &target)
     };
-    // The token is stateless: the user's session generation moves on, so a
-    // copied cookie stops working too. Only a POST from our own pages does
-    // that: a GET is a link, which `SameSite=Lax` lets through from any
-    // site, so it clears this browser's cookie only. The cookie goes either way.
-    let session = current_session(ctx).ok();
-    if post && let Some(session) = &session {
-        let _ = directory::end_sessions(ctx.env.kv, &session.user.id, ctx.env.now);
-    }
     let event = audit::Event {
         authenticator: session
             .as_ref()
@@ -489,6 +498,10 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 (Some(_), false) => "this-browser",
             },
         )
+    };
+    let event = match &failed {
+        Some(e) => event.failed(e),
+        None => event,
     };
     response.audit = Some(event.line());
     let mut cleared: Vec<String> = Vec::new();

@@ -1614,6 +1614,23 @@ fn outages_answer_retry_after_and_name_the_cause() {
     let me = world.send(get("/auth/wecom/me").cookie_header(&cookie));
     assert_eq!((me.status, me.header("retry-after")), (503, Some("5")));
     assert_eq!(json(&me)["error"]["category"], "store-unavailable");
+    // A logout the store cannot record says so (the sessions live on), and
+    // still clears this browser's cookie.
+    let out = world.send(
+        request("POST", "/auth/wecom/logout")
+            .cookie_header(&cookie)
+            .with("Sec-Fetch-Site", "same-origin")
+            .with("Accept", "application/json"),
+    );
+    assert_eq!((out.status, out.header("retry-after")), (503, Some("5")));
+    assert_eq!(json(&out)["error"]["category"], "store-unavailable");
+    assert!(set_cookie(&out, "wecom_auth_session").is_some_and(|c| c.contains("Max-Age=0")));
+    assert!(
+        out.audit
+            .as_deref()
+            .unwrap_or_default()
+            .contains(r#""outcome":"error""#)
+    );
     // Back: the session issued before the outage still holds.
     world.kv.faults().clear();
     let verify = world.send(get("/auth/wecom/verify").cookie_header(&cookie));

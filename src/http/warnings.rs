@@ -22,8 +22,13 @@ impl Notices {
     /// news, goes out with the answer.
     pub fn notice(&self, kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) {
         if let Some(line) = warnings::notice(kv, warning, detail, now) {
-            self.lines.borrow_mut().push(line);
+            self.push(line);
         }
+    }
+
+    /// A log line to go out with the answer.
+    pub fn push(&self, line: String) {
+        self.lines.borrow_mut().push(line);
     }
 
     /// This host's clock minus WeCom's (s), if an answer told it.

@@ -75,13 +75,18 @@ impl RedisStore {
             .set_connection_timeout(Duration::from_secs(2))
             .set_response_timeout(Duration::from_secs(5))
             .set_number_of_retries(0);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(15),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("connecting to Redis: no answer within 15 s"))?
-        .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+        // The first connection may wait for a Redis starting beside the
+        // gateway: tried again for up to 15 s.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let conn = loop {
+            match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                Ok(conn) => break conn,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    anyhow::bail!("connecting to Redis: no connection within 15 s: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        };
         Ok(RedisStore {
             common: Common::new(mode, known),
             conn,
