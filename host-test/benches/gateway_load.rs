@@ -239,6 +239,11 @@ async fn main() -> anyhow::Result<()> {
             vec![format!("Cookie: {session}")],
         ),
         (
+            "GET /auth/wecom/ready (readiness: the store and the warnings)",
+            format!("{}/auth/wecom/ready", off.url()),
+            vec![],
+        ),
+        (
             "GET /auth/wecom/verify without a session (401)",
             format!("{}/auth/wecom/verify", off.url()),
             vec![],
