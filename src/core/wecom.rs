@@ -533,17 +533,18 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         let lifetime = answer.expires_in.unwrap_or(7200);
         let refresh_after =
             self.now + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN.min(lifetime / 2));
-        // A token that cannot be cached is the store's error: taken for
-        // cached, every call would cost a `gettoken`, which WeCom limits
-        // and asks callers to cache (doc 91039).
-        set_json(
+        // A write that fails once costs one `gettoken` later (WeCom limits
+        // them and asks callers to cache, doc 91039), not this call: a store
+        // that keeps refusing writes fails the login at its used state, and
+        // `/verify` at its facts cache.
+        let _ = set_json(
             self.kv,
             &key,
             &CachedToken {
                 access_token: token.clone(),
                 refresh_after,
             },
-        )?;
+        );
         Ok(token)
     }
 
