@@ -1698,7 +1698,8 @@ async fn the_setup_check_compares_the_app_wecom_holds_with_the_settings() {
     assert_eq!(names, ["gettoken", "agent", "trusted-domain"]);
     assert_eq!(fine["ok"], true, "{fine}");
     // The guards (`core/warnings.rs`) hold in the harness: a strict store,
-    // the client address given, the simulator's clock this host's.
+    // the client address given, the simulator's clock this host's,
+    // wasmtime-wasi-http taking the calls' timeouts.
     let guards: Vec<(&str, bool)> = fine["guards"]
         .as_array()
         .unwrap()
@@ -1710,7 +1711,8 @@ async fn the_setup_check_compares_the_app_wecom_holds_with_the_settings() {
         [
             ("compare-and-swap", true),
             ("client-address-header", true),
-            ("clock", true)
+            ("clock", true),
+            ("api-timeout", true)
         ]
     );
 

@@ -246,9 +246,10 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     let ids: Vec<&str> = users.iter().map(|u| u["id"].as_str().unwrap()).collect();
     assert_eq!(users.len(), 4, "alice, lisi's row, wangwu, zhouqi: {ids:?}");
 
-    // The guards hold on Spin's store: its compare-and-swap compares (the
-    // Redis store's misreported conflicts included), Spin passes the client
-    // address, the clocks agree. `/ready` lists no warning.
+    // The guards hold on Spin: its stores' compare-and-swap compares (the
+    // Redis store's misreported conflicts included), it passes the client
+    // address and takes the timeouts of calls to WeCom, the clocks agree.
+    // `/ready` lists no warning.
     let ready = send(a, "GET", "/auth/wecom/ready", &[], b"").await.unwrap();
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json().get("warnings"), None, "{}", ready.body);

@@ -179,6 +179,9 @@ pub struct HttpResponse {
     /// The `Date` header as Unix seconds (RFC 9110 §6.6.1): WeCom's clock,
     /// which this host's is checked against. None: absent or unreadable.
     pub date: Option<u64>,
+    /// The host refused this request's timeouts (`wasi:http`
+    /// `request-options`): `api_timeout_ms` did not bound it.
+    pub timeouts_refused: bool,
 }
 
 /// Sends one request and reads the whole answer. The error says what failed

@@ -142,3 +142,7 @@ pub const CLOCK_OFF: Text = text(
     "This host's clock is more than a minute off WeCom's (the Date of its answers): login states, sessions and caches are timed by it. Synchronise it (NTP).",
     "本机时钟与企业微信的时钟（其应答的 Date）相差超过一分钟，登录状态、会话和缓存都按本机时钟计时；请同步时钟（NTP）。",
 );
+pub const API_TIMEOUT_REFUSED: Text = text(
+    "The host refused the timeouts of calls to WeCom: api_timeout_ms does not bound them. Set the host's own outbound timeout.",
+    "宿主拒绝了调用企业微信接口的超时设置，api_timeout_ms 不起作用；请设置宿主自身的出站超时。",
+);

@@ -10,6 +10,7 @@
 //! | `client-address-header` | a login request lacks the configured client-address header, or it holds no address | `rate_limit_per_client` for those requests |
 //! | `compare-and-swap` | a swap on a stale handle overwrote a newer value ([`check_compare_and_swap`]) | one user per member under concurrent first logins |
 //! | `clock` | WeCom's `Date` differs from this host's clock by over [`MAX_CLOCK_SKEW`] | the lifetimes of login states, sessions and cached facts |
+//! | `api-timeout` | the host refused a WeCom call's timeouts (`wasi:http` `request-options`) | `api_timeout_ms`: a slow WeCom holds requests as long as the host lets it |
 
 use super::ports::{KeyValue, StoreError, Swap, decode, set_json};
 use super::texts;
@@ -31,13 +32,15 @@ pub enum Warning {
     ClientAddressHeader,
     CompareAndSwap,
     Clock,
+    ApiTimeout,
 }
 
 impl Warning {
-    pub const ALL: [Warning; 3] = [
+    pub const ALL: [Warning; 4] = [
         Warning::ClientAddressHeader,
         Warning::CompareAndSwap,
         Warning::Clock,
+        Warning::ApiTimeout,
     ];
 
     /// Its name in `/ready`, the setup check and the log.
@@ -46,6 +49,7 @@ impl Warning {
             Warning::ClientAddressHeader => "client-address-header",
             Warning::CompareAndSwap => "compare-and-swap",
             Warning::Clock => "clock",
+            Warning::ApiTimeout => "api-timeout",
         }
     }
 

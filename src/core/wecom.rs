@@ -694,6 +694,7 @@ pub(crate) mod tests {
                 status: 200,
                 body: body.as_bytes().to_vec(),
                 date: None,
+                timeouts_refused: false,
             }));
             self
         }
@@ -983,21 +984,25 @@ pub(crate) mod tests {
                 status: 503,
                 body: vec![],
                 date: None,
+                timeouts_refused: false,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: b"{\"errcode\":0,\"access_tok".to_vec(),
                 date: None,
+                timeouts_refused: false,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: b"<html>".to_vec(),
                 date: None,
+                timeouts_refused: false,
             }),
             Ok(HttpResponse {
                 status: 200,
                 body: br#"{"errcode":0}"#.to_vec(),
                 date: None,
+                timeouts_refused: false,
             }),
         ] {
             let kv = MemoryKv::default();

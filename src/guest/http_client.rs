@@ -23,20 +23,20 @@ const NANOS_PER_MS: u64 = 1_000_000;
 impl Transport for WasiTransport {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
         let pending = start(request)?;
-        pending.subscribe().block();
+        pending.response.subscribe().block();
         finish(&pending)
     }
 
     /// Every request in flight at once: one `wasi:io/poll` wait for all
     /// their answers, then each body read.
     fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, String>> {
-        let started: Vec<Result<FutureIncomingResponse, String>> =
-            requests.iter().map(start).collect();
+        let started: Vec<Result<Pending, String>> = requests.iter().map(start).collect();
         loop {
             let waiting: Vec<Pollable> = started
                 .iter()
                 .filter_map(|pending| pending.as_ref().ok())
-                .filter(|pending| !pending.subscribe().ready())
+                .map(|pending| &pending.response)
+                .filter(|response| !response.subscribe().ready())
                 .map(FutureIncomingResponse::subscribe)
                 .collect();
             if waiting.is_empty() {
@@ -52,8 +52,15 @@ impl Transport for WasiTransport {
     }
 }
 
+/// A request sent, its answer to come.
+struct Pending {
+    response: FutureIncomingResponse,
+    /// The host refused the request's timeouts.
+    timeouts_refused: bool,
+}
+
 /// Sends the request head and body; the answer comes later.
-fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
+fn start(request: &HttpRequest) -> Result<Pending, String> {
     // Errors below never repeat the URL: its query holds the access token.
     let url = Url::parse(&request.url).map_err(|_| "the API URL is invalid".to_owned())?;
     let scheme = match url.scheme() {
@@ -90,10 +97,15 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
     set(outgoing.set_path_with_query(Some(&path)), "path")?;
     let options = RequestOptions::new();
     let timeout = Some(u64::from(request.timeout_ms) * NANOS_PER_MS);
-    // A host may not support a timeout; the others still apply.
-    let _ = options.set_connect_timeout(timeout);
-    let _ = options.set_first_byte_timeout(timeout);
-    let _ = options.set_between_bytes_timeout(timeout);
+    // A host may not support a timeout; the others still apply, and the
+    // answer says so (a warning, `core/warnings.rs`).
+    let refused = [
+        options.set_connect_timeout(timeout),
+        options.set_first_byte_timeout(timeout),
+        options.set_between_bytes_timeout(timeout),
+    ]
+    .iter()
+    .any(Result::is_err);
     let body = outgoing
         .body()
         .map_err(|()| "the request body was taken".to_owned())?;
@@ -110,17 +122,20 @@ fn start(request: &HttpRequest) -> Result<FutureIncomingResponse, String> {
     }
     OutgoingBody::finish(body, None)
         .map_err(|e| format!("finishing the request failed: {}", error_code(&e)))?;
-    Ok(pending)
+    Ok(Pending {
+        response: pending,
+        timeouts_refused: refused,
+    })
 }
 
 /// The answer of a request whose response head has arrived (or failed):
 /// the whole body, up to just past [`MAX_CONTACT_ANSWER_BYTES`] (the largest
 /// any API may answer; each API's own limit is checked by the core).
-fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
+fn finish(pending: &Pending) -> Result<HttpResponse, String> {
     let response = loop {
-        match pending.get() {
+        match pending.response.get() {
             Some(answer) => break answer,
-            None => pending.subscribe().block(),
+            None => pending.response.subscribe().block(),
         }
     };
     let response = response
@@ -147,7 +162,12 @@ fn finish(pending: &FutureIncomingResponse) -> Result<HttpResponse, String> {
             Err(e) => return Err(format!("reading the answer failed: {}", stream_error(e))),
         }
     }
-    Ok(HttpResponse { status, body, date })
+    Ok(HttpResponse {
+        status,
+        body,
+        date,
+        timeouts_refused: pending.timeouts_refused,
+    })
 }
 
 /// The `Date` header as Unix seconds (an IMF-fixdate, or the obsolete

@@ -398,6 +398,7 @@ fn guard_checks<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Vec<setup::Check> {
                 cas,
                 unread(Warning::ClientAddressHeader),
                 unread(Warning::Clock),
+                unread(Warning::ApiTimeout),
             ];
         }
     };
@@ -427,7 +428,15 @@ fn guard_checks<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Vec<setup::Check> {
             None => passed(Warning::Clock),
         },
     };
-    vec![cas, client, clock]
+    let timeouts = match earlier(Warning::ApiTimeout) {
+        Some(n) => failed(
+            Warning::ApiTimeout,
+            &n.detail,
+            texts::API_TIMEOUT_REFUSED.zh,
+        ),
+        None => passed(Warning::ApiTimeout),
+    };
+    vec![cas, client, clock, timeouts]
 }
 
 // ---- import ----

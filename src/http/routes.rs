@@ -19,7 +19,7 @@ use super::message::{
 use super::probes;
 use super::rules;
 use super::same_origin;
-use super::warnings::{ClockWatch, Notices};
+use super::warnings::{Notices, WecomWatch};
 use crate::core::access::Rules;
 use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
@@ -84,9 +84,10 @@ pub(super) fn dispatch<K: KeyValue, T: Transport>(
     if probe.is_some() {
         return probes::ready(env);
     }
-    // Every WeCom answer tells WeCom's clock (`warnings.rs`).
+    // Every WeCom answer tells WeCom's clock and whether the host took the
+    // call's timeouts (`warnings.rs`).
     let notices = Notices::default();
-    let watched = ClockWatch {
+    let watched = WecomWatch {
         transport: env.transport,
         kv: env.kv,
         now: env.now,

@@ -54,6 +54,8 @@ struct World {
     seed: Cell<u8>,
     /// WeCom's clock in the `Date` of its answers (None: no `Date`).
     wecom_clock: Cell<Option<u64>>,
+    /// The host refuses the timeouts of calls to WeCom.
+    refuses_timeouts: Cell<bool>,
 }
 
 impl World {
@@ -69,6 +71,7 @@ impl World {
             now: Cell::new(NOW),
             seed: Cell::new(1),
             wecom_clock: Cell::new(None),
+            refuses_timeouts: Cell::new(false),
         }
     }
 
@@ -95,6 +98,7 @@ impl World {
             status: 200,
             body: body.as_bytes().to_vec(),
             date: self.wecom_clock.get(),
+            timeouts_refused: self.refuses_timeouts.get(),
         }));
     }
 
@@ -1635,4 +1639,25 @@ fn outages_answer_retry_after_and_name_the_cause() {
     world.kv.faults().clear();
     let verify = world.send(get("/auth/wecom/verify").cookie_header(&cookie));
     assert_eq!(verify.status, 200, "{}", body(&verify));
+}
+
+/// A host that refuses the timeouts of calls to WeCom turns
+/// `api_timeout_ms` off: a warning, logged once (not once per call).
+#[test]
+fn a_host_that_refuses_call_timeouts_is_a_warning() {
+    let world = World::new(&[("admin_token", ADMIN_TOKEN), ("auto_signup", "true")]);
+    let done = world.log_in_in_client("/", true);
+    assert!(!done.log.unwrap_or_default().contains("api-timeout"));
+    world.refuses_timeouts.set(true);
+    let done = world.log_in_in_client("/", false);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    let log = done.log.unwrap_or_default();
+    assert_eq!(log.matches("warning: api-timeout").count(), 1, "{log}");
+    assert!(log.contains("api_timeout_ms"), "{log}");
+    assert!(ready_warnings(&world).contains(&"api-timeout".to_owned()));
+    let checks = guards(&world);
+    assert!(
+        checks.iter().any(|c| c.0 == "api-timeout" && !c.1),
+        "{checks:?}"
+    );
 }

@@ -1,6 +1,7 @@
 //! What one request notices of the guards that cannot work as configured
 //! ([`crate::core::warnings`]): WeCom's clock in the `Date` of every
-//! answer, a login request without a client address. Each is recorded in
+//! answer, a host that refused a call's timeouts, a login request without
+//! a client address. Each is recorded in
 //! the store and, the first time, logged with the request's answer.
 
 use std::cell::{Cell, RefCell};
@@ -15,6 +16,8 @@ pub struct Notices {
     lines: RefCell<Vec<String>>,
     /// This host's clock minus WeCom's (s), from the last answer's `Date`.
     clock_skew: Cell<Option<i64>>,
+    /// A call's timeouts were refused (noticed once a request).
+    timeouts_refused: Cell<bool>,
 }
 
 impl Notices {
@@ -54,21 +57,29 @@ pub fn clock_detail(skew: i64) -> String {
     )
 }
 
-/// A transport that reads WeCom's clock from each answer's `Date` and
-/// notices [`Warning::Clock`] when this host's is more than
-/// [`MAX_CLOCK_SKEW`] off it.
-pub struct ClockWatch<'a, T, K> {
+/// A transport that reads what each WeCom answer tells of this host: its
+/// clock against WeCom's `Date` ([`Warning::Clock`] beyond
+/// [`MAX_CLOCK_SKEW`]), and whether the host applied the call's timeouts
+/// ([`Warning::ApiTimeout`]).
+pub struct WecomWatch<'a, T, K> {
     pub transport: &'a T,
     pub kv: &'a K,
     pub now: u64,
     pub notices: &'a Notices,
 }
 
-impl<T: Transport, K: KeyValue> ClockWatch<'_, T, K> {
+impl<T: Transport, K: KeyValue> WecomWatch<'_, T, K> {
     fn read(&self, answer: &Result<HttpResponse, String>) {
-        let Some(date) = answer.as_ref().ok().and_then(|a| a.date) else {
-            return;
-        };
+        let Ok(answer) = answer else { return };
+        if answer.timeouts_refused && !self.notices.timeouts_refused.replace(true) {
+            let detail = "the host refused the timeouts of calls to WeCom (wasi:http \
+                          request-options), so api_timeout_ms does not bound them: a slow \
+                          WeCom holds requests as long as the host lets it; set the host's \
+                          own outbound timeout, or use a host that takes them (Spin, wasmtime)";
+            self.notices
+                .notice(self.kv, Warning::ApiTimeout, detail, self.now);
+        }
+        let Some(date) = answer.date else { return };
         let skew = self.now as i64 - date as i64;
         self.notices.clock_skew.set(Some(skew));
         if skew.abs() > MAX_CLOCK_SKEW {
@@ -79,7 +90,7 @@ impl<T: Transport, K: KeyValue> ClockWatch<'_, T, K> {
     }
 }
 
-impl<T: Transport, K: KeyValue> Transport for ClockWatch<'_, T, K> {
+impl<T: Transport, K: KeyValue> Transport for WecomWatch<'_, T, K> {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, String> {
         let answer = self.transport.send(request);
         self.read(&answer);
