@@ -170,8 +170,16 @@ scenario('first in-client login via auto-login (李四 → bob by mobile)', 'in-
   assert.match(await page.title(), /网页授权/);
   assertPreAuthCookie(await cookie(context, PRE_AUTH_COOKIE));
   const mark = trail.length;
-  await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atApp('/'));
-  assert.deepEqual(steps(trail, mark), [`302 ${simulator}${OAUTH_PAGE}`, `302 ${PREFIX}/callback`, '200 /']);
+  // snsapi_privateinfo: WeCom asks the member to confirm (手动授权, doc 91022).
+  await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atSimulator(OAUTH_PAGE));
+  assert.match(await page.title(), /授权确认/);
+  await clickAndLand(page, page.getByRole('link', { name: '同意 (Agree)' }), atApp('/'));
+  assert.deepEqual(steps(trail, mark), [
+    `200 ${simulator}${OAUTH_PAGE}`,
+    `302 ${simulator}${OAUTH_PAGE}`,
+    `302 ${PREFIX}/callback`,
+    '200 /',
+  ]);
   assert.equal(page.url(), `${app}/`);
   assert.match(await page.locator('main').innerText(), /Signed in as\s+李四\s+\(lisi\)/);
   assertSessionCookie(await cookie(context, SESSION_COOKIE));

@@ -28,6 +28,8 @@ function ok(what) {
 async function atWecom(url, who) {
   const page = new URL(url);
   page.searchParams.set('pick', who);
+  // The member agrees on the consent screen of snsapi_privateinfo.
+  page.searchParams.set('consent', 'agree');
   const answer = await fetch(page, { redirect: 'manual' });
   assert.equal(answer.status, 302, `the simulator's login page answered ${answer.status}`);
   return answer.headers.get('location');

@@ -43,7 +43,8 @@
 //!   consumed by its first successful exchange. Members give `userid` (legacy:
 //!   `UserId`, `DeviceId`), plus `user_ticket` (legacy: and `expires_in` 1800) only
 //!   for an in-client `snsapi_privateinfo` login with an `agentid` by a member who is
-//!   in the visible range and consents. Non-members give `openid` + `external_userid`
+//!   in the visible range and agrees on the consent screen (which such a login
+//!   always shows; `snsapi_base` never does). Non-members give `openid` + `external_userid`
 //!   (legacy: `OpenId`, `DeviceId`, `external_userid`).
 //! - **Members outside the visible range** get a code and a `userid` but never a
 //!   `user_ticket`; `user/get` for them answers **60011**; unknown userids 60111.
@@ -322,11 +323,23 @@ impl SimulatorHandle {
             .sum()
     }
 
+    /// The consent screens shown for in-client `snsapi_privateinfo` logins
+    /// since start or [`SimulatorHandle::reset_calls`].
+    pub fn consent_pages_shown(&self) -> u64 {
+        self.shared.lock().authorizations.consent_pages
+    }
+
+    /// The in-client `snsapi_base` logins, redirected without a screen.
+    pub fn silent_authorizations(&self) -> u64 {
+        self.shared.lock().authorizations.silent
+    }
+
     /// Sets every counter to 0 (connections and the most API calls in
     /// flight at once too).
     pub fn reset_calls(&self) {
         self.shared.counters.reset();
         self.shared.traffic.reset();
+        self.shared.lock().authorizations = Default::default();
     }
 
     // ---- network ----
@@ -426,7 +439,22 @@ impl SimulatorHandle {
     /// Fails if the page answers anything but a redirect (e.g. an error page).
     pub async fn login(&self, authorize_url: &str, userid: &str) -> anyhow::Result<String> {
         let target = urls::append_query(&urls::path_and_query(authorize_url), &[("pick", userid)]);
-        let response = server::get(self.addr(), &target).await?;
+        let mut response = server::get(self.addr(), &target).await?;
+        // The consent screen of `snsapi_privateinfo`: the member answers as
+        // the model says.
+        if response.status() == http::StatusCode::OK
+            && response.headers().get(ERRCODE_HEADER).is_none()
+        {
+            let consents = self
+                .model()
+                .corps
+                .iter()
+                .find_map(|corp| corp.member(userid).map(|m| m.consents_to_privateinfo))
+                .unwrap_or(false);
+            let answer = if consents { "agree" } else { "decline" };
+            let target = urls::append_query(&target, &[("consent", answer)]);
+            response = server::get(self.addr(), &target).await?;
+        }
         if response.status() != http::StatusCode::FOUND {
             let errcode = response
                 .headers()

@@ -4,7 +4,13 @@
 //!
 //! A valid request without `pick` renders a page listing the corp's members
 //! and non-members; each entry links to the same URL plus `pick=<userid or id>`.
-//! A request with `pick` answers 302 to `redirect_uri?code=..&state=..`.
+//! A request with `pick` answers 302 to `redirect_uri?code=..&state=..`, except
+//! an in-client `snsapi_privateinfo` login of a member in the visible range:
+//! WeCom asks the member to confirm (手动授权, doc 91022), so the page shows
+//! the consent screen, whose two links add `consent=agree` (the code then
+//! gives a `user_ticket`) or `consent=decline` (the userid only).
+//! `snsapi_base` (静默授权) redirects at once. Both are counted
+//! ([`crate::SimulatorHandle::consent_pages_shown`]).
 //! An invalid request answers 200 with an error page (as WeCom does) whose
 //! errcode is also in the `x-wecom-errcode` header.
 
@@ -47,30 +53,48 @@ pub(crate) fn answer(state: &mut State, endpoint: Endpoint, raw_query: &str) -> 
         return PageReply::Page(picker(endpoint, raw_query, &login));
     };
     let corp = login.corp;
-    let (subject, ticket_eligible) = if let Some(member) = corp.member(pick) {
-        let eligible =
-            in_client && login.privateinfo && member.visible && member.consents_to_privateinfo;
-        (Subject::Member(member.userid.clone()), eligible)
+    // (subject, gets a ticket, silent) or the consent screen to show.
+    let decided = if let Some(member) = corp.member(pick) {
+        let subject = Subject::Member(member.userid.clone());
+        let asks_consent = in_client && login.privateinfo && member.visible;
+        match query.get("consent") {
+            _ if !asks_consent => Ok((subject, false, in_client && !login.privateinfo)),
+            Some("agree") => Ok((subject, true, false)),
+            Some("decline") => Ok((subject, false, false)),
+            _ => Err(consent_page(raw_query, &member.name, corp)),
+        }
     } else if let Some(outsider) = corp.non_member(pick) {
         let subject = Subject::NonMember {
             openid: outsider.openid.clone(),
             external_userid: outsider.external_userid.clone(),
         };
-        (subject, false)
+        Ok((subject, false, false))
     } else {
         return error_page(
             60111,
             &format!("no member or non-member {pick:?} in this corp"),
         );
     };
+    let corp_id = corp.corp_id.clone();
+    let redirect_authority = login.redirect_authority.clone();
+    let (redirect_uri, login_state) = (login.redirect_uri.clone(), login.state.clone());
+    let (subject, ticket_eligible, silent) = match decided {
+        Ok(decided) => decided,
+        Err(html) => {
+            state.authorizations.consent_pages += 1;
+            return PageReply::Page(html);
+        }
+    };
+    if silent {
+        state.authorizations.silent += 1;
+    }
     let record = CodeRecord {
-        corp_id: corp.corp_id.clone(),
+        corp_id,
         subject,
-        redirect_authority: login.redirect_authority.clone(),
+        redirect_authority,
         ticket_eligible,
         expires_at: state.now() + CODE_LIFETIME,
     };
-    let (redirect_uri, login_state) = (login.redirect_uri.clone(), login.state.clone());
     let code = state.issue_code(record);
     let location = append_query(&redirect_uri, &[("code", &code), ("state", &login_state)]);
     PageReply::Redirect(header_safe(&location))
@@ -154,6 +178,27 @@ fn error_page(errcode: i64, detail: &str) -> PageReply {
     PageReply::Error { errcode, html }
 }
 
+/// The consent screen of an in-client `snsapi_privateinfo` login: what the
+/// app asks to read, and two links (the same URL plus `consent=`).
+fn consent_page(raw_query: &str, member: &str, corp: &Corp) -> String {
+    let link = |answer: &str| {
+        html_escape(&format!(
+            "{}?{raw_query}&consent={answer}",
+            Endpoint::OAuthPage.path()
+        ))
+    };
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>企业微信 · 授权确认</title></head>\n<body>\n\
+         <h1>{} 申请获取你的信息</h1>\n<p>{}，该应用将获取你的手机号、邮箱、头像和性别（snsapi_privateinfo）。</p>\n\
+         <p><a class=\"consent\" id=\"agree\" href=\"{}\">同意 (Agree)</a></p>\n\
+         <p><a class=\"consent\" id=\"decline\" href=\"{}\">拒绝 (Decline)</a></p>\n</body></html>\n",
+        html_escape(&corp.name),
+        html_escape(member),
+        link("agree"),
+        link("decline"),
+    )
+}
+
 fn picker(endpoint: Endpoint, raw_query: &str, login: &Login<'_>) -> String {
     let corp = login.corp;
     let (title, flow) = if endpoint == Endpoint::OAuthPage {
@@ -199,7 +244,7 @@ fn picker(endpoint: Endpoint, raw_query: &str, login: &Login<'_>) -> String {
             notes.push("outside the app's visible range");
         }
         if !member.consents_to_privateinfo {
-            notes.push("declines privateinfo");
+            notes.push("declines privateinfo when asked");
         }
         let notes = if notes.is_empty() {
             String::new()
@@ -244,6 +289,7 @@ fn header_safe(url: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::Model;
+    use crate::state::Authorizations;
 
     const BASE: &str = "appid=ww0123456789abcdef&redirect_uri=https%3A%2F%2Fapps.example.com%2Fcb&response_type=code&scope=snsapi_privateinfo&agentid=1000002&state=abc";
 
@@ -271,7 +317,7 @@ mod tests {
     #[test]
     fn pick_redirects_with_code_and_state() {
         let mut state = State::new(Model::sample());
-        let query = format!("{BASE}&pick=zhangsan");
+        let query = format!("{BASE}&pick=zhangsan&consent=agree");
         let PageReply::Redirect(location) = answer(&mut state, Endpoint::OAuthPage, &query) else {
             panic!("expected a redirect");
         };
@@ -279,6 +325,46 @@ mod tests {
         assert!(location.ends_with("&state=abc"));
         let code = state.codes.values().next().expect("a code");
         assert!(code.ticket_eligible);
+    }
+
+    /// `snsapi_privateinfo` asks the member to confirm, every time (手动授权);
+    /// `snsapi_base` redirects at once (静默授权) and gives no ticket (doc 91022).
+    #[test]
+    fn privateinfo_shows_the_consent_screen_and_base_is_silent() {
+        let mut state = State::new(Model::sample());
+        let picked = format!("{BASE}&pick=zhangsan");
+        let PageReply::Page(html) = answer(&mut state, Endpoint::OAuthPage, &picked) else {
+            panic!("expected the consent screen");
+        };
+        assert!(html.contains("&amp;consent=agree\"") && html.contains("&amp;consent=decline\""));
+        assert!(!html.contains("<script"));
+        assert_eq!(state.authorizations.consent_pages, 1);
+        assert!(state.codes.is_empty(), "no code before the answer");
+        let declined = format!("{picked}&consent=decline");
+        let PageReply::Redirect(_) = answer(&mut state, Endpoint::OAuthPage, &declined) else {
+            panic!("expected a redirect");
+        };
+        assert!(!state.codes.values().next().unwrap().ticket_eligible);
+        let base = picked.replace("snsapi_privateinfo", "snsapi_base");
+        state.codes.clear();
+        let PageReply::Redirect(_) = answer(&mut state, Endpoint::OAuthPage, &base) else {
+            panic!("snsapi_base redirects at once");
+        };
+        assert!(!state.codes.values().next().unwrap().ticket_eligible);
+        assert_eq!(
+            state.authorizations,
+            Authorizations {
+                silent: 1,
+                consent_pages: 1
+            }
+        );
+        // A member outside the visible range is never asked.
+        let outside = format!("{BASE}&pick=zhaoliu");
+        assert!(matches!(
+            answer(&mut state, Endpoint::OAuthPage, &outside),
+            PageReply::Redirect(_)
+        ));
+        assert_eq!(state.authorizations.consent_pages, 1);
     }
 
     #[test]

@@ -61,7 +61,18 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, CodeRecord>,
     pub(crate) tickets: HashMap<String, TicketRecord>,
     pub(crate) faults: Faults,
+    /// In-client authorizations: silent ones, consent screens shown.
+    pub(crate) authorizations: Authorizations,
     rng: Rng,
+}
+
+/// How in-client authorizations went (WeCom doc 91022).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Authorizations {
+    /// `snsapi_base` logins of a member: redirected at once (静默授权).
+    pub(crate) silent: u64,
+    /// Consent screens shown for `snsapi_privateinfo` (手动授权).
+    pub(crate) consent_pages: u64,
 }
 
 impl State {
@@ -73,6 +84,7 @@ impl State {
             codes: HashMap::new(),
             tickets: HashMap::new(),
             faults: Faults::default(),
+            authorizations: Authorizations::default(),
             rng: Rng::seeded(),
         }
     }

@@ -846,16 +846,19 @@ async fn counters_count_calls_per_endpoint() {
         (Endpoint::LegacyGetUserInfo, 0),
         (Endpoint::GetUserDetail, 1),
         (Endpoint::UserGet, 2),
-        (Endpoint::OAuthPage, 1),
+        // The consent screen of snsapi_privateinfo, then its answer.
+        (Endpoint::OAuthPage, 2),
         (Endpoint::WebLoginPage, 1),
     ];
     for (endpoint, n) in expected {
         assert_eq!(sim.calls(endpoint), n, "{endpoint:?}");
     }
     assert_eq!(sim.api_calls(), 5);
+    assert_eq!(sim.consent_pages_shown(), 1);
     sim.reset_calls();
     assert_eq!(sim.api_calls(), 0);
     assert_eq!(sim.calls(Endpoint::OAuthPage), 0);
+    assert_eq!(sim.consent_pages_shown(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -880,7 +883,10 @@ async fn many_concurrent_logins() {
     }
     assert_eq!(codes.len(), 64, "every code unique");
     assert_eq!(sim.calls(Endpoint::GetUserInfo), 64);
-    assert_eq!(sim.calls(Endpoint::OAuthPage), 64);
+    // Each of the 48 members saw the consent screen, then answered it; the
+    // 16 outsiders were not asked.
+    assert_eq!(sim.consent_pages_shown(), 48);
+    assert_eq!(sim.calls(Endpoint::OAuthPage), 2 * 48 + 16);
 }
 
 #[tokio::test]
