@@ -100,6 +100,7 @@ proptest! {
         let attempt = state::Attempt {
             return_to: &path,
             flow: wecom_auth::core::flow::LoginFlow::InClient,
+            scope: wecom_auth::core::flow::InClientScope::Base,
             restarted: false,
             in_flight: Some(&in_flight),
         };

@@ -165,16 +165,25 @@ scenario('first in-client login via auto-login (李四 → bob by mobile)', 'in-
   // Straight to the in-client OAuth page: no login page, no login route.
   assert.deepEqual(steps(trail).map((s) => s.replace(/\?.*/, '')), ['302 /', `200 ${simulator}${OAUTH_PAGE}`]);
   const oauth = new URL(page.url());
-  assert.equal(oauth.searchParams.get('scope'), 'snsapi_privateinfo');
+  // Silent first (静默授权): no page of WeCom's for a member already bound.
+  assert.equal(oauth.searchParams.get('scope'), 'snsapi_base');
   assert.equal(oauth.searchParams.get('redirect_uri'), `${app}${PREFIX}/callback`);
   assert.match(await page.title(), /网页授权/);
   assertPreAuthCookie(await cookie(context, PRE_AUTH_COOKIE));
   const mark = trail.length;
-  // snsapi_privateinfo: WeCom asks the member to confirm (手动授权, doc 91022).
+  // 李四 is not bound yet: the silent login comes back, and the component
+  // sends the browser to WeCom once more with snsapi_privateinfo, whose
+  // consent screen yields the mobile (手动授权, doc 91022). (The simulator
+  // asks who is signed in to the client again: its picker stands for that.)
+  await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atSimulator(OAUTH_PAGE));
+  assert.equal(new URL(page.url()).searchParams.get('scope'), 'snsapi_privateinfo');
   await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atSimulator(OAUTH_PAGE));
   assert.match(await page.title(), /授权确认/);
   await clickAndLand(page, page.getByRole('link', { name: '同意 (Agree)' }), atApp('/'));
   assert.deepEqual(steps(trail, mark), [
+    `302 ${simulator}${OAUTH_PAGE}`,
+    `302 ${PREFIX}/callback`,
+    `200 ${simulator}${OAUTH_PAGE}`,
     `200 ${simulator}${OAUTH_PAGE}`,
     `302 ${simulator}${OAUTH_PAGE}`,
     `302 ${PREFIX}/callback`,

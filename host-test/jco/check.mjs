@@ -134,10 +134,21 @@ try {
   assert.equal(page.status, 302);
   const cookie = page.headers.get('set-cookie').split(';')[0];
   const callback = await atWecom(page.headers.get('location'), 'zhangsan');
-  const done = await fetch(callback.replace(/^https?:\/\/[^/]+/, ORIGIN), {
+  let done = await fetch(callback.replace(/^https?:\/\/[^/]+/, ORIGIN), {
     headers: { 'user-agent': WECOM, cookie },
     redirect: 'manual',
   });
+  // A silent login of a member not bound yet goes to WeCom once more, for
+  // the consent (snsapi_privateinfo) that yields the mobile.
+  const consent = done.headers.get('location') ?? '';
+  if (done.status === 302 && consent.includes('scope=snsapi_privateinfo')) {
+    const again = await atWecom(consent, 'zhangsan');
+    const preAuth = done.headers.getSetCookie().find((c) => c.startsWith('wecom_auth_login='));
+    done = await fetch(again.replace(/^https?:\/\/[^/]+/, ORIGIN), {
+      headers: { 'user-agent': WECOM, cookie: preAuth.split(';')[0] },
+      redirect: 'manual',
+    });
+  }
   assert.equal(done.status, 302, await done.text());
   const setCookies = done.headers.getSetCookie();
   const sessionCookie = setCookies.find((c) => c.startsWith('wecom_auth_session='));

@@ -347,7 +347,26 @@ impl Browser {
             back.starts_with(&format!("{ORIGIN}/auth/wecom/callback?code=")),
             "{back}"
         );
-        self.get(front, &back).await
+        self.back_from_wecom(front, sim, &back, who).await
+    }
+
+    /// Brings WeCom's redirect `back` to the callback. A silent in-client
+    /// login of a member not bound yet is sent to WeCom once more, for the
+    /// consent (`snsapi_privateinfo`): `who` answers as the model says, and
+    /// that callback's answer is returned.
+    async fn back_from_wecom(
+        &mut self,
+        front: &Front,
+        sim: &SimulatorHandle,
+        back: &str,
+        who: &str,
+    ) -> Reply {
+        let answer = self.get(front, back).await;
+        if answer.status != 302 || !answer.location().contains("scope=snsapi_privateinfo") {
+            return answer;
+        }
+        let again = sim.login(answer.location(), who).await.unwrap();
+        self.get(front, &again).await
     }
 }
 
@@ -367,9 +386,18 @@ async fn a_whole_login_inside_wecom_then_verify_me_and_logout() {
         "{}",
         start.location()
     );
-    assert!(start.location().contains("scope=snsapi_privateinfo"));
+    // Silent first (snsapi_base): no page of WeCom's.
+    assert!(start.location().contains("scope=snsapi_base&"));
     assert!(phone.cookies.contains_key("wecom_auth_login"));
     let back = sim.login(start.location(), "zhangsan").await.unwrap();
+    assert_eq!(sim.consent_pages_shown(), 0);
+    // Not bound yet: once more to WeCom, for the consent that yields the
+    // mobile, to the same return path.
+    let bounce = phone.get(&front, &back).await;
+    assert_eq!(bounce.status, 302, "{}", bounce.body);
+    assert!(bounce.location().contains("scope=snsapi_privateinfo&"));
+    let back = sim.login(bounce.location(), "zhangsan").await.unwrap();
+    assert_eq!(sim.consent_pages_shown(), 1);
     let done = phone.get(&front, &back).await;
     assert_eq!(
         (done.status, done.location()),
@@ -393,7 +421,20 @@ async fn a_whole_login_inside_wecom_then_verify_me_and_logout() {
             .ends_with("; Path=/; HttpOnly; SameSite=Lax; Secure")
     );
     assert_eq!(sim.calls(Endpoint::GetToken), 1);
+    assert_eq!(sim.calls(Endpoint::GetUserInfo), 2);
     assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
+
+    // Bound now: the next in-client login is silent, one WeCom call.
+    let mut again = Browser::new(WECOM_ANDROID);
+    sim.reset_calls();
+    let done = again
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(done.status, 302, "{}", done.body);
+    assert!(again.cookies.contains_key("wecom_auth_session"));
+    assert_eq!(sim.consent_pages_shown(), 0);
+    assert_eq!(sim.silent_authorizations(), 1);
+    assert_eq!(sim.calls(Endpoint::GetUserInfo), 1);
 
     let verified = phone.get(&front, "/auth/wecom/verify").await;
     assert_eq!(verified.status, 200);
@@ -526,6 +567,13 @@ async fn a_wecom_outage_is_a_502_page_with_a_way_back() {
 async fn a_duplicate_callback_lands_where_the_first_did() {
     let sim = Simulator::start(Model::sample()).await.unwrap();
     let front = Front::new(&sim, &[("auto_signup", "true")]);
+    // Bound first: the login below is silent, one callback.
+    let mut earlier = Browser::new(WECOM_ANDROID);
+    let bound = earlier
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(bound.status, 302, "{}", bound.body);
+    sim.reset_calls();
     let mut phone = Browser::new(WECOM_ANDROID);
     let start = phone
         .get(&front, "/auth/wecom/login?return_to=/inbox")
@@ -792,6 +840,12 @@ async fn a_trailing_slash_reaches_the_same_route() {
 async fn logins_started_in_parallel_in_one_browser_each_finish() {
     let sim = Simulator::start(Model::sample()).await.unwrap();
     let front = Front::new(&sim, &[("auto_signup", "true")]);
+    // Bound first: each login below is silent, one callback.
+    let mut earlier = Browser::new(WECOM_ANDROID);
+    let bound = earlier
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(bound.status, 302, "{}", bound.body);
     let mut phone = Browser::new(WECOM_ANDROID);
     let mut started = Vec::new();
     for tab in 1..=5 {
@@ -868,7 +922,7 @@ async fn a_pre_auth_cookie_lost_in_the_wecom_webview_restarts_the_login_once() {
     let restart = phone.get(&front, &back).await;
     assert_eq!(restart.status, 302, "{}", restart.body);
     assert!(
-        restart.location().contains("scope=snsapi_privateinfo"),
+        restart.location().contains("scope=snsapi_base&"),
         "{}",
         restart.location()
     );
@@ -881,7 +935,9 @@ async fn a_pre_auth_cookie_lost_in_the_wecom_webview_restarts_the_login_once() {
     assert_eq!(refused.status, 401, "{}", refused.body);
     // Kept this time: the restarted login finishes on the default page.
     let back_kept = sim.login(restart.location(), "zhangsan").await.unwrap();
-    let done = phone.get(&front, &back_kept).await;
+    let done = phone
+        .back_from_wecom(&front, &sim, &back_kept, "zhangsan")
+        .await;
     assert_eq!((done.status, done.location()), (302, "/"), "{}", done.body);
     // A desktop browser is not in the WeCom client: the error, no restart.
     let mut desktop = Browser::new(CHROME);
@@ -1478,7 +1534,9 @@ async fn every_login_logout_refusal_and_admin_change_leaves_one_audit_line() {
     assert_eq!(started["client"], "wecom-mobile");
     let finished = find("login-finished", "created");
     assert_eq!(finished["wecom_userid"], "zhangsan");
-    assert_eq!(finished["wecom_calls"], 4, "gettoken + 3 calls");
+    // The consent round: `auth/getuserinfo`, `getuserdetail`, `user/get` (the
+    // silent round before it fetched the token and `auth/getuserinfo`).
+    assert_eq!(finished["wecom_calls"], 3);
     assert!(finished["user_id"].as_str().unwrap().starts_with("wc-"));
     let refused = find("login-refused", "refused");
     assert_eq!(refused["category"], "access-denied");
@@ -1631,6 +1689,14 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
         "a forged address does not escape the limit"
     );
     assert_eq!(login("203.0.113.8:40000").await.status, 302);
+    // zhangsan bound (one login with the consent round), still in this
+    // minute: the logins counted below are silent, one callback each.
+    let mut earlier = Browser::new(WECOM_ANDROID);
+    earlier.address = Some("192.0.2.200:5000".into());
+    let bound = earlier
+        .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
+        .await;
+    assert_eq!(bound.status, 302, "{}", bound.body);
     // The next minute.
     front
         .clock
@@ -1670,8 +1736,10 @@ async fn login_requests_over_a_limit_get_429_until_the_minute_is_over() {
             assert_eq!(reply.status, 429, "{}", reply.body);
         }
     }
-    // gettoken once, then 3 calls for each of the four let through.
-    assert_eq!(front.hooks.log.requests().len() - calls_before, 1 + 4 * 3);
+    // Each of the four let through: `auth/getuserinfo`, then the profile
+    // refresh's `user/get` (silent logins give no ticket for
+    // `getuserdetail`); the token is cached.
+    assert_eq!(front.hooks.log.requests().len() - calls_before, 4 * 2);
     // A client address header that is not an address counts nobody.
     for _ in 0..5 {
         let headers = [("spin-client-addr", "unknown")];

@@ -795,8 +795,9 @@ async fn demo_without_groups() -> host_test::demo::Demo {
 }
 
 /// A returning member inside WeCom is answered once `auth/getuserinfo` is
-/// in: the profile calls (`getuserdetail`, `user/get`) run after the answer
-/// was sent, and the profile they fetch still reaches the user.
+/// in (a silent login: no page of WeCom's): the profile call (`user/get`)
+/// runs after the answer was sent, and the profile it fetches still
+/// reaches the user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_member_is_answered_before_the_profile_refresh() {
     use common::http::{Browser, send};
@@ -847,8 +848,11 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
         name, "张三丰",
         "the profile fetched after the answer is kept"
     );
-    assert_eq!(sim.calls(Endpoint::GetUserDetail), 1);
+    // A silent login gives no ticket: the refresh reads what needs no
+    // consent (`user/get`), never `getuserdetail`.
+    assert_eq!(sim.calls(Endpoint::GetUserDetail), 0);
     assert_eq!(sim.calls(Endpoint::UserGet), 1);
+    assert_eq!(sim.consent_pages_shown(), 0);
 }
 
 /// A returning member whom WeCom no longer shows the app (moved out of the

@@ -218,17 +218,41 @@ async fn log_in(
         Ok(Ok(back)) => back,
         _ => return LoginEnd::StoppedAtWecom,
     };
-    let target = &back[back.find("/auth/").unwrap_or(0)..];
-    let cookie = jar
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let headers = [
-        ("user-agent", WECOM_USER_AGENT),
-        ("cookie", cookie.as_str()),
-    ];
-    match attempt(finish, target, &headers).await {
+    let mut target = back[back.find("/auth/").unwrap_or(0)..].to_owned();
+    let mut consent_asked = false;
+    loop {
+        let cookie = jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let headers = [
+            ("user-agent", WECOM_USER_AGENT),
+            ("cookie", cookie.as_str()),
+        ];
+        let answer = attempt(finish, &target, &headers).await;
+        // A member not bound yet: once more to WeCom, for the consent.
+        if let Outcome::Answer(reply) = &answer
+            && reply.status == 302
+            && reply.location().contains("scope=snsapi_privateinfo")
+            && !consent_asked
+        {
+            consent_asked = true;
+            keep_cookies(&mut jar, &reply.headers);
+            let again = tokio::time::timeout(HUNG, sim.login(reply.location(), member)).await;
+            let Ok(Ok(again)) = again else {
+                return LoginEnd::StoppedAtWecom;
+            };
+            target = again[again.find("/auth/").unwrap_or(0)..].to_owned();
+            continue;
+        }
+        return finished(answer);
+    }
+}
+
+/// How a callback's answer ends a login.
+fn finished(answer: Outcome) -> LoginEnd {
+    match answer {
         Outcome::Answer(reply) if reply.status == 302 => {
             let session = reply
                 .headers

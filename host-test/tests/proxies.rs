@@ -136,8 +136,30 @@ async fn walk(proxy: &Proxy, sim: &SimulatorHandle, passes_renewal: bool) {
     let begun = phone.request(proxy.addr, "GET", &to_login).await;
     assert_eq!(begun.status, 302, "{}", begun.body);
     let back = sim.login(begun.location(), "zhangsan").await.unwrap();
+    // Not bound yet: the silent login goes to WeCom once more, for the
+    // consent that yields the mobile, and still lands on the linked page.
+    let bounce = phone.request(proxy.addr, "GET", &back).await;
+    assert_eq!(bounce.status, 302, "{}", bounce.body);
+    assert!(bounce.location().contains("scope=snsapi_privateinfo&"));
+    let back = sim.login(bounce.location(), "zhangsan").await.unwrap();
     let done = phone.request(proxy.addr, "GET", &back).await;
     assert_eq!((done.status, done.location()), (302, page), "{}", done.body);
+    // Bound now: a deep link opened in WeCom later (a 应用消息) lands on
+    // its page with no page of WeCom's in between.
+    let consents = sim.consent_pages_shown();
+    let mut later = Browser::new(WECOM_ANDROID);
+    let sent = later.request(proxy.addr, "GET", page).await;
+    let begun = later.request(proxy.addr, "GET", sent.location()).await;
+    assert!(begun.location().contains("scope=snsapi_base&"));
+    let back = sim.login(begun.location(), "zhangsan").await.unwrap();
+    let landed = later.request(proxy.addr, "GET", &back).await;
+    assert_eq!(
+        (landed.status, landed.location()),
+        (302, page),
+        "{}",
+        landed.body
+    );
+    assert_eq!(sim.consent_pages_shown(), consents, "no consent screen");
 
     // The app gets the identity, whatever the client claims.
     let mut spoofing = Browser::new(phone.user_agent);

@@ -33,6 +33,11 @@ pub enum AuthError {
     NotAMember,
     UserNotFound,
     FirstLoginInClient,
+    /// A silent in-client login (`snsapi_base`) of a member not bound yet:
+    /// matching or signing them up needs the mobile, which only
+    /// `snsapi_privateinfo` yields, with the member's consent. The HTTP
+    /// front sends the browser back to WeCom for it.
+    ConsentNeeded,
     SessionRejected(&'static str),
     UserGone,
     Conflict(String),
@@ -154,7 +159,7 @@ impl AuthError {
         match self {
             AuthError::InvalidSettings(_) => Category::Misconfigured,
             AuthError::BadRequest { .. } => Category::BadRequest,
-            AuthError::StateRejected(_) => Category::LoginRejected,
+            AuthError::StateRejected(_) | AuthError::ConsentNeeded => Category::LoginRejected,
             AuthError::Wecom(e) => wecom_category(e.errcode),
             AuthError::WecomUnavailable(_) => Category::WecomUnavailable,
             AuthError::NotAMember
@@ -365,6 +370,9 @@ impl fmt::Display for AuthError {
             AuthError::FirstLoginInClient => {
                 f.write_str("first login must happen inside the WeCom client")
             }
+            AuthError::ConsentNeeded => f.write_str(
+                "a silent (snsapi_base) login of a member not yet bound: ask again with snsapi_privateinfo",
+            ),
             AuthError::SessionRejected(why) => write!(f, "session rejected: {why}"),
             AuthError::UserGone => f.write_str("the session's user no longer exists"),
             AuthError::Conflict(why) => write!(f, "conflict: {why}"),

@@ -8,7 +8,7 @@ use super::cookie::{Cookie, pre_auth_cookie, pre_auth_cookie_after, session_cook
 use super::directory::{self, Binding, MatchPolicy, Outcome, Profile, User};
 use super::error::{AuthError, Category};
 use super::facts;
-use super::flow::LoginFlow;
+use super::flow::{InClientScope, LoginFlow};
 use super::mobile;
 use super::ports::{KeyValue, Transport};
 use super::session;
@@ -38,6 +38,10 @@ pub struct AuthorizeRequest {
     pub pre_auth_cookie: Option<String>,
     /// A silent restart of an in-client login whose cookie was lost.
     pub restarted: bool,
+    /// What an in-client login asks WeCom for: the HTTP front starts with
+    /// the silent `snsapi_base`; the typed API (no second round) with
+    /// `snsapi_privateinfo`, the default.
+    pub scope: InClientScope,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,12 +74,15 @@ pub fn authorize(
     let attempt = state::Attempt {
         return_to: &return_to,
         flow,
+        scope: request.scope,
         restarted: request.restarted,
         in_flight,
     };
     let issued = state::issue(authenticator, &attempt, now, random);
     let url = match flow {
-        LoginFlow::InClient => urls::in_client_oauth_url(authenticator, &issued.state),
+        LoginFlow::InClient => {
+            urls::in_client_oauth_url(authenticator, &issued.state, request.scope)
+        }
         LoginFlow::Web => urls::web_login_url(
             authenticator,
             &issued.state,
@@ -298,6 +305,16 @@ pub fn complete_callback(
         );
         success.pending_refresh = Some(pending);
         return Ok(success);
+    }
+    // A silent login yields the userid only: a member not bound yet is
+    // matched (or signed up) by the mobile, which needs their consent. The
+    // state is spent; the front starts the login again with it.
+    if in_client
+        && verified.scope == InClientScope::Base
+        && identity.user_ticket.is_none()
+        && directory::find_by_binding(kv, &binding)?.is_none()
+    {
+        return Err(AuthError::ConsentNeeded);
     }
     let (mut member, name) = fetch_member(
         &api,

@@ -2,8 +2,9 @@
 //!
 //! `state` = lowercase hex of `version ‖ authenticator tag ‖ flags ‖ expiry ‖
 //! nonce ‖ MAC`: 42 bytes, 84 characters, within WeCom's `[A-Za-z0-9]{1,128}`.
-//! The flags say the flow (in-client or web) and whether the login is a silent
-//! restart after a lost cookie. The MAC is HMAC-SHA256 (truncated to 128 bits)
+//! The flags say the flow (in-client or web), the in-client scope asked for
+//! (silent `snsapi_base` or `snsapi_privateinfo`) and whether the login is a
+//! silent restart after a lost cookie. The MAC is HMAC-SHA256 (truncated to 128 bits)
 //! over the authenticator's name, the fields before it and a hash of this
 //! login's entry in the pre-auth cookie, so a state verifies only with the
 //! cookie of the browser that started the login.
@@ -20,7 +21,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
-use super::flow::LoginFlow;
+use super::flow::{InClientScope, LoginFlow};
 use super::settings::{Authenticator, SigningKey};
 
 pub const STATE_VERSION: u8 = 2;
@@ -52,6 +53,9 @@ const MAC_CONTEXT: &[u8] = b"wecom-auth state v2\0";
 
 const FLAG_IN_CLIENT: u8 = 1;
 const FLAG_RESTARTED: u8 = 2;
+/// An in-client login that asked for `snsapi_privateinfo` (without it:
+/// `snsapi_base`, silent).
+const FLAG_PRIVATEINFO: u8 = 4;
 
 /// Cookie-safe encoding of the return path: alphanumerics and `-._~/` stay
 /// (so neither `.` inside a path nor the `!` between entries is ambiguous:
@@ -77,6 +81,8 @@ pub struct Attempt<'a> {
     /// Already sanitized.
     pub return_to: &'a str,
     pub flow: LoginFlow,
+    /// What an in-client login asks WeCom for (ignored by web logins).
+    pub scope: InClientScope,
     /// A silent restart of an in-client login whose cookie the webview lost:
     /// a second loss is not restarted again.
     pub restarted: bool,
@@ -93,6 +99,8 @@ pub struct VerifiedState {
     pub return_to: String,
     /// The flow the login was started with.
     pub flow: LoginFlow,
+    /// What the in-client login asked WeCom for.
+    pub scope: InClientScope,
     /// The pre-auth cookie without this login's entry (empty: no login left).
     pub remaining_cookie: String,
 }
@@ -114,6 +122,7 @@ pub enum StateRejection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Claimed {
     pub flow: LoginFlow,
+    pub scope: InClientScope,
     pub restarted: bool,
 }
 
@@ -144,6 +153,11 @@ fn flags(byte: u8) -> Claimed {
         } else {
             LoginFlow::Web
         },
+        scope: if byte & FLAG_PRIVATEINFO != 0 {
+            InClientScope::PrivateInfo
+        } else {
+            InClientScope::Base
+        },
         restarted: byte & FLAG_RESTARTED != 0,
     }
 }
@@ -171,9 +185,10 @@ pub fn issue(
     let mut signed = [0u8; SIGNED_LEN];
     signed[0] = STATE_VERSION;
     signed[1..FLAGS_AT].copy_from_slice(&authenticator_tag(&authenticator.name));
-    signed[FLAGS_AT] = match attempt.flow {
-        LoginFlow::InClient => FLAG_IN_CLIENT,
-        LoginFlow::Web => 0,
+    signed[FLAGS_AT] = match (attempt.flow, attempt.scope) {
+        (LoginFlow::InClient, InClientScope::PrivateInfo) => FLAG_IN_CLIENT | FLAG_PRIVATEINFO,
+        (LoginFlow::InClient, InClientScope::Base) => FLAG_IN_CLIENT,
+        (LoginFlow::Web, _) => 0,
     } | if attempt.restarted { FLAG_RESTARTED } else { 0 };
     signed[EXPIRY_AT..NONCE_AT].copy_from_slice(&expires_at.to_be_bytes());
     signed[NONCE_AT..].copy_from_slice(nonce);
@@ -246,11 +261,13 @@ pub fn verify(
         .filter(|other| *other != entry && looks_like_entry(other))
         .collect::<Vec<_>>()
         .join("!");
+    let claimed = flags(signed[FLAGS_AT]);
     Ok(VerifiedState {
         nonce,
         expires_at,
         return_to,
-        flow: flags(signed[FLAGS_AT]).flow,
+        flow: claimed.flow,
+        scope: claimed.scope,
         remaining_cookie,
     })
 }
@@ -340,6 +357,7 @@ mod tests {
         Attempt {
             return_to,
             flow: LoginFlow::Web,
+            scope: InClientScope::Base,
             restarted: false,
             in_flight: None,
         }
@@ -563,11 +581,21 @@ mod tests {
             claimed(&issued.state),
             Some(Claimed {
                 flow: LoginFlow::InClient,
+                scope: InClientScope::Base,
                 restarted: true
             })
         );
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
         assert_eq!(verified.flow, LoginFlow::InClient);
+        assert_eq!(verified.scope, InClientScope::Base);
+        // The scope asked for is signed in too.
+        let consent = Attempt {
+            scope: InClientScope::PrivateInfo,
+            ..attempt
+        };
+        let issued = issue(&a, &consent, NOW, &RANDOM);
+        let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
+        assert_eq!(verified.scope, InClientScope::PrivateInfo);
         // Flipping the flags breaks the MAC.
         let mut flipped = issued.state.clone();
         flipped.replace_range(2 * FLAGS_AT..2 * FLAGS_AT + 2, "00");

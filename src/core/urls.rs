@@ -5,6 +5,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::form_urlencoded;
 
 use super::browser::Language;
+use super::flow::InClientScope;
 use super::settings::Authenticator;
 
 /// What `encodeURIComponent` leaves alone, and nothing more.
@@ -26,14 +27,21 @@ pub fn callback_url(authenticator: &Authenticator) -> String {
     )
 }
 
-/// In-client OAuth with `snsapi_privateinfo` (yields the member's mobile number).
-/// `agentid` is required for that scope and `#wechat_redirect` for the link.
-pub fn in_client_oauth_url(authenticator: &Authenticator, state: &str) -> String {
+/// In-client OAuth with `scope` (doc 91022): `snsapi_base` is silent,
+/// `snsapi_privateinfo` asks the member's consent and yields the mobile
+/// number. `agentid` is required for the latter (sent with both) and
+/// `#wechat_redirect` for the link.
+pub fn in_client_oauth_url(
+    authenticator: &Authenticator,
+    state: &str,
+    scope: InClientScope,
+) -> String {
     format!(
-        "{base}/connect/oauth2/authorize?appid={appid}&redirect_uri={redirect}&response_type=code&scope=snsapi_privateinfo&state={state}&agentid={agentid}#wechat_redirect",
+        "{base}/connect/oauth2/authorize?appid={appid}&redirect_uri={redirect}&response_type=code&scope={scope}&state={state}&agentid={agentid}#wechat_redirect",
         base = authenticator.oauth_base,
         appid = encode_component(&authenticator.corp_id),
         redirect = encode_component(&callback_url(authenticator)),
+        scope = scope.name(),
         state = encode_component(state),
         agentid = encode_component(&authenticator.agent_id),
     )
@@ -95,10 +103,14 @@ mod tests {
     #[test]
     fn in_client_oauth_url_is_exactly_as_wecom_documents_it() {
         assert_eq!(
-            in_client_oauth_url(&corp(), "STATE123"),
+            in_client_oauth_url(&corp(), "STATE123", InClientScope::PrivateInfo),
             "https://open.weixin.qq.com/connect/oauth2/authorize?appid=ww0123456789abcdef\
              &redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback\
              &response_type=code&scope=snsapi_privateinfo&state=STATE123&agentid=1000002#wechat_redirect"
+        );
+        assert!(
+            in_client_oauth_url(&corp(), "S", InClientScope::Base)
+                .contains("&response_type=code&scope=snsapi_base&state=S&agentid=1000002#")
         );
     }
 
@@ -122,7 +134,7 @@ mod tests {
         s.sso_base = Some("http://127.0.0.1:9000".into());
         let a = s.check().unwrap();
         assert_eq!(callback_url(&a), "http://127.0.0.1:8080/sso/callback");
-        assert!(in_client_oauth_url(&a, "S").starts_with(
+        assert!(in_client_oauth_url(&a, "S", InClientScope::Base).starts_with(
             "http://127.0.0.1:9000/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fsso%2Fcallback&"
         ));
         assert!(

@@ -141,6 +141,7 @@ mod tests {
             expires_at,
             return_to: "/".into(),
             flow: LoginFlow::Web,
+            scope: crate::core::flow::InClientScope::Base,
             remaining_cookie: String::new(),
         }
     }

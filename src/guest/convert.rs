@@ -288,6 +288,9 @@ impl From<AuthError> for wit::AuthError {
             AuthError::NotAMember => wit::ErrorDetail::NotAMember,
             AuthError::UserNotFound => wit::ErrorDetail::UserNotFound,
             AuthError::FirstLoginInClient => wit::ErrorDetail::FirstLoginInClient,
+            // The typed `authorize-url` asks for snsapi_privateinfo, so its
+            // callbacks never meet this: the nearest detail, should one.
+            AuthError::ConsentNeeded => wit::ErrorDetail::FirstLoginInClient,
             AuthError::SessionRejected(why) => wit::ErrorDetail::SessionRejected(why.into()),
             AuthError::UserGone => wit::ErrorDetail::UserGone,
             AuthError::Conflict(why) => wit::ErrorDetail::Conflict(why),

@@ -9,6 +9,7 @@ use super::keyvalue::WasiKv;
 use crate::core::browser;
 use crate::core::directory;
 use crate::core::error::AuthError;
+use crate::core::flow::InClientScope;
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest};
 use crate::core::ports::Transport;
 use crate::core::settings::{self, Authenticator};
@@ -41,6 +42,8 @@ impl wit::Guest for Component {
             language: request.language.map(Into::into),
             pre_auth_cookie: request.pre_auth_cookie,
             restarted: false,
+            // No second round here: the consent is asked at once.
+            scope: InClientScope::PrivateInfo,
         };
         Ok(login::authorize(&authenticator, &request, now_seconds(), &random_bytes())?.into())
     }

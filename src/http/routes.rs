@@ -25,7 +25,7 @@ use crate::core::browser::{self, Language};
 use crate::core::cookie::{PRE_AUTH_COOKIE, cleared_session_cookie, session_cookie};
 use crate::core::directory::{self, User};
 use crate::core::error::{AuthError, Category, errcode};
-use crate::core::flow::LoginFlow;
+use crate::core::flow::{InClientScope, LoginFlow};
 use crate::core::login::{self, AuthorizeRequest, CallbackRequest, ProfileRefresh, Session};
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::return_path;
@@ -258,25 +258,46 @@ fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         Some("web") => Some(LoginFlow::Web),
         _ => None,
     };
-    start_login(ctx, entry, return_to, flow, false)
+    start_login(ctx, entry, return_to, flow, false, InClientScope::Base)
 }
 
 /// 302 to WeCom with the pre-auth cookie (the logins already in flight in
-/// this browser kept in it).
+/// this browser kept in it). An in-client login starts silent
+/// (`snsapi_base`): a member already bound meets no page of WeCom's; one
+/// not bound yet is sent back with `snsapi_privateinfo` from the callback.
 fn start_login<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
     entry: &Entry,
     return_to: Option<String>,
     force_flow: Option<LoginFlow>,
     restarted: bool,
+    scope: InClientScope,
+) -> Response {
+    let in_flight = ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned);
+    start_login_beside(
+        ctx, entry, return_to, force_flow, restarted, scope, in_flight,
+    )
+}
+
+/// [`start_login`] beside the logins `in_flight` (a pre-auth cookie's
+/// entries) rather than the request's cookie.
+fn start_login_beside<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    entry: &Entry,
+    return_to: Option<String>,
+    force_flow: Option<LoginFlow>,
+    restarted: bool,
+    scope: InClientScope,
+    in_flight: Option<String>,
 ) -> Response {
     let request = AuthorizeRequest {
         user_agent: ctx.request.user_agent().to_owned(),
         return_to,
         force_flow,
         language: ctx.language_known.then_some(ctx.language),
-        pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
+        pre_auth_cookie: in_flight,
         restarted,
+        scope,
     };
     let mut random = [0u8; RANDOM_BYTES];
     random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
@@ -285,10 +306,13 @@ fn start_login<K, T>(
         Ok(authorization) => {
             let event = audit::Event {
                 authenticator: Some(name),
-                detail: Some(match (authorization.flow, restarted) {
-                    (LoginFlow::InClient, true) => "in-client, restarted after a lost cookie",
-                    (LoginFlow::InClient, false) => "in-client",
-                    (LoginFlow::Web, _) => "web",
+                detail: Some(match (authorization.flow, restarted, scope) {
+                    (LoginFlow::InClient, true, _) => "in-client, restarted after a lost cookie",
+                    (LoginFlow::InClient, false, InClientScope::Base) => "in-client",
+                    (LoginFlow::InClient, false, InClientScope::PrivateInfo) => {
+                        "in-client, asking the member's consent for the mobile"
+                    }
+                    (LoginFlow::Web, ..) => "web",
                 }),
                 ..audit::Event::of(ctx, "login-started", "ok")
             };
@@ -341,6 +365,11 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         .as_ref()
         .map_or(&authenticator.redirect_path, |v| &v.state.return_to)
         .clone();
+    // The logins still in flight in this browser besides this one.
+    let remaining = verified
+        .as_ref()
+        .map(|v| v.state.remaining_cookie.clone())
+        .ok();
     if verified.is_ok()
         && let Some(refused) = limits::check_authenticator(ctx, &authenticator.name)
     {
@@ -404,7 +433,32 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                     claimed.flow == LoginFlow::InClient && !claimed.restarted
                 }) =>
         {
-            start_login(ctx, entry, None, Some(LoginFlow::InClient), true)
+            start_login(
+                ctx,
+                entry,
+                None,
+                Some(LoginFlow::InClient),
+                true,
+                InClientScope::Base,
+            )
+        }
+        // A silent login of a member not bound yet: back to WeCom once, for
+        // the consent that yields the mobile (the same return path; a
+        // restarted login stays marked, so a lost cookie cannot loop).
+        Err(AuthError::ConsentNeeded) => {
+            let restarted = state::claimed(state).is_some_and(|claimed| claimed.restarted);
+            let flow = Some(LoginFlow::InClient);
+            let scope = InClientScope::PrivateInfo;
+            let in_flight = remaining.filter(|cookie| !cookie.is_empty());
+            start_login_beside(
+                ctx,
+                entry,
+                Some(return_to),
+                flow,
+                restarted,
+                scope,
+                in_flight,
+            )
         }
         // The rules (`allowed_*`, `denied_*`) refused the member: no user,
         // no binding, no session.
@@ -747,7 +801,7 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             if let Some(entry) = ctx.config.auto_login()
                 && is_wecom(ctx.request)
             {
-                return start_login(ctx, entry, return_to, None, false);
+                return start_login(ctx, entry, return_to, None, false, InClientScope::Base);
             }
             Response::redirect(
                 302,

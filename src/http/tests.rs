@@ -321,7 +321,8 @@ fn login_sends_wecom_browsers_in_client_and_others_to_web_login() {
     let inside = world.send(get("/auth/wecom/login?return_to=/reports").ua(WECOM_IPHONE));
     assert_eq!(inside.status, 302);
     assert!(location(&inside).starts_with("https://open.weixin.qq.com/connect/oauth2/authorize?appid=ww0123456789abcdef&redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fwecom%2Fcallback&"));
-    assert!(location(&inside).contains("scope=snsapi_privateinfo"));
+    // Silent first (静默授权, doc 91022): no page of WeCom's for a bound member.
+    assert!(location(&inside).contains("scope=snsapi_base&"));
     let pre_auth = set_cookie(&inside, "wecom_auth_login").unwrap();
     assert!(pre_auth.ends_with("; Path=/auth/wecom; HttpOnly; SameSite=Lax; Secure"));
 
@@ -1660,4 +1661,63 @@ fn a_host_that_refuses_call_timeouts_is_a_warning() {
         checks.iter().any(|c| c.0 == "api-timeout" && !c.1),
         "{checks:?}"
     );
+}
+
+// ---- silent in-client logins ----
+
+/// An in-client login starts silent (`snsapi_base`): a member already bound
+/// is logged in by `auth/getuserinfo` alone; one not bound yet is sent back
+/// to WeCom once, with `snsapi_privateinfo`, to the same return path, and
+/// is matched by the mobile the consent yields.
+#[test]
+fn a_silent_login_asks_the_consent_only_of_a_member_not_bound_yet() {
+    let world = World::new(&[("auto_signup", "true")]);
+    let silent = r#"{"errcode":0,"errmsg":"ok","userid":"zhangsan"}"#;
+    let start = world.send(get("/auth/wecom/login?return_to=/reports").ua(WECOM_IPHONE));
+    assert!(location(&start).contains("scope=snsapi_base&"));
+    world.answer(TOKEN_OK);
+    world.answer(silent);
+    let bounce = world.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert_eq!(bounce.status, 302, "{}", body(&bounce));
+    assert!(
+        location(&bounce).contains("scope=snsapi_privateinfo&"),
+        "{}",
+        location(&bounce)
+    );
+    assert!(set_cookie(&bounce, "wecom_auth_session").is_none());
+    assert_eq!(world.wecom.sent.borrow().len(), 2, "gettoken, getuserinfo");
+    // The consent given: matched, signed up, landed where the link pointed.
+    world.answer(USERINFO_IN_CLIENT);
+    world.answer(USERDETAIL);
+    world.answer(USER_GET);
+    let done = world.send(callback_for(&bounce).ua(WECOM_IPHONE));
+    assert_eq!(done.status, 302, "{}", body(&done));
+    assert_eq!(location(&done), "/reports");
+    assert!(set_cookie(&done, "wecom_auth_session").is_some());
+    // Bound now: the next silent login is one WeCom call, no consent.
+    let again = world.send(get("/auth/wecom/login?return_to=/inbox").ua(WECOM_IPHONE));
+    assert!(location(&again).contains("scope=snsapi_base&"));
+    let before = world.wecom.sent.borrow().len();
+    world.answer(silent);
+    let done = world.send(callback_for(&again).ua(WECOM_IPHONE));
+    assert_eq!(done.status, 302, "{}", body(&done));
+    assert_eq!(location(&done), "/inbox");
+    assert!(set_cookie(&done, "wecom_auth_session").is_some());
+    assert_eq!(
+        world.wecom.sent.borrow().len(),
+        before + 1,
+        "auth/getuserinfo only"
+    );
+    // A consent already asked and declined is not asked again: today's
+    // answer (a member not matched) instead of a loop.
+    let other = World::new(&[]);
+    let start = other.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    other.answer(TOKEN_OK);
+    other.answer(silent);
+    let bounce = other.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert!(location(&bounce).contains("scope=snsapi_privateinfo&"));
+    other.answer(silent);
+    other.answer(USER_GET);
+    let declined = other.send(callback_for(&bounce).ua(WECOM_IPHONE));
+    assert_eq!(declined.status, 403, "{}", body(&declined));
 }
