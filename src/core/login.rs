@@ -234,11 +234,14 @@ impl PendingRefresh {
 /// with WeCom, the member matched to a user, a session issued.
 ///
 /// WeCom calls with a warm token: web (QR) login 1 (`auth/getuserinfo`);
-/// in-client login 3 (`+ auth/getuserdetail` with the ticket and `user/get`
-/// for the name, in flight together: 2 round trips), or for a member already
-/// bound with [`ProfileRefresh::AfterAnswer`] 1 before the answer and 2
-/// after. Nothing is written before every WeCom answer the login waits for
-/// is in.
+/// in-client login with `snsapi_privateinfo` 3 (`+ auth/getuserdetail` with
+/// the ticket and `user/get` for the name, in flight together: 2 round
+/// trips), or for a member already bound with [`ProfileRefresh::AfterAnswer`]
+/// 1 before the answer and 1 or 2 after (`user/get`, and `getuserdetail`
+/// when a ticket came). A silent (`snsapi_base`) login of a member not
+/// bound yet makes 2 (`auth/getuserinfo`, `user/get` for the visible range
+/// and the rules) and answers [`AuthError::ConsentNeeded`]. Nothing is
+/// written before every WeCom answer the login waits for is in.
 pub fn complete_callback(
     authenticator: &Authenticator,
     callback: &VerifiedCallback,
@@ -254,6 +257,14 @@ pub fn complete_callback(
         // (the state verified against its cookie) gets the finished login again.
         Claim::Finished(finished) => {
             return repeat_finished_login(authenticator, verified, &finished, now, kv);
+        }
+        // A silent login spent without a finished login sent the member to
+        // the consent (or failed): WeCom's second opening of its callback
+        // goes to the consent too, not to an error page.
+        Claim::Used
+            if verified.flow == LoginFlow::InClient && verified.scope == InClientScope::Base =>
+        {
+            return Err(AuthError::ConsentNeeded);
         }
         Claim::Used => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
     }
@@ -314,6 +325,20 @@ pub fn complete_callback(
         && identity.user_ticket.is_none()
         && directory::find_by_binding(kv, &binding)?.is_none()
     {
+        // Not for a member who would be refused: the visible range
+        // (`user/get` answers 60011 outside it) and the access rules first,
+        // so no private data is asked for a login that cannot finish.
+        let (member, _) = fetch_member(&api, &identity.userid, None, true)?;
+        let access = &authenticator.access;
+        let none = GroupKinds::default();
+        facts::admit(
+            &api,
+            access,
+            &[],
+            none,
+            &identity.userid,
+            member.departments,
+        )?;
         return Err(AuthError::ConsentNeeded);
     }
     let (mut member, name) = fetch_member(

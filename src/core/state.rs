@@ -24,7 +24,12 @@ use sha2::{Digest, Sha256};
 use super::flow::{InClientScope, LoginFlow};
 use super::settings::{Authenticator, SigningKey};
 
-pub const STATE_VERSION: u8 = 2;
+/// 3 since the flags carry the in-client scope; 2 (every in-client login
+/// asked for `snsapi_privateinfo`) is still read, as that, for the states
+/// in flight across an upgrade. An older release refuses a version-3 state
+/// rather than misreading its scope.
+pub const STATE_VERSION: u8 = 3;
+const PREVIOUS_STATE_VERSION: u8 = 2;
 /// WeCom refuses longer states (errcode 84025).
 pub const MAX_STATE: usize = 128;
 const TAG_LEN: usize = 4;
@@ -141,19 +146,19 @@ pub fn claims_authenticator(state: &str, name: &str) -> bool {
     decode_state(state).is_some_and(|bytes| bytes[1..FLAGS_AT] == authenticator_tag(name))
 }
 
-/// The flow and restart flag `state` claims (unverified).
+/// The flow, in-client scope and restart flag `state` claims (unverified).
 pub fn claimed(state: &str) -> Option<Claimed> {
-    decode_state(state).map(|bytes| flags(bytes[FLAGS_AT]))
+    decode_state(state).map(|bytes| flags(bytes[0], bytes[FLAGS_AT]))
 }
 
-fn flags(byte: u8) -> Claimed {
+fn flags(version: u8, byte: u8) -> Claimed {
     Claimed {
         flow: if byte & FLAG_IN_CLIENT != 0 {
             LoginFlow::InClient
         } else {
             LoginFlow::Web
         },
-        scope: if byte & FLAG_PRIVATEINFO != 0 {
+        scope: if byte & FLAG_PRIVATEINFO != 0 || version == PREVIOUS_STATE_VERSION {
             InClientScope::PrivateInfo
         } else {
             InClientScope::Base
@@ -261,7 +266,7 @@ pub fn verify(
         .filter(|other| *other != entry && looks_like_entry(other))
         .collect::<Vec<_>>()
         .join("!");
-    let claimed = flags(signed[FLAGS_AT]);
+    let claimed = flags(signed[0], signed[FLAGS_AT]);
     Ok(VerifiedState {
         nonce,
         expires_at,
@@ -330,7 +335,7 @@ fn decode_state(state: &str) -> Option<[u8; STATE_BYTES]> {
     }
     let mut bytes = [0u8; STATE_BYTES];
     hex::decode_to_slice(state, &mut bytes).ok()?;
-    (bytes[0] == STATE_VERSION).then_some(bytes)
+    matches!(bytes[0], STATE_VERSION | PREVIOUS_STATE_VERSION).then_some(bytes)
 }
 
 fn state_mac(key: &SigningKey, name: &str, signed: &[u8], entry: &str) -> Hmac<Sha256> {
@@ -596,6 +601,18 @@ mod tests {
         let issued = issue(&a, &consent, NOW, &RANDOM);
         let verified = verify(&a, &issued.state, Some(&issued.pre_auth_cookie), NOW).unwrap();
         assert_eq!(verified.scope, InClientScope::PrivateInfo);
+        // A version-2 in-client state (issued before the scope was signed in)
+        // asked for snsapi_privateinfo: it reads as that.
+        let mut bytes = decode_state(&issue(&a, &attempt, NOW, &RANDOM).state).unwrap();
+        bytes[0] = PREVIOUS_STATE_VERSION;
+        bytes[FLAGS_AT] = FLAG_IN_CLIENT;
+        let entry = issued.pre_auth_cookie.split('!').next().unwrap();
+        let mac = state_mac(&a.signing_keys[0], &a.name, &bytes[..SIGNED_LEN], entry).finalize();
+        bytes[SIGNED_LEN..].copy_from_slice(&mac.into_bytes()[..MAC_LEN]);
+        let old = hex::encode(bytes);
+        let verified = verify(&a, &old, Some(&issued.pre_auth_cookie), NOW).unwrap();
+        assert_eq!(verified.scope, InClientScope::PrivateInfo);
+        assert_eq!(claimed(&old).unwrap().scope, InClientScope::PrivateInfo);
         // Flipping the flags breaks the MAC.
         let mut flipped = issued.state.clone();
         flipped.replace_range(2 * FLAGS_AT..2 * FLAGS_AT + 2, "00");

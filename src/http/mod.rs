@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET {prefix}` or `{prefix}/` | login page listing the authenticators |
 //! | `GET {prefix}/login[?authenticator=&return_to=&flow=]` | 302 to WeCom, pre-auth cookie |
-//! | `GET {prefix}/callback?code=&state=` | 302 to the return path, session cookie |
+//! | `GET {prefix}/callback?code=&state=` | 302 to the return path, session cookie; a silent in-client login of a member not bound yet: 302 to WeCom's consent (`snsapi_privateinfo`) |
 //! | `POST {prefix}/logout[?return_to=]` | the user's sessions ended everywhere and the cookie cleared, 303; a POST from another origin is 403 (`same_origin.rs`) |
 //! | `GET {prefix}/logout[?return_to=]` | this browser's cookie cleared, 302 (a link on another site cannot end sessions) |
 //! | `GET {prefix}/me` | JSON of the session's user, or 401 |

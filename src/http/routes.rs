@@ -416,7 +416,7 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         // WeCom clients are known to open the callback twice: when the browser
         // already holds this authenticator's session, land it where it wanted.
         Err(e)
-            if is_repeat(&e)
+            if (is_repeat(&e) || e == AuthError::ConsentNeeded)
                 && current_session(ctx)
                     .is_ok_and(|s| s.verified.claims.authenticator == authenticator.name) =>
         {

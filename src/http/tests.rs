@@ -663,8 +663,11 @@ fn a_duplicate_callback_lands_the_browser_where_it_wanted() {
             .cookie_header(&session),
     );
     assert_eq!((used.status, location(&used)), (302, "/again"));
+    // Without a session, a spent silent login goes on to WeCom (the
+    // consent round, a fresh login) rather than to an error page.
     let used_no_session = world.send(callback_for(&second).ua(WECOM_IPHONE));
-    assert_eq!(used_no_session.status, 401);
+    assert_eq!(used_no_session.status, 302);
+    assert!(location(&used_no_session).contains("scope=snsapi_privateinfo&"));
 }
 
 #[test]
@@ -1677,6 +1680,7 @@ fn a_silent_login_asks_the_consent_only_of_a_member_not_bound_yet() {
     assert!(location(&start).contains("scope=snsapi_base&"));
     world.answer(TOKEN_OK);
     world.answer(silent);
+    world.answer(USER_GET);
     let bounce = world.send(callback_for(&start).ua(WECOM_IPHONE));
     assert_eq!(bounce.status, 302, "{}", body(&bounce));
     assert!(
@@ -1685,7 +1689,18 @@ fn a_silent_login_asks_the_consent_only_of_a_member_not_bound_yet() {
         location(&bounce)
     );
     assert!(set_cookie(&bounce, "wecom_auth_session").is_none());
-    assert_eq!(world.wecom.sent.borrow().len(), 2, "gettoken, getuserinfo");
+    // gettoken, getuserinfo, and user/get: a member outside the visible
+    // range or refused by the rules is not asked for the consent.
+    assert_eq!(world.wecom.sent.borrow().len(), 3);
+    // WeCom opens the callback twice: the second goes to the consent too.
+    let twice = world.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert_eq!(twice.status, 302, "{}", body(&twice));
+    assert!(location(&twice).contains("scope=snsapi_privateinfo&"));
+    assert_eq!(
+        world.wecom.sent.borrow().len(),
+        3,
+        "no WeCom call for the repeat"
+    );
     // The consent given: matched, signed up, landed where the link pointed.
     world.answer(USERINFO_IN_CLIENT);
     world.answer(USERDETAIL);
@@ -1714,10 +1729,27 @@ fn a_silent_login_asks_the_consent_only_of_a_member_not_bound_yet() {
     let start = other.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
     other.answer(TOKEN_OK);
     other.answer(silent);
+    other.answer(USER_GET);
     let bounce = other.send(callback_for(&start).ua(WECOM_IPHONE));
     assert!(location(&bounce).contains("scope=snsapi_privateinfo&"));
     other.answer(silent);
     other.answer(USER_GET);
     let declined = other.send(callback_for(&bounce).ua(WECOM_IPHONE));
     assert_eq!(declined.status, 403, "{}", body(&declined));
+    assert!(
+        body(&declined).contains("用户不存在"),
+        "{}",
+        body(&declined)
+    );
+    // Outside the app's visible range: refused at once, no consent asked.
+    let outside = World::new(&[]);
+    let start = outside.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    outside.answer(TOKEN_OK);
+    outside.answer(silent);
+    outside.answer(
+        r#"{"errcode":60011,"errmsg":"no privilege to access/modify contact/party/agent"}"#,
+    );
+    let refused = outside.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert_eq!(refused.status, 403, "{}", body(&refused));
+    assert!(!location(&refused).contains("snsapi_privateinfo"));
 }
