@@ -2066,9 +2066,10 @@ async fn a_member_moved_out_loses_access_after_the_bound_and_refused_facts_fail_
         .log_in(&front, &sim, "/auth/wecom/login", "zhangsan")
         .await;
     assert_eq!(landed.status, 302, "{}", landed.body);
-    // The login's own user/get gave the departments: one more call (the
-    // tree) for the rule, not a second user/get.
-    assert_eq!(sim.calls(Endpoint::UserGet), 1);
+    // The login's own user/get calls gave the departments (the silent
+    // round's check, then the profile after the consent): one more call
+    // (the tree) for the rule, no user/get of its own.
+    assert_eq!(sim.calls(Endpoint::UserGet), 2);
     assert_eq!(sim.calls(Endpoint::DepartmentSimpleList), 1);
     let calls = sim.api_calls();
     assert_eq!(zhangsan.get(&front, "/auth/wecom/verify").await.status, 200);

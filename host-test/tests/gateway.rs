@@ -855,6 +855,52 @@ async fn a_returning_member_is_answered_before_the_profile_refresh() {
     assert_eq!(sim.consent_pages_shown(), 0);
 }
 
+/// Silent means silent: 100 in-client logins of a bound member show no
+/// consent screen (every one did while each login asked for
+/// `snsapi_privateinfo`), each one `auth/getuserinfo` before the answer and
+/// one `user/get` after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_in_client_logins_of_a_bound_member_show_no_consent_screen() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use wecom_simulator::Endpoint;
+
+    // No groups (the one user/get counted is the refresh's); every login
+    // comes from 127.0.0.1: no per-client limit.
+    let options = DemoOptions {
+        extra_variables: vec![
+            ("groups".into(), String::new()),
+            ("rate_limit_per_client".into(), "0".into()),
+        ],
+        ..DemoOptions::for_tests()
+    };
+    let demo = Demo::start(options).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    sim.reset_calls();
+    for n in 0..100 {
+        let mut phone = Browser::new(WECOM_USER_AGENT);
+        let landed = phone.log_in(at, at, sim, "zhangsan").await;
+        assert_eq!(landed.status, 302, "login {n}: {}", landed.body);
+        assert!(
+            phone.cookies.contains_key("wecom_auth_session"),
+            "login {n}"
+        );
+    }
+    assert_eq!(sim.consent_pages_shown(), 0);
+    assert_eq!(sim.silent_authorizations(), 100);
+    assert_eq!(sim.calls(Endpoint::GetUserInfo), 100);
+    assert_eq!(sim.calls(Endpoint::GetUserDetail), 0);
+    // The refreshes after the answers (each may still be in flight).
+    for _ in 0..100 {
+        if sim.calls(Endpoint::UserGet) == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(sim.calls(Endpoint::UserGet), 100);
+}
+
 /// A returning member whom WeCom no longer shows the app (moved out of the
 /// visible range: `user/get` answers 60011) is answered early, but the
 /// refresh after the answer ends the session: the next `/verify` is 401,
