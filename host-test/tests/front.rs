@@ -621,6 +621,24 @@ async fn wecom_visitors_are_logged_in_silently_on_protected_paths() {
     let page = phone.get(&front, "/app/reports?id=7").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("张三") && page.body.contains("zhangsan"));
+    // Bound now: a deep link from a WeCom message, opened in a fresh
+    // webview, lands on its page with no page of ours or WeCom's between.
+    let consents = sim.consent_pages_shown();
+    let link = "/app/reports?id=8&q=a%20b";
+    let mut later = Browser::new(WECOM_ANDROID);
+    let to_wecom = later.get(&front, link).await;
+    assert_eq!(to_wecom.status, 302, "{}", to_wecom.body);
+    assert!(to_wecom.location().contains("scope=snsapi_base&"));
+    let back = sim.login(to_wecom.location(), "zhangsan").await.unwrap();
+    let landed = later.get(&front, &back).await;
+    assert_eq!(
+        (landed.status, landed.location()),
+        (302, link),
+        "{}",
+        landed.body
+    );
+    assert_eq!(sim.consent_pages_shown(), consents, "no consent screen");
+    assert_eq!(later.get(&front, link).await.status, 200);
     // A desktop browser goes to the login route instead.
     let desktop = Browser::new(CHROME).get(&front, "/app").await;
     assert_eq!(desktop.location(), "/auth/wecom/login?return_to=%2Fapp");
