@@ -258,14 +258,9 @@ pub fn complete_callback(
         Claim::Finished(finished) => {
             return repeat_finished_login(authenticator, verified, &finished, now, kv);
         }
-        // A silent login spent without a finished login sent the member to
-        // the consent (or failed): WeCom's second opening of its callback
-        // goes to the consent too, not to an error page.
-        Claim::Used
-            if verified.flow == LoginFlow::InClient && verified.scope == InClientScope::Base =>
-        {
-            return Err(AuthError::ConsentNeeded);
-        }
+        // A silent login that sent the member to the consent: WeCom's second
+        // opening of its callback goes there too, not to an error page.
+        Claim::ConsentAsked => return Err(AuthError::ConsentNeeded),
         Claim::Used => return Err(AuthError::StateRejected(StateRejection::AlreadyUsed)),
     }
     let api = WecomApi {
@@ -339,6 +334,8 @@ pub fn complete_callback(
             &identity.userid,
             member.departments,
         )?;
+        // Losing this costs a second opening of the callback an error page.
+        let _ = used_states::consent_asked(kv, verified);
         return Err(AuthError::ConsentNeeded);
     }
     let (mut member, name) = fetch_member(

@@ -34,6 +34,10 @@ pub static USED_STATES: Family = Family {
 struct UsedState {
     expires_at: u64,
     finished: Option<FinishedLogin>,
+    /// A silent login that sent the member to the consent: a second
+    /// opening of its callback goes there too. Absent in earlier layouts.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    consent_asked: bool,
 }
 
 /// Whom a finished login logged in, in which session generation, when.
@@ -54,6 +58,8 @@ pub enum Claim {
     Fresh,
     /// Used by a login that finished: this one.
     Finished(FinishedLogin),
+    /// Used by a silent login that sent the member to the consent.
+    ConsentAsked,
     /// Used by a login that did not finish (or is still running).
     Used,
 }
@@ -75,6 +81,10 @@ pub fn claim(kv: &impl KeyValue, verified: &VerifiedState) -> Result<Claim, Auth
             finished: Some(finished),
             ..
         }) => return Ok(Claim::Finished(finished)),
+        Some(UsedState {
+            consent_asked: true,
+            ..
+        }) => return Ok(Claim::ConsentAsked),
         Some(_) => return Ok(Claim::Used),
         None => {}
     }
@@ -84,6 +94,7 @@ pub fn claim(kv: &impl KeyValue, verified: &VerifiedState) -> Result<Claim, Auth
         &UsedState {
             expires_at: verified.expires_at,
             finished: None,
+            consent_asked: false,
         },
     )?;
     // Numbered for the sweep. Losing this only leaves the marker behind.
@@ -104,6 +115,21 @@ pub fn finish(
         &UsedState {
             expires_at: verified.expires_at,
             finished: Some(finished),
+            consent_asked: false,
+        },
+    )
+}
+
+/// Records that the state's silent login sent the member to the consent.
+/// Losing this write costs a second opening of the callback an error page.
+pub fn consent_asked(kv: &impl KeyValue, verified: &VerifiedState) -> Result<(), AuthError> {
+    set_json(
+        kv,
+        &used_state_key(verified),
+        &UsedState {
+            expires_at: verified.expires_at,
+            finished: None,
+            consent_asked: true,
         },
     )
 }

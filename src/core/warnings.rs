@@ -128,18 +128,18 @@ pub fn active(kv: &impl KeyValue, now: u64) -> Result<Vec<Noticed>, StoreError> 
     Ok(found)
 }
 
-/// The key the store check writes, and when it last ran.
+/// When `/ready` last started the store check (a [`Checked`] record only).
 const CAS_CHECK_KEY: &str = "warnings/compare-and-swap-check";
+/// The key the store check swaps on (its values are the check's own).
+const CAS_PROBE_KEY: &str = "warnings/compare-and-swap-probe";
 /// How often `/ready` checks the store's compare-and-swap (s): well within
 /// [`ACTIVE_SECONDS`], so a store that stays broken stays listed.
 pub const CAS_CHECK_SECONDS: u64 = 1800;
 
-/// When the store's compare-and-swap was last checked, as recorded.
+/// When the store check last started.
 #[derive(Serialize, Deserialize)]
 struct Checked {
     at: u64,
-    /// The check's own bytes; unique per check (random).
-    probe: String,
 }
 
 /// What [`check_compare_and_swap`] found.
@@ -154,13 +154,20 @@ pub enum CasCheck {
     },
 }
 
-/// Whether the store's compare-and-swap is due for a check at `now` (never
-/// checked, or not within [`CAS_CHECK_SECONDS`]). One read.
-pub fn compare_and_swap_check_due(kv: &impl KeyValue, now: u64) -> Result<bool, StoreError> {
+/// Claims the store check at `now` when it is due (never run, or not within
+/// [`CAS_CHECK_SECONDS`]): records the start first, so the probes that
+/// follow read it and do not check again. One read; one write when due.
+pub fn claim_compare_and_swap_check(kv: &impl KeyValue, now: u64) -> Result<bool, StoreError> {
     let last = kv
         .get(CAS_CHECK_KEY)?
         .and_then(|bytes| serde_json::from_slice::<Checked>(&bytes).ok());
-    Ok(last.is_none_or(|c| now >= c.at.saturating_add(CAS_CHECK_SECONDS) || c.at > now + 60))
+    let due = last.is_none_or(|c| now >= c.at.saturating_add(CAS_CHECK_SECONDS) || c.at > now + 60);
+    if due {
+        let bytes =
+            serde_json::to_vec(&Checked { at: now }).map_err(|e| StoreError(e.to_string()))?;
+        kv.set(CAS_CHECK_KEY, &bytes)?;
+    }
+    Ok(due)
 }
 
 /// Whether the store's compare-and-swap compares: a handle reads the key
@@ -170,7 +177,7 @@ pub fn compare_and_swap_check_due(kv: &impl KeyValue, now: u64) -> Result<bool, 
 /// counts, not what the swap answered. `probe`: bytes unique to this check
 /// (concurrent checks on other instances only add conflicts). Records the
 /// outcome: a store that overwrites becomes [`Warning::CompareAndSwap`], one
-/// that compares clears it. Eight or nine store operations.
+/// that compares clears it. Seven or eight store operations.
 pub fn check_compare_and_swap(
     kv: &impl KeyValue,
     probe: &str,
@@ -181,18 +188,12 @@ pub fn check_compare_and_swap(
     // On a key that exists: Spin's SQLite store swaps an absent key as an
     // upsert (the directory is built for that: first writes need no
     // compare), updates of existing records are what must compare.
-    kv.set(CAS_CHECK_KEY, format!("{probe}/first").as_bytes())?;
-    let cas = kv.cas(CAS_CHECK_KEY)?;
+    kv.set(CAS_PROBE_KEY, format!("{probe}/first").as_bytes())?;
+    let cas = kv.cas(CAS_PROBE_KEY)?;
     kv.cas_current(&cas)?;
-    kv.set(CAS_CHECK_KEY, newer.as_bytes())?;
+    kv.set(CAS_PROBE_KEY, newer.as_bytes())?;
     let swap = kv.swap(cas, stale.as_bytes())?;
-    let landed = kv.get(CAS_CHECK_KEY)?.as_deref() == Some(stale.as_bytes());
-    let checked = Checked {
-        at: now,
-        probe: probe.to_owned(),
-    };
-    let bytes = serde_json::to_vec(&checked).map_err(|e| StoreError(e.to_string()))?;
-    kv.set(CAS_CHECK_KEY, &bytes)?;
+    let landed = kv.get(CAS_PROBE_KEY)?.as_deref() == Some(stale.as_bytes());
     if !landed {
         clear(kv, Warning::CompareAndSwap)?;
         return Ok(CasCheck::Compares);
@@ -245,13 +246,17 @@ mod tests {
         let misreporting = MemoryKv::default();
         misreporting.misreport_swaps.set(true);
         for kv in [&strict, &misreporting] {
-            assert!(compare_and_swap_check_due(kv, NOW).unwrap());
+            assert!(claim_compare_and_swap_check(kv, NOW).unwrap());
+            assert!(
+                !claim_compare_and_swap_check(kv, NOW).unwrap(),
+                "claimed once"
+            );
             assert_eq!(
                 check_compare_and_swap(kv, "p1", NOW).unwrap(),
                 CasCheck::Compares
             );
-            assert!(!compare_and_swap_check_due(kv, NOW + 10).unwrap());
-            assert!(compare_and_swap_check_due(kv, NOW + CAS_CHECK_SECONDS).unwrap());
+            assert!(!claim_compare_and_swap_check(kv, NOW + 10).unwrap());
+            assert!(claim_compare_and_swap_check(kv, NOW + CAS_CHECK_SECONDS).unwrap());
         }
         let overwriting = MemoryKv::default();
         overwriting.overwrite_swaps.set(true);

@@ -8,7 +8,7 @@
 use super::context::Env;
 use super::message::{RETRY_AFTER_SECONDS, Response};
 use crate::core::ports::{KeyValue, StoreError};
-use crate::core::warnings::{self, CasCheck, Noticed};
+use crate::core::warnings::{self, CasCheck};
 
 /// The key `/ready` reads: absent or not, a read that answers is enough.
 const PROBE_KEY: &str = "ready-probe";
@@ -19,19 +19,11 @@ struct Readiness<'a> {
     status: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
-    /// Guards that cannot work as configured, seen within the hour.
+    /// The names of the guards that cannot work as configured, seen within
+    /// the hour (not their details, which name settings, nor when: the
+    /// probe is public; the setup check and the log give them).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    warnings: &'a [Listed<'a>],
-}
-
-/// A warning as `/ready` lists it: `{"warning", "first_seen",
-/// "last_seen"}`. Not its detail, which names settings (the probe is
-/// public); the setup check and the log give it.
-#[derive(serde::Serialize)]
-struct Listed<'a> {
-    warning: &'a str,
-    first_seen: u64,
-    last_seen: u64,
+    warnings: &'a [&'a str],
 }
 
 /// Whether `path` is `{prefix}/ping` or `{prefix}/ready` for `prefix`.
@@ -54,39 +46,35 @@ pub fn store_answers(kv: &impl KeyValue) -> Result<(), StoreError> {
 }
 
 /// `{prefix}/ready` with usable settings: 200 when the store answers,
-/// listing the warnings noticed within the hour (`core/warnings.rs`: a
-/// guard that cannot work as configured still serves logins); else 503
+/// listing by name the warnings noticed within the hour (`core/warnings.rs`:
+/// a guard that cannot work as configured still serves logins); else 503
 /// naming the store (never its error, which may name a host). Every half
 /// hour it checks the store's compare-and-swap too (`warnings.rs`); else four
 /// reads.
 pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
     let (kv, now) = (env.kv, env.now);
-    let mut log = None;
-    let mut read = || -> Result<Vec<Noticed>, StoreError> {
-        if warnings::compare_and_swap_check_due(kv, now)? {
-            let probe = hex::encode(&env.random[..16]);
-            if let CasCheck::Overwrites { log: line, .. } =
-                warnings::check_compare_and_swap(kv, &probe, now)?
-            {
-                log = line;
+    // The store check, when due (claimed first, so the probes that follow
+    // only read): its outcome is a warning, never this probe's answer.
+    let log = match warnings::claim_compare_and_swap_check(kv, now) {
+        Ok(true) => {
+            match warnings::check_compare_and_swap(kv, &hex::encode(&env.random[..16]), now) {
+                Ok(CasCheck::Overwrites { log, .. }) => log,
+                Ok(CasCheck::Compares) => None,
+                Err(e) => Some(format!(
+                    "wecom-auth: /ready: the store check failed: {}",
+                    e.0
+                )),
             }
         }
-        warnings::active(kv, now)
+        _ => None,
     };
-    let mut response = match read() {
+    let mut response = match warnings::active(kv, now) {
         Ok(noticed) => {
-            let listed: Vec<Listed> = noticed
-                .iter()
-                .map(|n| Listed {
-                    warning: &n.warning,
-                    first_seen: n.first_seen,
-                    last_seen: n.last_seen,
-                })
-                .collect();
+            let names: Vec<&str> = noticed.iter().map(|n| n.warning.as_str()).collect();
             let readiness = Readiness {
                 status: "ready",
                 reason: None,
-                warnings: &listed,
+                warnings: &names,
             };
             Response::json(200, &readiness)
         }

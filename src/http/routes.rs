@@ -306,12 +306,12 @@ fn start_login_beside<K, T>(
         Ok(authorization) => {
             let event = audit::Event {
                 authenticator: Some(name),
-                detail: Some(match (authorization.flow, restarted, scope) {
-                    (LoginFlow::InClient, true, _) => "in-client, restarted after a lost cookie",
-                    (LoginFlow::InClient, false, InClientScope::Base) => "in-client",
-                    (LoginFlow::InClient, false, InClientScope::PrivateInfo) => {
+                detail: Some(match (authorization.flow, scope, restarted) {
+                    (LoginFlow::InClient, InClientScope::PrivateInfo, _) => {
                         "in-client, asking the member's consent for the mobile"
                     }
+                    (LoginFlow::InClient, _, true) => "in-client, restarted after a lost cookie",
+                    (LoginFlow::InClient, ..) => "in-client",
                     (LoginFlow::Web, ..) => "web",
                 }),
                 ..audit::Event::of(ctx, "login-started", "ok")
@@ -416,7 +416,7 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         // WeCom clients are known to open the callback twice: when the browser
         // already holds this authenticator's session, land it where it wanted.
         Err(e)
-            if (is_repeat(&e) || e == AuthError::ConsentNeeded)
+            if is_repeat(&e)
                 && current_session(ctx)
                     .is_ok_and(|s| s.verified.claims.authenticator == authenticator.name) =>
         {
@@ -433,14 +433,9 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                     claimed.flow == LoginFlow::InClient && !claimed.restarted
                 }) =>
         {
-            start_login(
-                ctx,
-                entry,
-                None,
-                Some(LoginFlow::InClient),
-                true,
-                InClientScope::Base,
-            )
+            // The scope the lost login asked for: a consent round stays one.
+            let scope = state::claimed(state).map_or(InClientScope::Base, |c| c.scope);
+            start_login(ctx, entry, None, Some(LoginFlow::InClient), true, scope)
         }
         // A silent login of a member not bound yet: back to WeCom once, for
         // the consent that yields the mobile (the same return path; a
@@ -559,6 +554,11 @@ fn logout<K: KeyValue, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         None => event,
     };
     response.audit = Some(event.line());
+    // A logout the store could not record keeps this browser's session, so
+    // trying again can end the sessions everywhere.
+    if failed.is_some() {
+        return response;
+    }
     let mut cleared: Vec<String> = Vec::new();
     for entry in &ctx.config.entries {
         let cookie = cleared_session_cookie(&entry.authenticator).set_cookie;
