@@ -157,17 +157,18 @@ pub enum CasCheck {
 /// Claims the store check at `now` when it is due (never run, or not within
 /// [`CAS_CHECK_SECONDS`]): records the start first, so the probes that
 /// follow read it and do not check again. One read; one write when due.
+/// Errors: the read's (a store that does not answer).
 pub fn claim_compare_and_swap_check(kv: &impl KeyValue, now: u64) -> Result<bool, StoreError> {
     let last = kv
         .get(CAS_CHECK_KEY)?
         .and_then(|bytes| serde_json::from_slice::<Checked>(&bytes).ok());
     let due = last.is_none_or(|c| now >= c.at.saturating_add(CAS_CHECK_SECONDS) || c.at > now + 60);
-    if due {
-        let bytes =
-            serde_json::to_vec(&Checked { at: now }).map_err(|e| StoreError(e.to_string()))?;
-        kv.set(CAS_CHECK_KEY, &bytes)?;
-    }
-    Ok(due)
+    // A store that refuses the write (Redis at `maxmemory` still answers
+    // reads) is not checked now: the check writes too.
+    let claimed = due
+        && serde_json::to_vec(&Checked { at: now })
+            .is_ok_and(|bytes| kv.set(CAS_CHECK_KEY, &bytes).is_ok());
+    Ok(claimed)
 }
 
 /// Whether the store's compare-and-swap compares: a handle reads the key

@@ -55,7 +55,8 @@ pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
     let (kv, now) = (env.kv, env.now);
     // The store check, when due (claimed first, so the probes that follow
     // only read): its outcome is a warning, never this probe's answer.
-    let log = match warnings::claim_compare_and_swap_check(kv, now) {
+    let claimed = warnings::claim_compare_and_swap_check(kv, now);
+    let log = match claimed {
         Ok(true) => {
             match warnings::check_compare_and_swap(kv, &hex::encode(&env.random[..16]), now) {
                 Ok(CasCheck::Overwrites { log, .. }) => log,
@@ -68,7 +69,9 @@ pub fn ready<K: KeyValue, T>(env: &Env<'_, K, T>) -> Response {
         }
         _ => None,
     };
-    let mut response = match warnings::active(kv, now) {
+    // A store that does not answer the claim's read is not ready either.
+    let read = claimed.and_then(|_| warnings::active(kv, now));
+    let mut response = match read {
         Ok(noticed) => {
             let names: Vec<&str> = noticed.iter().map(|n| n.warning.as_str()).collect();
             let readiness = Readiness {
