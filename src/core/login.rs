@@ -278,48 +278,55 @@ pub fn complete_callback(
     let wants_profile = in_client || identity.user_ticket.is_some();
     // A member WeCom refused at a recent refresh waits for the profile, so
     // the refusal shows (403) instead of a session that ends at once.
-    if refresh == ProfileRefresh::AfterAnswer
+    let early = refresh == ProfileRefresh::AfterAnswer
         && wants_profile
-        && !directory::recently_denied(kv, &binding, now)
-        && let Some(user) = directory::find_by_binding(kv, &binding)?
-    {
-        // The rules on the facts known (cached, else fetched now).
-        let access = &authenticator.access;
-        facts::admit(
-            &api,
-            access,
-            &[],
-            GroupKinds::default(),
-            &identity.userid,
-            None,
-        )?;
-        let member = Member::as_stored(&identity.userid, &user);
-        let pending = PendingRefresh {
-            binding,
-            user_id: user.id.clone(),
-            user_ticket: identity.user_ticket,
-            in_client,
-        };
-        let mut success = finish_login(
-            authenticator,
-            verified,
-            user,
-            member,
-            Outcome::Existing,
-            now,
-            kv,
-        );
-        success.pending_refresh = Some(pending);
-        return Ok(success);
-    }
-    // A silent login yields the userid only: a member not bound yet is
-    // matched (or signed up) by the mobile, which needs their consent. The
-    // state is spent; the front starts the login again with it.
-    if in_client
-        && verified.scope == InClientScope::Base
-        && identity.user_ticket.is_none()
-        && directory::find_by_binding(kv, &binding)?.is_none()
-    {
+        && !directory::recently_denied(kv, &binding, now);
+    // A silent login yields the userid only.
+    let silent =
+        in_client && verified.scope == InClientScope::Base && identity.user_ticket.is_none();
+    // The binding, read once for both.
+    let bound = if early || silent {
+        directory::find_by_binding(kv, &binding)?
+    } else {
+        None
+    };
+    let bound = match bound {
+        Some(user) if early => {
+            // The rules on the facts known (cached, else fetched now).
+            let access = &authenticator.access;
+            facts::admit(
+                &api,
+                access,
+                &[],
+                GroupKinds::default(),
+                &identity.userid,
+                None,
+            )?;
+            let member = Member::as_stored(&identity.userid, &user);
+            let pending = PendingRefresh {
+                binding,
+                user_id: user.id.clone(),
+                user_ticket: identity.user_ticket,
+                in_client,
+            };
+            let mut success = finish_login(
+                authenticator,
+                verified,
+                user,
+                member,
+                Outcome::Existing,
+                now,
+                kv,
+            );
+            success.pending_refresh = Some(pending);
+            return Ok(success);
+        }
+        bound => bound.is_some(),
+    };
+    // A member not bound yet is matched (or signed up) by the mobile, which
+    // a silent login does not yield: it needs their consent. The state is
+    // spent; the front starts the login again with it.
+    if silent && !bound {
         // Not for a member who would be refused: the visible range
         // (`user/get` answers 60011 outside it) and the access rules first,
         // so no private data is asked for a login that cannot finish.

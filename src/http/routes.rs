@@ -258,47 +258,36 @@ fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         Some("web") => Some(LoginFlow::Web),
         _ => None,
     };
-    start_login(ctx, entry, return_to, flow, false, InClientScope::Base)
+    start_login(ctx, entry, login_request(ctx, return_to, flow))
 }
 
-/// 302 to WeCom with the pre-auth cookie (the logins already in flight in
-/// this browser kept in it). An in-client login starts silent
-/// (`snsapi_base`): a member already bound meets no page of WeCom's; one
-/// not bound yet is sent back with `snsapi_privateinfo` from the callback.
-fn start_login<K, T>(
+/// The login this request starts: its browser, language and pre-auth
+/// cookie (the logins already in flight in it stay). An in-client login
+/// starts silent (`snsapi_base`): a member already bound meets no page of
+/// WeCom's; one not bound yet is sent back with `snsapi_privateinfo` from
+/// the callback.
+fn login_request<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
-    entry: &Entry,
     return_to: Option<String>,
     force_flow: Option<LoginFlow>,
-    restarted: bool,
-    scope: InClientScope,
-) -> Response {
-    let in_flight = ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned);
-    start_login_beside(
-        ctx, entry, return_to, force_flow, restarted, scope, in_flight,
-    )
-}
-
-/// [`start_login`] beside the logins `in_flight` (a pre-auth cookie's
-/// entries) rather than the request's cookie.
-fn start_login_beside<K, T>(
-    ctx: &Ctx<'_, '_, K, T>,
-    entry: &Entry,
-    return_to: Option<String>,
-    force_flow: Option<LoginFlow>,
-    restarted: bool,
-    scope: InClientScope,
-    in_flight: Option<String>,
-) -> Response {
-    let request = AuthorizeRequest {
+) -> AuthorizeRequest {
+    AuthorizeRequest {
         user_agent: ctx.request.user_agent().to_owned(),
         return_to,
         force_flow,
         language: ctx.language_known.then_some(ctx.language),
-        pre_auth_cookie: in_flight,
-        restarted,
-        scope,
-    };
+        pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
+        restarted: false,
+        scope: InClientScope::Base,
+    }
+}
+
+/// 302 to WeCom with the pre-auth cookie, for `request`.
+fn start_login<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    entry: &Entry,
+    request: AuthorizeRequest,
+) -> Response {
     let mut random = [0u8; RANDOM_BYTES];
     random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
     let name = entry.authenticator.name.as_str();
@@ -306,14 +295,18 @@ fn start_login_beside<K, T>(
         Ok(authorization) => {
             let event = audit::Event {
                 authenticator: Some(name),
-                detail: Some(match (authorization.flow, scope, restarted) {
-                    (LoginFlow::InClient, InClientScope::PrivateInfo, _) => {
-                        "in-client, asking the member's consent for the mobile"
-                    }
-                    (LoginFlow::InClient, _, true) => "in-client, restarted after a lost cookie",
-                    (LoginFlow::InClient, ..) => "in-client",
-                    (LoginFlow::Web, ..) => "web",
-                }),
+                detail: Some(
+                    match (authorization.flow, request.scope, request.restarted) {
+                        (LoginFlow::InClient, InClientScope::PrivateInfo, _) => {
+                            "in-client, asking the member's consent for the mobile"
+                        }
+                        (LoginFlow::InClient, _, true) => {
+                            "in-client, restarted after a lost cookie"
+                        }
+                        (LoginFlow::InClient, ..) => "in-client",
+                        (LoginFlow::Web, ..) => "web",
+                    },
+                ),
                 ..audit::Event::of(ctx, "login-started", "ok")
             };
             Response::redirect(302, &authorization.url)
@@ -435,25 +428,25 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         {
             // The scope the lost login asked for: a consent round stays one.
             let scope = state::claimed(state).map_or(InClientScope::Base, |c| c.scope);
-            start_login(ctx, entry, None, Some(LoginFlow::InClient), true, scope)
+            let request = AuthorizeRequest {
+                restarted: true,
+                scope,
+                ..login_request(ctx, None, Some(LoginFlow::InClient))
+            };
+            start_login(ctx, entry, request)
         }
         // A silent login of a member not bound yet: back to WeCom once, for
         // the consent that yields the mobile (the same return path; a
         // restarted login stays marked, so a lost cookie cannot loop).
         Err(AuthError::ConsentNeeded) => {
-            let restarted = state::claimed(state).is_some_and(|claimed| claimed.restarted);
-            let flow = Some(LoginFlow::InClient);
-            let scope = InClientScope::PrivateInfo;
-            let in_flight = remaining.filter(|cookie| !cookie.is_empty());
-            start_login_beside(
-                ctx,
-                entry,
-                Some(return_to),
-                flow,
-                restarted,
-                scope,
-                in_flight,
-            )
+            let request = AuthorizeRequest {
+                restarted: state::claimed(state).is_some_and(|claimed| claimed.restarted),
+                scope: InClientScope::PrivateInfo,
+                // The spent login's entry left out.
+                pre_auth_cookie: remaining.filter(|cookie| !cookie.is_empty()),
+                ..login_request(ctx, Some(return_to), Some(LoginFlow::InClient))
+            };
+            start_login(ctx, entry, request)
         }
         // The rules (`allowed_*`, `denied_*`) refused the member: no user,
         // no binding, no session.
@@ -801,7 +794,7 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             if let Some(entry) = ctx.config.auto_login()
                 && is_wecom(ctx.request)
             {
-                return start_login(ctx, entry, return_to, None, false, InClientScope::Base);
+                return start_login(ctx, entry, login_request(ctx, return_to, None));
             }
             Response::redirect(
                 302,

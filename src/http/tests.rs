@@ -1467,7 +1467,9 @@ fn a_login_request_without_a_client_address_is_a_warning_not_a_silent_switch() {
         assert_eq!(counted().status, 302);
         assert_eq!(counted().status, 429);
         // An hour without it: no longer listed; seen again, logged again.
-        world.now.set(NOW + warnings_active_seconds() + 1);
+        world
+            .now
+            .set(NOW + crate::core::warnings::ACTIVE_SECONDS + 1);
         assert!(ready_warnings(&world).is_empty());
         assert!(
             login()
@@ -1483,10 +1485,6 @@ fn a_login_request_without_a_client_address_is_a_warning_not_a_silent_switch() {
     ]);
     assert_eq!(off.send(get("/auth/wecom/login").ua(CHROME)).log, None);
     assert!(ready_warnings(&off).is_empty());
-}
-
-fn warnings_active_seconds() -> u64 {
-    crate::core::warnings::ACTIVE_SECONDS
 }
 
 /// A store whose swap writes over a newer value cannot keep one user per

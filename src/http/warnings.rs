@@ -16,14 +16,19 @@ pub struct Notices {
     lines: RefCell<Vec<String>>,
     /// This host's clock minus WeCom's (s), from the last answer's `Date`.
     clock_skew: Cell<Option<i64>>,
-    /// A call's timeouts were refused (noticed once a request).
-    timeouts_refused: Cell<bool>,
+    /// The warnings this request noticed already: each costs the store one
+    /// read a request, however many WeCom answers tell it.
+    noticed: RefCell<Vec<Warning>>,
 }
 
 impl Notices {
-    /// Records `warning` (see [`warnings::notice`]); its log line, when
-    /// news, goes out with the answer.
+    /// Records `warning` (see [`warnings::notice`]), once a request; its log
+    /// line, when news, goes out with the answer.
     pub fn notice(&self, kv: &impl KeyValue, warning: Warning, detail: &str, now: u64) {
+        if self.noticed.borrow().contains(&warning) {
+            return;
+        }
+        self.noticed.borrow_mut().push(warning);
         if let Some(line) = warnings::notice(kv, warning, detail, now) {
             self.push(line);
         }
@@ -71,7 +76,7 @@ pub struct WecomWatch<'a, T, K> {
 impl<T: Transport, K: KeyValue> WecomWatch<'_, T, K> {
     fn read(&self, answer: &Result<HttpResponse, String>) {
         let Ok(answer) = answer else { return };
-        if answer.timeouts_refused && !self.notices.timeouts_refused.replace(true) {
+        if answer.timeouts_refused {
             let detail = "the host refused the timeouts of calls to WeCom (wasi:http \
                           request-options), so api_timeout_ms does not bound them: a slow \
                           WeCom holds requests as long as the host lets it; set the host's \
