@@ -733,8 +733,35 @@ impl Relay {
     }
 }
 
-fn redis(dir: &Path) -> Option<RedisServer> {
-    RedisServer::start_durable(dir).expect("redis-server starts")
+/// What each scenario starts with: a durable Redis in a directory of its
+/// own, the company at the simulator trusting `origin` (127.0.0.1:`port`).
+struct Setup {
+    dir: TempDir,
+    redis: RedisServer,
+    url: String,
+    port: u16,
+    origin: String,
+    sim: SimulatorHandle,
+}
+
+impl Setup {
+    /// None (after a note) when `redis-server` is missing.
+    async fn start(label: &str) -> Option<Setup> {
+        let dir = TempDir::new(label).unwrap();
+        let redis = RedisServer::start_durable(dir.path()).expect("redis-server starts")?;
+        let port = free_port().unwrap();
+        let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
+            .await
+            .unwrap();
+        Some(Setup {
+            url: redis.url(),
+            dir,
+            redis,
+            port,
+            origin: format!("http://127.0.0.1:{port}"),
+            sim,
+        })
+    }
 }
 
 // ---- the scenarios ----
@@ -742,16 +769,17 @@ fn redis(dir: &Path) -> Option<RedisServer> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_and_restarted_under_load_through_the_gateway() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new("outage-redis-gateway").unwrap();
-    let Some(mut redis) = redis(dir.path()) else {
+    let Some(Setup {
+        dir,
+        mut redis,
+        url,
+        port,
+        origin,
+        sim,
+    }) = Setup::start("outage-redis-gateway").await
+    else {
         return;
     };
-    let port = free_port().unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
-    let url = redis.url();
     let gateway = GatewayProcess::start(dir.path(), port, &url, settings(&origin, &sim)).await;
     let at = [gateway.addr];
     scenario("Redis killed for 10 s (gateway)", &at, &sim, &url, async {
@@ -765,21 +793,22 @@ async fn redis_killed_and_restarted_under_load_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wecom_slow_refusing_and_failing_under_load_through_the_gateway() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new("outage-wecom").unwrap();
-    let Some(redis) = redis(dir.path()) else {
+    let Some(Setup {
+        dir,
+        redis: _redis, // kept running to the end
+        url,
+        port,
+        origin,
+        sim,
+    }) = Setup::start("outage-wecom").await
+    else {
         return;
     };
-    let port = free_port().unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
     // The component reaches WeCom's API through the relay; browsers reach
     // WeCom's pages directly.
     let relay = Relay::start(sim.addr()).await;
     let mut settings = settings(&origin, &sim);
     settings.insert("api_base".into(), format!("http://{}", relay.addr));
-    let url = redis.url();
     let gateway = GatewayProcess::start(dir.path(), port, &url, settings).await;
     let at = [gateway.addr];
     scenario("WeCom answering in 2 s for 10 s", &at, &sim, &url, async {
@@ -811,16 +840,17 @@ async fn wecom_slow_refusing_and_failing_under_load_through_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_killed_in_the_middle_of_logins_loses_nothing() {
     let _alone = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new("outage-kill-gateway").unwrap();
-    let Some(redis) = redis(dir.path()) else {
+    let Some(Setup {
+        dir,
+        redis: _redis, // kept running to the end
+        url,
+        port,
+        origin,
+        sim,
+    }) = Setup::start("outage-kill-gateway").await
+    else {
         return;
     };
-    let port = free_port().unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
-    let url = redis.url();
     let mut gateway = GatewayProcess::start(dir.path(), port, &url, settings(&origin, &sim)).await;
     let at = [gateway.addr];
     scenario(
@@ -915,25 +945,26 @@ async fn redis_killed_and_restarted_under_load_through_two_spins() {
     let Some(spin) = spin(UNTESTED_SPIN) else {
         return;
     };
-    let dir = TempDir::new("outage-redis-spin").unwrap();
-    let Some(mut redis) = redis(dir.path()) else {
+    let Some(Setup {
+        dir,
+        mut redis,
+        url,
+        port,
+        origin,
+        sim,
+    }) = Setup::start("outage-redis-spin").await
+    else {
         return;
     };
-    let port = free_port().unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
     let rig = SpinRig {
         spin: &spin,
         dir: dir.path(),
         origin: &origin,
         sim: &sim,
-        config: redis_runtime_config(dir.path(), &redis.url()),
+        config: redis_runtime_config(dir.path(), &url),
     };
     let mut spins = [rig.up(port).await, rig.up(free_port().unwrap()).await];
     let at = [spins[0].addr, spins[1].addr];
-    let url = redis.url();
     let mut restarts = 0;
     let name = "Redis killed for 10 s (two Spins, liveness probe on /ready)";
     scenario(name, &at, &sim, &url, async {
@@ -956,24 +987,25 @@ async fn a_spin_killed_in_the_middle_of_logins_loses_nothing() {
     let Some(spin) = spin(UNTESTED_SPIN) else {
         return;
     };
-    let dir = TempDir::new("outage-kill-spin").unwrap();
-    let Some(redis) = redis(dir.path()) else {
+    let Some(Setup {
+        dir,
+        redis: _redis, // kept running to the end
+        url,
+        port,
+        origin,
+        sim,
+    }) = Setup::start("outage-kill-spin").await
+    else {
         return;
     };
-    let port = free_port().unwrap();
-    let origin = format!("http://127.0.0.1:{port}");
-    let sim = Simulator::start(model(&format!("127.0.0.1:{port}")))
-        .await
-        .unwrap();
     let rig = SpinRig {
         spin: &spin,
         dir: dir.path(),
         origin: &origin,
         sim: &sim,
-        config: redis_runtime_config(dir.path(), &redis.url()),
+        config: redis_runtime_config(dir.path(), &url),
     };
     let mut up = rig.up(port).await;
-    let url = redis.url();
     let at = [up.addr];
     scenario(
         "Spin killed (SIGKILL) and started again",

@@ -181,12 +181,8 @@ fn error_page(errcode: i64, detail: &str) -> PageReply {
 /// The consent screen of an in-client `snsapi_privateinfo` login: what the
 /// app asks to read, and two links (the same URL plus `consent=`).
 fn consent_page(raw_query: &str, member: &str, corp: &Corp) -> String {
-    let link = |answer: &str| {
-        html_escape(&format!(
-            "{}?{raw_query}&consent={answer}",
-            Endpoint::OAuthPage.path()
-        ))
-    };
+    let page = format!("{}?{raw_query}", Endpoint::OAuthPage.path());
+    let link = |answer: &str| html_escape(&append_query(&page, &[("consent", answer)]));
     format!(
         "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>企业微信 · 授权确认</title></head>\n<body>\n\
          <h1>{} 申请获取你的信息</h1>\n<p>{}，该应用将获取你的手机号、邮箱、头像和性别（snsapi_privateinfo）。</p>\n\
