@@ -310,7 +310,7 @@ pub fn resolve_login(
     now: u64,
 ) -> Result<(User, Outcome), AuthError> {
     if let Some(user) = find_by_binding(kv, binding)? {
-        let user = refresh(kv, &user.id, binding, profile, now)?;
+        let user = refresh(kv, &user, binding, profile, now)?;
         return Ok((user, Outcome::Existing));
     }
     let Some(mobile) = profile.mobile.as_deref() else {
@@ -325,7 +325,7 @@ pub fn resolve_login(
         return create(kv, binding, profile, now);
     };
     if let Some(user) = find_by_mobile(kv, mobile)? {
-        let user = refresh(kv, &user.id, binding, profile, now)?;
+        let user = refresh(kv, &user, binding, profile, now)?;
         set_json(kv, &binding_key(binding), &user.id)?;
         return Ok((user, Outcome::NewlyBound));
     }
@@ -350,6 +350,7 @@ pub fn refresh_bound(
     let Some(user) = find_by_binding(kv, binding)? else {
         return Ok(());
     };
+    let profile = &applicable(kv, &user, profile)?;
     // An unbind landing meanwhile wins: the refresh never binds again.
     update_json::<User, _>(kv, &user_key(&user.id), |current| {
         Ok(match current {
@@ -436,15 +437,33 @@ fn create(
     Ok((user, outcome))
 }
 
-/// Adds the binding and the login's profile to user `id` (compare-and-swap);
+/// The part of a login's `profile` that may apply to `user`: a mobile
+/// fills in one the user lacks (a user bound before WeCom had it, or by a
+/// login that yielded none) only when no other user has it, and its
+/// `mobile/` index is written first, so a first login or a lookup by that
+/// mobile finds the user. Mobiles stay unique.
+fn applicable(kv: &impl KeyValue, user: &User, profile: &Profile) -> Result<Profile, AuthError> {
+    let mut profile = profile.clone();
+    if let (None, Some(mobile)) = (&user.mobile, &profile.mobile) {
+        match find_by_mobile(kv, mobile)? {
+            Some(other) if other.id != user.id => profile.mobile = None,
+            _ => set_json(kv, &mobile_key(mobile), &user.id)?,
+        }
+    }
+    Ok(profile)
+}
+
+/// Adds the binding and the login's profile to `user` (compare-and-swap);
 /// writes nothing when nothing changed.
 fn refresh(
     kv: &impl KeyValue,
-    id: &str,
+    user: &User,
     binding: &Binding,
     profile: &Profile,
     now: u64,
 ) -> Result<User, AuthError> {
+    let id = user.id.as_str();
+    let profile = &applicable(kv, user, profile)?;
     let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
         let Some(user) = current else {
             return Err(AuthError::Store(format!(
@@ -866,6 +885,41 @@ mod tests {
             email: None,
         };
         upsert(kv, &input, NOW, &RANDOM).unwrap()
+    }
+
+    /// A user bound without a mobile gets the member's at a login that
+    /// yields one, with its index (a lookup by that mobile finds them),
+    /// unless another user has it: mobiles stay unique.
+    #[test]
+    fn a_bound_user_without_a_mobile_gets_the_members_with_its_index() {
+        let kv = MemoryKv::default();
+        let (user, _) =
+            resolve_login(&kv, &zhangsan(), &profile(None), IN_CLIENT_SIGNUP, NOW).unwrap();
+        assert_eq!(user.mobile, None);
+        let mobile = Some("13800000000");
+        let (user, outcome) = resolve_login(
+            &kv,
+            &zhangsan(),
+            &profile(mobile),
+            IN_CLIENT_SIGNUP,
+            NOW + 1,
+        )
+        .unwrap();
+        assert_eq!(outcome, Outcome::Existing);
+        assert_eq!(user.mobile.as_deref(), mobile);
+        let found = find_by_mobile(&kv, "13800000000").unwrap();
+        assert_eq!(found.map(|u| u.id), Some(user.id.clone()));
+        // A profile refreshed after an answer does the same, but never takes
+        // another user's mobile.
+        let (lisi, _) =
+            resolve_login(&kv, &member("lisi"), &profile(None), IN_CLIENT_SIGNUP, NOW).unwrap();
+        refresh_bound(&kv, &member("lisi"), &profile(mobile), NOW + 2).unwrap();
+        assert_eq!(find_by_id(&kv, &lisi.id).unwrap().unwrap().mobile, None);
+        let found = find_by_mobile(&kv, "13800000000").unwrap();
+        assert_eq!(found.map(|u| u.id), Some(user.id));
+        refresh_bound(&kv, &member("lisi"), &profile(Some("13900000001")), NOW + 3).unwrap();
+        let found = find_by_mobile(&kv, "13900000001").unwrap();
+        assert_eq!(found.map(|u| u.id), Some(lisi.id));
     }
 
     #[test]
