@@ -133,11 +133,49 @@ async function qrLoginAsZhangsan(page, trail) {
   ]);
 }
 
+/** Every Content-Security-Policy violation the page reports, as console text. */
+function watchCsp(page) {
+  const violations = [];
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+  });
+  return violations;
+}
+
+const PANEL = '#wecom-login-panel';
+const PANEL_SCRIPT = '/node/open/js/wecom-jssdk-2.0.2.js';
+
+/**
+ * The login page with WeCom's login panel (doc 98478), drawn in place by the
+ * simulator's stand-in JS-SDK: its frame shows the web login page with the
+ * page's own state and `redirect_type=callback`, the fallback button hidden.
+ * Leaves a screenshot `<shot>.png` of the page with the panel.
+ */
+async function openLoginPanel(page, lang, shot) {
+  const asked = Date.now();
+  const landing = await page.goto(`${app}${PREFIX}/?return_to=%2F`);
+  assert.equal(landing.status(), 200);
+  const panel = page.frameLocator(`${PANEL} iframe`);
+  await panel.getByRole('link', { name: '张三 (zhangsan)' }).waitFor();
+  console.log(`     the panel (${lang}) showed ${Date.now() - asked} ms after the page was asked for`);
+  assert.equal(await page.locator(`${PANEL} a.btn`).isVisible(), false, 'the fallback button is hidden');
+  const src = new URL(await page.locator(`${PANEL} iframe`).getAttribute('src'));
+  assert.equal(src.origin + src.pathname, `${simulator}${QR_PAGE}`);
+  assert.equal(src.searchParams.get('redirect_type'), 'callback');
+  assert.equal(src.searchParams.get('redirect_uri'), `${app}${PREFIX}/callback`);
+  assert.equal(src.searchParams.get('lang'), lang);
+  assert.ok(src.searchParams.get('state'), 'the page started a login of its own');
+  assertPreAuthCookie(await cookie(page.context(), PRE_AUTH_COOKIE));
+  await page.screenshot({ path: join(artifacts, `${shot}.png`) });
+  return panel;
+}
+
 // ---- scenarios ----
 
 const scenarios = [];
 const scenario = (name, screenshot, device, run) => scenarios.push({ name, screenshot, device, run });
 const DESKTOP = { userAgent: DESKTOP_UA, viewport: { width: 800, height: 600 } };
+const DESKTOP_ZH = { ...DESKTOP, locale: 'zh-CN' };
 const PHONE = { userAgent: WECOM_UA, viewport: { width: 390, height: 700 }, isMobile: true, hasTouch: true };
 
 scenario('desktop QR login of a bound member (张三 → alice)', 'qr-login', DESKTOP, async ({ page, context, trail }) => {
@@ -155,6 +193,50 @@ scenario('desktop QR login of a bound member (张三 → alice)', 'qr-login', DE
   assert.equal(session.body.user.name, '张三');
   assert.equal(session.body.wecom_userid, 'zhangsan');
   assert.equal(session.body.authenticator, 'wecom');
+});
+
+scenario('login panel on the login page, in Chinese (张三 → alice)', 'login-panel-zh-signed-in', DESKTOP_ZH, async ({ page, context, trail }) => {
+  const violations = watchCsp(page);
+  const panel = await openLoginPanel(page, 'zh', 'login-panel-zh');
+  assert.equal(await page.locator('h1').innerText(), '企业微信登录');
+  const mark = trail.length;
+  // Logged in inside the panel: its code goes to the callback, in place of a page of WeCom's.
+  await Promise.all([page.waitForURL(atApp('/'), { waitUntil: 'load' }), panel.getByRole('link', { name: '张三 (zhangsan)' }).click()]);
+  assert.deepEqual(steps(trail, mark), [`302 ${PREFIX}/callback`, '200 /']);
+  assert.match(await page.locator('main').innerText(), /当前登录\s+张三\s+\(zhangsan\)/);
+  assertSessionCookie(await cookie(context, SESSION_COOKIE));
+  assert.equal(await cookie(context, PRE_AUTH_COOKIE), undefined, 'pre-auth cookie cleared by the callback');
+  assert.equal((await me(context)).body.user.id, 'alice');
+  assert.deepEqual(violations, [], 'the CSP allows what the panel needs');
+});
+
+scenario('login panel in English; its button when the JS-SDK cannot load', 'login-panel-fallback', DESKTOP, async ({ page, context, trail }) => {
+  const violations = watchCsp(page);
+  await openLoginPanel(page, 'en', 'login-panel-en');
+  assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
+  assert.deepEqual(violations, [], 'the CSP allows what the panel needs');
+  // A CDN that does not answer: the button stays, and goes to WeCom's page.
+  const blocked = await context.newPage();
+  const blockedTrail = trackNavigations(blocked);
+  await blocked.route(`**${PANEL_SCRIPT}`, (route) => route.abort());
+  await blocked.goto(`${app}${PREFIX}/?return_to=%2F`);
+  const button = blocked.locator(`${PANEL} a.btn`);
+  await button.waitFor();
+  assert.equal(await blocked.locator(`${PANEL} iframe`).count(), 0, 'no panel');
+  await clickAndLand(blocked, button, atSimulator(QR_PAGE));
+  await clickAndLand(blocked, blocked.getByRole('link', { name: '张三 (zhangsan)' }), atApp('/'));
+  assert.deepEqual(steps(blockedTrail).map((s) => s.replace(/\?.*/, '')), [
+    `200 ${PREFIX}/`,
+    `302 ${PREFIX}/login`,
+    `200 ${simulator}${QR_PAGE}`,
+    `302 ${simulator}${QR_PAGE}`,
+    `302 ${PREFIX}/callback`,
+    '200 /',
+  ]);
+  assert.match(await blocked.locator('main').innerText(), /Signed in as\s+张三\s+\(zhangsan\)/);
+  await blocked.close();
+  // The first page's panel is still good: its own state, its own login.
+  assert.equal((await me(context)).status, 200);
 });
 
 scenario('first in-client login via auto-login (李四 → bob by mobile)', 'in-client-auto-login', PHONE, async ({ page, context, trail }) => {
@@ -227,13 +309,15 @@ scenario('logout', 'logout', DESKTOP, async ({ page, context, trail }) => {
   const after = await me(context);
   assert.equal(after.status, 401);
   assert.equal(after.body.error.category, 'session-invalid');
-  // The login page, whose button starts a login again.
+  // The login page, with WeCom's login panel to log in again.
   assert.equal(page.url(), `${app}${PREFIX}/`);
   assert.equal(await page.title(), 'Log in');
   assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
-  // One authenticator, labelled with the demo's display_name.
-  const again = page.getByRole('link', { name: '示例科技 · WeCom' });
+  await page.frameLocator(`${PANEL} iframe`).getByRole('link', { name: '张三 (zhangsan)' }).waitFor();
+  // Its button (hidden while the panel shows), labelled with the demo's display_name.
+  const again = page.locator(`${PANEL} a.btn`);
   assert.equal(await again.getAttribute('href'), `${PREFIX}/login?authenticator=wecom`);
+  assert.equal(await again.textContent(), '示例科技 · WeCom');
   // Back at `/`, no session: off to log in again.
   const tab = await context.newPage();
   await tab.goto(`${app}/`);
@@ -257,7 +341,7 @@ try {
   console.log(`Chromium ${browser.version()} (${executablePath}); app ${app}; simulator ${simulator}`);
   for (const { name, screenshot, device, run } of scenarios) {
     const t0 = Date.now();
-    const context = await browser.newContext({ ...device, locale: 'en-US' });
+    const context = await browser.newContext({ locale: 'en-US', ...device });
     context.setDefaultTimeout(15_000);
     const page = await context.newPage();
     const trail = trackNavigations(page);

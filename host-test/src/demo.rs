@@ -31,7 +31,7 @@ use wecom_auth_gateway::{
     EngineOptions, Gateway, GatewayConfig, GatewayHandle, Routes, StoreSpec, engine, open_store,
     wasmtime_error,
 };
-use wecom_simulator::{Model, Simulator, SimulatorHandle, callback_params};
+use wecom_simulator::{Endpoint, Model, Simulator, SimulatorHandle, callback_params};
 
 use crate::bindings::login::{AuthorizeRequest, CallbackRequest, Settings, SigningKey, UserInput};
 use crate::host::ComponentHost;
@@ -148,6 +148,11 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
             ("api_base", simulator.to_owned()),
             ("oauth_base", simulator.to_owned()),
             ("sso_base", simulator.to_owned()),
+            // WeCom's login panel, drawn by the simulator's stand-in JS-SDK.
+            (
+                "login_panel_script",
+                format!("{simulator}{}", Endpoint::LoginPanelScript.path()),
+            ),
             ("admin_token", ADMIN_TOKEN.to_owned()),
             ("display_name", "示例科技 · WeCom".to_owned()),
             // Groups in /verify's headers and /me: dept:<id>, tag:<id>.

@@ -3,15 +3,21 @@
 //! through playwright-core (`host-test/browser/drive.mjs`):
 //!
 //! 1. desktop QR login of a bound member (张三 → `alice`);
-//! 2. first in-client login with a WeCom User-Agent, straight into the
+//! 2. the login page with WeCom's login panel (the simulator's stand-in
+//!    JS-SDK), in Chinese: 张三 logs in inside it, no CSP violation;
+//! 3. the same in English, and its button when the JS-SDK cannot load;
+//! 4. first in-client login with a WeCom User-Agent, straight into the
 //!    in-client OAuth by auto-login (李四, bound to `bob` by mobile);
-//! 3. a non-member (外部访客) refused with a 403 page and no session;
-//! 4. logout: the cookie cleared, `/me` 401, the login page.
+//! 5. a non-member (外部访客) refused with a 403 page and no session;
+//! 6. logout: the cookie cleared, `/me` 401, the login page.
 //!
 //! Each asserts the redirect chain, statuses, final URL, page text and
 //! cookies, and leaves a screenshot of its final page in
 //! `<target dir>/browser-artifacts/` (`qr-login.png`,
-//! `in-client-auto-login.png`, `non-member.png`, `logout.png`).
+//! `login-panel-zh-signed-in.png`, `login-panel-fallback.png`,
+//! `in-client-auto-login.png`, `non-member.png`, `logout.png`), plus the
+//! login panel in both languages (`login-panel-zh.png`, `login-panel-en.png`,
+//! copied to `docs/images/`).
 //!
 //! Needs Debian's `chromium` (or `$CHROMIUM`), `node` and
 //! `npm ci` in `host-test/browser`. Without them the test prints a loud

@@ -36,6 +36,13 @@ pub enum InClientScope {
 }
 
 impl InClientScope {
+    /// WeCom's name for it, as [`InClientScope::name`] gives it.
+    pub fn parse(name: &str) -> Option<Self> {
+        [InClientScope::Base, InClientScope::PrivateInfo]
+            .into_iter()
+            .find(|scope| scope.name() == name)
+    }
+
     /// The `scope` parameter of WeCom's OAuth URL.
     pub fn name(self) -> &'static str {
         match self {

@@ -47,6 +47,9 @@ pub struct AuthorizeRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     pub url: String,
+    /// The `state` in `url`, for a page that starts the login itself (WeCom's
+    /// login panel, [`urls::login_panel_params`]).
+    pub state: String,
     pub flow: LoginFlow,
     pub pre_auth_cookie: Cookie,
     pub return_to: String,
@@ -92,6 +95,7 @@ pub fn authorize(
     let pre_auth_cookie = pre_auth_cookie(authenticator, issued.pre_auth_cookie);
     Ok(Authorization {
         url,
+        state: issued.state,
         flow,
         pre_auth_cookie,
         return_to,

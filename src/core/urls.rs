@@ -68,6 +68,44 @@ pub fn web_login_url(
     url
 }
 
+/// The parameters of WeCom's login panel (`ww.createWWLoginPanel`, doc
+/// 98478) for a web login, named as the JS-SDK names them: the web login
+/// URL's, and how the panel ends. With `redirect_type` `callback` the panel
+/// hands the code to the page (`onLoginSuccess({code})`), which goes to
+/// `redirect_uri?code=..&state=..`: the callback, as after a redirect.
+/// `top` would have WeCom's frame move the top window, which browsers block
+/// for a cross-origin frame without a click of the member's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoginPanelParams<'a> {
+    pub login_type: &'static str,
+    pub appid: &'a str,
+    pub agentid: &'a str,
+    /// [`callback_url`], not encoded (the SDK encodes it).
+    pub redirect_uri: String,
+    pub state: &'a str,
+    pub redirect_type: &'static str,
+    /// `small`: 320 × 380 px, within the login page's column.
+    pub panel_size: &'static str,
+    pub lang: &'static str,
+}
+
+pub fn login_panel_params<'a>(
+    authenticator: &'a Authenticator,
+    state: &'a str,
+    language: Language,
+) -> LoginPanelParams<'a> {
+    LoginPanelParams {
+        login_type: "CorpApp",
+        appid: &authenticator.corp_id,
+        agentid: &authenticator.agent_id,
+        redirect_uri: callback_url(authenticator),
+        state,
+        redirect_type: "callback",
+        panel_size: "small",
+        lang: language.code(),
+    }
+}
+
 /// The login route of the HTTP front for this authenticator.
 pub fn login_route_url(authenticator: &Authenticator) -> String {
     let path = login_path(&authenticator.route_prefix, Some(&authenticator.name), None);

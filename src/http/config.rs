@@ -14,6 +14,7 @@
 //! - Per authenticator `NAME`: `NAME_<variable>`, else the plain `<variable>`
 //!   ([`authenticator_variables`]).
 
+use crate::core::flow::InClientScope;
 use crate::core::session::Renewal;
 use crate::core::settings::{self, Authenticator, Field, Scope, Secret, Settings, SettingsError};
 
@@ -34,6 +35,12 @@ pub struct Entry {
     pub authenticator: Authenticator,
     /// `display_name`, if set.
     pub display_name: Option<String>,
+    /// `in_client_scope`: what an in-client login asks WeCom for first.
+    /// [`InClientScope::Base`] (the default) is silent for a member already
+    /// bound; [`InClientScope::PrivateInfo`] asks every member's consent, so
+    /// `getuserdetail`'s fields are read at each login (email and avatar
+    /// refreshed, a mobile the user lacks filled in).
+    pub in_client_scope: InClientScope,
 }
 
 /// The checked configuration of the front.
@@ -58,7 +65,57 @@ pub struct FrontConfig {
     /// Login request rates: `rate_limit_per_client`,
     /// `rate_limit_per_authenticator`, `client_address_header`.
     pub rate_limits: RateLimits,
+    /// `login_panel_script`: where WeCom's JS-SDK is loaded from to draw
+    /// its login panel on the login page; None (`off`): a button that goes
+    /// to WeCom's login page.
+    pub login_panel_script: Option<LoginPanelScript>,
 }
+
+/// The address of the script that draws WeCom's login panel
+/// (`ww.createWWLoginPanel`, doc 98478): an `https` URL, or `http` on a
+/// loopback host (the simulator's stand-in). Checked with `url`, kept as
+/// the parsed URL's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPanelScript(String);
+
+impl LoginPanelScript {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn parse(text: &str) -> Result<Option<Self>, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let problem =
+            "must be the https URL of WeCom's JS-SDK (http only on a loopback host), or off";
+        let url = url::Url::parse(text).map_err(|_| problem.to_owned())?;
+        let loopback = matches!(
+            url.host(),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+        ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || url.host_str() == Some("localhost");
+        let fits = match url.scheme() {
+            "https" => true,
+            "http" => loopback,
+            _ => false,
+        };
+        // No credentials or fragment: the URL goes into a page and its CSP.
+        if !fits
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.fragment().is_some()
+            || url.as_str().contains(['\'', ';', ',', ' '])
+        {
+            return Err(problem.to_owned());
+        }
+        Ok(Some(LoginPanelScript(url.into())))
+    }
+}
+
+/// WeCom's JS-SDK (`@wecom/jssdk`, doc 98478) on its CDN.
+pub const DEFAULT_LOGIN_PANEL_SCRIPT: &str =
+    "https://wwcdn.weixin.qq.com/node/open/js/wecom-jssdk-2.0.2.js";
 
 /// How many login requests are let through per minute (0: no limit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +218,7 @@ pub struct ConfigProblem {
 
 /// The front's own global variables (Spin variables), beside the settings
 /// shared by every authenticator ([`Scope::Global`]).
-const FRONT_VARIABLES: [&str; 11] = [
+const FRONT_VARIABLES: [&str; 12] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -173,9 +230,12 @@ const FRONT_VARIABLES: [&str; 11] = [
     "rate_limit_per_client",
     "rate_limit_per_authenticator",
     "client_address_header",
+    "login_panel_script",
 ];
-/// The front's own per-authenticator variable: the name on the login page.
+/// The front's own per-authenticator variables: the name on the login
+/// page, and what an in-client login asks WeCom for first.
 const DISPLAY_NAME: &str = "display_name";
+const IN_CLIENT_SCOPE: &str = "in_client_scope";
 
 /// Every global variable the front reads: its own, then the settings shared
 /// by every authenticator. `spin.toml` must declare each
@@ -194,13 +254,13 @@ pub fn global_variables() -> Vec<String> {
 
 /// Every per-authenticator variable (`<name>_<variable>`, else the plain
 /// `<variable>`): the settings of [`Scope::Authenticator`], in the one
-/// list's order, then `display_name`.
+/// list's order, then `display_name` and `in_client_scope`.
 pub fn authenticator_variables() -> Vec<String> {
     Field::SETTINGS
         .into_iter()
         .filter(|f| f.scope() == Scope::Authenticator)
         .map(Field::variable)
-        .chain([DISPLAY_NAME.to_owned()])
+        .chain([DISPLAY_NAME.to_owned(), IN_CLIENT_SCOPE.to_owned()])
         .collect()
 }
 
@@ -307,12 +367,20 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         })
         .unwrap_or(false);
     let rate_limits = rate_limits(&mut reader);
+    let login_panel_script = reader
+        .get("login_panel_script")
+        .unwrap_or(DEFAULT_LOGIN_PANEL_SCRIPT);
+    let login_panel_script = LoginPanelScript::parse(login_panel_script).unwrap_or_else(|why| {
+        reader.problem("login_panel_script", None, why);
+        None
+    });
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: where each of the settings came from.
     let mut sources: Vec<[Origin; Field::SETTINGS.len()]> = Vec::with_capacity(names.len());
     let (mut own, mut key) = (String::new(), String::new());
     let mut display_names = Vec::with_capacity(names.len());
+    let mut scopes = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
             name: name.clone(),
@@ -347,9 +415,23 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 })
                 .ok()
         });
+        let (value, found) = source(&reader, &mut own, name, IN_CLIENT_SCOPE);
+        let scope = match value {
+            None => InClientScope::Base,
+            Some(v) => InClientScope::parse(v).unwrap_or_else(|| {
+                let (variable, _) = variable(name, names.len(), IN_CLIENT_SCOPE, found);
+                reader.problem(
+                    &variable,
+                    Some(name),
+                    "must be snsapi_base (silent for members already bound) or snsapi_privateinfo (the member's consent at every login)",
+                );
+                InClientScope::Base
+            }),
+        };
         all.push(s);
         sources.push(origins);
         display_names.push(display_name);
+        scopes.push(scope);
     }
     let checked = match settings::check_all(&all) {
         Ok(checked) => Some(checked),
@@ -365,9 +447,11 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             entries: checked
                 .into_iter()
                 .zip(display_names)
-                .map(|(authenticator, display_name)| Entry {
+                .zip(scopes)
+                .map(|((authenticator, display_name), in_client_scope)| Entry {
                     authenticator,
                     display_name,
+                    in_client_scope,
                 })
                 .collect(),
             admin_token,
@@ -377,6 +461,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
             public_paths,
             allow_preflight,
             rate_limits,
+            login_panel_script,
             route_prefix: route_prefix.unwrap_or_else(|| settings::DEFAULT_ROUTE_PREFIX.into()),
         }),
         _ => Err(reader.problems),

@@ -1,8 +1,13 @@
 //! The front's few pages: login, error, signed in. Plain strings, inline CSS,
-//! no scripts, fonts or images; everything interpolated goes through
-//! [`escape_html`].
+//! no fonts or images; everything interpolated goes through [`escape_html`].
+//! One script only: the login page's start of WeCom's login panel, allowed
+//! by its hash ([`login_panel_csp`]).
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use crate::core::browser::Language;
 use crate::core::texts;
@@ -72,6 +77,68 @@ pub fn login_page(language: Language, choices: &[Choice]) -> String {
         );
     }
     page(language, texts::LOG_IN.get(language), &body)
+}
+
+/// WeCom's login panel (`ww.createWWLoginPanel`, doc 98478) in place of
+/// the login button, for one authenticator.
+pub struct LoginPanel<'a> {
+    /// The JS-SDK's URL (`login_panel_script`).
+    pub script: &'a str,
+    /// The panel's parameters, JSON ([`crate::core::urls::LoginPanelParams`]).
+    pub params: &'a str,
+    /// The button that goes to WeCom's login page: shown until the script
+    /// has drawn the panel, and again if it cannot (a blocked CDN, no
+    /// JavaScript, the panel failing).
+    pub fallback: Choice,
+}
+
+/// Loads the JS-SDK, draws the panel in place of the button, and takes the
+/// code the panel hands over (`redirect_type=callback`) to the callback
+/// with the page's state. Constant: the page's CSP allows it by its hash.
+const LOGIN_PANEL_START: &str = "(function(){\
+var box=document.getElementById(\"wecom-login-panel\");if(!box)return;\
+var link=box.querySelector(\"a\");var params=JSON.parse(box.getAttribute(\"data-params\"));\
+var sdk=document.createElement(\"script\");sdk.src=box.getAttribute(\"data-script\");\
+sdk.onload=function(){if(!window.ww||typeof window.ww.createWWLoginPanel!==\"function\")return;\
+link.style.display=\"none\";var panel=window.ww.createWWLoginPanel({el:box,params:params,\
+onLoginSuccess:function(r){location.replace(params.redirect_uri+\"?code=\"+encodeURIComponent(r.code)+\"&state=\"+encodeURIComponent(params.state));},\
+onLoginFail:function(){panel.unmount();link.style.display=\"\";}});};\
+document.head.appendChild(sdk);})();";
+
+/// `'sha256-…'` of [`LOGIN_PANEL_START`] (CSP Level 2, hash source).
+static LOGIN_PANEL_START_HASH: LazyLock<String> = LazyLock::new(|| {
+    let digest = Sha256::digest(LOGIN_PANEL_START.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+});
+
+/// The login page with WeCom's login panel.
+pub fn login_panel_page(language: Language, panel: &LoginPanel<'_>) -> String {
+    let body = format!(
+        "<h1>{}</h1><div id=\"wecom-login-panel\" data-script=\"{}\" data-params=\"{}\">\
+         <a class=\"btn\" href=\"{}\">{}</a></div><script>{LOGIN_PANEL_START}</script>",
+        texts::LOG_IN_WITH_WECOM.get(language),
+        escape_html(panel.script),
+        escape_html(panel.params),
+        escape_html(&panel.fallback.href),
+        escape_html(&panel.fallback.label),
+    );
+    page(language, texts::LOG_IN.get(language), &body)
+}
+
+/// The login panel page's Content-Security-Policy: the protective one, plus
+/// exactly what the panel needs: its start script (by hash), the JS-SDK
+/// (its URL alone), and frames of WeCom's web login page (`frame_origin`,
+/// the origin of `sso_base`). `script` and `frame_origin` hold no `;`, `,`,
+/// `'` or space (checked with the configuration).
+pub fn login_panel_csp(script: &str, frame_origin: &str) -> String {
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; script-src {} {script}; \
+         frame-src {frame_origin}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        *LOGIN_PANEL_START_HASH
+    )
 }
 
 /// What an error page says.

@@ -5,13 +5,13 @@ use serde::Serialize;
 
 use super::admin;
 use super::audit::{self, Audited as _};
-use super::config::{ConfigProblem, Entry, parse_config};
+use super::config::{ConfigProblem, Entry, LoginPanelScript, parse_config};
 use super::context::{Ctx, Env, RANDOM_LEN};
 use super::errors::{
     ErrorJson, config_error, error_response, log_line, method_not_allowed, not_found, plain,
 };
 use super::forward_auth;
-use super::html::{self, Choice};
+use super::html::{self, Choice, LoginPanel};
 use super::limits;
 use super::message::{
     self, Deferred, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS, MAX_TARGET, Params, Request, Response,
@@ -33,7 +33,7 @@ use crate::core::session::{self, MAX_SESSION_TOKEN};
 use crate::core::settings::DEFAULT_ROUTE_PREFIX;
 use crate::core::state::{self, RANDOM_BYTES, StateRejection};
 use crate::core::texts;
-use crate::core::urls::login_path;
+use crate::core::urls::{self, login_path};
 
 const _: () = assert!(RANDOM_BYTES <= RANDOM_LEN);
 
@@ -212,9 +212,12 @@ fn label(entry: &Entry, count: usize, language: Language) -> String {
     }
 }
 
+/// The login page: WeCom's login panel in place for one authenticator
+/// outside the WeCom client (a QR code, or one click with the desktop
+/// client), else a button per authenticator.
 fn login_page<K, T>(ctx: &Ctx<'_, '_, K, T>, return_to: Option<String>) -> Response {
     let count = ctx.config.entries.len();
-    let choices: Vec<Choice> = ctx
+    let mut choices: Vec<Choice> = ctx
         .config
         .entries
         .iter()
@@ -227,7 +230,55 @@ fn login_page<K, T>(ctx: &Ctx<'_, '_, K, T>, return_to: Option<String>) -> Respo
             ),
         })
         .collect();
+    if let [entry] = ctx.config.entries.as_slice()
+        && let Some(script) = &ctx.config.login_panel_script
+        && !is_wecom(ctx.request)
+        && let Some(fallback) = choices.pop()
+    {
+        return login_panel(ctx, entry, script, return_to, fallback);
+    }
     Response::html(200, html::login_page(ctx.language, &choices))
+}
+
+/// The login page with WeCom's login panel: it starts a web login (a state,
+/// and the pre-auth cookie it is bound to) whose code the panel hands to the
+/// callback. Nothing is written and WeCom is not called until the member
+/// logs in. A login that cannot start shows the button instead.
+fn login_panel<K, T>(
+    ctx: &Ctx<'_, '_, K, T>,
+    entry: &Entry,
+    script: &LoginPanelScript,
+    return_to: Option<String>,
+    fallback: Choice,
+) -> Response {
+    let authenticator = &entry.authenticator;
+    let request = login_request(ctx, entry, return_to, Some(LoginFlow::Web));
+    let started = login::authorize(authenticator, &request, ctx.env.now, &state_random(ctx));
+    let frame_origin =
+        url::Url::parse(&authenticator.sso_base).map(|sso| sso.origin().ascii_serialization());
+    let (Ok(authorization), Ok(frame_origin)) = (started, frame_origin) else {
+        return Response::html(200, html::login_page(ctx.language, &[fallback]));
+    };
+    let params = urls::login_panel_params(authenticator, &authorization.state, ctx.language);
+    let Ok(params) = serde_json::to_string(&params) else {
+        return Response::html(200, html::login_page(ctx.language, &[fallback]));
+    };
+    let panel = LoginPanel {
+        script: script.as_str(),
+        params: &params,
+        fallback,
+    };
+    let csp = html::login_panel_csp(script.as_str(), &frame_origin);
+    Response::html(200, html::login_panel_page(ctx.language, &panel))
+        .with_header("content-security-policy", csp)
+        .with_header("set-cookie", authorization.pre_auth_cookie.set_cookie)
+}
+
+/// The randomness of one state ([`RANDOM_BYTES`] of the request's).
+fn state_random<K, T>(ctx: &Ctx<'_, '_, K, T>) -> [u8; RANDOM_BYTES] {
+    let mut random = [0u8; RANDOM_BYTES];
+    random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
+    random
 }
 
 fn is_wecom(request: &Request) -> bool {
@@ -258,16 +309,18 @@ fn login<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
         Some("web") => Some(LoginFlow::Web),
         _ => None,
     };
-    start_login(ctx, entry, login_request(ctx, return_to, flow))
+    start_login(ctx, entry, login_request(ctx, entry, return_to, flow))
 }
 
 /// The login this request starts: its browser, language and pre-auth
 /// cookie (the logins already in flight in it stay). An in-client login
-/// starts silent (`snsapi_base`): a member already bound meets no page of
-/// WeCom's; one not bound yet is sent back with `snsapi_privateinfo` from
-/// the callback.
+/// starts with the entry's `in_client_scope`: by default silent
+/// (`snsapi_base`), so a member already bound meets no page of WeCom's and
+/// one not bound yet is sent back with `snsapi_privateinfo` from the
+/// callback.
 fn login_request<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
+    entry: &Entry,
     return_to: Option<String>,
     force_flow: Option<LoginFlow>,
 ) -> AuthorizeRequest {
@@ -278,7 +331,7 @@ fn login_request<K, T>(
         language: ctx.language_known.then_some(ctx.language),
         pre_auth_cookie: ctx.request.cookie(PRE_AUTH_COOKIE).map(str::to_owned),
         restarted: false,
-        scope: InClientScope::Base,
+        scope: entry.in_client_scope,
     }
 }
 
@@ -288,10 +341,13 @@ fn start_login<K, T>(
     entry: &Entry,
     request: AuthorizeRequest,
 ) -> Response {
-    let mut random = [0u8; RANDOM_BYTES];
-    random.copy_from_slice(&ctx.env.random[..RANDOM_BYTES]);
     let name = entry.authenticator.name.as_str();
-    match login::authorize(&entry.authenticator, &request, ctx.env.now, &random) {
+    match login::authorize(
+        &entry.authenticator,
+        &request,
+        ctx.env.now,
+        &state_random(ctx),
+    ) {
         Ok(authorization) => {
             let event = audit::Event {
                 authenticator: Some(name),
@@ -427,11 +483,11 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 }) =>
         {
             // The scope the lost login asked for: a consent round stays one.
-            let scope = state::claimed(state).map_or(InClientScope::Base, |c| c.scope);
+            let scope = state::claimed(state).map_or(entry.in_client_scope, |c| c.scope);
             let request = AuthorizeRequest {
                 restarted: true,
                 scope,
-                ..login_request(ctx, None, Some(LoginFlow::InClient))
+                ..login_request(ctx, entry, None, Some(LoginFlow::InClient))
             };
             start_login(ctx, entry, request)
         }
@@ -444,7 +500,7 @@ fn callback<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
                 scope: InClientScope::PrivateInfo,
                 // The spent login's entry left out.
                 pre_auth_cookie: remaining.filter(|cookie| !cookie.is_empty()),
-                ..login_request(ctx, Some(return_to), Some(LoginFlow::InClient))
+                ..login_request(ctx, entry, Some(return_to), Some(LoginFlow::InClient))
             };
             start_login(ctx, entry, request)
         }
@@ -794,7 +850,7 @@ fn site<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             if let Some(entry) = ctx.config.auto_login()
                 && is_wecom(ctx.request)
             {
-                return start_login(ctx, entry, login_request(ctx, return_to, None));
+                return start_login(ctx, entry, login_request(ctx, entry, return_to, None));
             }
             Response::redirect(
                 302,

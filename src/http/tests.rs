@@ -38,6 +38,8 @@ fn base_config() -> ConfigMap {
                 "protected_paths",
                 "session_cookie_domain",
                 "display_name",
+                "in_client_scope",
+                "login_panel_script",
             ]
             .map(|key| (key, String::new())),
         )
@@ -400,8 +402,158 @@ fn every_answer_carries_the_protective_headers() {
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
         let csp = r.header("content-security-policy").unwrap();
+        assert!(csp.starts_with("default-src 'none'; style-src 'unsafe-inline'; "));
+        assert!(csp.ends_with("form-action 'self'; frame-ancestors 'none'; base-uri 'none'"));
+    }
+}
+
+// ---- WeCom's login panel ----
+
+/// The attribute `name` of the login panel's box, unescaped.
+fn panel_attribute(page: &str, name: &str) -> String {
+    let start = page.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+    let value = &page[start..start + page[start..].find('"').unwrap()];
+    value
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// A desktop browser's login page draws WeCom's login panel (doc 98478)
+/// with a state bound to the pre-auth cookie it sets; the CSP allows the
+/// page's one script by its hash, the JS-SDK's URL and frames of WeCom's
+/// login page, nothing more; the code the panel hands over finishes the
+/// login at the callback.
+#[test]
+fn the_login_page_draws_wecoms_login_panel_with_a_state_of_its_own() {
+    use sha2::Digest as _;
+    let world = World::new(&[("auto_signup", "true")]);
+    // zhangsan's user, from a first login inside WeCom.
+    assert!(set_cookie(&world.log_in_in_client("/", true), "wecom_auth_session").is_some());
+    let page = world.send(
+        get("/auth/wecom/?return_to=/reports")
+            .ua(CHROME)
+            .with("Accept-Language", "en"),
+    );
+    assert_eq!(page.status, 200);
+    let html = body(&page);
+    assert_eq!(
+        panel_attribute(&html, "data-script"),
+        "https://wwcdn.weixin.qq.com/node/open/js/wecom-jssdk-2.0.2.js"
+    );
+    let params: Value = serde_json::from_str(&panel_attribute(&html, "data-params")).unwrap();
+    assert_eq!(params["login_type"], "CorpApp");
+    assert_eq!(params["appid"], "ww0123456789abcdef");
+    assert_eq!(params["agentid"], "1000002");
+    assert_eq!(
+        params["redirect_uri"],
+        "https://apps.example.com/auth/wecom/callback"
+    );
+    assert_eq!(params["redirect_type"], "callback");
+    assert_eq!(params["lang"], "en");
+    // The button to WeCom's login page stays, for when the script cannot load.
+    assert!(
+        html.contains("href=\"/auth/wecom/login?authenticator=wecom&amp;return_to=%2Freports\""),
+        "{html}"
+    );
+    // One inline script, allowed by its hash.
+    let script = html
+        .split("<script>")
+        .nth(1)
+        .unwrap()
+        .split("</script>")
+        .next()
+        .unwrap();
+    assert_eq!(html.matches("<script").count(), 1);
+    let hash = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        sha2::Sha256::digest(script.as_bytes()),
+    );
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some(
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}' \
+                 https://wwcdn.weixin.qq.com/node/open/js/wecom-jssdk-2.0.2.js; \
+                 frame-src https://login.work.weixin.qq.com; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'"
+            )
+            .as_str()
+        )
+    );
+    // The panel's code, with the page's state, from the same browser.
+    let state = params["state"].as_str().unwrap();
+    world.answer(USERINFO_WEB);
+    let callback = get(&format!("/auth/wecom/callback?code=CODE&state={state}"))
+        .ua(CHROME)
+        .cookie_header(&cookie_pair(&page, "wecom_auth_login"));
+    let done = world.send(callback);
+    assert_eq!(done.status, 302, "{}", body(&done));
+    assert_eq!(location(&done), "/reports");
+    assert!(set_cookie(&done, "wecom_auth_session").is_some());
+}
+
+/// Inside the WeCom client, with several authenticators, or with
+/// `login_panel_script=off`: buttons and no script.
+#[test]
+fn the_login_panel_is_only_for_one_authenticator_outside_wecom() {
+    let cases = [
+        (World::new(&[]), WECOM_IPHONE),
+        (World::new(&[("login_panel_script", "OFF")]), CHROME),
+        (
+            World::new(&[
+                ("authenticators", "hq,branch"),
+                ("branch_agent_id", "1000009"),
+            ]),
+            CHROME,
+        ),
+    ];
+    for (world, ua) in cases {
+        let page = world.send(get("/auth/wecom/").ua(ua));
+        assert_eq!(page.status, 200);
+        assert!(!body(&page).contains("<script"), "{}", body(&page));
+        assert!(set_cookie(&page, "wecom_auth_login").is_none());
         assert!(
-            csp.starts_with("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+            !page
+                .header("content-security-policy")
+                .unwrap()
+                .contains("script-src")
+        );
+    }
+    // The simulator's stand-in, on loopback over http.
+    let world = World::new(&[(
+        "login_panel_script",
+        "http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js",
+    )]);
+    let page = world.send(get("/auth/wecom/").ua(CHROME));
+    assert!(
+        body(&page)
+            .contains("data-script=\"http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js\"")
+    );
+}
+
+/// A script address that could load something else, or break the CSP, is
+/// a configuration error naming `login_panel_script`.
+#[test]
+fn a_login_panel_script_of_another_kind_is_refused() {
+    for bad in [
+        "javascript:alert(1)",
+        "http://cdn.example.com/wecom-jssdk.js",
+        "https://cdn.example.com/a.js; script-src *",
+        "https://cdn.example.com/a,b.js",
+        "https://u:p@cdn.example.com/a.js",
+        "//cdn.example.com/a.js",
+        "data:text/javascript,alert(1)",
+    ] {
+        let world = World::new(&[("login_panel_script", bad)]);
+        let page = world.send(get("/auth/wecom/").ua(CHROME));
+        assert_eq!(page.status, 500, "{bad}");
+        assert!(
+            body(&page).contains("login_panel_script"),
+            "{bad}: {}",
+            body(&page)
         );
     }
 }
@@ -1750,4 +1902,54 @@ fn a_silent_login_asks_the_consent_only_of_a_member_not_bound_yet() {
     let refused = outside.send(callback_for(&start).ua(WECOM_IPHONE));
     assert_eq!(refused.status, 403, "{}", body(&refused));
     assert!(!location(&refused).contains("snsapi_privateinfo"));
+}
+
+/// `in_client_scope=snsapi_privateinfo` asks every member's consent: a
+/// member already bound is answered at once and what the consent yields
+/// (`getuserdetail`: the email here) is written after the answer; a wrong
+/// value names the variable.
+#[test]
+fn in_client_scope_privateinfo_asks_the_consent_at_every_login() {
+    let world = World::new(&[
+        ("auto_signup", "true"),
+        ("in_client_scope", "snsapi_privateinfo"),
+    ]);
+    let first = world.log_in_in_client("/", true);
+    assert!(set_cookie(&first, "wecom_auth_session").is_some());
+    let start = world.send(get("/auth/wecom/login?return_to=/inbox").ua(WECOM_IPHONE));
+    assert!(
+        location(&start).contains("scope=snsapi_privateinfo&"),
+        "{}",
+        location(&start)
+    );
+    world.answer(USERINFO_IN_CLIENT);
+    let done = world.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert_eq!(location(&done), "/inbox", "{}", body(&done));
+    assert!(set_cookie(&done, "wecom_auth_session").is_some());
+    // After the answer: getuserdetail with the ticket, and user/get.
+    world.answer(&USERDETAIL.replace("z@corp.work", "zhang.san@corp.work"));
+    world.answer(USER_GET);
+    let deferred = done.deferred.as_ref().expect("a refresh after the answer");
+    assert_eq!(
+        after_response(deferred, &world.kv, &world.wecom, world.now.get()),
+        None
+    );
+    let binding = crate::core::directory::Binding {
+        authenticator: "wecom".into(),
+        wecom_userid: "zhangsan".into(),
+    };
+    let user = crate::core::directory::find_by_binding(&world.kv, &binding)
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.email.as_deref(), Some("zhang.san@corp.work"));
+
+    let wrong = World::new(&[("in_client_scope", "privateinfo")]);
+    let page = wrong.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    assert_eq!(page.status, 500);
+    assert!(body(&page).contains("in_client_scope"), "{}", body(&page));
+    assert!(
+        body(&page).contains("snsapi_privateinfo"),
+        "{}",
+        body(&page)
+    );
 }

@@ -108,7 +108,7 @@ pub(crate) fn answer(state: &mut State, call: &ApiCall<'_>) -> String {
         Endpoint::DepartmentSimpleList => department_simplelist(state, call),
         Endpoint::TagGet => tag_get(state, call),
         Endpoint::TagList => tag_list(state, call),
-        Endpoint::OAuthPage | Endpoint::WebLoginPage => Err(40035),
+        Endpoint::OAuthPage | Endpoint::WebLoginPage | Endpoint::LoginPanelScript => Err(40035),
     };
     result.unwrap_or_else(|errcode| error_body(state, call.endpoint, errcode, call.peer))
 }

@@ -28,11 +28,15 @@ pub enum Endpoint {
     OAuthPage,
     /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
     WebLoginPage,
+    /// `GET /node/open/js/wecom-jssdk-2.0.2.js` (the JS-SDK on `wwcdn.weixin.qq.com`):
+    /// a stand-in that draws the login panel (`ww.createWWLoginPanel`) from
+    /// this simulator's web login page.
+    LoginPanelScript,
 }
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::GetToken,
         Endpoint::GetUserInfo,
         Endpoint::LegacyGetUserInfo,
@@ -44,6 +48,7 @@ impl Endpoint {
         Endpoint::TagList,
         Endpoint::OAuthPage,
         Endpoint::WebLoginPage,
+        Endpoint::LoginPanelScript,
     ];
 
     /// The path WeCom serves it at.
@@ -60,6 +65,7 @@ impl Endpoint {
             Endpoint::TagList => "/cgi-bin/tag/list",
             Endpoint::OAuthPage => "/connect/oauth2/authorize",
             Endpoint::WebLoginPage => "/wwlogin/sso/login",
+            Endpoint::LoginPanelScript => "/node/open/js/wecom-jssdk-2.0.2.js",
         }
     }
 
@@ -70,7 +76,10 @@ impl Endpoint {
 
     /// A server API call (JSON under `/cgi-bin`), as opposed to a browser page.
     pub fn is_api(self) -> bool {
-        !matches!(self, Endpoint::OAuthPage | Endpoint::WebLoginPage)
+        !matches!(
+            self,
+            Endpoint::OAuthPage | Endpoint::WebLoginPage | Endpoint::LoginPanelScript
+        )
     }
 
     fn index(self) -> usize {

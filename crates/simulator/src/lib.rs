@@ -7,7 +7,11 @@
 //!   `GET /cgi-bin/user/get`, `GET /cgi-bin/agent/get`,
 //!   `GET /cgi-bin/department/simplelist`, `GET /cgi-bin/tag/get`, `GET /cgi-bin/tag/list`;
 //! - `https://open.weixin.qq.com`: `GET /connect/oauth2/authorize` (in-client OAuth);
-//! - `https://login.work.weixin.qq.com`: `GET /wwlogin/sso/login` (web / QR login).
+//! - `https://login.work.weixin.qq.com`: `GET /wwlogin/sso/login` (web / QR login,
+//!   also inside the login panel: `redirect_type=callback|top|self`);
+//! - `https://wwcdn.weixin.qq.com`: `GET /node/open/js/wecom-jssdk-2.0.2.js`, a
+//!   stand-in for the JS-SDK's `ww.createWWLoginPanel` (doc 98478) that frames
+//!   this simulator's web login page.
 //!
 //! So the component can use `api-base = oauth-base = sso-base =` [`SimulatorHandle::base_url`].
 //! Any other path answers 404 with an empty body.
@@ -410,6 +414,12 @@ impl SimulatorHandle {
             percent_encode(scope),
             percent_encode(state),
         )
+    }
+
+    /// The stand-in for WeCom's JS-SDK at this simulator, for the
+    /// component's `login_panel_script`.
+    pub fn login_panel_script_url(&self) -> String {
+        format!("{}{}", self.base_url(), Endpoint::LoginPanelScript.path())
     }
 
     /// The web / QR login URL at this simulator:

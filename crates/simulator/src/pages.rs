@@ -13,6 +13,13 @@
 //! ([`crate::SimulatorHandle::consent_pages_shown`]).
 //! An invalid request answers 200 with an error page (as WeCom does) whose
 //! errcode is also in the `x-wecom-errcode` header.
+//!
+//! The web login page inside WeCom's login panel (`ww.createWWLoginPanel`,
+//! doc 98478; the stand-in script is [`LOGIN_PANEL_SCRIPT`]) carries
+//! `redirect_type`: `callback` hands the code to the embedding page
+//! (`onLoginSuccess({code})`, posted to the `redirect_uri`'s origin only);
+//! `top` sends the top window to `redirect_uri?code=..&state=..`; `self`
+//! (and none, outside the panel) redirects the page itself.
 
 use super::endpoint::Endpoint;
 use super::model::Corp;
@@ -29,7 +36,12 @@ pub(crate) enum PageReply {
     Error { errcode: i64, html: String },
     /// 302 to this Location.
     Redirect(String),
+    /// 200, JavaScript.
+    Script(&'static str),
 }
+
+/// The stand-in for WeCom's JS-SDK that draws the login panel.
+pub const LOGIN_PANEL_SCRIPT: &str = include_str!("wecom-jssdk.js");
 
 /// A valid login request.
 struct Login<'m> {
@@ -42,6 +54,9 @@ struct Login<'m> {
 }
 
 pub(crate) fn answer(state: &mut State, endpoint: Endpoint, raw_query: &str) -> PageReply {
+    if endpoint == Endpoint::LoginPanelScript {
+        return PageReply::Script(LOGIN_PANEL_SCRIPT);
+    }
     let query = Query::parse(raw_query);
     let in_client = endpoint == Endpoint::OAuthPage;
     let login = match validate(state, in_client, &query) {
@@ -50,7 +65,11 @@ pub(crate) fn answer(state: &mut State, endpoint: Endpoint, raw_query: &str) -> 
     };
     let pick = query.get("pick").filter(|p| !p.is_empty());
     let Some(pick) = pick else {
-        return PageReply::Page(picker(endpoint, raw_query, &login));
+        // Inside the login panel (the JS-SDK passes `redirect_type`): a page
+        // that fits its frame.
+        let in_panel = endpoint == Endpoint::WebLoginPage && query.get("redirect_type").is_some();
+        let english = query.get("lang") == Some("en");
+        return PageReply::Page(picker(endpoint, raw_query, &login, in_panel, english));
     };
     let corp = login.corp;
     // (subject, gets a ticket, silent) or the consent screen to show.
@@ -97,7 +116,62 @@ pub(crate) fn answer(state: &mut State, endpoint: Endpoint, raw_query: &str) -> 
     };
     let code = state.issue_code(record);
     let location = append_query(&redirect_uri, &[("code", &code), ("state", &login_state)]);
-    PageReply::Redirect(header_safe(&location))
+    match query.get("redirect_type") {
+        Some("callback") if endpoint == Endpoint::WebLoginPage => {
+            PageReply::Page(panel_callback_page(&code, &redirect_uri))
+        }
+        Some("top") if endpoint == Endpoint::WebLoginPage => {
+            PageReply::Page(panel_top_page(&location))
+        }
+        _ => PageReply::Redirect(header_safe(&location)),
+    }
+}
+
+/// The login panel's end with `redirect_type=callback`: the code goes to
+/// the embedding page, as the SDK's `ww-iframe-handle:call` message of
+/// `onLoginSuccess`, and only to the origin of `redirect_uri` (the app's
+/// trusted domain): another embedder gets nothing.
+fn panel_callback_page(code: &str, redirect_uri: &str) -> String {
+    let message = serde_json::json!({
+        "type": "ww-iframe-handle:call",
+        "args": { "type": "call", "name": "onLoginSuccess", "payload": { "code": code } },
+    });
+    let target = origin_of(redirect_uri);
+    script_page(&format!(
+        "parent.postMessage({}, {});",
+        js_string(&message.to_string()),
+        js_string(&target)
+    ))
+}
+
+/// The login panel's end with `redirect_type=top`: the top window goes to
+/// the callback.
+fn panel_top_page(location: &str) -> String {
+    script_page(&format!(
+        "window.top.location.href = {};",
+        js_string(location)
+    ))
+}
+
+fn script_page(script: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>企业微信 · 登录成功</title></head>\n\
+         <body><p>登录成功 / Logged in</p><script>{script}</script></body></html>\n"
+    )
+}
+
+/// A JSON string literal, safe inside `<script>` (no `</` to end it).
+fn js_string(text: &str) -> String {
+    serde_json::Value::from(text)
+        .to_string()
+        .replace("</", "<\\/")
+}
+
+/// `scheme://authority` of an absolute URL.
+fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    format!("{}://{}", scheme.to_ascii_lowercase(), &rest[..end])
 }
 
 /// Checks the parameters as WeCom does. Errors: 40013 unknown `appid`,
@@ -195,7 +269,13 @@ fn consent_page(raw_query: &str, member: &str, corp: &Corp) -> String {
     )
 }
 
-fn picker(endpoint: Endpoint, raw_query: &str, login: &Login<'_>) -> String {
+fn picker(
+    endpoint: Endpoint,
+    raw_query: &str,
+    login: &Login<'_>,
+    in_panel: bool,
+    english: bool,
+) -> String {
     let corp = login.corp;
     let (title, flow) = if endpoint == Endpoint::OAuthPage {
         let scope = if login.privateinfo {
@@ -226,14 +306,34 @@ fn picker(endpoint: Endpoint, raw_query: &str, login: &Login<'_>) -> String {
             percent_encode(id)
         ))
     };
-    let mut html = format!(
-        "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n\
-         <h1>{} — {}</h1>\n<p>{}</p>\n<p>Redirects to: <code>{}</code></p>\n<h2>成员 / Members</h2>\n<ul>\n",
-        html_escape(&corp.name),
-        html_escape(&corp.corp_id),
-        html_escape(&flow),
-        html_escape(&login.redirect_uri),
-    );
+    let mut html = if in_panel {
+        // WeCom's panel shows the company, a QR code and "scan with WeCom";
+        // here the member picker stands for whoever scans.
+        let scan = if english {
+            "Scan with WeCom to log in (simulated: pick who scans)"
+        } else {
+            "请使用企业微信扫码登录（模拟：选择扫码的成员）"
+        };
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+             <style>body{{font:14px system-ui,sans-serif;margin:10px 14px;color:#1f2329}}\
+             h1{{font-size:16px;margin:0 0 6px}}p{{margin:0 0 8px;color:#646a73;font-size:12px}}\
+             h2{{font-size:13px;margin:10px 0 4px}}ul{{padding-left:18px;margin:0}}li{{margin:3px 0}}\
+             small{{color:#8f959e}}</style></head>\n<body>\n<h1>{}</h1>\n<p>{scan}</p>\n\
+             <h2>成员 / Members</h2>\n<ul>\n",
+            if english { "en" } else { "zh" },
+            html_escape(&corp.name),
+        )
+    } else {
+        format!(
+            "<!DOCTYPE html>\n<html lang=\"zh\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\n<body>\n\
+             <h1>{} — {}</h1>\n<p>{}</p>\n<p>Redirects to: <code>{}</code></p>\n<h2>成员 / Members</h2>\n<ul>\n",
+            html_escape(&corp.name),
+            html_escape(&corp.corp_id),
+            html_escape(&flow),
+            html_escape(&login.redirect_uri),
+        )
+    };
     for member in &corp.members {
         let mut notes = Vec::new();
         if !member.visible {
@@ -308,6 +408,45 @@ mod tests {
         )));
         assert!(html.contains("pick=outsider"));
         assert!(!html.contains("<script") && !html.contains("src="));
+    }
+
+    /// Inside the login panel (doc 98478): `callback` posts the code to the
+    /// app's origin only, `top` moves the top window, `self` redirects.
+    #[test]
+    fn the_login_panel_ends_as_its_redirect_type_says() {
+        let web = "login_type=CorpApp&appid=ww0123456789abcdef&agentid=1000002&redirect_uri=https%3A%2F%2Fapps.example.com%2Fauth%2Fcb&state=abc&pick=zhangsan";
+        let mut state = State::new(Model::sample());
+        let callback = format!("{web}&redirect_type=callback&panel_size=small");
+        let PageReply::Page(html) = answer(&mut state, Endpoint::WebLoginPage, &callback) else {
+            panic!("expected the page that hands the code over");
+        };
+        let code = state.codes.keys().next().expect("a code").clone();
+        // To the app's origin only, as the SDK's message (JSON text).
+        assert!(html.contains(r#", "https://apps.example.com");"#), "{html}");
+        for part in [
+            "parent.postMessage(",
+            r#"\"type\":\"ww-iframe-handle:call\""#,
+            r#"\"name\":\"onLoginSuccess\""#,
+            &format!(r#"\"payload\":{{\"code\":\"{code}\"}}"#),
+        ] {
+            assert!(html.contains(part), "{part} in {html}");
+        }
+        let top = format!("{web}&redirect_type=top");
+        let PageReply::Page(html) = answer(&mut state, Endpoint::WebLoginPage, &top) else {
+            panic!("expected the page that moves the top window");
+        };
+        assert!(
+            html.contains(r#"window.top.location.href = "https://apps.example.com/auth/cb?code="#)
+        );
+        let own = format!("{web}&redirect_type=self");
+        let PageReply::Redirect(location) = answer(&mut state, Endpoint::WebLoginPage, &own) else {
+            panic!("expected a redirect");
+        };
+        assert!(location.starts_with("https://apps.example.com/auth/cb?code="));
+        let PageReply::Script(js) = answer(&mut state, Endpoint::LoginPanelScript, "") else {
+            panic!("expected the script");
+        };
+        assert!(js.contains("createWWLoginPanel") && js.contains("ww-iframe-handle:call"));
     }
 
     #[test]

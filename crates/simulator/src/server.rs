@@ -233,6 +233,10 @@ fn gateway_error(status: u16) -> Reply {
 fn page_reply(reply: PageReply) -> Reply {
     match reply {
         PageReply::Page(html) => html_reply(StatusCode::OK, html),
+        PageReply::Script(js) => with_type(
+            Response::new(Full::new(Bytes::from_static(js.as_bytes()))),
+            "application/javascript; charset=utf-8",
+        ),
         PageReply::Error { errcode, html } => {
             let mut reply = html_reply(StatusCode::OK, html);
             if let Ok(value) = HeaderValue::from_str(&errcode.to_string()) {
