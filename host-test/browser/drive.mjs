@@ -158,13 +158,18 @@ async function openLoginPanel(page, lang, shot) {
   const panel = page.frameLocator(`${PANEL} iframe`);
   await panel.getByRole('link', { name: '张三 (zhangsan)' }).waitFor();
   console.log(`     the panel (${lang}) showed ${Date.now() - asked} ms after the page was asked for`);
-  assert.equal(await page.locator(`${PANEL} a.btn`).isVisible(), false, 'the fallback button is hidden');
+  // The button became a small link under the panel: WeCom's page for the same login.
+  const link = page.locator(`${PANEL} a.alt`);
+  assert.ok(await link.isVisible(), 'a link to WeCom\'s login page under the panel');
+  const fallback = new URL(await link.getAttribute('href'));
   const src = new URL(await page.locator(`${PANEL} iframe`).getAttribute('src'));
   assert.equal(src.origin + src.pathname, `${simulator}${QR_PAGE}`);
   assert.equal(src.searchParams.get('redirect_type'), 'callback');
   assert.equal(src.searchParams.get('redirect_uri'), `${app}${PREFIX}/callback`);
   assert.equal(src.searchParams.get('lang'), lang);
   assert.ok(src.searchParams.get('state'), 'the page started a login of its own');
+  assert.equal(fallback.origin + fallback.pathname, `${simulator}${QR_PAGE}`);
+  assert.equal(fallback.searchParams.get('state'), src.searchParams.get('state'), 'the link is the same login');
   assertPreAuthCookie(await cookie(page.context(), PRE_AUTH_COOKIE));
   await page.screenshot({ path: join(artifacts, `${shot}.png`) });
   return panel;
@@ -210,33 +215,55 @@ scenario('login panel on the login page, in Chinese (张三 → alice)', 'login-
   assert.deepEqual(violations, [], 'the CSP allows what the panel needs');
 });
 
-scenario('login panel in English; its button when the JS-SDK cannot load', 'login-panel-fallback', DESKTOP, async ({ page, context, trail }) => {
+/**
+ * The login page when the JS-SDK does not run (`answer` is how its request
+ * ends): the button stays, and goes to WeCom's page for the page's login.
+ */
+async function withoutPanel(page, trail, answer) {
   const violations = watchCsp(page);
-  await openLoginPanel(page, 'en', 'login-panel-en');
-  assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
-  assert.deepEqual(violations, [], 'the CSP allows what the panel needs');
-  // A CDN that does not answer: the button stays, and goes to WeCom's page.
-  const blocked = await context.newPage();
-  const blockedTrail = trackNavigations(blocked);
-  await blocked.route(`**${PANEL_SCRIPT}`, (route) => route.abort());
-  await blocked.goto(`${app}${PREFIX}/?return_to=%2F`);
-  const button = blocked.locator(`${PANEL} a.btn`);
+  await page.route(`**${PANEL_SCRIPT}`, answer);
+  await page.goto(`${app}${PREFIX}/?return_to=%2F`);
+  const button = page.locator(`${PANEL} a.btn`);
   await button.waitFor();
-  assert.equal(await blocked.locator(`${PANEL} iframe`).count(), 0, 'no panel');
-  await clickAndLand(blocked, button, atSimulator(QR_PAGE));
-  await clickAndLand(blocked, blocked.getByRole('link', { name: '张三 (zhangsan)' }), atApp('/'));
-  assert.deepEqual(steps(blockedTrail).map((s) => s.replace(/\?.*/, '')), [
+  // Give a script that did load the time to (not) draw the panel.
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator(`${PANEL} iframe`).count(), 0, 'no panel');
+  assert.ok(await button.isVisible(), 'the button stays');
+  assert.equal(await page.evaluate(() => window.tampered), undefined, 'no other script ran');
+  await clickAndLand(page, button, atSimulator(QR_PAGE));
+  await clickAndLand(page, page.getByRole('link', { name: '张三 (zhangsan)' }), atApp('/'));
+  assert.deepEqual(steps(trail).map((s) => s.replace(/\?.*/, '')), [
     `200 ${PREFIX}/`,
-    `302 ${PREFIX}/login`,
     `200 ${simulator}${QR_PAGE}`,
     `302 ${simulator}${QR_PAGE}`,
     `302 ${PREFIX}/callback`,
     '200 /',
   ]);
-  assert.match(await blocked.locator('main').innerText(), /Signed in as\s+张三\s+\(zhangsan\)/);
-  await blocked.close();
-  // The first page's panel is still good: its own state, its own login.
+  assert.match(await page.locator('main').innerText(), /Signed in as\s+张三\s+\(zhangsan\)/);
+  return violations;
+}
+
+scenario('login panel in English', 'login-panel-en-signed-in', DESKTOP, async ({ page, context, trail }) => {
+  const violations = watchCsp(page);
+  const panel = await openLoginPanel(page, 'en', 'login-panel-en');
+  assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
+  await Promise.all([page.waitForURL(atApp('/'), { waitUntil: 'load' }), panel.getByRole('link', { name: '张三 (zhangsan)' }).click()]);
+  assert.match(await page.locator('main').innerText(), /Signed in as\s+张三\s+\(zhangsan\)/);
   assert.equal((await me(context)).status, 200);
+  assert.deepEqual(violations, [], 'the CSP allows what the panel needs');
+});
+
+scenario('the login panel\'s button when the JS-SDK cannot load', 'login-panel-unreachable', DESKTOP, async ({ page, trail }) => {
+  await withoutPanel(page, trail, (route) => route.abort());
+});
+
+scenario('the login panel\'s button when the JS-SDK is not the pinned one', 'login-panel-tampered', DESKTOP, async ({ page, trail }) => {
+  // A CDN serving something else: Subresource Integrity refuses to run it.
+  const violations = await withoutPanel(page, trail, async (route) => {
+    const original = await route.fetch();
+    await route.fulfill({ response: original, body: `${await original.text()}\nwindow.tampered = true;` });
+  });
+  assert.deepEqual(violations, []);
 });
 
 scenario('first in-client login via auto-login (李四 → bob by mobile)', 'in-client-auto-login', PHONE, async ({ page, context, trail }) => {
@@ -314,10 +341,10 @@ scenario('logout', 'logout', DESKTOP, async ({ page, context, trail }) => {
   assert.equal(await page.title(), 'Log in');
   assert.equal(await page.locator('h1').innerText(), 'Log in with WeCom');
   await page.frameLocator(`${PANEL} iframe`).getByRole('link', { name: '张三 (zhangsan)' }).waitFor();
-  // Its button (hidden while the panel shows), labelled with the demo's display_name.
-  const again = page.locator(`${PANEL} a.btn`);
-  assert.equal(await again.getAttribute('href'), `${PREFIX}/login?authenticator=wecom`);
-  assert.equal(await again.textContent(), '示例科技 · WeCom');
+  // Under it, WeCom's login page for the same login.
+  const again = page.locator(`${PANEL} a.alt`);
+  assert.ok((await again.getAttribute('href')).startsWith(`${simulator}${QR_PAGE}?`));
+  assert.equal(await again.textContent(), "Trouble with the QR code? Open WeCom's login page");
   // Back at `/`, no session: off to log in again.
   const tab = await context.newPage();
   await tab.goto(`${app}/`);

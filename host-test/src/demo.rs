@@ -31,7 +31,9 @@ use wecom_auth_gateway::{
     EngineOptions, Gateway, GatewayConfig, GatewayHandle, Routes, StoreSpec, engine, open_store,
     wasmtime_error,
 };
-use wecom_simulator::{Endpoint, Model, Simulator, SimulatorHandle, callback_params};
+use wecom_simulator::{
+    Endpoint, LOGIN_PANEL_SCRIPT, Model, Simulator, SimulatorHandle, callback_params,
+};
 
 use crate::bindings::login::{AuthorizeRequest, CallbackRequest, Settings, SigningKey, UserInput};
 use crate::host::ComponentHost;
@@ -153,6 +155,10 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
                 "login_panel_script",
                 format!("{simulator}{}", Endpoint::LoginPanelScript.path()),
             ),
+            (
+                "login_panel_script_integrity",
+                login_panel_script_integrity(),
+            ),
             ("admin_token", ADMIN_TOKEN.to_owned()),
             ("display_name", "示例科技 · WeCom".to_owned()),
             // Groups in /verify's headers and /me: dept:<id>, tag:<id>.
@@ -160,6 +166,18 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
         ])
         .map(|(key, value)| (key.to_owned(), value))
         .collect()
+}
+
+/// The stand-in JS-SDK's Subresource Integrity (`sha384-<base64>`), as a
+/// deployment pins the copy it serves.
+fn login_panel_script_integrity() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha384::digest(LOGIN_PANEL_SCRIPT.as_bytes());
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
 }
 
 /// The same authenticator as the typed functions take it.

@@ -441,7 +441,9 @@ fn create(
 /// fills in one the user lacks (a user bound before WeCom had it, or by a
 /// login that yielded none) only when no other user has it, and its
 /// `mobile/` index is written first, so a first login or a lookup by that
-/// mobile finds the user. Mobiles stay unique.
+/// mobile finds the user. (Two users lacking a mobile, logging in at once
+/// with the same one, could both take it: WeCom gives a mobile to one
+/// member of a company only.)
 fn applicable(kv: &impl KeyValue, user: &User, profile: &Profile) -> Result<Profile, AuthError> {
     let mut profile = profile.clone();
     if let (None, Some(mobile)) = (&user.mobile, &profile.mobile) {

@@ -34,6 +34,11 @@ pub const LOG_OUT: Text = text("Log out", "退出登录");
 pub const FOR_THE_ADMIN: Text = text("For the administrator", "给管理员");
 pub const SIGNED_IN_AS: Text = text("Signed in as", "当前登录");
 pub const CHOOSE: Text = text("Choose how to log in:", "请选择登录方式：");
+/// The link to WeCom's login page under its login panel.
+pub const OPEN_WECOM_LOGIN_PAGE: Text = text(
+    "Trouble with the QR code? Open WeCom's login page",
+    "二维码无法使用？打开企业微信登录页",
+);
 
 // Error titles.
 pub const TITLE_BAD_REQUEST: Text = text("Bad request", "请求有误");

@@ -66,54 +66,95 @@ pub struct FrontConfig {
     /// `rate_limit_per_authenticator`, `client_address_header`.
     pub rate_limits: RateLimits,
     /// `login_panel_script`: where WeCom's JS-SDK is loaded from to draw
-    /// its login panel on the login page; None (`off`): a button that goes
-    /// to WeCom's login page.
+    /// its login panel on the login page ([`FrontConfig::login_panel`]);
+    /// None (`off`): a button that goes to WeCom's login page.
     pub login_panel_script: Option<LoginPanelScript>,
 }
 
-/// The address of the script that draws WeCom's login panel
-/// (`ww.createWWLoginPanel`, doc 98478): an `https` URL, or `http` on a
-/// loopback host (the simulator's stand-in). Checked with `url`, kept as
-/// the parsed URL's text.
+/// The script that draws WeCom's login panel (`ww.createWWLoginPanel`, doc
+/// 98478): `login_panel_script`, and `login_panel_script_integrity` when
+/// the script is pinned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginPanelScript(String);
+pub struct LoginPanelScript {
+    /// An `https` URL (`http` on a loopback host: the simulator's stand-in)
+    /// of one file: a host of `[a-z0-9.-]` or an IPv4 address, a path not
+    /// ending in `/`, no query, credentials or fragment, so that it stands
+    /// in the page's CSP as exactly that script (CSP Level 3, host-source
+    /// with a path).
+    pub url: String,
+    /// Subresource Integrity (`sha256-`, `sha384-` or `sha512-` and the
+    /// base64 digest, W3C SRI): the browser runs the script only if it
+    /// matches (the script is then fetched with CORS). None: whatever the
+    /// URL serves runs on the login page's origin.
+    pub integrity: Option<String>,
+}
 
 impl LoginPanelScript {
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// Whether it is WeCom's own JS-SDK, which frames WeCom's web login
+    /// page whatever `sso_base` says.
+    pub fn is_wecoms(&self) -> bool {
+        self.url == DEFAULT_LOGIN_PANEL_SCRIPT
     }
 
-    fn parse(text: &str) -> Result<Option<Self>, String> {
+    fn parse_url(text: &str) -> Result<Option<String>, String> {
         if text.eq_ignore_ascii_case("off") {
             return Ok(None);
         }
-        let problem =
-            "must be the https URL of WeCom's JS-SDK (http only on a loopback host), or off";
+        let problem = "must be the https URL of one script (http only on 127.0.0.1 or localhost), \
+                       without a query, or off";
         let url = url::Url::parse(text).map_err(|_| problem.to_owned())?;
-        let loopback = matches!(
-            url.host(),
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-        ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-            || url.host_str() == Some("localhost");
-        let fits = match url.scheme() {
+        let (named, loopback) = match url.host() {
+            Some(url::Host::Domain(name)) => (
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b)),
+                name == "localhost",
+            ),
+            Some(url::Host::Ipv4(ip)) => (true, ip.is_loopback()),
+            // A CSP host-source cannot name an IPv6 address.
+            _ => (false, false),
+        };
+        let scheme_fits = match url.scheme() {
             "https" => true,
             "http" => loopback,
             _ => false,
         };
-        // No credentials or fragment: the URL goes into a page and its CSP.
-        if !fits
+        if !named
+            || !scheme_fits
             || !url.username().is_empty()
             || url.password().is_some()
+            || url.query().is_some()
             || url.fragment().is_some()
-            || url.as_str().contains(['\'', ';', ',', ' '])
+            || url.path().ends_with('/')
+            || url.as_str().contains(['\'', ';', ',', '*'])
         {
             return Err(problem.to_owned());
         }
-        Ok(Some(LoginPanelScript(url.into())))
+        Ok(Some(url.into()))
+    }
+
+    fn parse_integrity(text: &str) -> Result<String, String> {
+        let digest = ["sha256-", "sha384-", "sha512-"]
+            .iter()
+            .find_map(|algorithm| text.strip_prefix(algorithm));
+        match digest {
+            Some(digest)
+                if !digest.is_empty()
+                    && digest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) =>
+            {
+                Ok(text.to_owned())
+            }
+            _ => Err(
+                "must be sha256-, sha384- or sha512- and the base64 digest of the script \
+                      (e.g. openssl dgst -sha384 -binary file.js | base64)"
+                    .to_owned(),
+            ),
+        }
     }
 }
 
-/// WeCom's JS-SDK (`@wecom/jssdk`, doc 98478) on its CDN.
+/// WeCom's JS-SDK (`@wecom/jssdk`, doc 98478) on WeCom's CDN.
 pub const DEFAULT_LOGIN_PANEL_SCRIPT: &str =
     "https://wwcdn.weixin.qq.com/node/open/js/wecom-jssdk-2.0.2.js";
 
@@ -178,6 +219,16 @@ impl FrontConfig {
         self.entries.iter().find(|e| e.authenticator.name == name)
     }
 
+    /// The script that draws WeCom's login panel for `entry`, if any: None
+    /// when it is off, and for WeCom's own JS-SDK when `sso_base` is not
+    /// WeCom's (the SDK frames WeCom's login page, which the page's CSP
+    /// would then refuse: a blank panel).
+    pub fn login_panel(&self, entry: &Entry) -> Option<&LoginPanelScript> {
+        self.login_panel_script.as_ref().filter(|script| {
+            !script.is_wecoms() || entry.authenticator.sso_base == settings::DEFAULT_SSO_BASE
+        })
+    }
+
     /// The authenticator that logs WeCom-browser visitors in silently.
     pub fn auto_login(&self) -> Option<&Entry> {
         self.entries.iter().find(|e| e.authenticator.auto_login)
@@ -218,7 +269,7 @@ pub struct ConfigProblem {
 
 /// The front's own global variables (Spin variables), beside the settings
 /// shared by every authenticator ([`Scope::Global`]).
-const FRONT_VARIABLES: [&str; 12] = [
+const FRONT_VARIABLES: [&str; 13] = [
     "authenticators",
     "admin_token",
     "protected_paths",
@@ -231,6 +282,7 @@ const FRONT_VARIABLES: [&str; 12] = [
     "rate_limit_per_authenticator",
     "client_address_header",
     "login_panel_script",
+    "login_panel_script_integrity",
 ];
 /// The front's own per-authenticator variables: the name on the login
 /// page, and what an in-client login asks WeCom for first.
@@ -367,13 +419,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         })
         .unwrap_or(false);
     let rate_limits = rate_limits(&mut reader);
-    let login_panel_script = reader
-        .get("login_panel_script")
-        .unwrap_or(DEFAULT_LOGIN_PANEL_SCRIPT);
-    let login_panel_script = LoginPanelScript::parse(login_panel_script).unwrap_or_else(|why| {
-        reader.problem("login_panel_script", None, why);
-        None
-    });
+    let login_panel_script = login_panel_script(&mut reader);
 
     let mut all = Vec::with_capacity(names.len());
     // Per authenticator: where each of the settings came from.
@@ -631,6 +677,22 @@ fn renewal(reader: &mut Reader<'_>) -> Renewal {
 
 /// `rate_limit_per_client`, `rate_limit_per_authenticator` (requests a
 /// minute, 0: none) and `client_address_header` (a header name).
+fn login_panel_script(reader: &mut Reader<'_>) -> Option<LoginPanelScript> {
+    let url = reader
+        .get("login_panel_script")
+        .unwrap_or(DEFAULT_LOGIN_PANEL_SCRIPT);
+    let url = LoginPanelScript::parse_url(url).unwrap_or_else(|why| {
+        reader.problem("login_panel_script", None, why);
+        None
+    });
+    let integrity = reader.get("login_panel_script_integrity").and_then(|text| {
+        LoginPanelScript::parse_integrity(text)
+            .map_err(|why| reader.problem("login_panel_script_integrity", None, why))
+            .ok()
+    });
+    url.map(|url| LoginPanelScript { url, integrity })
+}
+
 fn rate_limits(reader: &mut Reader<'_>) -> RateLimits {
     let mut read = |name: &str, default: u32| {
         let value = reader.get(name).map(str::trim).filter(|v| !v.is_empty());

@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use super::config::LoginPanelScript;
 use crate::core::browser::Language;
 use crate::core::texts;
 
@@ -39,7 +40,9 @@ border-radius:6px;padding:.7rem 1rem;margin:.6rem 0;font-size:1rem;width:100%;bo
 .btn.plain{background:#fff;color:#0082ef;border:1px solid #0082ef}\
 .status{color:#8f959e;font-size:.85rem}\
 .admin{margin-top:1.5rem;border-top:1px dashed #d0d3d6;padding-top:1rem;font-size:.9rem;color:#646a73}\
-code{word-break:break-all;background:#f2f3f5;padding:0 .2rem;border-radius:3px}";
+code{word-break:break-all;background:#f2f3f5;padding:0 .2rem;border-radius:3px}\
+#wecom-login-panel iframe{margin:0 auto}\
+.alt{display:block;text-align:center;font-size:.85rem;color:#646a73;margin-top:.6rem}";
 
 /// A whole page around `body` (already HTML).
 pub fn page(language: Language, title: &str, body: &str) -> String {
@@ -82,27 +85,39 @@ pub fn login_page(language: Language, choices: &[Choice]) -> String {
 /// WeCom's login panel (`ww.createWWLoginPanel`, doc 98478) in place of
 /// the login button, for one authenticator.
 pub struct LoginPanel<'a> {
-    /// The JS-SDK's URL (`login_panel_script`).
-    pub script: &'a str,
+    /// The JS-SDK (`login_panel_script`) and its integrity, if pinned.
+    pub script: &'a LoginPanelScript,
     /// The panel's parameters, JSON ([`crate::core::urls::LoginPanelParams`]).
     pub params: &'a str,
-    /// The button that goes to WeCom's login page: shown until the script
-    /// has drawn the panel, and again if it cannot (a blocked CDN, no
-    /// JavaScript, the panel failing).
+    /// WeCom's login page for the same login (state): the button shown
+    /// until the script has drawn the panel, and for good if it cannot (a
+    /// blocked CDN, a script that fails its integrity, no JavaScript);
+    /// under the panel it becomes a small link, for a panel that shows an
+    /// error.
     pub fallback: Choice,
+    /// Seconds after which the page loads itself again, with a fresh state,
+    /// before the login it started expires.
+    pub renew_after: u32,
 }
 
-/// Loads the JS-SDK, draws the panel in place of the button, and takes the
-/// code the panel hands over (`redirect_type=callback`) to the callback
-/// with the page's state. Constant: the page's CSP allows it by its hash.
+/// Loads the JS-SDK (with its integrity, if given), draws the panel, then
+/// turns the button into a small link under it, and takes the code the
+/// panel hands over (`redirect_type=callback`) to the callback with the
+/// page's state. Reloads the page before the state expires. Constant: the
+/// page's CSP allows it by its hash.
 const LOGIN_PANEL_START: &str = "(function(){\
 var box=document.getElementById(\"wecom-login-panel\");if(!box)return;\
-var link=box.querySelector(\"a\");var params=JSON.parse(box.getAttribute(\"data-params\"));\
+var link=box.querySelector(\"a\");var label=link.textContent;var params=JSON.parse(box.getAttribute(\"data-params\"));\
+setTimeout(function(){location.reload();},1000*Number(box.getAttribute(\"data-renew-after\")));\
 var sdk=document.createElement(\"script\");sdk.src=box.getAttribute(\"data-script\");\
-sdk.onload=function(){if(!window.ww||typeof window.ww.createWWLoginPanel!==\"function\")return;\
-link.style.display=\"none\";var panel=window.ww.createWWLoginPanel({el:box,params:params,\
+var integrity=box.getAttribute(\"data-integrity\");\
+if(integrity){sdk.integrity=integrity;sdk.crossOrigin=\"anonymous\";}\
+sdk.onload=function(){var ww=window.ww;\
+if(!ww||typeof ww.createWWLoginPanel!==\"function\")return;var panel;\
+try{panel=ww.createWWLoginPanel({el:box,params:params,\
 onLoginSuccess:function(r){location.replace(params.redirect_uri+\"?code=\"+encodeURIComponent(r.code)+\"&state=\"+encodeURIComponent(params.state));},\
-onLoginFail:function(){panel.unmount();link.style.display=\"\";}});};\
+onLoginFail:function(){if(panel)panel.unmount();link.className=\"btn\";link.textContent=label;}});}\
+catch(e){return;}link.className=\"alt\";link.textContent=box.getAttribute(\"data-alt\");box.appendChild(link);};\
 document.head.appendChild(sdk);})();";
 
 /// `'sha256-…'` of [`LOGIN_PANEL_START`] (CSP Level 2, hash source).
@@ -116,12 +131,21 @@ static LOGIN_PANEL_START_HASH: LazyLock<String> = LazyLock::new(|| {
 
 /// The login page with WeCom's login panel.
 pub fn login_panel_page(language: Language, panel: &LoginPanel<'_>) -> String {
+    let integrity = panel
+        .script
+        .integrity
+        .as_deref()
+        .map(|i| format!(" data-integrity=\"{}\"", escape_html(i)))
+        .unwrap_or_default();
     let body = format!(
-        "<h1>{}</h1><div id=\"wecom-login-panel\" data-script=\"{}\" data-params=\"{}\">\
-         <a class=\"btn\" href=\"{}\">{}</a></div><script>{LOGIN_PANEL_START}</script>",
+        "<h1>{}</h1><div id=\"wecom-login-panel\" data-script=\"{}\"{integrity} \
+         data-params=\"{}\" data-renew-after=\"{}\" data-alt=\"{}\"><a class=\"btn\" href=\"{}\">{}</a></div>\
+         <script>{LOGIN_PANEL_START}</script>",
         texts::LOG_IN_WITH_WECOM.get(language),
-        escape_html(panel.script),
+        escape_html(&panel.script.url),
         escape_html(panel.params),
+        panel.renew_after,
+        texts::OPEN_WECOM_LOGIN_PAGE.get(language),
         escape_html(&panel.fallback.href),
         escape_html(&panel.fallback.label),
     );
@@ -130,14 +154,14 @@ pub fn login_panel_page(language: Language, panel: &LoginPanel<'_>) -> String {
 
 /// The login panel page's Content-Security-Policy: the protective one, plus
 /// exactly what the panel needs: its start script (by hash), the JS-SDK
-/// (its URL alone), and frames of WeCom's web login page (`frame_origin`,
-/// the origin of `sso_base`). `script` and `frame_origin` hold no `;`, `,`,
-/// `'` or space (checked with the configuration).
-pub fn login_panel_csp(script: &str, frame_origin: &str) -> String {
+/// (its URL alone, [`LoginPanelScript::url`]), and frames of WeCom's web
+/// login page (`frame_origin`, the origin of `sso_base`: a serialized
+/// origin, scheme, host and port only).
+pub fn login_panel_csp(script: &LoginPanelScript, frame_origin: &str) -> String {
     format!(
-        "default-src 'none'; style-src 'unsafe-inline'; script-src {} {script}; \
+        "default-src 'none'; style-src 'unsafe-inline'; script-src {} {}; \
          frame-src {frame_origin}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        *LOGIN_PANEL_START_HASH
+        *LOGIN_PANEL_START_HASH, script.url
     )
 }
 

@@ -214,10 +214,18 @@ fn label(entry: &Entry, count: usize, language: Language) -> String {
 
 /// The login page: WeCom's login panel in place for one authenticator
 /// outside the WeCom client (a QR code, or one click with the desktop
-/// client), else a button per authenticator.
+/// client), else a button per authenticator. A HEAD starts no login.
 fn login_page<K, T>(ctx: &Ctx<'_, '_, K, T>, return_to: Option<String>) -> Response {
     let count = ctx.config.entries.len();
-    let mut choices: Vec<Choice> = ctx
+    if let [entry] = ctx.config.entries.as_slice()
+        && let Some(script) = ctx.config.login_panel(entry)
+        && !is_wecom(ctx.request)
+        && ctx.request.method == "GET"
+        && let Some(panel) = login_panel(ctx, entry, script)
+    {
+        return panel;
+    }
+    let choices: Vec<Choice> = ctx
         .config
         .entries
         .iter()
@@ -230,48 +238,56 @@ fn login_page<K, T>(ctx: &Ctx<'_, '_, K, T>, return_to: Option<String>) -> Respo
             ),
         })
         .collect();
-    if let [entry] = ctx.config.entries.as_slice()
-        && let Some(script) = &ctx.config.login_panel_script
-        && !is_wecom(ctx.request)
-        && let Some(fallback) = choices.pop()
-    {
-        return login_panel(ctx, entry, script, return_to, fallback);
-    }
     Response::html(200, html::login_page(ctx.language, &choices))
 }
 
 /// The login page with WeCom's login panel: it starts a web login (a state,
 /// and the pre-auth cookie it is bound to) whose code the panel hands to the
-/// callback. Nothing is written and WeCom is not called until the member
-/// logs in. A login that cannot start shows the button instead.
+/// callback, and whose WeCom login page is the button under it. Nothing is
+/// written and WeCom is not called until the member logs in. None when the
+/// login cannot start (the button page then starts one when clicked).
 fn login_panel<K, T>(
     ctx: &Ctx<'_, '_, K, T>,
     entry: &Entry,
     script: &LoginPanelScript,
-    return_to: Option<String>,
-    fallback: Choice,
-) -> Response {
+) -> Option<Response> {
     let authenticator = &entry.authenticator;
-    let request = login_request(ctx, entry, return_to, Some(LoginFlow::Web));
-    let started = login::authorize(authenticator, &request, ctx.env.now, &state_random(ctx));
-    let frame_origin =
-        url::Url::parse(&authenticator.sso_base).map(|sso| sso.origin().ascii_serialization());
-    let (Ok(authorization), Ok(frame_origin)) = (started, frame_origin) else {
-        return Response::html(200, html::login_page(ctx.language, &[fallback]));
-    };
+    // As `/login` takes it: a sibling host on `return_hosts` too.
+    let request = login_request(ctx, entry, return_to_asked(ctx), Some(LoginFlow::Web));
+    let authorization =
+        login::authorize(authenticator, &request, ctx.env.now, &state_random(ctx)).ok()?;
+    let frame_origin = url::Url::parse(&authenticator.sso_base)
+        .ok()?
+        .origin()
+        .ascii_serialization();
     let params = urls::login_panel_params(authenticator, &authorization.state, ctx.language);
-    let Ok(params) = serde_json::to_string(&params) else {
-        return Response::html(200, html::login_page(ctx.language, &[fallback]));
-    };
+    let params = serde_json::to_string(&params).ok()?;
     let panel = LoginPanel {
-        script: script.as_str(),
+        script,
         params: &params,
-        fallback,
+        fallback: Choice {
+            label: label(entry, 1, ctx.language),
+            href: authorization.url,
+        },
+        // Half a minute before the state expires (lifetimes are 60 s at least).
+        renew_after: authenticator.state_lifetime.saturating_sub(30).max(30),
     };
-    let csp = html::login_panel_csp(script.as_str(), &frame_origin);
-    Response::html(200, html::login_panel_page(ctx.language, &panel))
-        .with_header("content-security-policy", csp)
+    let event = audit::Event {
+        authenticator: Some(&authenticator.name),
+        detail: Some("web, WeCom's login panel"),
+        ..audit::Event::of(ctx, "login-started", "ok")
+    };
+    let page = Response::html(200, html::login_panel_page(ctx.language, &panel))
+        .with_header(
+            "content-security-policy",
+            html::login_panel_csp(script, &frame_origin),
+        )
+        // No window this page did not open keeps a handle on it (a forged
+        // message to the panel's listener would need one).
+        .with_header("cross-origin-opener-policy", "same-origin")
         .with_header("set-cookie", authorization.pre_auth_cookie.set_cookie)
+        .audited(&event);
+    Some(page)
 }
 
 /// The randomness of one state ([`RANDOM_BYTES`] of the request's).

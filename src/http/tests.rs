@@ -392,18 +392,26 @@ fn routes_refuse_other_methods_and_unknown_paths() {
 #[test]
 fn every_answer_carries_the_protective_headers() {
     let world = World::new(&[]);
+    let panel = world.send(get("/auth/wecom/").ua(CHROME));
     for r in [
-        world.send(get("/auth/wecom/")),
+        world.send(get("/auth/wecom/").ua(WECOM_IPHONE)),
         world.send(get("/auth/wecom/login").ua(CHROME)),
         world.send(get("/auth/wecom/verify")),
         world.send(get("/nothing")),
+        panel,
     ] {
         assert_eq!(r.header("cache-control"), Some("no-store"));
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
         let csp = r.header("content-security-policy").unwrap();
-        assert!(csp.starts_with("default-src 'none'; style-src 'unsafe-inline'; "));
-        assert!(csp.ends_with("form-action 'self'; frame-ancestors 'none'; base-uri 'none'"));
+        // The login panel's page adds its script and frames (next tests).
+        if !body(&r).contains("wecom-login-panel") {
+            assert_eq!(
+                csp,
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+            );
+        }
     }
 }
 
@@ -453,10 +461,22 @@ fn the_login_page_draws_wecoms_login_panel_with_a_state_of_its_own() {
     );
     assert_eq!(params["redirect_type"], "callback");
     assert_eq!(params["lang"], "en");
-    // The button to WeCom's login page stays, for when the script cannot load.
+    assert_eq!(panel_attribute(&html, "data-renew-after"), "570");
+    assert!(!html.contains(" data-integrity="));
+    // The button goes to WeCom's login page for the same login, for when
+    // the script cannot load.
+    let fallback = panel_attribute(&html, "href");
     assert!(
-        html.contains("href=\"/auth/wecom/login?authenticator=wecom&amp;return_to=%2Freports\""),
-        "{html}"
+        fallback.starts_with("https://login.work.weixin.qq.com/wwlogin/sso/login?"),
+        "{fallback}"
+    );
+    assert_eq!(
+        query_param(&fallback, "state").as_deref(),
+        params["state"].as_str()
+    );
+    assert_eq!(
+        page.header("cross-origin-opener-policy"),
+        Some("same-origin")
     );
     // One inline script, allowed by its hash.
     let script = html
@@ -522,15 +542,35 @@ fn the_login_panel_is_only_for_one_authenticator_outside_wecom() {
                 .contains("script-src")
         );
     }
-    // The simulator's stand-in, on loopback over http.
-    let world = World::new(&[(
-        "login_panel_script",
-        "http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js",
-    )]);
+    // WeCom's JS-SDK frames WeCom's login page whatever sso_base says: with
+    // an sso_base of one's own it would draw a panel the CSP refuses.
+    let own_sso = World::new(&[("sso_base", "https://egress.internal/wecom-sso")]);
+    let page = own_sso.send(get("/auth/wecom/").ua(CHROME));
+    assert!(!body(&page).contains("<script"), "{}", body(&page));
+    // A HEAD starts no login.
+    let head = World::new(&[]).send(request("HEAD", "/auth/wecom/").ua(CHROME));
+    assert!(set_cookie(&head, "wecom_auth_login").is_none());
+    // The simulator's stand-in, on loopback over http, pinned by its digest:
+    // its frames come from sso_base.
+    let world = World::new(&[
+        (
+            "login_panel_script",
+            "http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js",
+        ),
+        ("login_panel_script_integrity", "sha384-AbC+/0="),
+        ("sso_base", "http://127.0.0.1:9000"),
+    ]);
     let page = world.send(get("/auth/wecom/").ua(CHROME));
+    let html = body(&page);
+    assert_eq!(
+        panel_attribute(&html, "data-script"),
+        "http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js"
+    );
+    assert_eq!(panel_attribute(&html, "data-integrity"), "sha384-AbC+/0=");
+    let csp = page.header("content-security-policy").unwrap();
     assert!(
-        body(&page)
-            .contains("data-script=\"http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js\"")
+        csp.contains(" http://127.0.0.1:9000/node/open/js/wecom-jssdk-2.0.2.js; frame-src http://127.0.0.1:9000; "),
+        "{csp}"
     );
 }
 
@@ -546,12 +586,30 @@ fn a_login_panel_script_of_another_kind_is_refused() {
         "https://u:p@cdn.example.com/a.js",
         "//cdn.example.com/a.js",
         "data:text/javascript,alert(1)",
+        // A CSP source that would allow more than one script.
+        "https://*.qq.com/a.js",
+        "https://cdn.example.com",
+        "https://cdn.example.com/js/",
+        "https://cdn.example.com/a.js?v=1",
+        "http://[::1]:9000/a.js",
+        "https://[2001:db8::1]/a.js",
+        "http://localhost.evil.com/a.js",
     ] {
         let world = World::new(&[("login_panel_script", bad)]);
         let page = world.send(get("/auth/wecom/").ua(CHROME));
         assert_eq!(page.status, 500, "{bad}");
         assert!(
             body(&page).contains("login_panel_script"),
+            "{bad}: {}",
+            body(&page)
+        );
+    }
+    for bad in ["md5-abc", "sha384-", "sha384-not base64!", "sha384-a\"b"] {
+        let world = World::new(&[("login_panel_script_integrity", bad)]);
+        let page = world.send(get("/auth/wecom/").ua(CHROME));
+        assert_eq!(page.status, 500, "{bad}");
+        assert!(
+            body(&page).contains("login_panel_script_integrity"),
             "{bad}: {}",
             body(&page)
         );
@@ -849,7 +907,8 @@ fn open_redirect_payloads_never_leave_the_origin() {
                 location(&out)
             );
         }
-        let page = body(&world.send(get(&format!("/auth/wecom/?return_to={encoded}"))));
+        let target = format!("/auth/wecom/?return_to={encoded}");
+        let page = body(&world.send(get(&target).ua(WECOM_IPHONE)));
         for href in page.split("href=\"").skip(1) {
             let href = href.split('"').next().unwrap().replace("&amp;", "&");
             assert!(
@@ -860,6 +919,22 @@ fn open_redirect_payloads_never_leave_the_origin() {
                 assert!(stays(&back), "{payload:?}: page link returns to {back}");
             }
         }
+        // The login panel's page starts a login of its own: it lands where
+        // `/login` would.
+        let panel = world.send(get(&target).ua(CHROME));
+        let state = serde_json::from_str::<Value>(&panel_attribute(&body(&panel), "data-params"))
+            .unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        world.answer(USERINFO_WEB);
+        let done = world.send(
+            get(&format!("/auth/wecom/callback?code=CODE&state={state}"))
+                .ua(CHROME)
+                .cookie_header(&cookie_pair(&panel, "wecom_auth_login")),
+        );
+        assert_eq!(done.status, 302, "{payload:?}: {}", body(&done));
+        assert!(stays(location(&done)), "{payload:?} → {}", location(&done));
     }
 }
 

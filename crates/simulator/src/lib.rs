@@ -111,6 +111,7 @@ pub use model::{
 };
 pub use network::Network;
 pub use pages::ERRCODE_HEADER;
+pub use pages::LOGIN_PANEL_SCRIPT;
 pub use urls::{CallbackParams, callback_params, percent_encode};
 
 use server::Shared;

@@ -233,10 +233,18 @@ fn gateway_error(status: u16) -> Reply {
 fn page_reply(reply: PageReply) -> Reply {
     match reply {
         PageReply::Page(html) => html_reply(StatusCode::OK, html),
-        PageReply::Script(js) => with_type(
-            Response::new(Full::new(Bytes::from_static(js.as_bytes()))),
-            "application/javascript; charset=utf-8",
-        ),
+        PageReply::Script(js) => {
+            let mut reply = with_type(
+                Response::new(Full::new(Bytes::from_static(js.as_bytes()))),
+                "application/javascript; charset=utf-8",
+            );
+            // As a CDN answers: a page may check it with Subresource Integrity.
+            reply.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            reply
+        }
         PageReply::Error { errcode, html } => {
             let mut reply = html_reply(StatusCode::OK, html);
             if let Ok(value) = HeaderValue::from_str(&errcode.to_string()) {
