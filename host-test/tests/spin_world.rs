@@ -479,7 +479,13 @@ fn relabelling_follows_semver_tracks_only() {
 // spin.toml
 // ---------------------------------------------------------------------------
 
-const SECRET_KEYS: &[&str] = &["secret", "signing_keys", "admin_token"];
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "signing_keys",
+    "admin_token",
+    "callback_token",
+    "callback_aes_key",
+];
 const REQUIRED_KEYS: &[&str] = &["corp_id", "agent_id", "secret", "origin", "signing_keys"];
 const WECOM_API: &str = "https://qyapi.weixin.qq.com";
 

@@ -643,6 +643,46 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
     Ok(true)
 }
 
+/// Moves a binding to the member's new userid (WeCom lets a userid change
+/// once: `update_user` with `NewUserID`): the new binding key first (the
+/// renamed member's logins find the user), then the user's record, then the
+/// old key goes. None when `old` is bound to no user; a `new` already bound
+/// to another user is left alone (its user keeps it).
+pub fn rename_binding(
+    kv: &impl KeyValue,
+    old: &Binding,
+    new: &Binding,
+    now: u64,
+) -> Result<Option<User>, AuthError> {
+    let Some(id) = bound_id(kv, old)? else {
+        return Ok(None);
+    };
+    if bound_id(kv, new)?.is_some_and(|other| other != id) {
+        return Ok(None);
+    }
+    set_json(kv, &binding_key(new), &id)?;
+    let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
+        Ok(match current {
+            Some(user) if user.is_bound_to(old) => {
+                let mut next = user.clone();
+                next.bindings
+                    .retain(|b| !b.same_member(old) && !b.same_member(new));
+                next.bindings.push(new.clone());
+                next.updated_at = now;
+                Update::Write(next)
+            }
+            _ => Update::Keep,
+        })
+    })?;
+    if !old.same_member(new) {
+        drop_index_if_points_to(kv, &binding_key(old), &id)?;
+        if let Some(legacy) = legacy_binding_key(old) {
+            drop_index_if_points_to(kv, &legacy, &id)?;
+        }
+    }
+    Ok(user)
+}
+
 /// Ends every session of user `id` issued so far (logout: stateless tokens
 /// cannot be recalled one by one, so the user's session generation moves on
 /// and tokens of earlier generations stop counting; no clock is compared).

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::access::{Access, Facts, Group, GroupKinds, Refusal, Rules, TagMembers, Verdict};
 use super::error::{AuthError, WecomError, errcode};
 use super::ports::{KeyValue, Transport, decode, set_json};
+use super::settings::Authenticator;
 use super::wecom::{FactAnswer, FactQuery, WecomApi};
 
 #[derive(Serialize, Deserialize)]
@@ -105,10 +106,57 @@ impl Needs {
 }
 
 fn prefix<T: Transport, K: KeyValue>(api: &WecomApi<'_, T, K>) -> String {
+    app_prefix(api.authenticator)
+}
+
+/// The cache's prefix for `authenticator`'s app (`access-facts/<corp>/<agent>`).
+fn app_prefix(authenticator: &Authenticator) -> String {
     format!(
         "access-facts/{}/{}",
-        api.authenticator.corp_id, api.authenticator.agent_id
+        authenticator.corp_id, authenticator.agent_id
     )
+}
+
+/// Drops `keys` and their refusals.
+fn forget(kv: &impl KeyValue, keys: &[String]) -> Result<(), AuthError> {
+    for key in keys {
+        kv.delete(key)?;
+        kv.delete(&format!("{key}/refused"))?;
+    }
+    Ok(())
+}
+
+fn app_keys(authenticator: &Authenticator, userid: &str) -> Keys {
+    Keys {
+        prefix: app_prefix(authenticator),
+        userid: userid.to_ascii_lowercase(),
+    }
+}
+
+/// Drops what is cached of member `userid` (departments and view), after
+/// a contact change: the next request asks WeCom.
+pub fn forget_member(
+    kv: &impl KeyValue,
+    authenticator: &Authenticator,
+    userid: &str,
+) -> Result<(), AuthError> {
+    let keys = app_keys(authenticator, userid);
+    forget(kv, &[keys.member(), keys.view()])
+}
+
+/// Drops the cached members of tag `tag`, and the tag list.
+pub fn forget_tag(
+    kv: &impl KeyValue,
+    authenticator: &Authenticator,
+    tag: u32,
+) -> Result<(), AuthError> {
+    let keys = app_keys(authenticator, "");
+    forget(kv, &[keys.tag(tag), keys.tags()])
+}
+
+/// Drops the cached department tree.
+pub fn forget_tree(kv: &impl KeyValue, authenticator: &Authenticator) -> Result<(), AuthError> {
+    forget(kv, &[app_keys(authenticator, "").tree()])
 }
 
 /// A cache lookup.

@@ -14,6 +14,7 @@
 //! | [`login`] | the login flow over all of the above |
 //! | [`session`], [`cookie`] | session tokens; the cookies we set |
 //! | [`setup`] | the admin's setup check against WeCom |
+//! | [`events`], [`contact_changes`] | WeCom's callbacks, checked and decrypted; what a contact change does |
 //! | [`error`], [`texts`] | one error type; every zh/en text |
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
@@ -21,9 +22,11 @@
 
 pub mod access;
 pub mod browser;
+pub mod contact_changes;
 pub mod cookie;
 pub mod directory;
 pub mod error;
+pub mod events;
 pub mod expiring;
 pub mod facts;
 pub mod flow;

@@ -14,6 +14,8 @@
 //! - Per authenticator `NAME`: `NAME_<variable>`, else the plain `<variable>`
 //!   ([`authenticator_variables`]).
 
+use crate::core::contact_changes::LeaverAction;
+use crate::core::events::CallbackKeys;
 use crate::core::flow::InClientScope;
 use crate::core::session::Renewal;
 use crate::core::settings::{self, Authenticator, Field, Scope, Secret, Settings, SettingsError};
@@ -41,6 +43,11 @@ pub struct Entry {
     /// `getuserdetail`'s fields are read at each login (email and avatar
     /// refreshed, a mobile the user lacks filled in).
     pub in_client_scope: InClientScope,
+    /// `callback_token` and `callback_aes_key`: WeCom's callbacks to
+    /// `{prefix}/events` are taken (None: that route is 404).
+    pub callback: Option<CallbackKeys>,
+    /// `leaver_action`: what a leaver's binding becomes.
+    pub leaver_action: LeaverAction,
 }
 
 /// The checked configuration of the front.
@@ -285,9 +292,21 @@ const FRONT_VARIABLES: [&str; 13] = [
     "login_panel_script_integrity",
 ];
 /// The front's own per-authenticator variables: the name on the login
-/// page, and what an in-client login asks WeCom for first.
+/// page, what an in-client login asks WeCom for first, and WeCom's
+/// callbacks (the app's Token and EncodingAESKey, what a leaver's binding
+/// becomes).
 const DISPLAY_NAME: &str = "display_name";
 const IN_CLIENT_SCOPE: &str = "in_client_scope";
+const CALLBACK_TOKEN: &str = "callback_token";
+const CALLBACK_AES_KEY: &str = "callback_aes_key";
+const LEAVER_ACTION: &str = "leaver_action";
+const FRONT_AUTHENTICATOR_VARIABLES: [&str; 5] = [
+    DISPLAY_NAME,
+    IN_CLIENT_SCOPE,
+    CALLBACK_TOKEN,
+    CALLBACK_AES_KEY,
+    LEAVER_ACTION,
+];
 
 /// Every global variable the front reads: its own, then the settings shared
 /// by every authenticator. `spin.toml` must declare each
@@ -306,14 +325,94 @@ pub fn global_variables() -> Vec<String> {
 
 /// Every per-authenticator variable (`<name>_<variable>`, else the plain
 /// `<variable>`): the settings of [`Scope::Authenticator`], in the one
-/// list's order, then `display_name` and `in_client_scope`.
+/// list's order, then the front's own ([`FRONT_AUTHENTICATOR_VARIABLES`]).
 pub fn authenticator_variables() -> Vec<String> {
     Field::SETTINGS
         .into_iter()
         .filter(|f| f.scope() == Scope::Authenticator)
         .map(Field::variable)
-        .chain([DISPLAY_NAME.to_owned(), IN_CLIENT_SCOPE.to_owned()])
+        .chain(FRONT_AUTHENTICATOR_VARIABLES.map(str::to_owned))
         .collect()
+}
+
+/// The front's own settings of one authenticator.
+struct FrontOwn {
+    display_name: Option<String>,
+    in_client_scope: InClientScope,
+    callback: Option<CallbackKeys>,
+    leaver_action: LeaverAction,
+}
+
+/// Reads the front's own variables of authenticator `name` (one of `count`);
+/// each problem names the variable to fix.
+fn front_own<'a>(reader: &mut Reader<'a>, own: &mut String, name: &str, count: usize) -> FrontOwn {
+    // The variable's name is spelled out only for a problem.
+    let at = |key: &str, found| variable(name, count, key, found).0;
+    let (value, found) = source(reader, own, name, DISPLAY_NAME);
+    let display_name = value.and_then(|v| {
+        check_display_name(v)
+            .map_err(|why| reader.problem(&at(DISPLAY_NAME, found), Some(name), why))
+            .ok()
+    });
+    let (value, found) = source(reader, own, name, IN_CLIENT_SCOPE);
+    let in_client_scope = value.map_or(InClientScope::Base, |v| {
+        InClientScope::parse(v).unwrap_or_else(|| {
+            reader.problem(
+                &at(IN_CLIENT_SCOPE, found),
+                Some(name),
+                "must be snsapi_base (silent for members already bound) or snsapi_privateinfo (the member's consent at every login)",
+            );
+            InClientScope::Base
+        })
+    });
+    let (token, token_found) = source(reader, own, name, CALLBACK_TOKEN);
+    let (aes_key, aes_key_found) = source(reader, own, name, CALLBACK_AES_KEY);
+    let callback = match (token, aes_key) {
+        (None, None) => None,
+        (Some(token), Some(aes_key)) => CallbackKeys::new(token, aes_key)
+            .map_err(|(field, why)| {
+                let found = if field == CALLBACK_TOKEN {
+                    token_found
+                } else {
+                    aes_key_found
+                };
+                reader.problem(&at(field, found), Some(name), why);
+            })
+            .ok(),
+        (Some(_), None) => {
+            reader.problem(
+                &at(CALLBACK_AES_KEY, aes_key_found),
+                Some(name),
+                "must be set with callback_token (the app's EncodingAESKey)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            reader.problem(
+                &at(CALLBACK_TOKEN, token_found),
+                Some(name),
+                "must be set with callback_aes_key (the app's Token)",
+            );
+            None
+        }
+    };
+    let (value, found) = source(reader, own, name, LEAVER_ACTION);
+    let leaver_action = value.map_or(LeaverAction::Keep, |v| {
+        LeaverAction::parse(v).unwrap_or_else(|| {
+            reader.problem(
+                &at(LEAVER_ACTION, found),
+                Some(name),
+                "must be keep (the binding stays; sessions end) or unbind (the binding goes too)",
+            );
+            LeaverAction::Keep
+        })
+    });
+    FrontOwn {
+        display_name,
+        in_client_scope,
+        callback,
+        leaver_action,
+    }
 }
 
 /// Renew a session in use once it is an hour old...
@@ -425,8 +524,7 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
     // Per authenticator: where each of the settings came from.
     let mut sources: Vec<[Origin; Field::SETTINGS.len()]> = Vec::with_capacity(names.len());
     let (mut own, mut key) = (String::new(), String::new());
-    let mut display_names = Vec::with_capacity(names.len());
-    let mut scopes = Vec::with_capacity(names.len());
+    let mut front = Vec::with_capacity(names.len());
     for name in &names {
         let mut s = Settings {
             name: name.clone(),
@@ -452,32 +550,9 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
                 reader.problem(&variable, who, why);
             }
         }
-        let (value, found) = source(&reader, &mut own, name, DISPLAY_NAME);
-        let display_name = value.and_then(|v| {
-            check_display_name(v)
-                .map_err(|why| {
-                    let (variable, _) = variable(name, names.len(), DISPLAY_NAME, found);
-                    reader.problem(&variable, Some(name), why);
-                })
-                .ok()
-        });
-        let (value, found) = source(&reader, &mut own, name, IN_CLIENT_SCOPE);
-        let scope = match value {
-            None => InClientScope::Base,
-            Some(v) => InClientScope::parse(v).unwrap_or_else(|| {
-                let (variable, _) = variable(name, names.len(), IN_CLIENT_SCOPE, found);
-                reader.problem(
-                    &variable,
-                    Some(name),
-                    "must be snsapi_base (silent for members already bound) or snsapi_privateinfo (the member's consent at every login)",
-                );
-                InClientScope::Base
-            }),
-        };
+        front.push(front_own(&mut reader, &mut own, name, names.len()));
         all.push(s);
         sources.push(origins);
-        display_names.push(display_name);
-        scopes.push(scope);
     }
     let checked = match settings::check_all(&all) {
         Ok(checked) => Some(checked),
@@ -492,12 +567,13 @@ pub fn parse_config(map: &ConfigMap) -> Result<FrontConfig, Vec<ConfigProblem>> 
         Some(checked) if reader.problems.is_empty() => Ok(FrontConfig {
             entries: checked
                 .into_iter()
-                .zip(display_names)
-                .zip(scopes)
-                .map(|((authenticator, display_name), in_client_scope)| Entry {
+                .zip(front)
+                .map(|(authenticator, own)| Entry {
                     authenticator,
-                    display_name,
-                    in_client_scope,
+                    display_name: own.display_name,
+                    in_client_scope: own.in_client_scope,
+                    callback: own.callback,
+                    leaver_action: own.leaver_action,
                 })
                 .collect(),
             admin_token,

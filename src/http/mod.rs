@@ -26,6 +26,7 @@ mod audit;
 mod config;
 mod context;
 mod errors;
+mod events;
 mod forward_auth;
 mod html;
 mod limits;

@@ -10,6 +10,7 @@ use super::context::{Ctx, Env, RANDOM_LEN};
 use super::errors::{
     ErrorJson, config_error, error_response, log_line, method_not_allowed, not_found, plain,
 };
+use super::events;
 use super::forward_auth;
 use super::html::{self, Choice, LoginPanel};
 use super::limits;
@@ -149,6 +150,12 @@ fn route<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
             && (after.is_empty() || after.starts_with('/'))
         {
             return verify(ctx, after);
+        }
+        // WeCom's callbacks: `/events`, or `/events/<authenticator>`.
+        if let Some(after) = rest.strip_prefix("/events")
+            && (after.is_empty() || after.starts_with('/'))
+        {
+            return events::handle(ctx, after);
         }
         // One trailing slash (added by proxies and pasted links) names the
         // same route: `/login/` is `/login`, `/` the login page.

@@ -2028,3 +2028,216 @@ fn in_client_scope_privateinfo_asks_the_consent_at_every_login() {
         body(&page)
     );
 }
+
+// ---- WeCom's callbacks: contact changes ----
+
+const CALLBACK_TOKEN: &str = "QDG6eK";
+const CALLBACK_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+const CORP: &str = "ww0123456789abcdef";
+
+fn with_callbacks(more: &[(&str, &str)]) -> World {
+    let mut settings = vec![
+        ("auto_signup", "true"),
+        ("callback_token", CALLBACK_TOKEN),
+        ("callback_aes_key", CALLBACK_AES_KEY),
+    ];
+    settings.extend_from_slice(more);
+    World::new(&settings)
+}
+
+fn callback_keys() -> crate::core::events::CallbackKeys {
+    crate::core::events::CallbackKeys::new(CALLBACK_TOKEN, CALLBACK_AES_KEY).unwrap()
+}
+
+/// A contact change as WeCom POSTs it: `message` encrypted for `corp`,
+/// signed, at `timestamp` with `nonce`.
+fn contact_change(message: &str, corp: &str, timestamp: u64, nonce: &str) -> Request {
+    let keys = callback_keys();
+    let encrypted = keys.encrypt(message, corp, &[9; 16]);
+    let signature = keys.signature(&timestamp.to_string(), nonce, &encrypted);
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID><![CDATA[1000002]]></AgentID></xml>"
+    );
+    request(
+        "POST",
+        &format!(
+            "/auth/wecom/events?msg_signature={signature}&timestamp={timestamp}&nonce={nonce}"
+        ),
+    )
+    .body("text/xml", &body)
+}
+
+fn change_xml(change_type: &str, userid: &str, more: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+         <CreateTime>{NOW}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event>\
+         <ChangeType>{change_type}</ChangeType><UserID><![CDATA[{userid}]]></UserID>{more}</xml>"
+    )
+}
+
+/// WeCom's URL check: the echostr decrypted is the answer; a wrong
+/// signature is refused and audited.
+#[test]
+fn wecoms_url_check_is_answered_with_the_decrypted_echostr() {
+    let world = with_callbacks(&[]);
+    let keys = callback_keys();
+    let echostr = keys.encrypt("5927782489442352469", CORP, &[3; 16]);
+    let signature = keys.signature(&NOW.to_string(), "1597212914", &echostr);
+    let encoded = url::form_urlencoded::byte_serialize(echostr.as_bytes()).collect::<String>();
+    let target = format!(
+        "/auth/wecom/events?msg_signature={signature}&timestamp={NOW}&nonce=1597212914&echostr={encoded}"
+    );
+    let answer = world.send(get(&target));
+    assert_eq!(answer.status, 200, "{}", body(&answer));
+    assert_eq!(body(&answer), "5927782489442352469");
+    let forged = target.replace(&signature[..4], "0000");
+    let refused = world.send(get(&forged));
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused
+            .audit
+            .as_deref()
+            .unwrap()
+            .contains("callback-refused")
+    );
+    // Not configured: no such route.
+    assert_eq!(World::new(&[]).send(get(&target)).status, 404);
+}
+
+/// A member deleted in WeCom: their session ends at once (the next
+/// `/verify` is 401), audited; a replay of the same delivery changes
+/// nothing; forged, foreign, stale and malformed deliveries are refused.
+#[test]
+fn a_deleted_member_loses_the_session_at_once_and_replays_change_nothing() {
+    let world = with_callbacks(&[]);
+    let cookie = session(&world);
+    let verify = || {
+        world
+            .send(get("/auth/wecom/verify").cookie_header(&cookie))
+            .status
+    };
+    assert_eq!(verify(), 200);
+    // Refused, and the session lives on.
+    let deleted = change_xml("delete_user", "zhangsan", "");
+    let mut forged = contact_change(&deleted, CORP, NOW, "1");
+    let signature = query_param(&forged.path_and_query, "msg_signature").unwrap();
+    forged.path_and_query = forged.path_and_query.replace(&signature, &"0".repeat(40));
+    for (attack, status) in [
+        (forged, 403),
+        (contact_change(&deleted, "wwother", NOW, "2"), 403),
+        (contact_change(&deleted, CORP, NOW - 601, "3"), 403),
+        (contact_change("<xml><unclosed></xml>", CORP, NOW, "4"), 400),
+        (
+            contact_change(&deleted, CORP, NOW, "5").body("text/xml", "<xml>not WeCom's</xml>"),
+            400,
+        ),
+        (
+            contact_change(&deleted, CORP, NOW, "6").body("text/xml", &"<xml>".repeat(20_000)),
+            400,
+        ),
+    ] {
+        let target = attack.path_and_query.clone();
+        let answer = world.send(attack);
+        assert_eq!(answer.status, status, "{target}: {}", body(&answer));
+        assert!(
+            answer
+                .audit
+                .as_deref()
+                .unwrap()
+                .contains("callback-refused")
+        );
+        assert_eq!(verify(), 200, "{target} changed nothing");
+    }
+    let delivery = contact_change(&deleted, CORP, NOW, "7");
+    let done = world.send(delivery.clone());
+    assert_eq!(done.status, 200, "{}", body(&done));
+    assert!(done.body.is_empty());
+    let line = done.audit.as_deref().unwrap();
+    assert!(
+        line.contains("\"event\":\"contact-change\"") && line.contains("sessions-ended"),
+        "{line}"
+    );
+    assert_eq!(verify(), 401, "the session ended");
+    // The member logs in again (WeCom still lists them here); the replayed
+    // delivery is refused and ends nothing.
+    let again = world.log_in_in_client("/", false);
+    assert_eq!(again.status, 302, "{}", body(&again));
+    let again = cookie_pair(&again, "wecom_auth_session");
+    let replay = world.send(delivery);
+    assert_eq!(replay.status, 409);
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/verify").cookie_header(&again))
+            .status,
+        200
+    );
+    // A member we never saw: acknowledged, nothing stored.
+    let stranger = world.send(contact_change(
+        &change_xml("delete_user", "nobody", ""),
+        CORP,
+        NOW,
+        "8",
+    ));
+    assert_eq!(stranger.status, 200);
+    assert!(stranger.audit.as_deref().unwrap().contains("ignored"));
+}
+
+/// WeCom lets a userid change once: the binding follows, so the renamed
+/// member's next login finds the same user. Disabled (Status 2) ends the
+/// sessions; with `leaver_action=unbind` the binding goes too.
+#[test]
+fn a_renamed_member_keeps_the_user_and_a_disabled_one_can_be_unbound() {
+    use crate::core::directory::{Binding, find_by_binding};
+    let binding = |userid: &str| Binding {
+        authenticator: "wecom".into(),
+        wecom_userid: userid.into(),
+    };
+    let world = with_callbacks(&[]);
+    session(&world);
+    let user = find_by_binding(&world.kv, &binding("zhangsan"))
+        .unwrap()
+        .unwrap();
+    let renamed = change_xml(
+        "update_user",
+        "zhangsan",
+        "<NewUserID><![CDATA[zhangsan2]]></NewUserID>",
+    );
+    let done = world.send(contact_change(&renamed, CORP, NOW, "1"));
+    assert_eq!(done.status, 200, "{}", body(&done));
+    assert!(done.audit.as_deref().unwrap().contains("renamed"));
+    assert_eq!(
+        find_by_binding(&world.kv, &binding("zhangsan")).unwrap(),
+        None
+    );
+    let moved = find_by_binding(&world.kv, &binding("zhangsan2"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.id, user.id);
+
+    let world = with_callbacks(&[("leaver_action", "unbind")]);
+    let cookie = session(&world);
+    let disabled = change_xml("update_user", "zhangsan", "<Status>2</Status>");
+    assert_eq!(
+        world.send(contact_change(&disabled, CORP, NOW, "2")).status,
+        200
+    );
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/verify").cookie_header(&cookie))
+            .status,
+        401
+    );
+    assert_eq!(
+        find_by_binding(&world.kv, &binding("zhangsan")).unwrap(),
+        None
+    );
+    // Bad settings name their variable.
+    for (variable, value) in [("leaver_action", "delete"), ("callback_aes_key", "short")] {
+        let page = with_callbacks(&[(variable, value)]).send(get("/auth/wecom/"));
+        assert_eq!(page.status, 500);
+        assert!(body(&page).contains(variable), "{}", body(&page));
+        assert!(!body(&page).contains(CALLBACK_AES_KEY));
+    }
+    let half = World::new(&[("callback_token", CALLBACK_TOKEN)]).send(get("/auth/wecom/"));
+    assert!(body(&half).contains("callback_aes_key"), "{}", body(&half));
+}

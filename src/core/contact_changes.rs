@@ -1,0 +1,188 @@
+//! What a contact change (通讯录变更事件, doc 90970) does here, once its
+//! callback is checked and decrypted ([`super::events`]):
+//!
+//! - `delete_user`, or `update_user` to disabled (`Status` 2): every session
+//!   of the bound user ends at once (the session generation moves on, on
+//!   every instance); with [`LeaverAction::Unbind`] the binding goes too.
+//!   The member's next login waits for WeCom's answer.
+//! - `update_user` with `NewUserID`: the binding follows the new userid.
+//! - `update_user` otherwise (departments): the member's cached facts and
+//!   view are dropped, so the rules and groups use WeCom's at the next
+//!   request.
+//! - `update_tag`: the tag's cached members and the named members' views
+//!   are dropped.
+//! - Departments created, moved or deleted: the department tree is dropped
+//!   (members' views follow within `access_facts_max_age_seconds`).
+//! - Events of members never seen: nothing stored.
+//!
+//! Each message is handled once: its `msg_signature` is remembered for the
+//! replay window ([`CALLBACKS_SEEN`], swept like the used states).
+//!
+//! | key | value |
+//! |---|---|
+//! | `callback-seen/<msg_signature>` | `{"expires_at": unix s}` |
+//! | `callbacks-seen/...` | the sweep's bookkeeping |
+
+use serde::{Deserialize, Serialize};
+
+use super::directory::{self, Binding};
+use super::error::AuthError;
+use super::events::{ContactChange, MAX_CLOCK_DISTANCE_SECONDS};
+use super::expiring::Family;
+use super::facts;
+use super::ports::{KeyValue, get_json, set_json};
+use super::settings::Authenticator;
+
+/// What happens to a leaver's binding (`leaver_action`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LeaverAction {
+    /// The user and the binding stay: a member WeCom lists again (re-added,
+    /// enabled) logs in to the same user. Sessions end either way.
+    #[default]
+    Keep,
+    /// The binding goes; the user stays for the app (its data), and a new
+    /// member with the same userid starts from the mobile match.
+    Unbind,
+}
+
+impl LeaverAction {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "keep" => Some(LeaverAction::Keep),
+            "unbind" => Some(LeaverAction::Unbind),
+            _ => None,
+        }
+    }
+}
+
+/// What a contact change did, for the audit line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The member's sessions ended (and the binding went, with `Unbind`).
+    SessionsEnded { user_id: String, unbound: bool },
+    /// The binding moved to the new userid.
+    Renamed { user_id: String },
+    /// Cached facts were dropped.
+    FactsDropped,
+    /// Nothing of ours: a member never seen, or a change we do not act on.
+    Nothing,
+}
+
+impl Applied {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Applied::SessionsEnded { .. } => "sessions-ended",
+            Applied::Renamed { .. } => "renamed",
+            Applied::FactsDropped => "facts-dropped",
+            Applied::Nothing => "ignored",
+        }
+    }
+}
+
+/// The markers of callbacks handled, swept once their timestamp is out of
+/// the replay window: 10-minute windows, the first sweep an hour back.
+pub static CALLBACKS_SEEN: Family = Family {
+    name: "callbacks-seen",
+    window_seconds: 600,
+    first_sweep_windows_back: 6,
+    key_of: seen_key,
+};
+
+#[derive(Serialize, Deserialize)]
+struct Seen {
+    expires_at: u64,
+}
+
+fn seen_key(msg_signature: &str) -> String {
+    format!("callback-seen/{msg_signature}")
+}
+
+/// Whether a callback with this `msg_signature` was handled already.
+pub fn delivered_before(kv: &impl KeyValue, msg_signature: &str) -> Result<bool, AuthError> {
+    Ok(get_json::<Seen>(kv, &seen_key(msg_signature))?.is_some())
+}
+
+/// Marks a callback handled, until its `timestamp` leaves the replay
+/// window; after it was applied, so a delivery that failed half way is
+/// taken again when WeCom retries. `msg_signature` is hex SHA-1 (checked
+/// by the caller).
+pub fn mark_delivered(
+    kv: &impl KeyValue,
+    msg_signature: &str,
+    timestamp: u64,
+    now: u64,
+) -> Result<(), AuthError> {
+    let expires_at = timestamp.max(now) + MAX_CLOCK_DISTANCE_SECONDS;
+    set_json(kv, &seen_key(msg_signature), &Seen { expires_at })?;
+    // Numbered for the sweep. Losing this only leaves the marker behind.
+    CALLBACKS_SEEN.register(kv, expires_at, msg_signature);
+    if msg_signature.as_bytes().first().is_some_and(|b| *b < b'2') {
+        // One delivery in eight sweeps a bounded number of old markers.
+        let _ = CALLBACKS_SEEN.sweep(kv, now);
+    }
+    Ok(())
+}
+
+/// Applies `change` for `authenticator`'s members.
+pub fn apply(
+    authenticator: &Authenticator,
+    change: &ContactChange,
+    leaver: LeaverAction,
+    now: u64,
+    kv: &impl KeyValue,
+) -> Result<Applied, AuthError> {
+    let member = |userid: &str| Binding {
+        authenticator: authenticator.name.clone(),
+        wecom_userid: userid.to_owned(),
+    };
+    match change.change_type.as_str() {
+        "delete_user" | "update_user" => {
+            let Some(userid) = change.user_id.as_deref().filter(|u| !u.is_empty()) else {
+                return Ok(Applied::Nothing);
+            };
+            let binding = member(userid);
+            facts::forget_member(kv, authenticator, userid)?;
+            if change.member_gone() {
+                let Some(user) = directory::find_by_binding(kv, &binding)? else {
+                    return Ok(Applied::Nothing);
+                };
+                directory::end_sessions(kv, &user.id, now)?;
+                // A login meanwhile waits for WeCom, which refuses the member.
+                directory::mark_denied(kv, &binding, now)?;
+                let unbound =
+                    leaver == LeaverAction::Unbind && directory::unbind(kv, &binding, now)?;
+                return Ok(Applied::SessionsEnded {
+                    user_id: user.id,
+                    unbound,
+                });
+            }
+            if let Some(new) = change
+                .new_user_id
+                .as_deref()
+                .filter(|n| !n.is_empty() && *n != userid)
+            {
+                if let Some(user) = directory::rename_binding(kv, &binding, &member(new), now)? {
+                    facts::forget_member(kv, authenticator, new)?;
+                    return Ok(Applied::Renamed { user_id: user.id });
+                }
+                return Ok(Applied::Nothing);
+            }
+            Ok(Applied::FactsDropped)
+        }
+        "update_tag" => {
+            let Some(tag) = change.tag_id.as_deref().and_then(|t| t.parse::<u32>().ok()) else {
+                return Ok(Applied::Nothing);
+            };
+            facts::forget_tag(kv, authenticator, tag)?;
+            for userid in change.tag_members() {
+                facts::forget_member(kv, authenticator, userid)?;
+            }
+            Ok(Applied::FactsDropped)
+        }
+        "create_party" | "update_party" | "delete_party" => {
+            facts::forget_tree(kv, authenticator)?;
+            Ok(Applied::FactsDropped)
+        }
+        _ => Ok(Applied::Nothing),
+    }
+}
