@@ -32,7 +32,8 @@ use wecom_auth_gateway::{
     wasmtime_error,
 };
 use wecom_simulator::{
-    Endpoint, LOGIN_PANEL_SCRIPT, Model, Simulator, SimulatorHandle, callback_params,
+    CallbackConfig, Endpoint, LOGIN_PANEL_SCRIPT, Model, Simulator, SimulatorHandle,
+    callback_params,
 };
 
 use crate::bindings::login::{AuthorizeRequest, CallbackRequest, Settings, SigningKey, UserInput};
@@ -42,6 +43,10 @@ use crate::host::ComponentHost;
 pub const AUTHENTICATOR: &str = "wecom";
 /// Demo only: printed, never a real secret.
 pub const ADMIN_TOKEN: &str = "demo-admin-token-0123456789";
+/// The demo app's callback Token and EncodingAESKey (接收消息 → API 接收):
+/// the simulated console sends its contact changes to `/auth/wecom/events`.
+pub const CALLBACK_TOKEN: &str = "DemoToken2026";
+pub const CALLBACK_AES_KEY: &str = "dGhlIGRlbW8ncyBFbmNvZGluZ0FFU0tleSwgMzIgYnl";
 const SIGNING_KEY: &str = "demo-signing-key-not-for-production-0123456789";
 /// The WeCom client's User-Agent (Android), for the scripted first login.
 pub const WECOM_USER_AGENT: &str = "Mozilla/5.0 (Linux; Android 14; PGU110 Build/UKQ1.230924.001; wv) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/109.0.5414.86 Mobile Safari/537.36 wxwork/4.1.20 MicroMessenger/7.0.1 NetType/WIFI Language/zh";
@@ -104,7 +109,15 @@ impl Demo {
             port => port,
         };
         let origin = format!("http://127.0.0.1:{port}");
-        let model = Model::sample().with_trusted_domain(&format!("127.0.0.1:{port}"));
+        let mut model = Model::sample().with_trusted_domain(&format!("127.0.0.1:{port}"));
+        // Its contact changes come to the demo's callback URL.
+        for agent in &mut model.corps[0].agents {
+            agent.callback = Some(CallbackConfig {
+                url: format!("{origin}/auth/wecom/events"),
+                token: CALLBACK_TOKEN.into(),
+                encoding_aes_key: CALLBACK_AES_KEY.into(),
+            });
+        }
         let simulator = Simulator::start_on(model, options.simulator_port)
             .await
             .context("starting the WeCom simulator")?;
@@ -160,6 +173,8 @@ pub fn variables(origin: &str, simulator: &str) -> BTreeMap<String, String> {
                 login_panel_script_integrity(),
             ),
             ("admin_token", ADMIN_TOKEN.to_owned()),
+            ("callback_token", CALLBACK_TOKEN.to_owned()),
+            ("callback_aes_key", CALLBACK_AES_KEY.to_owned()),
             ("display_name", "示例科技 · WeCom".to_owned()),
             // Groups in /verify's headers and /me: dept:<id>, tag:<id>.
             ("groups", "departments,tags".to_owned()),

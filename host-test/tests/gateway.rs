@@ -942,3 +942,55 @@ async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refus
     assert_eq!(refused.status, 403, "{}", refused.body);
     assert!(!again.cookies.contains_key("wecom_auth_session"));
 }
+
+/// A member deleted in WeCom's console loses access at once: the simulator
+/// sends `delete_user` to the demo's callback URL, encrypted and signed
+/// with the app's keys, and the next `/verify` of the member's session is
+/// 401. A renamed member keeps their user; a member moved between
+/// departments is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_deleted_in_wecom_is_refused_at_the_next_verify() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    let landed = phone.log_in(at, at, sim, "zhangsan").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(
+        phone.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+
+    let sent = std::time::Instant::now();
+    let deliveries = sim.remove_member("zhangsan").await;
+    let delivered = sent.elapsed();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    assert_eq!(deliveries[0].attempts, 1);
+    let refused = phone.request(at, "GET", "/auth/wecom/verify").await;
+    let first_refusal = sent.elapsed();
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    eprintln!(
+        "delete_user: delivered in {delivered:?}, the member's /verify refused {first_refusal:?} after WeCom sent it"
+    );
+
+    // lisi (bound to bob by mobile) is renamed: the next login finds bob.
+    let mut lisi = Browser::new(WECOM_USER_AGENT);
+    let landed = lisi.log_in(at, at, sim, "lisi").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let deliveries = sim.rename_member("lisi", "li.si").await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    let mut renamed = Browser::new(WECOM_USER_AGENT);
+    let landed = renamed.log_in(at, at, sim, "li.si").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    let me = renamed.request(at, "GET", "/auth/wecom/me").await.json();
+    assert_eq!(me["user"]["id"], "bob", "{me}");
+    assert_eq!(me["wecom_userid"], "li.si");
+
+    // A move between departments: acknowledged at once.
+    let deliveries = sim.move_member("li.si", &[3]).await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+}

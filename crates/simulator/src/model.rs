@@ -80,6 +80,10 @@ pub struct Agent {
     /// contacts): `None` = the whole company; outside it, `department/simplelist`
     /// and `tag/get` answer 60011.
     pub contact_range: Option<Vec<u32>>,
+    /// Its callback URL, Token and EncodingAESKey (接收消息 → API 接收):
+    /// contact changes made through [`crate::SimulatorHandle`] are POSTed
+    /// there. None: no callbacks.
+    pub callback: Option<crate::callbacks::CallbackConfig>,
 }
 
 /// `gender` as WeCom spells it: a string "0" / "1" / "2".
@@ -240,6 +244,7 @@ impl Model {
                     trusted_domain: SAMPLE_TRUSTED_DOMAIN.into(),
                     trusted_ips: None,
                     contact_range: None,
+                    callback: None,
                 }],
                 members: vec![zhangsan, lisi, wangwu, zhaoliu],
                 non_members: vec![NonMember {

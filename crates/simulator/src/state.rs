@@ -111,6 +111,13 @@ impl State {
         self.rng.string(len)
     }
 
+    pub(crate) fn random_bytes(&mut self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.rng.next().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.rng.next().to_le_bytes());
+        bytes
+    }
+
     pub(crate) fn random_hex(&mut self, len: usize) -> String {
         (0..len)
             .map(|_| char::from(b"0123456789abcdef"[(self.rng.next() & 15) as usize]))
