@@ -994,3 +994,37 @@ async fn a_member_deleted_in_wecom_is_refused_at_the_next_verify() {
     let deliveries = sim.move_member("li.si", &[3]).await;
     assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
 }
+
+/// A member moved out of the department the rules allow: WeCom's
+/// `update_user` drops the member's cached facts, so the next `/verify`
+/// reads the new departments and refuses (403), well before
+/// `access_facts_max_age_seconds`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_moved_out_of_an_allowed_department_is_refused_at_the_next_verify() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+
+    let options = DemoOptions {
+        // 研发部 (2) and below; the facts may be an hour old.
+        extra_variables: vec![
+            ("allowed_departments".into(), "2".into()),
+            ("access_facts_max_age_seconds".into(), "3600".into()),
+        ],
+        ..DemoOptions::for_tests()
+    };
+    let demo = Demo::start(options).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    let landed = phone.log_in(at, at, sim, "zhangsan").await;
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(
+        phone.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    // To 财务部 (3).
+    let deliveries = sim.move_member("zhangsan", &[3]).await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    let refused = phone.request(at, "GET", "/auth/wecom/verify").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}
