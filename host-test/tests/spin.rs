@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use host_drafts::keyvalue::testing::{RedisServer, TempDir, free_port};
 use serde_json::Value;
-use wecom_simulator::{Endpoint, Fault, Member, Model, Simulator, SimulatorHandle};
+use wecom_simulator::{CallbackConfig, Endpoint, Fault, Member, Model, Simulator, SimulatorHandle};
 
 mod common;
 
@@ -46,6 +46,9 @@ async fn start(
         ("rate_limit_per_client", RATE_PER_CLIENT.to_string()),
         // Groups read their cached facts (one get per record).
         ("groups", "departments,tags".to_owned()),
+        // WeCom's contact changes come to the first instance.
+        ("callback_token", CALLBACK_TOKEN.to_owned()),
+        ("callback_aes_key", CALLBACK_AES_KEY.to_owned()),
     ]);
     let manifest = manifest(app_dir);
     SpinUp::start(
@@ -75,9 +78,18 @@ async fn admin(
     send(at, method, target, &headers, body).await.unwrap()
 }
 
-/// The sample company plus `zhouqi`, a consenting member no user has yet.
+const CALLBACK_TOKEN: &str = "SpinToken";
+const CALLBACK_AES_KEY: &str = "c3BpbiB0ZXN0cyBFbmNvZGluZ0FFU0tleSwgMzIgYnk";
+
+/// The sample company plus `zhouqi`, a consenting member no user has yet;
+/// its app sends contact changes to the instance at `trusted`.
 fn model(trusted: &str) -> Model {
     let mut model = Model::sample().with_trusted_domain(trusted);
+    model.corps[0].agents[0].callback = Some(CallbackConfig {
+        url: format!("http://{trusted}/auth/wecom/events"),
+        token: CALLBACK_TOKEN.into(),
+        encoding_aes_key: CALLBACK_AES_KEY.into(),
+    });
     model.corps[0].members.push(Member {
         userid: "zhouqi".into(),
         name: "周七".into(),
@@ -256,6 +268,28 @@ async fn walk(a: &SpinUp, b: &SpinUp, sim: &SimulatorHandle) -> Duration {
     let ready = send(a, "GET", "/auth/wecom/ready", &[], b"").await.unwrap();
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert_eq!(ready.json().get("warnings"), None, "{}", ready.body);
+
+    // WeCom deletes wangwu: its callback reaches `a`, and the session is
+    // refused on `b` at once (the session generation is in the store).
+    let mut leaver = Browser::new(WECOM_ANDROID);
+    assert_eq!(leaver.log_in(b, b, sim, "wangwu").await.status, 302);
+    assert_eq!(
+        leaver.request(b, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    let deliveries = sim.remove_member("wangwu").await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    assert_eq!(
+        leaver.request(b, "GET", "/auth/wecom/verify").await.status,
+        401
+    );
+    assert_eq!(
+        newcomer
+            .request(a, "GET", "/auth/wecom/verify")
+            .await
+            .status,
+        401
+    );
 
     // Sequential logins, for the median.
     let mut sequential = Vec::new();
