@@ -1028,3 +1028,85 @@ async fn a_member_moved_out_of_an_allowed_department_is_refused_at_the_next_veri
     let refused = phone.request(at, "GET", "/auth/wecom/verify").await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 }
+
+/// The directory sync repairs a missed event: a member removed while the
+/// callback URL was down keeps a session until `POST admin/sync` compares
+/// WeCom's `user/list_id` with the bindings and ends it. A company of
+/// 10 000 members costs 2 `user/list_id` calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_sync_ends_the_session_of_a_leaver_whose_event_was_missed() {
+    use common::http::{Browser, send};
+    use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions, WECOM_USER_AGENT};
+    use wecom_simulator::{Endpoint, Member};
+
+    let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    let mut phone = Browser::new(WECOM_USER_AGENT);
+    assert_eq!(phone.log_in(at, at, sim, "zhangsan").await.status, 302);
+    let mut other = Browser::new(WECOM_USER_AGENT);
+    assert_eq!(other.log_in(at, at, sim, "lisi").await.status, 302);
+    // Removed with no event delivered; a company of 10 000 more members.
+    sim.update_model(|model| {
+        let corp = &mut model.corps[0];
+        corp.members.retain(|m| m.userid != "zhangsan");
+        for n in 0..10_000 {
+            corp.members.push(Member {
+                userid: format!("m{n:05}"),
+                name: format!("成员{n}"),
+                department: vec![2],
+                ..Member::default()
+            });
+        }
+    });
+    assert_eq!(
+        phone.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    sim.reset_calls();
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let synced = send(
+        at,
+        "POST",
+        "/auth/wecom/admin/sync",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(synced.status, 200, "{}", synced.body);
+    let report = &synced.json()["reports"][0];
+    assert_eq!(report["authenticator"], "wecom");
+    assert_eq!(report["sessions_ended"], 1, "{report}");
+    assert_eq!(report["bound"], 2, "{report}");
+    assert!(report["listed"].as_u64().unwrap() > 10_000, "{report}");
+    let pages = sim.calls(Endpoint::UserListId);
+    eprintln!(
+        "directory sync of a company of 10 004 members: {pages} user/list_id calls, {} WeCom calls in all; {report}",
+        sim.api_calls()
+    );
+    assert_eq!(pages, 2);
+    assert_eq!(
+        phone.request(at, "GET", "/auth/wecom/verify").await.status,
+        401
+    );
+    assert_eq!(
+        other.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+    // A second run (another instance, say) changes nothing more.
+    let again = send(
+        at,
+        "POST",
+        "/auth/wecom/admin/sync",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.json()["reports"][0]["sessions_ended"], 1);
+    assert_eq!(
+        other.request(at, "GET", "/auth/wecom/verify").await.status,
+        200
+    );
+}

@@ -14,7 +14,7 @@
 //! | [`login`] | the login flow over all of the above |
 //! | [`session`], [`cookie`] | session tokens; the cookies we set |
 //! | [`setup`] | the admin's setup check against WeCom |
-//! | [`events`], [`contact_changes`] | WeCom's callbacks, checked and decrypted; what a contact change does |
+//! | [`events`], [`contact_changes`], [`sync`] | WeCom's callbacks, checked and decrypted; what a contact change does; the directory sync that repairs missed ones |
 //! | [`error`], [`texts`] | one error type; every zh/en text |
 //! | [`expiring`], [`rate_limit`] | short-lived keys swept without listing; request rates |
 //! | [`ports`] | the store and HTTP as traits |
@@ -39,6 +39,7 @@ pub mod session;
 pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod sync;
 pub mod texts;
 pub mod urls;
 pub mod used_states;

@@ -66,6 +66,26 @@ pub struct UserProfile {
     pub biz_mail: Option<String>,
 }
 
+/// One page of `user/list_id` (doc 96067): the members the app may see,
+/// one entry per member and department.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserListPage {
+    /// Empty (or absent) on the last page.
+    #[serde(default)]
+    pub next_cursor: String,
+    #[serde(default)]
+    pub dept_user: Vec<DeptUser>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DeptUser {
+    pub userid: Option<String>,
+    pub department: Option<u32>,
+}
+
+/// Members `user/list_id` gives at most per page (doc 96067).
+pub const USER_LIST_PAGE: u32 = 10_000;
+
 /// What `agent/get` tells of the app (doc 90227): what the setup check
 /// compares with the settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -265,6 +285,15 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         self.call_with_token("auth/getuserdetail", &[], Some(body.into_bytes()))
     }
 
+    /// `user/list_id` (doc 96067): a page of the members the app may see,
+    /// from `cursor` (empty: the first page).
+    pub fn user_list_id(&self, cursor: &str) -> Result<UserListPage, AuthError> {
+        let body = serde_json::json!({ "cursor": cursor, "limit": USER_LIST_PAGE }).to_string();
+        // 10 000 entries of up to 64-byte userids: within the contact limit.
+        let body = Some(body.into_bytes());
+        self.call_with_token_up_to("user/list_id", &[], body, MAX_CONTACT_ANSWER_BYTES)
+    }
+
     /// `user/get`: the member's name.
     pub fn user(&self, userid: &str) -> Result<UserProfile, AuthError> {
         self.call_with_token("user/get", &[("userid", userid)], None)
@@ -392,12 +421,27 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<A, AuthError> {
+        self.call_with_token_up_to(api, query, body, MAX_ANSWER_BYTES)
+    }
+
+    /// [`WecomApi::call_with_token`] of an answer of at most `limit` bytes.
+    fn call_with_token_up_to<A: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<A, AuthError> {
         let call = Call { api, query, body };
         let token = self.access_token(None)?;
-        match self.call(&call, &token) {
+        let send = |token: &str| {
+            let request = self.request(&call, token);
+            self.read_up_to(call.api, self.transport.send(&request), &[token], limit)
+        };
+        match send(&token) {
             Err(e) if token_refused(&e) => {
                 let fresh = self.access_token(Some(&token))?;
-                self.call(&call, &fresh)
+                send(&fresh)
             }
             other => other,
         }
@@ -459,11 +503,6 @@ impl<T: Transport, K: KeyValue> WecomApi<'_, T, K> {
                 read(i, answer, token)
             })
             .collect()
-    }
-
-    fn call<A: DeserializeOwned>(&self, call: &Call<'_>, token: &str) -> Result<A, AuthError> {
-        let request = self.request(call, token);
-        self.read(call.api, self.transport.send(&request), &[token])
     }
 
     /// The request of `call` with `token`.

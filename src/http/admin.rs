@@ -30,6 +30,7 @@ use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
 use crate::core::settings::Secret;
 use crate::core::setup;
+use crate::core::sync;
 use crate::core::texts;
 use crate::core::warnings::{self, CasCheck, MAX_CLOCK_SKEW, Warning};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,7 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
         ("POST", ["users", "import"]) => Some("import-users"),
         ("DELETE", ["users", _]) => Some("delete-user"),
         ("DELETE", ["bindings", _, _]) => Some("unbind"),
+        ("POST", ["sync"]) => Some("sync-directory"),
         _ => None,
     };
     if change.is_some()
@@ -78,11 +80,13 @@ pub(super) fn handle<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>, rest: &
         }
         ("GET", ["links"]) => Ok(links(ctx)),
         ("GET", ["setup"]) => Ok(setup(ctx)),
+        ("POST", ["sync"]) => sync(ctx),
         (_, ["users"]) => return method_not_allowed(ctx, &["GET", "POST"]),
         (_, ["users", "import"]) => return method_not_allowed(ctx, &["POST"]),
         (_, ["users", _]) => return method_not_allowed(ctx, &["GET", "DELETE"]),
         (_, ["bindings", _, _]) => return method_not_allowed(ctx, &["DELETE"]),
         (_, ["links"] | ["setup"]) => return method_not_allowed(ctx, &["GET"]),
+        (_, ["sync"]) => return method_not_allowed(ctx, &["POST"]),
         _ => Err(AuthError::NotFound("no such admin route".into())),
     };
     let audited = |response: Response, event: audit::Event<'_>| match change {
@@ -325,6 +329,41 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// `GET {prefix}/admin/setup`: per authenticator, what the WeCom console must
 /// hold and the live checks ([`setup::check`]); and the store. 200 when every
 /// check passes, else 503.
+/// `POST sync[?authenticator=NAME]`: the directory sync ([`sync::sync_directory`])
+/// of one authenticator or each: `{"reports": [{authenticator, listed,
+/// bound, sessions_ended, unbound, wecom_pages}]}`. A WeCom or store error
+/// stops it (nothing is ended for an authenticator whose list did not
+/// come whole).
+fn sync<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
+    #[derive(Serialize)]
+    struct Reports {
+        reports: Vec<sync::SyncReport>,
+    }
+    let wanted = ctx.params.get("authenticator");
+    if let Some(name) = wanted
+        && ctx.config.find(name).is_none()
+    {
+        return Err(AuthError::NotFound("no authenticator of that name".into()));
+    }
+    let env = ctx.env;
+    let reports = ctx
+        .config
+        .entries
+        .iter()
+        .filter(|entry| wanted.is_none_or(|name| entry.authenticator.name == name))
+        .map(|entry| {
+            sync::sync_directory(
+                &entry.authenticator,
+                entry.leaver_action,
+                env.now,
+                env.transport,
+                env.kv,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Response::json(200, &Reports { reports }))
+}
+
 fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {
     /// `{authenticator, console, checks}`: the report's fields beside the name.
     #[derive(Serialize)]

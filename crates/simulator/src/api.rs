@@ -30,6 +30,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40029 => "invalid code",
         40035 => "invalid parameter",
         40056 => "invalid agentid",
+        40058 => "invalid parameter",
         40068 => "invalid tagid",
         41001 => "access_token missing",
         41002 => "corpid missing",
@@ -108,6 +109,7 @@ pub(crate) fn answer(state: &mut State, call: &ApiCall<'_>) -> String {
         Endpoint::DepartmentSimpleList => department_simplelist(state, call),
         Endpoint::TagGet => tag_get(state, call),
         Endpoint::TagList => tag_list(state, call),
+        Endpoint::UserListId => user_list_id(state, call),
         Endpoint::OAuthPage | Endpoint::WebLoginPage | Endpoint::LoginPanelScript => Err(40035),
     };
     result.unwrap_or_else(|errcode| error_body(state, call.endpoint, errcode, call.peer))
@@ -225,6 +227,60 @@ fn get_user_info(state: &mut State, call: &ApiCall<'_>, legacy: bool) -> Answer 
         }
     };
     Ok(ok(fields))
+}
+
+/// `user/list_id` (doc 96067): the members the app may see (its visible
+/// range), one entry per member and department, `limit` (1 to 10 000) a
+/// page from `cursor` (opaque: here the offset); 43002 unless POST, 47001
+/// for a body that is not JSON, 40058 for a limit out of range or a cursor
+/// not given out.
+fn user_list_id(state: &mut State, call: &ApiCall<'_>) -> Answer {
+    if !call.is_post {
+        return Err(43002);
+    }
+    let (corp, _) = authorize(state, call)?;
+    let body: Value = serde_json::from_slice(call.body).map_err(|_| 47001)?;
+    let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10_000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(40058);
+    }
+    let cursor = body
+        .get("cursor")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let start: usize = match cursor {
+        "" => 0,
+        c => c
+            .strip_prefix("cursor-")
+            .and_then(|n| n.parse().ok())
+            .ok_or(40058)?,
+    };
+    let entries: Vec<Value> = corp
+        .members
+        .iter()
+        .filter(|m| m.visible)
+        .flat_map(|m| {
+            let departments = if m.department.is_empty() {
+                vec![1]
+            } else {
+                m.department.clone()
+            };
+            departments
+                .into_iter()
+                .map(|d| json!({ "userid": m.userid, "department": d }))
+        })
+        .collect();
+    let end = (start + limit as usize).min(entries.len());
+    let page = entries.get(start..end).unwrap_or_default().to_vec();
+    let next = if end < entries.len() {
+        format!("cursor-{end}")
+    } else {
+        String::new()
+    };
+    Ok(ok(vec![
+        ("next_cursor", json!(next)),
+        ("dept_user", json!(page)),
+    ]))
 }
 
 fn get_user_detail(state: &mut State, call: &ApiCall<'_>) -> Answer {
@@ -457,7 +513,7 @@ mod tests {
             state,
             &ApiCall {
                 endpoint,
-                is_post: endpoint == Endpoint::GetUserDetail,
+                is_post: matches!(endpoint, Endpoint::GetUserDetail | Endpoint::UserListId),
                 query: &query,
                 body,
                 peer: LOCAL,

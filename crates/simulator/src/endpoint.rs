@@ -24,6 +24,8 @@ pub enum Endpoint {
     TagGet,
     /// `GET /cgi-bin/tag/list?access_token=` (doc 90216)
     TagList,
+    /// `POST /cgi-bin/user/list_id?access_token=` body `{"cursor":"..","limit":N}` (doc 96067)
+    UserListId,
     /// `GET /connect/oauth2/authorize` (in-client OAuth page, `open.weixin.qq.com`)
     OAuthPage,
     /// `GET /wwlogin/sso/login` (web / QR login page, `login.work.weixin.qq.com`)
@@ -36,7 +38,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::GetToken,
         Endpoint::GetUserInfo,
         Endpoint::LegacyGetUserInfo,
@@ -46,6 +48,7 @@ impl Endpoint {
         Endpoint::DepartmentSimpleList,
         Endpoint::TagGet,
         Endpoint::TagList,
+        Endpoint::UserListId,
         Endpoint::OAuthPage,
         Endpoint::WebLoginPage,
         Endpoint::LoginPanelScript,
@@ -63,6 +66,7 @@ impl Endpoint {
             Endpoint::DepartmentSimpleList => "/cgi-bin/department/simplelist",
             Endpoint::TagGet => "/cgi-bin/tag/get",
             Endpoint::TagList => "/cgi-bin/tag/list",
+            Endpoint::UserListId => "/cgi-bin/user/list_id",
             Endpoint::OAuthPage => "/connect/oauth2/authorize",
             Endpoint::WebLoginPage => "/wwlogin/sso/login",
             Endpoint::LoginPanelScript => "/node/open/js/wecom-jssdk-2.0.2.js",
