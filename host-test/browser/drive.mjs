@@ -355,6 +355,27 @@ scenario('logout', 'logout', DESKTOP, async ({ page, context, trail }) => {
   assert.equal(replay.status, 401, 'the signed-out token no longer verifies');
 });
 
+scenario('a member deleted in WeCom\'s console loses the session (李四)', 'leaver', PHONE, async ({ page, context }) => {
+  // Signed in silently: 李四 was bound by the in-client scenario.
+  await page.goto(`${app}/`);
+  if (atSimulator(OAUTH_PAGE)(new URL(page.url()))) {
+    await clickAndLand(page, page.getByRole('link', { name: '李四 (lisi)' }), atApp('/'));
+  }
+  assert.equal((await me(context)).status, 200, 'signed in');
+  // The admin deletes 李四 in the console: WeCom sends delete_user to the app.
+  const console_ = await context.newPage();
+  await console_.goto(`${simulator}/console`);
+  await Promise.all([
+    console_.waitForURL((url) => url.pathname === '/console' && url.searchParams.has('done')),
+    console_.locator('li', { hasText: '李四 (lisi)' }).getByRole('button').click(),
+  ]);
+  assert.match(await console_.locator('#done').innerText(), /lisi removed; delete_user sent \(app 1000002: HTTP 200/);
+  await console_.screenshot({ path: join(artifacts, 'console-removed.png') });
+  await console_.close();
+  const after = await me(context);
+  assert.equal(after.status, 401, 'the session ended with the delete_user');
+});
+
 // ---- run ----
 
 const started = Date.now();

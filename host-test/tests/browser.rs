@@ -5,17 +5,22 @@
 //! 1. desktop QR login of a bound member (张三 → `alice`);
 //! 2. the login page with WeCom's login panel (the simulator's stand-in
 //!    JS-SDK), in Chinese: 张三 logs in inside it, no CSP violation;
-//! 3. the same in English, and its button when the JS-SDK cannot load;
+//! 3. the same in English; its button when the JS-SDK cannot load or is
+//!    not the pinned one (Subresource Integrity);
 //! 4. first in-client login with a WeCom User-Agent, straight into the
 //!    in-client OAuth by auto-login (李四, bound to `bob` by mobile);
 //! 5. a non-member (外部访客) refused with a 403 page and no session;
-//! 6. logout: the cookie cleared, `/me` 401, the login page.
+//! 6. logout: the cookie cleared, `/me` 401, the login page;
+//! 7. a leaver: 李四 deleted in the simulated WeCom console, whose
+//!    `delete_user` ends the session (`/me` 401).
 //!
 //! Each asserts the redirect chain, statuses, final URL, page text and
 //! cookies, and leaves a screenshot of its final page in
 //! `<target dir>/browser-artifacts/` (`qr-login.png`,
-//! `login-panel-zh-signed-in.png`, `login-panel-fallback.png`,
-//! `in-client-auto-login.png`, `non-member.png`, `logout.png`), plus the
+//! `login-panel-zh-signed-in.png`, `login-panel-en-signed-in.png`,
+//! `login-panel-unreachable.png`, `login-panel-tampered.png`,
+//! `in-client-auto-login.png`, `non-member.png`, `logout.png`, `leaver.png`,
+//! `console-removed.png`), plus the
 //! login panel in both languages (`login-panel-zh.png`, `login-panel-en.png`,
 //! copied to `docs/images/`).
 //!

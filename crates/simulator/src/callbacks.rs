@@ -1,6 +1,6 @@
 //! WeCom's callbacks (接收消息与事件) as WeCom sends them: a contact change
 //! (通讯录变更事件, doc 90970) made in the simulated console is POSTed to
-//! each app's callback URL that has one ([`crate::Agent::callback`]),
+//! each app's callback URL that has one ([`super::model::Agent::callback`]),
 //! encrypted and signed as doc 90968 says — its own implementation, so the
 //! component's is checked against it and against WeCom's published sample.
 //!
@@ -25,16 +25,10 @@ use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-/// An app's callback in the console (接收消息 → API 接收).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallbackConfig {
-    /// `http://host:port/path`: where WeCom POSTs.
-    pub url: String,
-    /// Token, letters and digits.
-    pub token: String,
-    /// EncodingAESKey, 43 characters.
-    pub encoding_aes_key: String,
-}
+use std::sync::{Mutex, PoisonError};
+
+use super::model::{CallbackConfig, Corp};
+use super::state::State;
 
 /// How long WeCom waits for an answer, and how often it tries.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
@@ -133,6 +127,111 @@ fn encrypt(encoding_aes_key: &str, message: &str, corp_id: &str, random: [u8; 16
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(sealed)
+}
+
+/// Applies `change` to the corp that has member `userid` and sends the
+/// contact change it makes; none when no corp has the member.
+async fn member_change(
+    state: &Mutex<State>,
+    userid: &str,
+    change: impl FnOnce(&mut Corp) -> Option<()>,
+    change_type: &str,
+    fields: &[(&str, &str)],
+) -> Vec<CallbackDelivery> {
+    let corp_id = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .model
+            .corps
+            .iter_mut()
+            .find(|corp| corp.member(userid).is_some())
+            .and_then(|corp| {
+                change(corp)?;
+                Some(corp.corp_id.clone())
+            })
+    };
+    match corp_id {
+        Some(corp_id) => contact_change(state, &corp_id, change_type, fields).await,
+        None => Vec::new(),
+    }
+}
+
+pub(crate) async fn remove_member(state: &Mutex<State>, userid: &str) -> Vec<CallbackDelivery> {
+    let remove = |corp: &mut Corp| {
+        corp.members.retain(|m| m.userid != userid);
+        Some(())
+    };
+    member_change(state, userid, remove, "delete_user", &[("UserID", userid)]).await
+}
+
+pub(crate) async fn rename_member(
+    state: &Mutex<State>,
+    userid: &str,
+    new: &str,
+) -> Vec<CallbackDelivery> {
+    let rename = |corp: &mut Corp| {
+        corp.member_mut(userid)?.userid = new.to_owned();
+        Some(())
+    };
+    let fields = [("UserID", userid), ("NewUserID", new)];
+    member_change(state, userid, rename, "update_user", &fields).await
+}
+
+pub(crate) async fn move_member(
+    state: &Mutex<State>,
+    userid: &str,
+    departments: &[u32],
+) -> Vec<CallbackDelivery> {
+    let list = departments
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let relocate = |corp: &mut Corp| {
+        corp.member_mut(userid)?.department = departments.to_vec();
+        Some(())
+    };
+    let fields = [("UserID", userid), ("Department", list.as_str())];
+    member_change(state, userid, relocate, "update_user", &fields).await
+}
+
+/// Sends a contact change to each app of `corp_id` with a callback.
+pub(crate) async fn contact_change(
+    state: &Mutex<State>,
+    corp_id: &str,
+    change_type: &str,
+    fields: &[(&str, &str)],
+) -> Vec<CallbackDelivery> {
+    let sends: Vec<(u32, String, String)> = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = state.unix_now();
+        let message = contact_change_xml(corp_id, change_type, fields, now);
+        let agents: Vec<(u32, CallbackConfig)> = state
+            .model
+            .corps
+            .iter()
+            .filter(|corp| corp.corp_id == corp_id)
+            .flat_map(|corp| &corp.agents)
+            .filter_map(|agent| Some((agent.agent_id, agent.callback.clone()?)))
+            .collect();
+        agents
+            .into_iter()
+            .map(|(agent_id, config)| {
+                let random = state.random_bytes();
+                // WeCom's nonces are decimal digits.
+                let [a, b, c, d, ..] = state.random_bytes();
+                let nonce = u32::from_le_bytes([a, b, c, d]).to_string();
+                let (target, body) =
+                    sealed(&config, corp_id, agent_id, &message, random, now, &nonce);
+                (agent_id, target, body)
+            })
+            .collect()
+    };
+    let mut deliveries = Vec::with_capacity(sends.len());
+    for (agent_id, target, body) in sends {
+        deliveries.push(deliver(agent_id, &target, body).await);
+    }
+    deliveries
 }
 
 /// POSTs `body` to `target` (an `http://` URL on a host this machine

@@ -85,6 +85,7 @@
 
 mod api;
 mod callbacks;
+mod console;
 mod endpoint;
 mod faults;
 mod model;
@@ -104,12 +105,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use callbacks::{CallbackConfig, CallbackDelivery};
+pub use callbacks::CallbackDelivery;
+pub use console::CONSOLE_PATH;
 pub use endpoint::Endpoint;
 pub use faults::{Fault, FaultScope};
 pub use model::{
-    Agent, Corp, Department, Gender, Member, Model, NonMember, SAMPLE_AGENT_ID, SAMPLE_CORP_ID,
-    SAMPLE_SECRET, SAMPLE_TRUSTED_DOMAIN, Tag,
+    Agent, CallbackConfig, Corp, Department, Gender, Member, Model, NonMember, SAMPLE_AGENT_ID,
+    SAMPLE_CORP_ID, SAMPLE_SECRET, SAMPLE_TRUSTED_DOMAIN, Tag,
 };
 pub use network::Network;
 pub use pages::ERRCODE_HEADER;
@@ -401,66 +403,19 @@ impl SimulatorHandle {
     /// a callback (`delete_user`), as WeCom does. The deliveries, one per
     /// app with a callback (none when no corp has the member).
     pub async fn remove_member(&self, userid: &str) -> Vec<CallbackDelivery> {
-        let corp_id = self.update_model(|model| {
-            let corp = model
-                .corps
-                .iter_mut()
-                .find(|corp| corp.member(userid).is_some())?;
-            corp.members.retain(|m| m.userid != userid);
-            Some(corp.corp_id.clone())
-        });
-        match corp_id {
-            Some(corp_id) => {
-                self.contact_change(&corp_id, "delete_user", &[("UserID", userid)])
-                    .await
-            }
-            None => Vec::new(),
-        }
+        callbacks::remove_member(&self.shared.state, userid).await
     }
 
     /// Changes member `userid`'s userid to `new` (WeCom allows it once) and
     /// tells the apps (`update_user` with `NewUserID`).
     pub async fn rename_member(&self, userid: &str, new: &str) -> Vec<CallbackDelivery> {
-        let corp_id = self.update_model(|model| {
-            let corp = model
-                .corps
-                .iter_mut()
-                .find(|corp| corp.member(userid).is_some())?;
-            corp.member_mut(userid)?.userid = new.to_owned();
-            Some(corp.corp_id.clone())
-        });
-        match corp_id {
-            Some(corp_id) => {
-                let fields = [("UserID", userid), ("NewUserID", new)];
-                self.contact_change(&corp_id, "update_user", &fields).await
-            }
-            None => Vec::new(),
-        }
+        callbacks::rename_member(&self.shared.state, userid, new).await
     }
 
     /// Moves member `userid` to `departments` and tells the apps
     /// (`update_user` with `Department`).
     pub async fn move_member(&self, userid: &str, departments: &[u32]) -> Vec<CallbackDelivery> {
-        let corp_id = self.update_model(|model| {
-            let corp = model
-                .corps
-                .iter_mut()
-                .find(|corp| corp.member(userid).is_some())?;
-            corp.member_mut(userid)?.department = departments.to_vec();
-            Some(corp.corp_id.clone())
-        });
-        let list = departments
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        match corp_id {
-            Some(corp_id) => {
-                let fields = [("UserID", userid), ("Department", list.as_str())];
-                self.contact_change(&corp_id, "update_user", &fields).await
-            }
-            None => Vec::new(),
-        }
+        callbacks::move_member(&self.shared.state, userid, departments).await
     }
 
     /// Sends a contact change (`change_type` with its `fields`, doc 90970)
@@ -472,37 +427,7 @@ impl SimulatorHandle {
         change_type: &str,
         fields: &[(&str, &str)],
     ) -> Vec<CallbackDelivery> {
-        let sends: Vec<(u32, String, String)> = {
-            let mut state = self.shared.lock();
-            let now = state.unix_now();
-            let message = callbacks::contact_change_xml(corp_id, change_type, fields, now);
-            let agents: Vec<(u32, callbacks::CallbackConfig)> = state
-                .model
-                .corps
-                .iter()
-                .filter(|corp| corp.corp_id == corp_id)
-                .flat_map(|corp| &corp.agents)
-                .filter_map(|agent| Some((agent.agent_id, agent.callback.clone()?)))
-                .collect();
-            agents
-                .into_iter()
-                .map(|(agent_id, config)| {
-                    let random = state.random_bytes();
-                    // WeCom's nonces are decimal digits.
-                    let [a, b, c, d, ..] = state.random_bytes();
-                    let nonce = u32::from_le_bytes([a, b, c, d]).to_string();
-                    let (target, body) = callbacks::sealed(
-                        &config, corp_id, agent_id, &message, random, now, &nonce,
-                    );
-                    (agent_id, target, body)
-                })
-                .collect()
-        };
-        let mut deliveries = Vec::with_capacity(sends.len());
-        for (agent_id, target, body) in sends {
-            deliveries.push(callbacks::deliver(agent_id, &target, body).await);
-        }
-        deliveries
+        callbacks::contact_change(&self.shared.state, corp_id, change_type, fields).await
     }
 
     // ---- logins ----

@@ -59,6 +59,17 @@ pub struct Tag {
     pub partylist: Vec<u32>,
 }
 
+/// An app's callback in the console (接收消息 → API 接收).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackConfig {
+    /// `http://host:port/path`: where WeCom POSTs.
+    pub url: String,
+    /// Token, letters and digits.
+    pub token: String,
+    /// EncodingAESKey, 43 characters.
+    pub encoding_aes_key: String,
+}
+
 /// A self-built app (自建应用). Each app has its own secret, trusted domain and
 /// trusted IPs in WeCom, so these live here rather than on the corp; an
 /// `access_token` belongs to the app whose secret fetched it.
@@ -81,9 +92,9 @@ pub struct Agent {
     /// and `tag/get` answer 60011.
     pub contact_range: Option<Vec<u32>>,
     /// Its callback URL, Token and EncodingAESKey (接收消息 → API 接收):
-    /// contact changes made through [`crate::SimulatorHandle`] are POSTed
+    /// contact changes made in the simulated console are POSTed
     /// there. None: no callbacks.
-    pub callback: Option<crate::callbacks::CallbackConfig>,
+    pub callback: Option<CallbackConfig>,
 }
 
 /// `gender` as WeCom spells it: a string "0" / "1" / "2".

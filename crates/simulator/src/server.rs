@@ -143,6 +143,9 @@ pub(crate) async fn answer(
     uri: &hyper::Uri,
     body: &Bytes,
 ) -> Result<Reply, DropConnection> {
+    if let Some(reply) = super::console::answer(&shared.state, method, uri, body).await {
+        return Ok(reply);
+    }
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         return Ok(status_only(StatusCode::NOT_FOUND));
     };

@@ -72,6 +72,10 @@ Open {url}/ in a browser and try:
      by tag:  {url}/auth/wecom/verify?allowed_tags=7          (运维: 李四 and 平台组)
      groups:  {url}/auth/wecom/me lists them (张三: dept:1, dept:2; 李四: dept:1, tag:7),
               and /verify sends them as X-WeCom-Groups
+  7. A leaver: in the simulated WeCom console, {sim}/console, delete the member
+     you are signed in as: WeCom sends delete_user to {url}/auth/wecom/events
+     and the session ends at once ({url}/auth/wecom/me answers 401).
+     Missed events: curl -X POST -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/auth/wecom/admin/sync
   Admin API: curl -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/auth/wecom/admin/users
   Probes: {url}/auth/wecom/ping, {url}/auth/wecom/ready; metrics: {metrics}
 
