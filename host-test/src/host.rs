@@ -186,6 +186,18 @@ impl ComponentHost {
             .await
     }
 
+    pub async fn sync_directory(
+        &self,
+        settings: &login::Settings,
+        unbind_leavers: bool,
+    ) -> wasmtime::Result<Result<login::SyncReport, login::AuthError>> {
+        let (instance, mut store) = self.instantiate().await?;
+        instance
+            .wecom_auth_login()
+            .call_sync_directory(&mut store, settings, unbind_leavers)
+            .await
+    }
+
     pub async fn validate_settings(
         &self,
         authenticators: &[login::Settings],

@@ -844,3 +844,39 @@ async fn the_typed_api_checks_the_access_rules_and_tells_the_groups() {
     );
     assert!(denied.message_en.contains("tag"), "{}", denied.message_en);
 }
+
+/// The typed directory sync: a member removed from WeCom with no event
+/// delivered is found missing from `user/list_id`; their session ends (and,
+/// asked to, the binding goes); the others' sessions stay.
+#[tokio::test]
+async fn the_typed_directory_sync_ends_a_leavers_sessions() {
+    let f = fixture().await;
+    let settings = signup(true);
+    let zhangsan = f.login(&settings, WECOM_ANDROID, "zhangsan").await.unwrap();
+    let lisi = f.login(&settings, WECOM_ANDROID, "lisi").await.unwrap();
+    f.sim
+        .update_model(|model| model.corps[0].members.retain(|m| m.userid != "zhangsan"));
+    let report = f
+        .host
+        .sync_directory(&settings, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            report.bound,
+            report.sessions_ended,
+            report.unbound,
+            report.wecom_pages
+        ),
+        (2, 1, 1, 1),
+        "{report:?}"
+    );
+    let verify = |token: String| {
+        let host = &f.host;
+        let settings = &settings;
+        async move { host.verify_session(settings, &token).await.unwrap() }
+    };
+    assert!(verify(zhangsan.session_cookie.value).await.is_err());
+    assert!(verify(lisi.session_cookie.value).await.is_ok());
+}

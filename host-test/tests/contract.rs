@@ -35,6 +35,8 @@ fn exports_the_login_interface_with_every_function() {
         "delete-user",
         "unbind",
         "homepage-links",
+        "check-setup",
+        "sync-directory",
         "validate-settings",
     ] {
         assert!(

@@ -10,6 +10,7 @@ use crate::core::login::{Authorization, ConsoleLinks, LoginSuccess, Member, Sess
 use crate::core::settings::{self, Secret, SettingsError, SigningKey};
 use crate::core::setup;
 use crate::core::state::StateRejection;
+use crate::core::sync::SyncReport;
 
 use super::bindings::exports::wecom::auth::login as wit;
 
@@ -95,6 +96,19 @@ impl From<wit::Settings> for settings::Settings {
                 departments: groups.contains(&wit::GroupKind::Department),
                 tags: groups.contains(&wit::GroupKind::Tag),
             },
+        }
+    }
+}
+
+impl From<SyncReport> for wit::SyncReport {
+    fn from(r: SyncReport) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        wit::SyncReport {
+            listed: count(r.listed),
+            bound: count(r.bound),
+            sessions_ended: count(r.sessions_ended),
+            unbound: count(r.unbound),
+            wecom_pages: count(r.wecom_pages),
         }
     }
 }

@@ -7,6 +7,7 @@ use super::environment::{now_seconds, random_array, random_bytes};
 use super::http_client::WasiTransport;
 use super::keyvalue::WasiKv;
 use crate::core::browser;
+use crate::core::contact_changes::LeaverAction;
 use crate::core::directory;
 use crate::core::error::AuthError;
 use crate::core::flow::InClientScope;
@@ -14,6 +15,7 @@ use crate::core::login::{self, AuthorizeRequest, CallbackRequest};
 use crate::core::ports::Transport;
 use crate::core::settings::{self, Authenticator};
 use crate::core::setup;
+use crate::core::sync;
 
 type WitResult<T> = Result<T, wit::AuthError>;
 
@@ -116,6 +118,18 @@ impl wit::Guest for Component {
         let authenticator = checked(settings)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
         let report = setup::check(&authenticator, &TRANSPORT, &kv, now_seconds());
+        Ok(report.into())
+    }
+
+    fn sync_directory(settings: wit::Settings, unbind_leavers: bool) -> WitResult<wit::SyncReport> {
+        let authenticator = checked(settings)?;
+        let kv = WasiKv::open().map_err(AuthError::from)?;
+        let leaver = if unbind_leavers {
+            LeaverAction::Unbind
+        } else {
+            LeaverAction::Keep
+        };
+        let report = sync::sync_directory(&authenticator, leaver, now_seconds(), &TRANSPORT, &kv)?;
         Ok(report.into())
     }
 
