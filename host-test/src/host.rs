@@ -189,12 +189,12 @@ impl ComponentHost {
     pub async fn sync_directory(
         &self,
         settings: &login::Settings,
-        unbind_leavers: bool,
+        options: login::SyncOptions,
     ) -> wasmtime::Result<Result<login::SyncReport, login::AuthError>> {
         let (instance, mut store) = self.instantiate().await?;
         instance
             .wecom_auth_login()
-            .call_sync_directory(&mut store, settings, unbind_leavers)
+            .call_sync_directory(&mut store, settings, options)
             .await
     }
 

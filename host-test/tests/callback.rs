@@ -856,9 +856,13 @@ async fn the_typed_directory_sync_ends_a_leavers_sessions() {
     let lisi = f.login(&settings, WECOM_ANDROID, "lisi").await.unwrap();
     f.sim
         .update_model(|model| model.corps[0].members.retain(|m| m.userid != "zhangsan"));
+    let options = host_test::bindings::login::SyncOptions {
+        unbind_leavers: true,
+        force: false,
+    };
     let report = f
         .host
-        .sync_directory(&settings, true)
+        .sync_directory(&settings, options)
         .await
         .unwrap()
         .unwrap();

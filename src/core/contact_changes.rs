@@ -1,11 +1,13 @@
 //! What a contact change (通讯录变更事件, doc 90970) does here, once its
 //! callback is checked and decrypted ([`super::events`]):
 //!
-//! - `delete_user`, or `update_user` to disabled (`Status` 2): every session
-//!   of the bound user ends at once (the session generation moves on, on
-//!   every instance); with [`LeaverAction::Unbind`] the binding goes too.
-//!   The member's next login waits for WeCom's answer.
-//! - `update_user` with `NewUserID`: the binding follows the new userid.
+//! - `delete_user`, or `update_user` to disabled (`Status` 2) or left (5):
+//!   every session of the bound user ends at once (the session generation
+//!   moves on, on every instance); with [`LeaverAction::Unbind`] (the
+//!   default) the binding goes too. For an hour the member's logins wait
+//!   for WeCom's answer.
+//! - `update_user` with `NewUserID`: the binding follows the new userid (a
+//!   stale binding of that userid goes, its user's sessions ended).
 //! - `update_user` otherwise (departments): the member's cached facts and
 //!   view are dropped, so the rules and groups use WeCom's at the next
 //!   request.
@@ -33,15 +35,19 @@ use super::facts;
 use super::ports::{KeyValue, get_json, set_json};
 use super::settings::Authenticator;
 
-/// What happens to a leaver's binding (`leaver_action`).
+/// What happens to a leaver's binding (`leaver_action`). Sessions end
+/// either way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LeaverAction {
-    /// The user and the binding stay: a member WeCom lists again (re-added,
-    /// enabled) logs in to the same user. Sessions end either way.
-    #[default]
+    /// The user and the binding stay: a member enabled again logs in to the
+    /// same user; but WeCom may give a deleted member's userid to someone
+    /// else, who would then log in as the leaver (after
+    /// [`directory::DENIED_SECONDS`]).
     Keep,
-    /// The binding goes; the user stays for the app (its data), and a new
-    /// member with the same userid starts from the mobile match.
+    /// The binding goes; the user stays for the app (its data). A member
+    /// with that userid later starts from the mobile match: the same person
+    /// finds their user again, another does not.
+    #[default]
     Unbind,
 }
 
@@ -140,15 +146,24 @@ pub fn apply(
             let Some(userid) = change.user_id.as_deref().filter(|u| !u.is_empty()) else {
                 return Ok(Applied::Nothing);
             };
-            let binding = member(userid);
             facts::forget_member(kv, authenticator, userid)?;
+            let mut binding = member(userid);
+            let mut renamed = None;
+            let new = change.new_user_id.as_deref();
+            if let Some(new) = new.filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(userid)) {
+                facts::forget_member(kv, authenticator, new)?;
+                let new = member(new);
+                renamed = directory::rename_binding(kv, &binding, &new, now)?.map(|user| user.id);
+                binding = new;
+            }
             if change.member_gone() {
                 let Some(user) = directory::find_by_binding(kv, &binding)? else {
                     return Ok(Applied::Nothing);
                 };
-                directory::end_sessions(kv, &user.id, now)?;
-                // A login meanwhile waits for WeCom, which refuses the member.
+                // First: a login finishing meanwhile waits for WeCom, which
+                // refuses the member; then the sessions issued so far end.
                 directory::mark_denied(kv, &binding, now)?;
+                directory::end_sessions(kv, &user.id, now)?;
                 let unbound =
                     leaver == LeaverAction::Unbind && directory::unbind(kv, &binding, now)?;
                 return Ok(Applied::SessionsEnded {
@@ -156,18 +171,10 @@ pub fn apply(
                     unbound,
                 });
             }
-            if let Some(new) = change
-                .new_user_id
-                .as_deref()
-                .filter(|n| !n.is_empty() && *n != userid)
-            {
-                if let Some(user) = directory::rename_binding(kv, &binding, &member(new), now)? {
-                    facts::forget_member(kv, authenticator, new)?;
-                    return Ok(Applied::Renamed { user_id: user.id });
-                }
-                return Ok(Applied::Nothing);
-            }
-            Ok(Applied::FactsDropped)
+            Ok(match renamed {
+                Some(user_id) => Applied::Renamed { user_id },
+                None => Applied::FactsDropped,
+            })
         }
         "update_tag" => {
             let Some(tag) = change.tag_id.as_deref().and_then(|t| t.parse::<u32>().ok()) else {

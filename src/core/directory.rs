@@ -646,8 +646,10 @@ pub fn unbind(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<bool, A
 /// Moves a binding to the member's new userid (WeCom lets a userid change
 /// once: `update_user` with `NewUserID`): the new binding key first (the
 /// renamed member's logins find the user), then the user's record, then the
-/// old key goes. None when `old` is bound to no user; a `new` already bound
-/// to another user is left alone (its user keeps it).
+/// old key goes. None when `old` is bound to no user. A `new` still bound
+/// to another user is stale (WeCom gives a userid to one member at a time:
+/// a leaver's kept binding): it goes, and that user's sessions end, so the
+/// renamed member never lands in someone else's account.
 pub fn rename_binding(
     kv: &impl KeyValue,
     old: &Binding,
@@ -657,8 +659,9 @@ pub fn rename_binding(
     let Some(id) = bound_id(kv, old)? else {
         return Ok(None);
     };
-    if bound_id(kv, new)?.is_some_and(|other| other != id) {
-        return Ok(None);
+    if let Some(other) = bound_id(kv, new)?.filter(|other| *other != id) {
+        unbind(kv, new, now)?;
+        end_sessions(kv, &other, now)?;
     }
     set_json(kv, &binding_key(new), &id)?;
     let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {

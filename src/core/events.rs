@@ -44,10 +44,17 @@ const AES_KEY_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// An app's callback secrets (the console's 接收消息 → API 接收: Token and
 /// EncodingAESKey). Never shown by `Debug`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CallbackKeys {
     token: Secret,
-    aes_key: Secret,
+    /// The EncodingAESKey decoded: 32 bytes.
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for CallbackKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallbackKeys([redacted])")
+    }
 }
 
 /// Why a callback was refused. Says nothing of the keys.
@@ -96,28 +103,19 @@ impl CallbackKeys {
         }
         let decoded = (encoding_aes_key.len() == 43)
             .then(|| AES_KEY_BASE64.decode(encoding_aes_key).ok())
-            .flatten();
-        if decoded.as_ref().map(Vec::len) != Some(32) {
+            .flatten()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        let Some(key) = decoded else {
             return Err((
                 "callback_aes_key",
                 "must be the app's EncodingAESKey (接收消息 → API 接收): 43 letters and digits"
                     .into(),
             ));
-        }
+        };
         Ok(CallbackKeys {
             token: Secret::new(token),
-            aes_key: Secret::new(encoding_aes_key),
+            key,
         })
-    }
-
-    fn key(&self) -> [u8; 32] {
-        let mut key = [0u8; 32];
-        if let Ok(bytes) = AES_KEY_BASE64.decode(self.aes_key.expose())
-            && bytes.len() == 32
-        {
-            key.copy_from_slice(&bytes);
-        }
-        key
     }
 
     /// `msg_signature` for these parts (hex SHA-1 of the sorted, joined
@@ -142,7 +140,8 @@ impl CallbackKeys {
         now: u64,
     ) -> Result<String, CallbackError> {
         let expected = self.signature(query.timestamp, query.nonce, encrypted);
-        if !bool::from(expected.as_bytes().ct_eq(query.msg_signature.as_bytes())) {
+        let given = query.msg_signature.to_ascii_lowercase();
+        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
             return Err(CallbackError::BadSignature);
         }
         let at: u64 = query
@@ -164,12 +163,17 @@ impl CallbackKeys {
         let mut data = base64::engine::general_purpose::STANDARD
             .decode(encrypted)
             .map_err(|_| CallbackError::Malformed("the ciphertext is not base64"))?;
-        let key = self.key();
-        let plain = Decryptor::new(&key.into(), key[..16].into())
+        let key = &self.key;
+        let plain = Decryptor::new(key.into(), key[..16].into())
             .decrypt_padded_mut::<NoPadding>(&mut data)
             .map_err(|_| CallbackError::BadCiphertext)?;
         let pad = usize::from(*plain.last().ok_or(CallbackError::BadCiphertext)?);
-        if !(1..=PAD_BLOCK).contains(&pad) || pad > plain.len() {
+        if !(1..=PAD_BLOCK).contains(&pad)
+            || pad > plain.len()
+            || plain[plain.len() - pad..]
+                .iter()
+                .any(|b| usize::from(*b) != pad)
+        {
             return Err(CallbackError::BadCiphertext);
         }
         let plain = &plain[..plain.len() - pad];
@@ -198,14 +202,22 @@ impl CallbackKeys {
         plain.extend_from_slice(receiver.as_bytes());
         let pad = PAD_BLOCK - plain.len() % PAD_BLOCK;
         plain.extend(std::iter::repeat_n(pad as u8, pad));
-        let key = self.key();
+        let key = &self.key;
         let length = plain.len();
-        let sealed = Encryptor::new(&key.into(), key[..16].into())
+        let sealed = Encryptor::new(key.into(), key[..16].into())
             .encrypt_padded_mut::<NoPadding>(&mut plain, length)
             .map(<[u8]>::to_vec)
             .unwrap_or_default();
         base64::engine::general_purpose::STANDARD.encode(sealed)
     }
+}
+
+/// Whether a decrypted `echostr` is one: WeCom's are random digits (the
+/// published sample's is `1616140317555161061`). Anything else (an event's
+/// XML, signed as the same query signs it) is never echoed: the URL check
+/// must not decrypt deliveries for whoever saw one.
+pub fn is_echostr(plaintext: &str) -> bool {
+    (1..=64).contains(&plaintext.len()) && plaintext.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The query of a callback: `msg_signature`, `timestamp`, `nonce` (and
@@ -252,7 +264,8 @@ pub struct ContactChange {
     /// `update_user`: the member's new userid (WeCom allows one change).
     #[serde(rename = "NewUserID", default)]
     pub new_user_id: Option<String>,
-    /// `update_user`: 1 active, 2 disabled, 4 not yet active (doc 90970).
+    /// `update_user`: 1 active, 2 disabled, 4 not yet active, 5 left
+    /// (doc 90970, doc 90196).
     #[serde(rename = "Status", default)]
     pub status: Option<String>,
     /// `update_user`: the member's departments, comma-separated, when they
@@ -279,10 +292,12 @@ impl ContactChange {
     }
 
     /// Whether it says the member may no longer be here: deleted, or
-    /// updated to disabled (2).
+    /// updated to disabled (2) or left the company (5, as `user/get`'s
+    /// `status` spells it, doc 90196).
     pub fn member_gone(&self) -> bool {
         self.change_type == "delete_user"
-            || (self.change_type == "update_user" && self.status.as_deref() == Some("2"))
+            || (self.change_type == "update_user"
+                && matches!(self.status.as_deref(), Some("2" | "5")))
     }
 
     /// The userids a tag change names, added and removed.

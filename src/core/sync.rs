@@ -3,21 +3,23 @@
 //! WeCom's members the app may see (`user/list_id`, doc 96067, 10 000 a
 //! page) against the users bound to them: a bound member WeCom no longer
 //! lists is a leaver (every session of the user ends, the binding goes with
-//! [`LeaverAction::Unbind`]); the others' cached facts are dropped, so the
-//! next request reads WeCom's.
+//! [`LeaverAction::Unbind`]); the others' departments, as the list gives
+//! them, become their cached facts (no further WeCom call).
 //!
-//! WeCom calls: one `user/list_id` per 10 000 members (a company of 10 000:
-//! 1, plus `gettoken` when no token is cached). Nothing is changed unless
-//! every page came: a WeCom that fails half way ends no session. Safe to
-//! run on several instances at once: a second run only repeats the same
-//! changes (a generation moved twice).
+//! WeCom calls: one `user/list_id` per 10 000 entries (a member per
+//! department: a company of 10 000 takes 1 or 2, plus `gettoken` when no
+//! token is cached). Nothing is changed unless every page came, and a list
+//! that would end more than a tenth of the bound members (or any, when it
+//! lists no one) is refused unless forced: an app whose permission or
+//! visible range changed looks like that. Safe to run on several instances
+//! at once: members already ended are not ended again.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::contact_changes::LeaverAction;
-use super::directory::{self, Binding};
+use super::directory;
 use super::error::AuthError;
 use super::facts;
 use super::ports::{KeyValue, Transport};
@@ -46,9 +48,26 @@ pub struct SyncReport {
     pub wecom_pages: usize,
 }
 
+/// How a sync may act.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    pub leaver: LeaverAction,
+    /// Act even when WeCom's list would make many bound members leavers
+    /// ([`too_many_leavers`]): an app whose visible range was narrowed on
+    /// purpose.
+    pub force: bool,
+}
+
+/// Whether `leavers` of `bound` members is more than a sync should end on
+/// its own: any when WeCom listed no one (a permission or visible-range
+/// problem looks like that), else more than a tenth and more than 10.
+pub fn too_many_leavers(listed: usize, bound: usize, leavers: usize) -> bool {
+    (listed == 0 && leavers > 0) || (leavers > 10 && leavers * 10 > bound)
+}
+
 pub fn sync_directory(
     authenticator: &Authenticator,
-    leaver: LeaverAction,
+    options: SyncOptions,
     now: u64,
     transport: &impl Transport,
     kv: &impl KeyValue,
@@ -63,8 +82,9 @@ pub fn sync_directory(
         authenticator: authenticator.name.clone(),
         ..SyncReport::default()
     };
-    // Userids compare ignoring ASCII case, as bindings do.
-    let mut listed = BTreeSet::new();
+    // Userids compare ignoring ASCII case, as bindings do; with each
+    // member's departments, the freshest facts there are.
+    let mut listed: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     let mut cursor = String::new();
     loop {
         if report.wecom_pages == MAX_PAGES {
@@ -74,39 +94,42 @@ pub fn sync_directory(
         }
         let page = api.user_list_id(&cursor)?;
         report.wecom_pages += 1;
-        listed.extend(
-            page.dept_user
-                .into_iter()
-                .filter_map(|entry| entry.userid)
-                .map(|userid| userid.to_ascii_lowercase()),
-        );
+        for entry in page.dept_user {
+            // A third-party app's list gives open_userids: no binding names them.
+            let userid = entry.userid.filter(|u| !u.is_empty()).ok_or_else(|| {
+                AuthError::WecomUnavailable(
+                    "user/list_id gave an entry without a userid (a third-party app's list?)"
+                        .into(),
+                )
+            })?;
+            let departments = listed.entry(userid.to_ascii_lowercase()).or_default();
+            departments.extend(entry.department);
+        }
         if page.next_cursor.is_empty() {
             break;
         }
         cursor = page.next_cursor;
     }
     report.listed = listed.len();
+    // Read first: who is bound, who left. (A member who joins WeCom and
+    // logs in between the list and this pass is ended once, and logs in
+    // again: the next sync lists them.)
+    let mut kept = Vec::new();
+    let mut leavers = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let page = directory::list(kv, after.as_deref(), USER_PAGE)?;
-        for user in &page.users {
-            let mine: Vec<&Binding> = user
-                .bindings
-                .iter()
-                .filter(|b| b.authenticator == authenticator.name)
-                .collect();
-            for binding in mine {
-                report.bound += 1;
-                let userid = &binding.wecom_userid;
-                facts::forget_member(kv, authenticator, userid)?;
-                if listed.contains(&userid.to_ascii_lowercase()) {
+        for user in page.users {
+            for binding in &user.bindings {
+                if binding.authenticator != authenticator.name {
                     continue;
                 }
-                directory::end_sessions(kv, &user.id, now)?;
-                directory::mark_denied(kv, binding, now)?;
-                report.sessions_ended += 1;
-                if leaver == LeaverAction::Unbind && directory::unbind(kv, binding, now)? {
-                    report.unbound += 1;
+                report.bound += 1;
+                match listed.get(&binding.wecom_userid.to_ascii_lowercase()) {
+                    Some(departments) => kept.push((binding.clone(), departments.clone())),
+                    // Already ended by an event or an earlier sync.
+                    None if directory::recently_denied(kv, binding, now) => {}
+                    None => leavers.push((binding.clone(), user.id.clone())),
                 }
             }
         }
@@ -115,18 +138,44 @@ pub fn sync_directory(
             None => break,
         }
     }
+    if !options.force && too_many_leavers(report.listed, report.bound, leavers.len()) {
+        return Err(AuthError::Conflict(format!(
+            "WeCom's list would end the sessions of {} of {} bound members: check the app's \
+             visible range and contacts permission, or sync with force",
+            leavers.len(),
+            report.bound
+        )));
+    }
+    for (binding, departments) in kept {
+        facts::record_departments(&api, &binding.wecom_userid, departments)?;
+    }
+    for (binding, user_id) in leavers {
+        directory::mark_denied(kv, &binding, now)?;
+        directory::end_sessions(kv, &user_id, now)?;
+        report.sessions_ended += 1;
+        if options.leaver == LeaverAction::Unbind && directory::unbind(kv, &binding, now)? {
+            report.unbound += 1;
+        }
+    }
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::directory::{Profile, find_by_binding, resolve_login};
+    use crate::core::directory::{Binding, Profile, find_by_binding, resolve_login};
     use crate::core::ports::MemoryKv;
     use crate::core::wecom::tests::{Scripted, TOKEN_OK};
     use crate::example::settings as sample;
 
     const NOW: u64 = 1_790_000_000;
+
+    fn unbind() -> SyncOptions {
+        SyncOptions {
+            leaver: LeaverAction::Unbind,
+            force: false,
+        }
+    }
 
     /// zhangsan and lisi bound to users of authenticator `corp`.
     fn bound() -> MemoryKv {
@@ -145,7 +194,7 @@ mod tests {
                 auto_signup: true,
                 web_login: false,
             };
-            resolve_login(&kv, &binding, &profile, policy, NOW).unwrap();
+            resolve_login(&kv, &binding, &profile, policy, NOW - 60).unwrap();
         }
         kv
     }
@@ -171,7 +220,7 @@ mod tests {
             .json(TOKEN_OK)
             .json(r#"{"errcode":0,"errmsg":"ok","next_cursor":"c2","dept_user":[{"userid":"ZhangSan","department":1}]}"#)
             .json(r#"{"errcode":0,"errmsg":"ok","next_cursor":"","dept_user":[{"userid":"wangwu","department":2}]}"#);
-        let report = sync_directory(&a, LeaverAction::Unbind, NOW, &t, &kv).unwrap();
+        let report = sync_directory(&a, unbind(), NOW, &t, &kv).unwrap();
         assert_eq!(
             (
                 report.listed,
@@ -203,10 +252,54 @@ mod tests {
             .json(TOKEN_OK)
             .json(r#"{"errcode":0,"errmsg":"ok","next_cursor":"c2","dept_user":[{"userid":"zhangsan","department":1}]}"#)
             .json(r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#);
-        assert!(sync_directory(&a, LeaverAction::Keep, NOW, &t, &kv).is_err());
+        assert!(sync_directory(&a, SyncOptions::default(), NOW, &t, &kv).is_err());
         assert_eq!(
             (generation(&kv, "zhangsan"), generation(&kv, "lisi")),
             (0, 0)
         );
+    }
+
+    /// A list of no one, or of open_userids, ends nothing: the first is
+    /// refused unless forced, the second is an error.
+    #[test]
+    fn an_empty_or_foreign_list_ends_nothing_unless_forced() {
+        let a = sample("corp").check().unwrap();
+        let kv = bound();
+        let empty = r#"{"errcode":0,"errmsg":"ok","next_cursor":"","dept_user":[]}"#;
+        let t = Scripted::default().json(TOKEN_OK).json(empty);
+        let refused = sync_directory(&a, SyncOptions::default(), NOW, &t, &kv).unwrap_err();
+        assert!(matches!(refused, AuthError::Conflict(_)), "{refused:?}");
+        assert_eq!(
+            (generation(&kv, "zhangsan"), generation(&kv, "lisi")),
+            (0, 0)
+        );
+        let t = Scripted::default().json(
+            r#"{"errcode":0,"errmsg":"ok","next_cursor":"","dept_user":[{"open_userid":"woAJ2GCAAAXtWyujaWJHDDGi0mACAAAA","department":1}]}"#,
+        );
+        assert!(sync_directory(&a, SyncOptions::default(), NOW, &t, &kv).is_err());
+        assert_eq!(
+            (generation(&kv, "zhangsan"), generation(&kv, "lisi")),
+            (0, 0)
+        );
+        let forced = SyncOptions {
+            force: true,
+            ..SyncOptions::default()
+        };
+        let t = Scripted::default().json(empty);
+        let report = sync_directory(&a, forced, NOW, &t, &kv).unwrap();
+        assert_eq!(report.sessions_ended, 2);
+        // Ended already: a second run ends no one again.
+        let t = Scripted::default().json(empty);
+        let again = sync_directory(&a, forced, NOW + 1, &t, &kv).unwrap();
+        assert_eq!(again.sessions_ended, 0);
+    }
+
+    #[test]
+    fn many_leavers_are_too_many_a_few_are_not() {
+        assert!(too_many_leavers(0, 1, 1));
+        assert!(!too_many_leavers(5, 2, 1));
+        assert!(!too_many_leavers(1_000, 1_000, 10));
+        assert!(too_many_leavers(1_000, 1_000, 101));
+        assert!(!too_many_leavers(10_000, 1_000, 100));
     }
 }

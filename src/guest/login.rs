@@ -121,15 +121,21 @@ impl wit::Guest for Component {
         Ok(report.into())
     }
 
-    fn sync_directory(settings: wit::Settings, unbind_leavers: bool) -> WitResult<wit::SyncReport> {
+    fn sync_directory(
+        settings: wit::Settings,
+        options: wit::SyncOptions,
+    ) -> WitResult<wit::SyncReport> {
         let authenticator = checked(settings)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
-        let leaver = if unbind_leavers {
-            LeaverAction::Unbind
-        } else {
-            LeaverAction::Keep
+        let options = sync::SyncOptions {
+            leaver: if options.unbind_leavers {
+                LeaverAction::Unbind
+            } else {
+                LeaverAction::Keep
+            },
+            force: options.force,
         };
-        let report = sync::sync_directory(&authenticator, leaver, now_seconds(), &TRANSPORT, &kv)?;
+        let report = sync::sync_directory(&authenticator, options, now_seconds(), &TRANSPORT, &kv)?;
         Ok(report.into())
     }
 

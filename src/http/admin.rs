@@ -28,7 +28,7 @@ use crate::core::directory::{self, Binding, User, UserInput, UserQuery};
 use crate::core::error::AuthError;
 use crate::core::login;
 use crate::core::ports::{KeyValue, Transport};
-use crate::core::settings::Secret;
+use crate::core::settings::{self, Secret};
 use crate::core::setup;
 use crate::core::sync;
 use crate::core::texts;
@@ -329,15 +329,26 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// `GET {prefix}/admin/setup`: per authenticator, what the WeCom console must
 /// hold and the live checks ([`setup::check`]); and the store. 200 when every
 /// check passes, else 503.
-/// `POST sync[?authenticator=NAME]`: the directory sync ([`sync::sync_directory`])
-/// of one authenticator or each: `{"reports": [{authenticator, listed,
-/// bound, sessions_ended, unbound, wecom_pages}]}`. A WeCom or store error
-/// stops it (nothing is ended for an authenticator whose list did not
-/// come whole).
+/// `POST sync[?authenticator=NAME][&force=true]`: the directory sync
+/// ([`sync::sync_directory`]) of one authenticator or each, each on its
+/// own: `{"ok": bool, "reports": [{authenticator, listed, bound,
+/// sessions_ended, unbound, wecom_pages} | {authenticator, error}]}`; 200
+/// when every one ran, 502 (WeCom), 503 (store) or 409 (too many leavers:
+/// `force`) for the first that did not.
 fn sync<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {
     #[derive(Serialize)]
-    struct Reports {
-        reports: Vec<sync::SyncReport>,
+    #[serde(untagged)]
+    enum Outcome<'a> {
+        Done(sync::SyncReport),
+        Failed {
+            authenticator: &'a str,
+            error: ErrorJson<'static>,
+        },
+    }
+    #[derive(Serialize)]
+    struct Reports<'a> {
+        ok: bool,
+        reports: Vec<Outcome<'a>>,
     }
     let wanted = ctx.params.get("authenticator");
     if let Some(name) = wanted
@@ -345,23 +356,46 @@ fn sync<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, 
     {
         return Err(AuthError::NotFound("no authenticator of that name".into()));
     }
+    let force = match ctx.params.get("force") {
+        None => false,
+        Some(text) => {
+            settings::parse_bool(text).map_err(|why| AuthError::bad_request("force", why))?
+        }
+    };
     let env = ctx.env;
+    let mut status = 200;
     let reports = ctx
         .config
         .entries
         .iter()
         .filter(|entry| wanted.is_none_or(|name| entry.authenticator.name == name))
         .map(|entry| {
-            sync::sync_directory(
+            let options = sync::SyncOptions {
+                leaver: entry.leaver_action,
+                force,
+            };
+            match sync::sync_directory(
                 &entry.authenticator,
-                entry.leaver_action,
+                options,
                 env.now,
                 env.transport,
                 env.kv,
-            )
+            ) {
+                Ok(report) => Outcome::Done(report),
+                Err(e) => {
+                    if status == 200 {
+                        status = e.status();
+                    }
+                    Outcome::Failed {
+                        authenticator: &entry.authenticator.name,
+                        error: admin_error(&e),
+                    }
+                }
+            }
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Response::json(200, &Reports { reports }))
+        .collect();
+    let ok = status == 200;
+    Ok(Response::json(status, &Reports { ok, reports }))
 }
 
 fn setup<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Response {

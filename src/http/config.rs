@@ -397,14 +397,14 @@ fn front_own<'a>(reader: &mut Reader<'a>, own: &mut String, name: &str, count: u
         }
     };
     let (value, found) = source(reader, own, name, LEAVER_ACTION);
-    let leaver_action = value.map_or(LeaverAction::Keep, |v| {
+    let leaver_action = value.map_or(LeaverAction::default(), |v| {
         LeaverAction::parse(v).unwrap_or_else(|| {
             reader.problem(
                 &at(LEAVER_ACTION, found),
                 Some(name),
-                "must be keep (the binding stays; sessions end) or unbind (the binding goes too)",
+                "must be unbind (the binding goes; sessions end) or keep (the binding stays)",
             );
-            LeaverAction::Keep
+            LeaverAction::default()
         })
     });
     FrontOwn {

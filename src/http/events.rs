@@ -18,7 +18,7 @@ use super::errors::{method_not_allowed, not_found, plain};
 use super::message::Response;
 use crate::core::contact_changes::{self, Applied};
 use crate::core::events::{
-    CallbackError, CallbackKeys, ContactChange, Envelope, MAX_EVENT_BODY, SignedQuery,
+    CallbackError, CallbackKeys, ContactChange, Envelope, MAX_EVENT_BODY, SignedQuery, is_echostr,
 };
 use crate::core::ports::{KeyValue, Transport};
 
@@ -63,7 +63,14 @@ fn url_check<K, T>(
         .unwrap_or_default()
         .replace(' ', "+");
     let opened = checked(query)
-        .and_then(|()| keys.open(query, &echostr, &entry.authenticator.corp_id, ctx.env.now));
+        .and_then(|()| keys.open(query, &echostr, &entry.authenticator.corp_id, ctx.env.now))
+        .and_then(|echo| {
+            if is_echostr(&echo) {
+                Ok(echo)
+            } else {
+                Err(CallbackError::Malformed("echostr is not one"))
+            }
+        });
     match opened {
         Ok(echo) => {
             let event = audit::Event {

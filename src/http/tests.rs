@@ -2232,12 +2232,137 @@ fn a_renamed_member_keeps_the_user_and_a_disabled_one_can_be_unbound() {
         None
     );
     // Bad settings name their variable.
-    for (variable, value) in [("leaver_action", "delete"), ("callback_aes_key", "short")] {
+    let wrong_key = "aWrongKeyOf43CharactersDO-NOT-LEAK-012345!";
+    for (variable, value) in [("leaver_action", "delete"), ("callback_aes_key", wrong_key)] {
         let page = with_callbacks(&[(variable, value)]).send(get("/auth/wecom/"));
         assert_eq!(page.status, 500);
         assert!(body(&page).contains(variable), "{}", body(&page));
-        assert!(!body(&page).contains(CALLBACK_AES_KEY));
+        assert!(!body(&page).contains("DO-NOT-LEAK"), "{}", body(&page));
+        assert!(
+            !page
+                .log
+                .as_deref()
+                .unwrap_or_default()
+                .contains("DO-NOT-LEAK")
+        );
     }
     let half = World::new(&[("callback_token", CALLBACK_TOKEN)]).send(get("/auth/wecom/"));
     assert!(body(&half).contains("callback_aes_key"), "{}", body(&half));
+}
+
+/// The URL check echoes only an echostr: a delivery's ciphertext replayed
+/// as `echostr` (same query, same signature) is not decrypted for whoever
+/// saw it. A delivery to another authenticator's URL, and XML nested deep
+/// within the size limit, are refused.
+#[test]
+fn the_url_check_never_decrypts_a_delivery_and_foreign_or_nested_bodies_are_refused() {
+    let world = with_callbacks(&[]);
+    let message = change_xml("delete_user", "zhangsan", "");
+    let delivery = contact_change(&message, CORP, NOW, "11");
+    let encrypted = body(&Response {
+        body: delivery.body.clone(),
+        ..Response::default()
+    })
+    .split("<Encrypt><![CDATA[")
+    .nth(1)
+    .unwrap()
+    .split("]]>")
+    .next()
+    .unwrap()
+    .to_owned();
+    let encoded = url::form_urlencoded::byte_serialize(encrypted.as_bytes()).collect::<String>();
+    let replayed = world.send(get(&format!(
+        "{}&echostr={encoded}",
+        delivery.path_and_query
+    )));
+    assert_eq!(replayed.status, 400, "{}", body(&replayed));
+    assert!(!body(&replayed).contains("zhangsan"), "{}", body(&replayed));
+    assert!(!body(&replayed).contains("<xml>"));
+
+    // Two authenticators, each with its own keys: hq's delivery at branch's URL.
+    let two = World::new(&[
+        ("authenticators", "hq,branch"),
+        ("branch_agent_id", "1000009"),
+        ("hq_callback_token", CALLBACK_TOKEN),
+        ("hq_callback_aes_key", CALLBACK_AES_KEY),
+        ("branch_callback_token", "BranchToken"),
+        (
+            "branch_callback_aes_key",
+            "YnJhbmNoJ3MgRW5jb2RpbmdBRVNLZXksIDMyIGJ5dGU",
+        ),
+    ]);
+    let mut foreign = contact_change(&message, CORP, NOW, "12");
+    foreign.path_and_query = foreign
+        .path_and_query
+        .replace("/events?", "/events/branch?");
+    assert_eq!(two.send(foreign).status, 403);
+    let mut own = contact_change(&message, CORP, NOW, "13");
+    own.path_and_query = own.path_and_query.replace("/events?", "/events/hq?");
+    assert_eq!(two.send(own).status, 200);
+    // With several authenticators, `/events` alone names none.
+    assert_eq!(
+        two.send(contact_change(&message, CORP, NOW, "14")).status,
+        404
+    );
+
+    // Deep nesting under the 64 KiB limit, signed and encrypted.
+    let nested = format!("<xml>{}{}</xml>", "<a>".repeat(6_000), "</a>".repeat(6_000));
+    let deep = world.send(contact_change(&nested, CORP, NOW, "15"));
+    assert!(matches!(deep.status, 200 | 400), "{}", body(&deep));
+}
+
+/// WeCom gives a userid to one member at a time: renaming zhangsan to a
+/// userid a leaver's kept binding still holds moves that binding to
+/// zhangsan's user, and the leaver's user loses it (and its sessions).
+#[test]
+fn a_rename_onto_a_kept_leavers_userid_never_lands_in_the_leavers_account() {
+    use crate::core::directory::{Binding, find_by_binding};
+    let binding = |userid: &str| Binding {
+        authenticator: "wecom".into(),
+        wecom_userid: userid.into(),
+    };
+    let world = with_callbacks(&[("leaver_action", "keep")]);
+    session(&world);
+    let zhangsan = find_by_binding(&world.kv, &binding("zhangsan"))
+        .unwrap()
+        .unwrap();
+    // lisi signs up, leaves; the binding is kept.
+    world.answer(r#"{"errcode":0,"errmsg":"ok","userid":"lisi","user_ticket":"T2"}"#);
+    let start = world.send(get("/auth/wecom/login").ua(WECOM_IPHONE));
+    world.answer(r#"{"errcode":0,"errmsg":"ok","userid":"lisi","mobile":"13900000001"}"#);
+    world.answer(r#"{"errcode":0,"errmsg":"ok","userid":"lisi","name":"李四","department":[1]}"#);
+    let lisi_login = world.send(callback_for(&start).ua(WECOM_IPHONE));
+    assert_eq!(lisi_login.status, 302, "{}", body(&lisi_login));
+    let lisi = find_by_binding(&world.kv, &binding("lisi"))
+        .unwrap()
+        .unwrap();
+    let lisi_session = cookie_pair(&lisi_login, "wecom_auth_session");
+    let deleted = change_xml("delete_user", "lisi", "");
+    assert_eq!(
+        world.send(contact_change(&deleted, CORP, NOW, "21")).status,
+        200
+    );
+    let renamed = change_xml(
+        "update_user",
+        "zhangsan",
+        "<NewUserID><![CDATA[lisi]]></NewUserID>",
+    );
+    assert_eq!(
+        world.send(contact_change(&renamed, CORP, NOW, "22")).status,
+        200
+    );
+    let now_lisi = find_by_binding(&world.kv, &binding("lisi"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(now_lisi.id, zhangsan.id, "the renamed member's own user");
+    assert_ne!(lisi.id, zhangsan.id);
+    let old = crate::core::directory::find_by_id(&world.kv, &lisi.id)
+        .unwrap()
+        .unwrap();
+    assert!(
+        !old.is_bound_to(&binding("lisi")),
+        "the leaver's user lost it"
+    );
+    let verify = get("/auth/wecom/verify").cookie_header(&lisi_session);
+    assert_eq!(world.send(verify).status, 401);
 }
