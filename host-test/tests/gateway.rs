@@ -1115,3 +1115,41 @@ async fn the_directory_sync_ends_the_session_of_a_leaver_whose_event_was_missed(
         200
     );
 }
+
+/// A member disabled in WeCom (`update_user` with `Status` 2) loses the
+/// session at once; a member taken out of the tag a rule allows is refused
+/// at the next `/verify` (the tag's cached members dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_member_and_a_member_taken_out_of_a_tag_are_refused_at_once() {
+    use common::http::Browser;
+    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+
+    let options = DemoOptions {
+        extra_variables: vec![("access_facts_max_age_seconds".into(), "3600".into())],
+        ..DemoOptions::for_tests()
+    };
+    let demo = Demo::start(options).await.unwrap();
+    let at = demo.gateway.addr();
+    let sim = &demo.simulator;
+    let mut zhangsan = Browser::new(WECOM_USER_AGENT);
+    assert_eq!(zhangsan.log_in(at, at, sim, "zhangsan").await.status, 302);
+    let deliveries = sim.disable_member("zhangsan").await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    assert_eq!(
+        zhangsan
+            .request(at, "GET", "/auth/wecom/verify")
+            .await
+            .status,
+        401
+    );
+
+    // 李四 holds tag 7 (运维); a proxy's rule allows that tag.
+    let mut lisi = Browser::new(WECOM_USER_AGENT);
+    assert_eq!(lisi.log_in(at, at, sim, "lisi").await.status, 302);
+    let ruled = "/auth/wecom/verify?allowed_tags=7";
+    assert_eq!(lisi.request(at, "GET", ruled).await.status, 200);
+    let deliveries = sim.change_tag(7, &[], &["lisi"]).await;
+    assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
+    let refused = lisi.request(at, "GET", ruled).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+}

@@ -486,7 +486,8 @@ fn user_fields(corp_id: &str, member: &Member) -> Vec<(&'static str, Value)> {
             "main_department",
             json!(member.department.first().copied().unwrap_or(1)),
         ),
-        ("status", json!(1)),
+        // 1 active, 2 disabled (doc 90196).
+        ("status", json!(if member.disabled { 2 } else { 1 })),
     ]
 }
 

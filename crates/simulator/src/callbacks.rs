@@ -195,6 +195,51 @@ pub(crate) async fn move_member(
     member_change(state, userid, relocate, "update_user", &fields).await
 }
 
+pub(crate) async fn disable_member(state: &Mutex<State>, userid: &str) -> Vec<CallbackDelivery> {
+    let disable = |corp: &mut Corp| {
+        corp.member_mut(userid)?.disabled = true;
+        Some(())
+    };
+    let fields = [("UserID", userid), ("Status", "2")];
+    member_change(state, userid, disable, "update_user", &fields).await
+}
+
+/// Adds `add` to tag `tagid` and removes `remove` from it, and sends
+/// `update_tag` with `AddUserItems` and `DelUserItems`; none when no corp
+/// has the tag.
+pub(crate) async fn change_tag(
+    state: &Mutex<State>,
+    tagid: u32,
+    add: &[&str],
+    remove: &[&str],
+) -> Vec<CallbackDelivery> {
+    let corp_id = {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.model.corps.iter_mut().find_map(|corp| {
+            let tag = corp.tags.iter_mut().find(|t| t.tagid == tagid)?;
+            tag.userlist.retain(|u| !remove.contains(&u.as_str()));
+            for userid in add {
+                if !tag.userlist.iter().any(|u| u == userid) {
+                    tag.userlist.push((*userid).to_owned());
+                }
+            }
+            Some(corp.corp_id.clone())
+        })
+    };
+    let Some(corp_id) = corp_id else {
+        return Vec::new();
+    };
+    let (tag, added, removed) = (tagid.to_string(), add.join(","), remove.join(","));
+    let mut fields = vec![("TagId", tag.as_str())];
+    if !added.is_empty() {
+        fields.push(("AddUserItems", added.as_str()));
+    }
+    if !removed.is_empty() {
+        fields.push(("DelUserItems", removed.as_str()));
+    }
+    contact_change(state, &corp_id, "update_tag", &fields).await
+}
+
 /// Sends a contact change to each app of `corp_id` with a callback.
 pub(crate) async fn contact_change(
     state: &Mutex<State>,

@@ -412,6 +412,23 @@ impl SimulatorHandle {
         callbacks::rename_member(&self.shared.state, userid, new).await
     }
 
+    /// Disables member `userid` (禁用) and tells the apps (`update_user`
+    /// with `Status` 2).
+    pub async fn disable_member(&self, userid: &str) -> Vec<CallbackDelivery> {
+        callbacks::disable_member(&self.shared.state, userid).await
+    }
+
+    /// Adds `add` to tag `tagid` and removes `remove` from it, and tells the
+    /// apps (`update_tag`).
+    pub async fn change_tag(
+        &self,
+        tagid: u32,
+        add: &[&str],
+        remove: &[&str],
+    ) -> Vec<CallbackDelivery> {
+        callbacks::change_tag(&self.shared.state, tagid, add, remove).await
+    }
+
     /// Moves member `userid` to `departments` and tells the apps
     /// (`update_user` with `Department`).
     pub async fn move_member(&self, userid: &str, departments: &[u32]) -> Vec<CallbackDelivery> {

@@ -139,6 +139,8 @@ pub struct Member {
     /// Agrees on the privateinfo consent screen. If not, an in-client
     /// `snsapi_privateinfo` login still yields a `userid`, but no `user_ticket`.
     pub consents_to_privateinfo: bool,
+    /// Disabled in the console (禁用): `user/get` says `status` 2.
+    pub disabled: bool,
 }
 
 impl Default for Member {
@@ -158,6 +160,7 @@ impl Default for Member {
             direct_leader: Vec::new(),
             visible: true,
             consents_to_privateinfo: true,
+            disabled: false,
         }
     }
 }
