@@ -857,7 +857,7 @@ async fn the_typed_directory_sync_ends_a_leavers_sessions() {
     f.sim
         .update_model(|model| model.corps[0].members.retain(|m| m.userid != "zhangsan"));
     let options = host_test::bindings::login::SyncOptions {
-        unbind_leavers: true,
+        leaver: host_test::bindings::login::LeaverAction::Unbind,
         force: false,
     };
     let report = f

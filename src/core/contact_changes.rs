@@ -49,6 +49,9 @@ pub enum LeaverAction {
     /// finds their user again, another does not.
     #[default]
     Unbind,
+    /// The user is disabled (the binding stays): no login reaches it, not
+    /// even a sign-up or a mobile match, until an admin provisions it again.
+    Disable,
 }
 
 impl LeaverAction {
@@ -56,6 +59,7 @@ impl LeaverAction {
         match word {
             "keep" => Some(LeaverAction::Keep),
             "unbind" => Some(LeaverAction::Unbind),
+            "disable" => Some(LeaverAction::Disable),
             _ => None,
         }
     }
@@ -164,8 +168,14 @@ pub fn apply(
                 // refuses the member; then the sessions issued so far end.
                 directory::mark_denied(kv, &binding, now)?;
                 directory::end_sessions(kv, &user.id, now)?;
-                let unbound =
-                    leaver == LeaverAction::Unbind && directory::unbind(kv, &binding, now)?;
+                let unbound = match leaver {
+                    LeaverAction::Keep => false,
+                    LeaverAction::Unbind => directory::unbind(kv, &binding, now)?,
+                    LeaverAction::Disable => {
+                        directory::disable(kv, &user.id, now)?;
+                        false
+                    }
+                };
                 return Ok(Applied::SessionsEnded {
                     user_id: user.id,
                     unbound,

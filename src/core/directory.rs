@@ -97,6 +97,11 @@ pub struct User {
     /// clocks.
     #[serde(default)]
     pub session_generation: u64,
+    /// Disabled when its member left WeCom (`leaver_action = disable`): no
+    /// login reaches it, neither by a binding, nor by its mobile, nor a
+    /// sign-up; an admin's upsert enables it again. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 impl User {
@@ -310,6 +315,9 @@ pub fn resolve_login(
     now: u64,
 ) -> Result<(User, Outcome), AuthError> {
     if let Some(user) = find_by_binding(kv, binding)? {
+        if user.disabled {
+            return Err(AuthError::UserDisabled);
+        }
         let user = refresh(kv, &user, binding, profile, now)?;
         return Ok((user, Outcome::Existing));
     }
@@ -325,6 +333,9 @@ pub fn resolve_login(
         return create(kv, binding, profile, now);
     };
     if let Some(user) = find_by_mobile(kv, mobile)? {
+        if user.disabled {
+            return Err(AuthError::UserDisabled);
+        }
         let user = refresh(kv, &user, binding, profile, now)?;
         set_json(kv, &binding_key(binding), &user.id)?;
         return Ok((user, Outcome::NewlyBound));
@@ -398,6 +409,10 @@ fn create(
     now: u64,
 ) -> Result<(User, Outcome), AuthError> {
     let id = signup_id(binding);
+    // A sign-up of this member's userid again never takes a disabled user.
+    if find_by_id(kv, &id)?.is_some_and(|user| user.disabled) {
+        return Err(AuthError::UserDisabled);
+    }
     if let Some(mobile) = &profile.mobile {
         set_json(kv, &mobile_key(mobile), &id)?;
     }
@@ -424,6 +439,7 @@ fn create(
                 created_at: now,
                 updated_at: now,
                 session_generation: 0,
+                disabled: false,
             }),
         })
     })?;
@@ -585,8 +601,11 @@ pub fn upsert(
             created_at: now,
             updated_at: now,
             session_generation: 0,
+            disabled: false,
         });
         next.name = name.to_owned();
+        // The admin provisions it again: enabled.
+        next.disabled = false;
         next.mobile = mobile.clone();
         next.email = email.map(str::to_owned);
         next.updated_at = now;
@@ -684,6 +703,25 @@ pub fn rename_binding(
         }
     }
     Ok(user)
+}
+
+/// Disables user `id` (its member left WeCom) and ends its sessions: no
+/// login reaches it until an admin's [`upsert`]. False when there is no
+/// such user.
+pub fn disable(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
+    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
+        Ok(match current {
+            Some(user) => {
+                let mut next = user.clone();
+                next.disabled = true;
+                next.session_generation = user.session_generation.wrapping_add(1);
+                next.updated_at = now;
+                Update::Write(next)
+            }
+            None => Update::Keep,
+        })
+    })?;
+    Ok(user.is_some())
 }
 
 /// Ends every session of user `id` issued so far (logout: stateless tokens

@@ -32,6 +32,9 @@ pub enum AuthError {
     WecomUnavailable(String),
     NotAMember,
     UserNotFound,
+    /// The user was disabled when its member left WeCom (`leaver_action =
+    /// disable`): no login reaches it until an admin provisions it again.
+    UserDisabled,
     FirstLoginInClient,
     /// A silent in-client login (`snsapi_base`) of a member not bound yet:
     /// matching or signing them up needs the mobile, which only
@@ -164,6 +167,7 @@ impl AuthError {
             AuthError::WecomUnavailable(_) => Category::WecomUnavailable,
             AuthError::NotAMember
             | AuthError::UserNotFound
+            | AuthError::UserDisabled
             | AuthError::FirstLoginInClient
             | AuthError::AccessRefused { .. } => Category::AccessDenied,
             AuthError::SessionRejected(_) | AuthError::UserGone => Category::SessionInvalid,
@@ -208,6 +212,7 @@ impl AuthError {
             Category::AccessDenied => match self {
                 AuthError::NotAMember => texts::NOT_A_MEMBER,
                 AuthError::UserNotFound => texts::USER_NOT_FOUND,
+                AuthError::UserDisabled => texts::USER_DISABLED,
                 AuthError::FirstLoginInClient => texts::FIRST_LOGIN_IN_CLIENT,
                 AuthError::AccessRefused { refusal, .. } => match refusal {
                     Refusal::DeniedBy(RuleClass::User) => texts::REFUSED_BY_USER_RULE,
@@ -258,6 +263,11 @@ impl AuthError {
             AuthError::UserNotFound => Some(
                 "provision the user with this mobile number (admin API), or turn auto-signup on; \
                  a member who declined to share the mobile number cannot be matched"
+                    .into(),
+            ),
+            AuthError::UserDisabled => Some(
+                "the user was disabled when its member left WeCom (leaver_action = disable); \
+                 provision it again (admin API upsert) to let a login reach it"
                     .into(),
             ),
             AuthError::WecomUnavailable(_) => Some(
@@ -367,6 +377,7 @@ impl fmt::Display for AuthError {
             AuthError::WecomUnavailable(why) => write!(f, "WeCom unavailable: {why}"),
             AuthError::NotAMember => f.write_str("not a member of the company"),
             AuthError::UserNotFound => f.write_str("user not found (用户不存在)"),
+            AuthError::UserDisabled => f.write_str("the user is disabled (its member left WeCom)"),
             AuthError::FirstLoginInClient => {
                 f.write_str("first login must happen inside the WeCom client")
             }

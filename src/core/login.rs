@@ -295,6 +295,7 @@ pub fn complete_callback(
         None
     };
     let bound = match bound {
+        Some(user) if user.disabled => return Err(AuthError::UserDisabled),
         Some(user) if early => {
             // The rules on the facts known (cached, else fetched now).
             let access = &authenticator.access;

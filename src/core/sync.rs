@@ -44,6 +44,8 @@ pub struct SyncReport {
     pub sessions_ended: usize,
     /// Of those, bindings removed (`leaver_action = unbind`).
     pub unbound: usize,
+    /// Of those, users disabled (`leaver_action = disable`).
+    pub disabled: usize,
     /// `user/list_id` pages read.
     pub wecom_pages: usize,
 }
@@ -128,7 +130,7 @@ pub fn sync_directory(
                 match listed.get(&binding.wecom_userid.to_ascii_lowercase()) {
                     Some(departments) => kept.push((binding.clone(), departments.clone())),
                     // Already ended by an event or an earlier sync.
-                    None if directory::recently_denied(kv, binding, now) => {}
+                    None if user.disabled || directory::recently_denied(kv, binding, now) => {}
                     None => leavers.push((binding.clone(), user.id.clone())),
                 }
             }
@@ -153,8 +155,14 @@ pub fn sync_directory(
         directory::mark_denied(kv, &binding, now)?;
         directory::end_sessions(kv, &user_id, now)?;
         report.sessions_ended += 1;
-        if options.leaver == LeaverAction::Unbind && directory::unbind(kv, &binding, now)? {
-            report.unbound += 1;
+        match options.leaver {
+            LeaverAction::Keep => {}
+            LeaverAction::Unbind => {
+                report.unbound += usize::from(directory::unbind(kv, &binding, now)?);
+            }
+            LeaverAction::Disable => {
+                report.disabled += usize::from(directory::disable(kv, &user_id, now)?);
+            }
         }
     }
     Ok(report)
@@ -301,5 +309,32 @@ mod tests {
         assert!(!too_many_leavers(1_000, 1_000, 10));
         assert!(too_many_leavers(1_000, 1_000, 101));
         assert!(!too_many_leavers(10_000, 1_000, 100));
+    }
+
+    /// With `Disable`, the leaver's user is disabled and keeps its binding;
+    /// a second run leaves it alone.
+    #[test]
+    fn a_disabled_leaver_keeps_the_binding_and_is_not_ended_twice() {
+        let a = sample("corp").check().unwrap();
+        let kv = bound();
+        let list = r#"{"errcode":0,"errmsg":"ok","next_cursor":"","dept_user":[{"userid":"zhangsan","department":1}]}"#;
+        let disable = SyncOptions {
+            leaver: LeaverAction::Disable,
+            force: false,
+        };
+        let t = Scripted::default().json(TOKEN_OK).json(list);
+        let report = sync_directory(&a, disable, NOW, &t, &kv).unwrap();
+        assert_eq!(
+            (report.sessions_ended, report.disabled, report.unbound),
+            (1, 1, 0)
+        );
+        let lisi = Binding {
+            authenticator: "corp".into(),
+            wecom_userid: "lisi".into(),
+        };
+        assert!(find_by_binding(&kv, &lisi).unwrap().unwrap().disabled);
+        let t = Scripted::default().json(list);
+        let again = sync_directory(&a, disable, NOW + 3_700, &t, &kv).unwrap();
+        assert_eq!(again.sessions_ended, 0);
     }
 }

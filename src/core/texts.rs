@@ -83,6 +83,10 @@ pub const USER_NOT_FOUND: Text = text(
     "No account matches your WeCom mobile number (user not found). Ask your administrator to create one.",
     "用户不存在：没有与您企业微信手机号匹配的账号，请联系管理员开通。",
 );
+pub const USER_DISABLED: Text = text(
+    "This account was disabled when its WeCom member left the company. Ask your administrator.",
+    "该账号已停用（对应的企业微信成员已离开企业），请联系管理员。",
+);
 pub const FIRST_LOGIN_IN_CLIENT: Text = text(
     "Your first login must happen inside the WeCom app: open this app once from the WeCom workbench, then QR login works too.",
     "首次登录需在企业微信客户端内完成：请先从企业微信工作台打开本应用一次，之后即可扫码登录。",

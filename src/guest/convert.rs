@@ -108,6 +108,7 @@ impl From<SyncReport> for wit::SyncReport {
             bound: count(r.bound),
             sessions_ended: count(r.sessions_ended),
             unbound: count(r.unbound),
+            disabled: count(r.disabled),
             wecom_pages: count(r.wecom_pages),
         }
     }
@@ -301,6 +302,7 @@ impl From<AuthError> for wit::AuthError {
             AuthError::WecomUnavailable(why) => wit::ErrorDetail::WecomUnavailable(why),
             AuthError::NotAMember => wit::ErrorDetail::NotAMember,
             AuthError::UserNotFound => wit::ErrorDetail::UserNotFound,
+            AuthError::UserDisabled => wit::ErrorDetail::UserDisabled,
             AuthError::FirstLoginInClient => wit::ErrorDetail::FirstLoginInClient,
             // The typed `authorize-url` asks for snsapi_privateinfo, so its
             // callbacks never meet this: the nearest detail, should one.
@@ -362,6 +364,7 @@ impl From<User> for wit::User {
             created_by_signup: u.created_by_signup,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            disabled: u.disabled,
         }
     }
 }

@@ -128,10 +128,10 @@ impl wit::Guest for Component {
         let authenticator = checked(settings)?;
         let kv = WasiKv::open().map_err(AuthError::from)?;
         let options = sync::SyncOptions {
-            leaver: if options.unbind_leavers {
-                LeaverAction::Unbind
-            } else {
-                LeaverAction::Keep
+            leaver: match options.leaver {
+                wit::LeaverAction::Keep => LeaverAction::Keep,
+                wit::LeaverAction::Unbind => LeaverAction::Unbind,
+                wit::LeaverAction::Disable => LeaverAction::Disable,
             },
             force: options.force,
         };

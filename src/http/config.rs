@@ -402,7 +402,7 @@ fn front_own<'a>(reader: &mut Reader<'a>, own: &mut String, name: &str, count: u
             reader.problem(
                 &at(LEAVER_ACTION, found),
                 Some(name),
-                "must be unbind (the binding goes; sessions end) or keep (the binding stays)",
+                "must be unbind (the binding goes), disable (the user is disabled) or keep (the binding stays); sessions end either way",
             );
             LeaverAction::default()
         })

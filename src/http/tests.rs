@@ -2366,3 +2366,55 @@ fn a_rename_onto_a_kept_leavers_userid_never_lands_in_the_leavers_account() {
     let verify = get("/auth/wecom/verify").cookie_header(&lisi_session);
     assert_eq!(world.send(verify).status, 401);
 }
+
+/// `leaver_action = disable`: a deleted member's user is disabled. The
+/// member's next login is refused (403, the page says why), and so is
+/// a sign-up or a mobile match of anyone for that user, until an admin
+/// provisions it again.
+#[test]
+fn a_disabled_leavers_user_takes_no_login_until_the_admin_provisions_it() {
+    let world = with_callbacks(&[("leaver_action", "disable"), ("admin_token", ADMIN_TOKEN)]);
+    let cookie = session(&world);
+    let deleted = change_xml("delete_user", "zhangsan", "");
+    assert_eq!(
+        world.send(contact_change(&deleted, CORP, NOW, "31")).status,
+        200
+    );
+    assert_eq!(
+        world
+            .send(get("/auth/wecom/verify").cookie_header(&cookie))
+            .status,
+        401
+    );
+    let user = crate::core::directory::find_by_binding(
+        &world.kv,
+        &crate::core::directory::Binding {
+            authenticator: "wecom".into(),
+            wecom_userid: "zhangsan".into(),
+        },
+    )
+    .unwrap()
+    .unwrap();
+    assert!(user.disabled);
+    // The same userid logs in again (WeCom gave it back, or to someone else).
+    world.now.set(NOW + 3_601);
+    let again = world.log_in_in_client("/", false);
+    assert_eq!(again.status, 403, "{}", body(&again));
+    assert!(body(&again).contains("已停用"), "{}", body(&again));
+    assert!(set_cookie(&again, "wecom_auth_session").is_none());
+    // The admin provisions the user again: enabled.
+    let upsert = world.send(
+        request("POST", "/auth/wecom/admin/users")
+            .bearer(ADMIN_TOKEN)
+            .body(
+                "application/json",
+                &format!(
+                    r#"{{"id":"{}","name":"张三","mobile":"13800000000"}}"#,
+                    user.id
+                ),
+            ),
+    );
+    assert_eq!(upsert.status, 200, "{}", body(&upsert));
+    let back = world.log_in_in_client("/", false);
+    assert_eq!(back.status, 302, "{}", body(&back));
+}
