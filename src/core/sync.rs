@@ -4,7 +4,8 @@
 //! page) against the users bound to them: a bound member WeCom no longer
 //! lists is a leaver (every session of the user ends, the binding goes with
 //! [`LeaverAction::Unbind`]); the others' departments, as the list gives
-//! them, become their cached facts (no further WeCom call).
+//! them, become their cached facts, and the cached department tree goes
+//! (the next request reads it: one `department/simplelist`).
 //!
 //! WeCom calls: one `user/list_id` per 10 000 entries (a member per
 //! department: a company of 10 000 takes 1 or 2, plus `gettoken` when no
@@ -151,6 +152,9 @@ pub fn sync_directory(
     for (binding, departments) in kept {
         facts::record_departments(&api, &binding.wecom_userid, departments)?;
     }
+    // The department tree too: the next request reads WeCom's (one
+    // `department/simplelist`), so moved departments reach the rules.
+    facts::forget_tree(kv, authenticator)?;
     for (binding, user_id) in leavers {
         directory::mark_denied(kv, &binding, now)?;
         directory::end_sessions(kv, &user_id, now)?;
