@@ -49,8 +49,9 @@ pub enum LeaverAction {
     /// finds their user again, another does not.
     #[default]
     Unbind,
-    /// The user is disabled (the binding stays): no login reaches it, not
-    /// even a sign-up or a mobile match, until an admin provisions it again.
+    /// The user is disabled and the binding goes: no login reaches the
+    /// user, not a sign-up of that userid nor a mobile match, until an admin
+    /// provisions it again.
     Disable,
 }
 
@@ -166,14 +167,16 @@ pub fn apply(
                 };
                 // First: a login finishing meanwhile waits for WeCom, which
                 // refuses the member; then the sessions issued so far end.
-                directory::mark_denied(kv, &binding, now)?;
+                directory::mark_left(kv, &binding)?;
                 directory::end_sessions(kv, &user.id, now)?;
                 let unbound = match leaver {
                     LeaverAction::Keep => false,
                     LeaverAction::Unbind => directory::unbind(kv, &binding, now)?,
+                    // Disabled, and unbound: a sync never takes the binding
+                    // for a leaver again once an admin enables the user.
                     LeaverAction::Disable => {
                         directory::disable(kv, &user.id, now)?;
-                        false
+                        directory::unbind(kv, &binding, now)?
                     }
                 };
                 return Ok(Applied::SessionsEnded {

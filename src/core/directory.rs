@@ -391,7 +391,15 @@ pub fn mark_denied(kv: &impl KeyValue, binding: &Binding, now: u64) -> Result<()
     set_json(kv, &denied_key(binding), &(now + DENIED_SECONDS))
 }
 
-/// Whether WeCom refused this member at a refresh within [`DENIED_SECONDS`].
+/// Remembers that this member left WeCom (deleted, disabled): until a login
+/// of theirs succeeds again ([`clear_denied`]), their logins wait for
+/// WeCom's answer and a directory sync does not end them again.
+pub fn mark_left(kv: &impl KeyValue, binding: &Binding) -> Result<(), AuthError> {
+    set_json(kv, &denied_key(binding), &u64::MAX)
+}
+
+/// Whether WeCom refused this member at a refresh within [`DENIED_SECONDS`],
+/// or the member left ([`mark_left`]).
 pub fn recently_denied(kv: &impl KeyValue, binding: &Binding, now: u64) -> bool {
     matches!(get_json::<u64>(kv, &denied_key(binding)), Ok(Some(until)) if until > now)
 }
@@ -421,6 +429,7 @@ fn create(
     let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         created = current.is_none();
         Ok(match current {
+            Some(user) if user.disabled => return Err(AuthError::UserDisabled),
             Some(user) => match refreshed(user, binding, profile, now) {
                 Some(next) => Update::Write(next),
                 None => Update::Keep,
@@ -488,6 +497,10 @@ fn refresh(
                 "user {id:?} was deleted during the login"
             )));
         };
+        // Disabled since it was read: this login does not reach it.
+        if user.disabled {
+            return Err(AuthError::UserDisabled);
+        }
         Ok(match refreshed(user, binding, profile, now) {
             Some(next) => Update::Write(next),
             None => Update::Keep,
@@ -675,13 +688,15 @@ pub fn rename_binding(
     new: &Binding,
     now: u64,
 ) -> Result<Option<User>, AuthError> {
-    let Some(id) = bound_id(kv, old)? else {
+    let id = bound_id(kv, old)?;
+    // The user that really lists `new` (a stale key names no one).
+    if let Some(other) = find_by_binding(kv, new)?.filter(|other| Some(&other.id) != id.as_ref()) {
+        unbind(kv, new, now)?;
+        end_sessions(kv, &other.id, now)?;
+    }
+    let Some(id) = id else {
         return Ok(None);
     };
-    if let Some(other) = bound_id(kv, new)?.filter(|other| *other != id) {
-        unbind(kv, new, now)?;
-        end_sessions(kv, &other, now)?;
-    }
     set_json(kv, &binding_key(new), &id)?;
     let (user, _) = update_json::<User, _>(kv, &user_key(&id), |current| {
         Ok(match current {

@@ -267,7 +267,8 @@ impl AuthError {
             ),
             AuthError::UserDisabled => Some(
                 "the user was disabled when its member left WeCom (leaver_action = disable); \
-                 provision it again (admin API upsert) to let a login reach it"
+                 if the same person is back, provision the user again (admin API upsert or \
+                 import); if WeCom gave the userid to someone else, leave it disabled"
                     .into(),
             ),
             AuthError::WecomUnavailable(_) => Some(

@@ -140,8 +140,7 @@ impl CallbackKeys {
         now: u64,
     ) -> Result<String, CallbackError> {
         let expected = self.signature(query.timestamp, query.nonce, encrypted);
-        let given = query.msg_signature.to_ascii_lowercase();
-        if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
+        if !bool::from(expected.as_bytes().ct_eq(query.msg_signature.as_bytes())) {
             return Err(CallbackError::BadSignature);
         }
         let at: u64 = query

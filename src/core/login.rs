@@ -386,6 +386,9 @@ pub fn complete_callback(
         web_login: verified.flow == LoginFlow::Web,
     };
     let (user, outcome) = directory::resolve_login(kv, &binding, &profile, policy, now)?;
+    // WeCom let the member in and the login reached a user: a refusal or a
+    // leaving remembered of them is over.
+    directory::clear_denied(kv, &binding);
     member.name = name.unwrap_or_else(|| user.name.clone());
     Ok(finish_login(
         authenticator,
@@ -567,7 +570,7 @@ fn repeat_finished_login(
         return Err(used);
     }
     let user = directory::find_by_id(kv, &finished.user_id)?
-        .filter(|user| user.session_generation == finished.generation)
+        .filter(|user| user.session_generation == finished.generation && !user.disabled)
         .ok_or(used)?;
     let token = session::issue(
         authenticator,
@@ -619,6 +622,9 @@ pub fn verify_session(
         .ok_or(AuthError::UserGone)?;
     if verified.claims.generation != user.session_generation {
         return Err(AuthError::SessionRejected("ended by logout"));
+    }
+    if user.disabled {
+        return Err(AuthError::SessionRejected("the user is disabled"));
     }
     Ok(Session {
         verified,

@@ -123,6 +123,10 @@ pub fn sync_directory(
     loop {
         let page = directory::list(kv, after.as_deref(), USER_PAGE)?;
         for user in page.users {
+            // Disabled users are leavers already: no live binding.
+            if user.disabled {
+                continue;
+            }
             for binding in &user.bindings {
                 if binding.authenticator != authenticator.name {
                     continue;
@@ -131,7 +135,7 @@ pub fn sync_directory(
                 match listed.get(&binding.wecom_userid.to_ascii_lowercase()) {
                     Some(departments) => kept.push((binding.clone(), departments.clone())),
                     // Already ended by an event or an earlier sync.
-                    None if user.disabled || directory::recently_denied(kv, binding, now) => {}
+                    None if directory::recently_denied(kv, binding, now) => {}
                     None => leavers.push((binding.clone(), user.id.clone())),
                 }
             }
@@ -156,7 +160,7 @@ pub fn sync_directory(
     // `department/simplelist`), so moved departments reach the rules.
     facts::forget_tree(kv, authenticator)?;
     for (binding, user_id) in leavers {
-        directory::mark_denied(kv, &binding, now)?;
+        directory::mark_left(kv, &binding)?;
         directory::end_sessions(kv, &user_id, now)?;
         report.sessions_ended += 1;
         match options.leaver {
@@ -166,6 +170,7 @@ pub fn sync_directory(
             }
             LeaverAction::Disable => {
                 report.disabled += usize::from(directory::disable(kv, &user_id, now)?);
+                directory::unbind(kv, &binding, now)?;
             }
         }
     }
@@ -315,10 +320,10 @@ mod tests {
         assert!(!too_many_leavers(10_000, 1_000, 100));
     }
 
-    /// With `Disable`, the leaver's user is disabled and keeps its binding;
+    /// With `Disable`, the leaver's user is disabled and loses the binding;
     /// a second run leaves it alone.
     #[test]
-    fn a_disabled_leaver_keeps_the_binding_and_is_not_ended_twice() {
+    fn a_disabled_leaver_loses_the_binding_and_is_not_ended_twice() {
         let a = sample("corp").check().unwrap();
         let kv = bound();
         let list = r#"{"errcode":0,"errmsg":"ok","next_cursor":"","dept_user":[{"userid":"zhangsan","department":1}]}"#;
@@ -326,17 +331,22 @@ mod tests {
             leaver: LeaverAction::Disable,
             force: false,
         };
+        let lisi = Binding {
+            authenticator: "corp".into(),
+            wecom_userid: "lisi".into(),
+        };
+        let user = find_by_binding(&kv, &lisi).unwrap().unwrap();
         let t = Scripted::default().json(TOKEN_OK).json(list);
         let report = sync_directory(&a, disable, NOW, &t, &kv).unwrap();
         assert_eq!(
             (report.sessions_ended, report.disabled, report.unbound),
             (1, 1, 0)
         );
-        let lisi = Binding {
-            authenticator: "corp".into(),
-            wecom_userid: "lisi".into(),
-        };
-        assert!(find_by_binding(&kv, &lisi).unwrap().unwrap().disabled);
+        assert_eq!(find_by_binding(&kv, &lisi).unwrap(), None);
+        let user = crate::core::directory::find_by_id(&kv, &user.id)
+            .unwrap()
+            .unwrap();
+        assert!(user.disabled);
         let t = Scripted::default().json(list);
         let again = sync_directory(&a, disable, NOW + 3_700, &t, &kv).unwrap();
         assert_eq!(again.sessions_ended, 0);

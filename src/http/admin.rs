@@ -332,7 +332,8 @@ fn links<K, T>(ctx: &Ctx<'_, '_, K, T>) -> Response {
 /// `POST sync[?authenticator=NAME][&force=true]`: the directory sync
 /// ([`sync::sync_directory`]) of one authenticator or each, each on its
 /// own: `{"ok": bool, "reports": [{authenticator, listed, bound,
-/// sessions_ended, unbound, wecom_pages} | {authenticator, error}]}`; 200
+/// sessions_ended, unbound, disabled, wecom_pages} | {authenticator,
+/// error}]}`; 200
 /// when every one ran, 502 (WeCom), 503 (store) or 409 (too many leavers:
 /// `force`) for the first that did not.
 fn sync<K: KeyValue, T: Transport>(ctx: &Ctx<'_, '_, K, T>) -> Result<Response, AuthError> {

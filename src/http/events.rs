@@ -159,11 +159,16 @@ fn delivery<K: KeyValue, T: Transport>(
 
 /// The query's own shape, before any key is used.
 fn checked(query: &SignedQuery<'_>) -> Result<(), CallbackError> {
+    // Lowercase only, as WeCom sends it: the seen-marker is keyed by the
+    // signature as given, so one signature has one spelling.
     if query.msg_signature.len() != 40
-        || !query.msg_signature.bytes().all(|b| b.is_ascii_hexdigit())
+        || !query
+            .msg_signature
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
         return Err(CallbackError::Malformed(
-            "msg_signature is missing or not hex SHA-1",
+            "msg_signature is missing or not lowercase hex SHA-1",
         ));
     }
     if query.timestamp.is_empty() || query.nonce.is_empty() || query.nonce.len() > 64 {

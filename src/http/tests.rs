@@ -2163,6 +2163,13 @@ fn a_deleted_member_loses_the_session_at_once_and_replays_change_nothing() {
     let again = world.log_in_in_client("/", false);
     assert_eq!(again.status, 302, "{}", body(&again));
     let again = cookie_pair(&again, "wecom_auth_session");
+    // The same signature spelt in capitals is not another delivery.
+    let mut shouted = delivery.clone();
+    let signature = query_param(&shouted.path_and_query, "msg_signature").unwrap();
+    shouted.path_and_query = shouted
+        .path_and_query
+        .replace(&signature, &signature.to_ascii_uppercase());
+    assert_eq!(world.send(shouted).status, 400);
     let replay = world.send(delivery);
     assert_eq!(replay.status, 409);
     assert_eq!(
@@ -2375,6 +2382,10 @@ fn a_rename_onto_a_kept_leavers_userid_never_lands_in_the_leavers_account() {
 fn a_disabled_leavers_user_takes_no_login_until_the_admin_provisions_it() {
     let world = with_callbacks(&[("leaver_action", "disable"), ("admin_token", ADMIN_TOKEN)]);
     let cookie = session(&world);
+    let signup_user = crate::core::directory::signup_id(&crate::core::directory::Binding {
+        authenticator: "wecom".into(),
+        wecom_userid: "zhangsan".into(),
+    });
     let deleted = change_xml("delete_user", "zhangsan", "");
     assert_eq!(
         world.send(contact_change(&deleted, CORP, NOW, "31")).status,
@@ -2386,16 +2397,11 @@ fn a_disabled_leavers_user_takes_no_login_until_the_admin_provisions_it() {
             .status,
         401
     );
-    let user = crate::core::directory::find_by_binding(
-        &world.kv,
-        &crate::core::directory::Binding {
-            authenticator: "wecom".into(),
-            wecom_userid: "zhangsan".into(),
-        },
-    )
-    .unwrap()
-    .unwrap();
+    let user = crate::core::directory::find_by_id(&world.kv, &signup_user)
+        .unwrap()
+        .unwrap();
     assert!(user.disabled);
+    assert!(user.bindings.is_empty(), "{user:?}");
     // The same userid logs in again (WeCom gave it back, or to someone else).
     world.now.set(NOW + 3_601);
     let again = world.log_in_in_client("/", false);
