@@ -57,8 +57,11 @@ fn count<K: KeyValue, T>(
     authenticator: Option<&str>,
 ) -> Option<Response> {
     let env = ctx.env;
-    // One request in 16 sweeps closed windows when it opens one.
-    let sweep = env.random[0] < 16;
+    // One request in 8 sweeps closed windows when it opens one: a login
+    // from a new address opens two keys (a counter and its slot), and a
+    // sweep deletes at most `SWEEP_BUDGET` (64); one in 16 let a run of bad
+    // luck leave the sweep behind for a while.
+    let sweep = env.random[0] < 32;
     // A store that does not answer fails the login with its own error.
     match rate_limit::hit(env.kv, &scope, per_minute, env.now, sweep) {
         Ok(Some(limited)) => Some(too_many(ctx, &limited, authenticator)),
