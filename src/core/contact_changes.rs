@@ -66,11 +66,43 @@ impl LeaverAction {
     }
 }
 
+/// Ends leaver `binding` of user `user_id`: marked left first (a login
+/// finishing meanwhile waits for WeCom, which refuses the member), every
+/// session ended, then `action` done. Whether `action` changed anything
+/// (a binding removed, a user disabled). The contact changes and the
+/// directory sync both end leavers here.
+pub fn end_leaver(
+    kv: &impl KeyValue,
+    binding: &Binding,
+    user_id: &str,
+    action: LeaverAction,
+    now: u64,
+) -> Result<bool, AuthError> {
+    directory::mark_left(kv, binding)?;
+    match action {
+        LeaverAction::Keep => {
+            directory::end_sessions(kv, user_id, now)?;
+            Ok(false)
+        }
+        LeaverAction::Unbind => {
+            directory::end_sessions(kv, user_id, now)?;
+            directory::unbind(kv, binding, now)
+        }
+        // Disabled (its sessions end with it), and unbound: a sync never
+        // takes the binding for a leaver again once an admin enables it.
+        LeaverAction::Disable => {
+            let disabled = directory::disable(kv, user_id, now)?;
+            directory::unbind(kv, binding, now)?;
+            Ok(disabled)
+        }
+    }
+}
+
 /// What a contact change did, for the audit line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The member's sessions ended (and the binding went, with `Unbind`).
-    SessionsEnded { user_id: String, unbound: bool },
+    SessionsEnded { user_id: String },
     /// The binding moved to the new userid.
     Renamed { user_id: String },
     /// Cached facts were dropped.
@@ -165,24 +197,8 @@ pub fn apply(
                 let Some(user) = directory::find_by_binding(kv, &binding)? else {
                     return Ok(Applied::Nothing);
                 };
-                // First: a login finishing meanwhile waits for WeCom, which
-                // refuses the member; then the sessions issued so far end.
-                directory::mark_left(kv, &binding)?;
-                directory::end_sessions(kv, &user.id, now)?;
-                let unbound = match leaver {
-                    LeaverAction::Keep => false,
-                    LeaverAction::Unbind => directory::unbind(kv, &binding, now)?,
-                    // Disabled, and unbound: a sync never takes the binding
-                    // for a leaver again once an admin enables the user.
-                    LeaverAction::Disable => {
-                        directory::disable(kv, &user.id, now)?;
-                        directory::unbind(kv, &binding, now)?
-                    }
-                };
-                return Ok(Applied::SessionsEnded {
-                    user_id: user.id,
-                    unbound,
-                });
+                end_leaver(kv, &binding, &user.id, leaver, now)?;
+                return Ok(Applied::SessionsEnded { user_id: user.id });
             }
             Ok(match renamed {
                 Some(user_id) => Applied::Renamed { user_id },

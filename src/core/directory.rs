@@ -724,19 +724,7 @@ pub fn rename_binding(
 /// login reaches it until an admin's [`upsert`]. False when there is no
 /// such user.
 pub fn disable(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
-    let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
-        Ok(match current {
-            Some(user) => {
-                let mut next = user.clone();
-                next.disabled = true;
-                next.session_generation = user.session_generation.wrapping_add(1);
-                next.updated_at = now;
-                Update::Write(next)
-            }
-            None => Update::Keep,
-        })
-    })?;
-    Ok(user.is_some())
+    next_generation(kv, id, now, true)
 }
 
 /// Ends every session of user `id` issued so far (logout: stateless tokens
@@ -744,10 +732,22 @@ pub fn disable(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError
 /// and tokens of earlier generations stop counting; no clock is compared).
 /// False when there is no such user.
 pub fn end_sessions(kv: &impl KeyValue, id: &str, now: u64) -> Result<bool, AuthError> {
+    next_generation(kv, id, now, false)
+}
+
+/// Moves user `id`'s session generation on, disabling the user too when
+/// `disable`; false when there is no such user.
+fn next_generation(
+    kv: &impl KeyValue,
+    id: &str,
+    now: u64,
+    disable: bool,
+) -> Result<bool, AuthError> {
     let (user, _) = update_json::<User, _>(kv, &user_key(id), |current| {
         Ok(match current {
             Some(user) => {
                 let mut next = user.clone();
+                next.disabled |= disable;
                 next.session_generation = user.session_generation.wrapping_add(1);
                 next.updated_at = now;
                 Update::Write(next)

@@ -228,15 +228,12 @@ pub struct SignedQuery<'a> {
     pub nonce: &'a str,
 }
 
-/// The POSTed body: `<xml><ToUserName/><Encrypt/><AgentID/></xml>`.
+/// The POSTed body: `<xml><ToUserName/><Encrypt/><AgentID/></xml>`, of
+/// which only `Encrypt` counts (the corp id inside it is checked).
 #[derive(Debug, Deserialize)]
 pub struct Envelope {
-    #[serde(rename = "ToUserName")]
-    pub to_user_name: String,
     #[serde(rename = "Encrypt")]
     pub encrypt: String,
-    #[serde(rename = "AgentID", default)]
-    pub agent_id: Option<String>,
 }
 
 impl Envelope {

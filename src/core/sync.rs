@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::contact_changes::LeaverAction;
+use super::contact_changes::{self, LeaverAction};
 use super::directory;
 use super::error::AuthError;
 use super::facts;
@@ -160,19 +160,14 @@ pub fn sync_directory(
     // `department/simplelist`), so moved departments reach the rules.
     facts::forget_tree(kv, authenticator)?;
     for (binding, user_id) in leavers {
-        directory::mark_left(kv, &binding)?;
-        directory::end_sessions(kv, &user_id, now)?;
+        let changed = contact_changes::end_leaver(kv, &binding, &user_id, options.leaver, now)?;
         report.sessions_ended += 1;
-        match options.leaver {
-            LeaverAction::Keep => {}
-            LeaverAction::Unbind => {
-                report.unbound += usize::from(directory::unbind(kv, &binding, now)?);
-            }
-            LeaverAction::Disable => {
-                report.disabled += usize::from(directory::disable(kv, &user_id, now)?);
-                directory::unbind(kv, &binding, now)?;
-            }
-        }
+        let count = match options.leaver {
+            LeaverAction::Keep => continue,
+            LeaverAction::Unbind => &mut report.unbound,
+            LeaverAction::Disable => &mut report.disabled,
+        };
+        *count += usize::from(changed);
     }
     Ok(report)
 }
@@ -194,14 +189,19 @@ mod tests {
         }
     }
 
+    /// Authenticator `corp`'s binding of member `userid`.
+    fn member(userid: &str) -> Binding {
+        Binding {
+            authenticator: "corp".into(),
+            wecom_userid: userid.into(),
+        }
+    }
+
     /// zhangsan and lisi bound to users of authenticator `corp`.
     fn bound() -> MemoryKv {
         let kv = MemoryKv::default();
         for (userid, mobile) in [("zhangsan", "13800000000"), ("lisi", "13900000001")] {
-            let binding = Binding {
-                authenticator: "corp".into(),
-                wecom_userid: userid.into(),
-            };
+            let binding = member(userid);
             let profile = Profile {
                 name: Some(userid.into()),
                 mobile: Some(mobile.into()),
@@ -217,11 +217,7 @@ mod tests {
     }
 
     fn generation(kv: &MemoryKv, userid: &str) -> u64 {
-        let binding = Binding {
-            authenticator: "corp".into(),
-            wecom_userid: userid.into(),
-        };
-        find_by_binding(kv, &binding)
+        find_by_binding(kv, &member(userid))
             .unwrap()
             .unwrap()
             .session_generation
@@ -252,10 +248,7 @@ mod tests {
         let second = String::from_utf8(t.sent.borrow()[2].body.clone().unwrap()).unwrap();
         assert!(second.contains(r#""cursor":"c2""#), "{second}");
         assert_eq!(generation(&kv, "zhangsan"), 0);
-        let lisi = Binding {
-            authenticator: "corp".into(),
-            wecom_userid: "lisi".into(),
-        };
+        let lisi = member("lisi");
         assert_eq!(find_by_binding(&kv, &lisi).unwrap(), None, "unbound");
     }
 
@@ -331,10 +324,7 @@ mod tests {
             leaver: LeaverAction::Disable,
             force: false,
         };
-        let lisi = Binding {
-            authenticator: "corp".into(),
-            wecom_userid: "lisi".into(),
-        };
+        let lisi = member("lisi");
         let user = find_by_binding(&kv, &lisi).unwrap().unwrap();
         let t = Scripted::default().json(TOKEN_OK).json(list);
         let report = sync_directory(&a, disable, NOW, &t, &kv).unwrap();

@@ -134,7 +134,7 @@ fn delivery<K: KeyValue, T: Transport>(
     match applied {
         Ok(Some(applied)) => {
             let user_id = match &applied {
-                Applied::SessionsEnded { user_id, .. } | Applied::Renamed { user_id } => {
+                Applied::SessionsEnded { user_id } | Applied::Renamed { user_id } => {
                     Some(user_id.as_str())
                 }
                 Applied::FactsDropped | Applied::Nothing => None,
