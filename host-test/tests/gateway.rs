@@ -943,6 +943,15 @@ async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refus
     assert!(!again.cookies.contains_key("wecom_auth_session"));
 }
 
+/// A WeCom-client browser the demo logged in as member `userid`.
+async fn signed_in(demo: &host_test::demo::Demo, userid: &str) -> common::http::Browser {
+    let mut phone = common::http::Browser::new(host_test::demo::WECOM_USER_AGENT);
+    let at = demo.gateway.addr();
+    let landed = phone.log_in(at, at, &demo.simulator, userid).await;
+    assert_eq!(landed.status, 302, "{userid}: {}", landed.body);
+    phone
+}
+
 /// A member deleted in WeCom's console loses access at once: the simulator
 /// sends `delete_user` to the demo's callback URL, encrypted and signed
 /// with the app's keys, and the next `/verify` of the member's session is
@@ -950,15 +959,12 @@ async fn a_member_out_of_range_loses_the_early_session_when_the_refresh_is_refus
 /// departments is acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_deleted_in_wecom_is_refused_at_the_next_verify() {
-    use common::http::Browser;
-    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use host_test::demo::{Demo, DemoOptions};
 
     let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    let mut phone = Browser::new(WECOM_USER_AGENT);
-    let landed = phone.log_in(at, at, sim, "zhangsan").await;
-    assert_eq!(landed.status, 302, "{}", landed.body);
+    let mut phone = signed_in(&demo, "zhangsan").await;
     assert_eq!(
         phone.request(at, "GET", "/auth/wecom/verify").await.status,
         200
@@ -978,14 +984,10 @@ async fn a_member_deleted_in_wecom_is_refused_at_the_next_verify() {
     );
 
     // lisi (bound to bob by mobile) is renamed: the next login finds bob.
-    let mut lisi = Browser::new(WECOM_USER_AGENT);
-    let landed = lisi.log_in(at, at, sim, "lisi").await;
-    assert_eq!(landed.status, 302, "{}", landed.body);
+    signed_in(&demo, "lisi").await;
     let deliveries = sim.rename_member("lisi", "li.si").await;
     assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
-    let mut renamed = Browser::new(WECOM_USER_AGENT);
-    let landed = renamed.log_in(at, at, sim, "li.si").await;
-    assert_eq!(landed.status, 302, "{}", landed.body);
+    let mut renamed = signed_in(&demo, "li.si").await;
     let me = renamed.request(at, "GET", "/auth/wecom/me").await.json();
     assert_eq!(me["user"]["id"], "bob", "{me}");
     assert_eq!(me["wecom_userid"], "li.si");
@@ -1001,8 +1003,7 @@ async fn a_member_deleted_in_wecom_is_refused_at_the_next_verify() {
 /// `access_facts_max_age_seconds`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_moved_out_of_an_allowed_department_is_refused_at_the_next_verify() {
-    use common::http::Browser;
-    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use host_test::demo::{Demo, DemoOptions};
 
     let options = DemoOptions {
         // 研发部 (2) and below; the facts may be an hour old.
@@ -1015,9 +1016,7 @@ async fn a_member_moved_out_of_an_allowed_department_is_refused_at_the_next_veri
     let demo = Demo::start(options).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    let mut phone = Browser::new(WECOM_USER_AGENT);
-    let landed = phone.log_in(at, at, sim, "zhangsan").await;
-    assert_eq!(landed.status, 302, "{}", landed.body);
+    let mut phone = signed_in(&demo, "zhangsan").await;
     assert_eq!(
         phone.request(at, "GET", "/auth/wecom/verify").await.status,
         200
@@ -1035,17 +1034,15 @@ async fn a_member_moved_out_of_an_allowed_department_is_refused_at_the_next_veri
 /// 10 000 members costs 2 `user/list_id` calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_directory_sync_ends_the_session_of_a_leaver_whose_event_was_missed() {
-    use common::http::{Browser, send};
-    use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions, WECOM_USER_AGENT};
+    use common::http::send;
+    use host_test::demo::{ADMIN_TOKEN, Demo, DemoOptions};
     use wecom_simulator::{Endpoint, Member};
 
     let demo = Demo::start(DemoOptions::for_tests()).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    let mut phone = Browser::new(WECOM_USER_AGENT);
-    assert_eq!(phone.log_in(at, at, sim, "zhangsan").await.status, 302);
-    let mut other = Browser::new(WECOM_USER_AGENT);
-    assert_eq!(other.log_in(at, at, sim, "lisi").await.status, 302);
+    let mut phone = signed_in(&demo, "zhangsan").await;
+    let mut other = signed_in(&demo, "lisi").await;
     // Removed with no event delivered; a company of 10 000 more members.
     sim.update_model(|model| {
         let corp = &mut model.corps[0];
@@ -1121,8 +1118,7 @@ async fn the_directory_sync_ends_the_session_of_a_leaver_whose_event_was_missed(
 /// at the next `/verify` (the tag's cached members dropped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_member_and_a_member_taken_out_of_a_tag_are_refused_at_once() {
-    use common::http::Browser;
-    use host_test::demo::{Demo, DemoOptions, WECOM_USER_AGENT};
+    use host_test::demo::{Demo, DemoOptions};
 
     let options = DemoOptions {
         extra_variables: vec![("access_facts_max_age_seconds".into(), "3600".into())],
@@ -1131,8 +1127,7 @@ async fn a_disabled_member_and_a_member_taken_out_of_a_tag_are_refused_at_once()
     let demo = Demo::start(options).await.unwrap();
     let at = demo.gateway.addr();
     let sim = &demo.simulator;
-    let mut zhangsan = Browser::new(WECOM_USER_AGENT);
-    assert_eq!(zhangsan.log_in(at, at, sim, "zhangsan").await.status, 302);
+    let mut zhangsan = signed_in(&demo, "zhangsan").await;
     let deliveries = sim.disable_member("zhangsan").await;
     assert_eq!(deliveries[0].status, Some(200), "{deliveries:?}");
     assert_eq!(
@@ -1144,8 +1139,7 @@ async fn a_disabled_member_and_a_member_taken_out_of_a_tag_are_refused_at_once()
     );
 
     // 李四 holds tag 7 (运维); a proxy's rule allows that tag.
-    let mut lisi = Browser::new(WECOM_USER_AGENT);
-    assert_eq!(lisi.log_in(at, at, sim, "lisi").await.status, 302);
+    let mut lisi = signed_in(&demo, "lisi").await;
     let ruled = "/auth/wecom/verify?allowed_tags=7";
     assert_eq!(lisi.request(at, "GET", ruled).await.status, 200);
     let deliveries = sim.change_tag(7, &[], &["lisi"]).await;

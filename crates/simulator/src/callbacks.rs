@@ -104,16 +104,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn encrypt(encoding_aes_key: &str, message: &str, corp_id: &str, random: [u8; 16]) -> String {
-    let engine = base64::engine::GeneralPurpose::new(
+/// The AES key: the EncodingAESKey with `=` appended, base64-decoded
+/// (WeCom's keys leave the last character's spare bits set).
+fn aes_key(encoding_aes_key: &str) -> Vec<u8> {
+    base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-    );
-    let key = engine
-        .decode(format!("{encoding_aes_key}="))
-        .ok()
-        .filter(|key| key.len() == 32)
-        .unwrap_or_else(|| vec![0; 32]);
+    )
+    .decode(format!("{encoding_aes_key}="))
+    .ok()
+    .filter(|key| key.len() == 32)
+    .unwrap_or_else(|| vec![0; 32])
+}
+
+fn encrypt(encoding_aes_key: &str, message: &str, corp_id: &str, random: [u8; 16]) -> String {
+    let key = aes_key(encoding_aes_key);
     let mut plain = random.to_vec();
     plain.extend_from_slice(&(message.len() as u32).to_be_bytes());
     plain.extend_from_slice(message.as_bytes());
@@ -367,12 +372,7 @@ mod tests {
         let mut data = base64::engine::general_purpose::STANDARD
             .decode(encrypted)
             .unwrap();
-        let key = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
-        )
-        .decode(format!("{}=", config.encoding_aes_key))
-        .unwrap();
+        let key = aes_key(&config.encoding_aes_key);
         let plain = cbc::Decryptor::<aes::Aes256>::new(key[..].into(), key[..16].into())
             .decrypt_padded_mut::<NoPadding>(&mut data)
             .unwrap();
